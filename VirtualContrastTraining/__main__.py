@@ -1,0 +1,5 @@
+"""`python -m VirtualContrastTraining ...` (how Slicer's PythonSlicer starts the engine)."""
+
+from VirtualContrastTraining.cli import main
+
+raise SystemExit(main())

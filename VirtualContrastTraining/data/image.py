@@ -1,0 +1,91 @@
+"""A 2-D image that carries its geometry, so geometry is never guessed again downstream.
+
+Conventions (those of ITK/SimpleITK, DICOM and NRRD files on disk):
+- `array` is (rows, cols); row index = y, column index = x.
+- `spacing` is (x, y) = (column spacing, row spacing) in mm.
+- `origin` is the (x, y, z) position in mm of the centre of pixel (0, 0), LPS.
+- `direction` is the 3x3 direction cosine matrix, row-major, as a 9-tuple.
+A mammogram is one slice; a 2-D image is handled by SimpleITK as a 3-D image
+with one slice so that its origin and direction survive NRRD round trips.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+
+@dataclass
+class Image:
+    array: np.ndarray
+    spacing: tuple[float, float] = (1.0, 1.0)
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    direction: tuple[float, ...] = IDENTITY
+    # Acquisition facts that travel with the pixels: laterality ("L"/"R"), view
+    # ("CC"/"MLO"), window_center/window_width, source path, ...
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.array.ndim != 2:
+            raise ValueError(f"Image expects a 2-D array, got shape {self.array.shape}")
+        self.spacing = tuple(float(s) for s in self.spacing)
+        self.origin = tuple(float(o) for o in self.origin) + (0.0,) * (3 - len(self.origin))
+        self.direction = tuple(float(d) for d in self.direction)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.array.shape  # type: ignore[return-value]
+
+    def with_array(self, array: np.ndarray, **meta: Any) -> "Image":
+        """Same geometry, new pixels (e.g. a prediction in the LE's geometry)."""
+        if array.shape != self.array.shape:
+            raise ValueError(f"shape {array.shape} does not match the reference {self.array.shape}")
+        return replace(self, array=array, meta={**self.meta, **meta})
+
+    def same_geometry(self, other: "Image", tol: float = 1e-3) -> bool:
+        return (
+            self.shape == other.shape
+            and np.allclose(self.spacing, other.spacing, rtol=0, atol=tol)
+            and np.allclose(self.origin, other.origin, rtol=0, atol=tol * max(self.spacing))
+            and np.allclose(self.direction, other.direction, rtol=0, atol=tol)
+        )
+
+    def geometry_text(self) -> str:
+        return (
+            f"size {self.shape[1]}x{self.shape[0]}, spacing {self.spacing[0]:g}x{self.spacing[1]:g} mm, "
+            f"origin ({', '.join(f'{o:g}' for o in self.origin)})"
+        )
+
+    def to_sitk(self):
+        """SimpleITK image with one slice (keeps origin and direction in 3-D)."""
+        import SimpleITK as sitk
+
+        img = sitk.GetImageFromArray(self.array[np.newaxis])
+        img.SetSpacing((self.spacing[0], self.spacing[1], 1.0))
+        img.SetOrigin(self.origin)
+        img.SetDirection(self.direction)
+        return img
+
+    @classmethod
+    def from_sitk(cls, img, meta: dict[str, Any] | None = None) -> "Image":
+        """From a SimpleITK image with 2 dimensions, or 3 with one slice."""
+        import SimpleITK as sitk
+
+        arr = sitk.GetArrayFromImage(img)
+        if img.GetDimension() == 2:
+            spacing = img.GetSpacing()
+            origin = (*img.GetOrigin(), 0.0)
+            d = img.GetDirection()
+            direction = (d[0], d[1], 0.0, d[2], d[3], 0.0, 0.0, 0.0, 1.0)
+        elif img.GetDimension() == 3 and img.GetSize()[2] == 1:
+            arr = arr[0]
+            spacing = img.GetSpacing()[:2]
+            origin = img.GetOrigin()
+            direction = img.GetDirection()
+        else:
+            raise ValueError(f"expected a 2-D image or one slice, got size {img.GetSize()}")
+        return cls(arr, spacing, origin, direction, dict(meta or {}))

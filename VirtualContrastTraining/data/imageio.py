@@ -1,0 +1,88 @@
+"""Read any supported image into an `Image` with geometry; write NRRD atomically.
+
+Supported inputs: DICOM (MG, one frame, greyscale), NRRD / NIfTI / MHA
+(SimpleITK), PNG / JPEG / TIFF (greyscale; CDD-CESM ships JPEG). Every failure
+is an InputError naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from VirtualContrastTraining.atomic import atomic_path
+from VirtualContrastTraining.data.image import Image
+from VirtualContrastTraining.errors import InputError
+
+SITK_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
+BITMAP_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+def is_dicom_file(path: str | os.PathLike) -> bool:
+    """DICOM Part 10 files start with a 128-byte preamble and 'DICM'."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+
+
+def read_image(path: str | os.PathLike) -> Image:
+    """Read a 2-D greyscale image with its geometry. InputError when it cannot be used."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "no such file")
+    if is_dicom_file(path) or _suffix(path) in (".dcm", ".dicom"):
+        from VirtualContrastTraining.data.dicom_read import read_mg_dicom
+
+        return read_mg_dicom(path)
+    suffix = _suffix(path)
+    if suffix in SITK_SUFFIXES or suffix in BITMAP_SUFFIXES:
+        return _read_with_sitk(path, bitmap=suffix in BITMAP_SUFFIXES)
+    raise InputError(path, "not a DICOM, NRRD, NIfTI, MHA, PNG or JPEG file")
+
+
+def _read_with_sitk(path: Path, bitmap: bool) -> Image:
+    import SimpleITK as sitk
+
+    try:
+        img = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
+        raise InputError(path, f"cannot read image ({first[:160]})") from None
+    if img.GetNumberOfComponentsPerPixel() != 1:
+        if bitmap and img.GetNumberOfComponentsPerPixel() in (3, 4):
+            arr = sitk.GetArrayFromImage(img)
+            rgb = arr[..., :3].astype(np.float64)
+            if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
+                raise InputError(path, "colour (RGB) image: a mammogram must be greyscale")
+            img = sitk.GetImageFromArray(arr[..., 0])
+        else:
+            raise InputError(path, f"has {img.GetNumberOfComponentsPerPixel()} components per pixel; expected greyscale")
+    if img.GetDimension() == 3 and img.GetSize()[2] != 1:
+        raise InputError(path, f"is a volume of {img.GetSize()[2]} slices; expected one 2-D image")
+    try:
+        return Image.from_sitk(img, meta={"source": str(path)})
+    except ValueError as exc:
+        raise InputError(path, str(exc)) from None
+
+
+def write_nrrd(image: Image, path: str | os.PathLike, fields: dict[str, str] | None = None) -> Path:
+    """Write `image` as a one-slice NRRD with its geometry; `fields` become NRRD key/value pairs."""
+    import SimpleITK as sitk
+
+    path = Path(path)
+    img = image.to_sitk()
+    for key, value in (fields or {}).items():
+        img.SetMetaData(key, str(value))
+    with atomic_path(path) as tmp:
+        sitk.WriteImage(img, str(tmp), useCompression=True)
+    return path
