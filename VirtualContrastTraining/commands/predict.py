@@ -1,0 +1,68 @@
+"""`virtual-contrast predict`: synthetic DES for one LE file or for every case of a manifest."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from VirtualContrastTraining.atomic import ensure_writable_dir
+from VirtualContrastTraining.data.imageio import read_image
+from VirtualContrastTraining.data.manifest import read_manifest
+from VirtualContrastTraining.events import EventWriter
+from VirtualContrastTraining.synthetic_export import (
+    synthetic_name,
+    write_synthetic_dicom,
+    write_synthetic_nrrd,
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="synthesize DES from LE images with a trained model",
+                       description="Writes the synthetic DES in the LE's geometry (size, spacing, origin, direction) "
+                                   "as NRRD or as DICOM marked DERIVED/SYNTHETIC.")
+    p.add_argument("--model", required=True, help="run folder (or its model.safetensors)")
+    p.add_argument("--input", required=True, help="LE image (DICOM, NRRD, PNG/JPEG) or a manifest .csv")
+    p.add_argument("--out", required=True, help="output folder, or a file name containing 'SYNTHETIC' for one input")
+    p.add_argument("--format", choices=("nrrd", "dicom"), default=None,
+                   help="output format (default: from --out's extension, else nrrd)")
+    p.add_argument("--split", default="", help="with a manifest: only cases of this split (e.g. test)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.set_defaults(func=run)
+
+
+def _writer(fmt: str):
+    return write_synthetic_dicom if fmt == "dicom" else write_synthetic_nrrd
+
+
+def run(args: argparse.Namespace) -> int:
+    from VirtualContrastTraining.synthesis import Synthesizer
+
+    out = Path(args.out)
+    single_file = out.suffix.lower() in (".nrrd", ".dcm")
+    fmt = args.format or ("dicom" if out.suffix.lower() == ".dcm" else "nrrd")
+    inputs = []  # (case_id or stem, LE path, laterality, LE window)
+    if Path(args.input).suffix.lower() == ".csv":
+        for case in read_manifest(args.input):
+            if not args.split or case.split == args.split:
+                inputs.append((case.case_id, case.le_path, case.laterality, case.window("le")))
+    else:
+        inputs.append((Path(args.input).name.split(".")[0], args.input, "", None))
+    if single_file and len(inputs) != 1:
+        from VirtualContrastTraining.errors import InputError
+
+        raise InputError(out, "a manifest gives several outputs: --out must be a folder")
+    ensure_writable_dir(out.parent if single_file else out)
+    synth = Synthesizer.load(args.model, device=args.device)
+    events = EventWriter()
+    events.emit("started", job="predict", model=str(args.model), n_images=len(inputs))
+    written = []
+    for i, (stem, le_path, laterality, window) in enumerate(inputs, start=1):
+        le = read_image(le_path)
+        des = synth.synthesize(le, laterality=laterality, window=window)
+        dest = out if single_file else out / synthetic_name(stem, fmt)
+        written.append(_writer(fmt)(des, dest))
+        events.emit("progress", step=i, total_steps=len(inputs), path=str(dest))
+    events.emit("finished", job="predict", outputs=[str(p) for p in written])
+    print(f"wrote {len(written)} synthetic DES image(s) to {out}", file=sys.stderr)
+    return 0

@@ -1,0 +1,82 @@
+"""Write a synthetic DES so that it can never be mistaken for a real one.
+
+Every output says so three times: in its file name (`_SYNTHETIC-DES`), in its
+metadata (NRRD key/value fields) and, for DICOM, in ImageType
+(DERIVED\\SECONDARY\\\\SYNTHETIC), SeriesDescription and DerivationDescription,
+with a reference to the LE it was computed from. `import` skips such files.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from VirtualContrastTraining import __version__
+from VirtualContrastTraining.data.image import Image
+from VirtualContrastTraining.data.imageio import write_nrrd
+from VirtualContrastTraining.errors import InputError
+
+SUFFIX = "_SYNTHETIC-DES"
+SERIES_DESCRIPTION = "SYNTHETIC DES \u2013 not for diagnosis"
+IMAGE_TYPE = ["DERIVED", "SECONDARY", "", "SYNTHETIC"]
+BITS_STORED = 14
+
+
+def synthetic_name(stem: str, fmt: str) -> str:
+    return f"{stem}{SUFFIX}.{'nrrd' if fmt == 'nrrd' else 'dcm'}"
+
+
+def check_synthetic_name(path: str | os.PathLike) -> Path:
+    """A file name chosen by the user must say "synthetic" too."""
+    path = Path(path)
+    if "synthetic" not in path.name.lower():
+        raise InputError(path, "a synthetic DES output must say so in its name: include 'SYNTHETIC' (or give a folder)")
+    return path
+
+
+def write_synthetic_nrrd(image: Image, path: str | os.PathLike) -> Path:
+    fields = {k: v for k, v in image.meta.items() if k.startswith("VirtualContrast.") or k == "Synthetic"}
+    return write_nrrd(image, check_synthetic_name(path), fields=fields)
+
+
+def write_synthetic_dicom(image: Image, path: str | os.PathLike) -> Path:
+    """MG DICOM in the LE's study (new series), pixels in the LE's geometry, marked synthetic."""
+    from pydicom.dataset import Dataset
+    from pydicom.uid import generate_uid
+
+    from VirtualContrastTraining.data.dicom_write import write_mg_dicom
+
+    path = check_synthetic_name(path)
+    meta = image.meta
+    pixels = np.clip(np.rint(image.array), 0, 2**BITS_STORED - 1).astype(np.uint16)
+    extra = {
+        "DerivationDescription": (
+            f"{SERIES_DESCRIPTION}. Virtual contrast enhancement by {meta.get('VirtualContrast.Model', '?')}, "
+            f"preset {meta.get('VirtualContrast.Preset', '?')}, VirtualContrast {__version__}"
+        )[:1024],
+        "BurnedInAnnotation": "NO",
+    }
+    if meta.get("sop_uid"):
+        source = Dataset()
+        source.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.2"
+        source.ReferencedSOPInstanceUID = meta["sop_uid"]
+        extra["SourceImageSequence"] = [source]
+    return write_mg_dicom(
+        path,
+        pixels,
+        spacing_mm=image.spacing,
+        image_type=IMAGE_TYPE,
+        patient_id=meta.get("patient_id") or "UNKNOWN",
+        patient_name=meta.get("patient_name") or "UNKNOWN",
+        study_uid=meta.get("study_uid") or generate_uid(),
+        laterality=meta.get("laterality", ""),
+        view=meta.get("view", ""),
+        window=(meta["window_center"], meta["window_width"]),
+        bits_stored=BITS_STORED,
+        series_description=SERIES_DESCRIPTION,
+        series_number=9900,
+        manufacturer="VirtualContrast (synthetic)",
+        extra=extra,
+    )
