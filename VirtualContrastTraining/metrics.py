@@ -1,0 +1,177 @@
+"""Image-quality metrics between a target DES `y` and a synthetic DES `yhat`, plus tissue CNR.
+
+numpy/scipy/scikit-image only (no torch): the Slicer GUI measures CNR and
+error maps before torch is installed.
+
+Images are 2-D arrays in [0, 1] (the preprocessed images the model sees), as
+in Rofena et al. 2024 (CMIG), section on metrics:
+- MSE, eq. 9: mean squared difference.
+- PSNR, eq. 10: 10 log10(max(y)^2 / MSE) with the maximum of the TARGET, not
+  the nominal range. Identical images have MSE 0 and PSNR +inf; that is the
+  honest per-image answer, and summaries must leave such values out of means
+  (evaluate.summarize does, and counts them).
+- SSIM, eq. 12: scikit-image's structural_similarity with data_range=1.0 and
+  its defaults (7x7 uniform window).
+- VIF: pixel-domain multiscale VIF ("VIFp", Sheikh & Bovik 2006, the
+  vifp_mscale.m reference also behind sewar.full_ref.vifp and piq.vif_p):
+  4 scales with Gaussian windows of N = 17, 9, 5, 3 pixels (sigma N/5),
+  visual noise variance sigma_nsq = 2 on images scaled to [0, 255], as the
+  reference code assumes 8-bit images.
+Tissue CNR follows Zormpas-Petridis et al. 2026:
+|mean_a - mean_b| / (std_a + std_b).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage
+
+METRICS = ("MSE", "PSNR", "SSIM", "VIF", "MAE", "lesion_MAE")
+
+VIF_SCALE = 255.0       # [0,1] images are scaled to [0,255], the range sigma_nsq was chosen for
+VIF_SIGMA_NSQ = 2.0
+_VIF_EPS = 1e-10
+
+
+def _pair(y: np.ndarray, yhat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both images as float64 2-D arrays of one shape; ValueError otherwise."""
+    y = np.asarray(y, dtype=np.float64)
+    yhat = np.asarray(yhat, dtype=np.float64)
+    if y.ndim != 2 or y.shape != yhat.shape:
+        raise ValueError(f"expected two 2-D images of one shape, got {y.shape} and {yhat.shape}")
+    return y, yhat
+
+
+def mse(y: np.ndarray, yhat: np.ndarray) -> float:
+    y, yhat = _pair(y, yhat)
+    return float(np.mean((y - yhat) ** 2))
+
+
+def mae(y: np.ndarray, yhat: np.ndarray) -> float:
+    y, yhat = _pair(y, yhat)
+    return float(np.mean(np.abs(y - yhat)))
+
+
+def psnr(y: np.ndarray, yhat: np.ndarray) -> float:
+    """PSNR in dB with the target's maximum (eq. 10); +inf for identical images."""
+    y, yhat = _pair(y, yhat)
+    err = mse(y, yhat)
+    if err == 0.0:
+        return math.inf
+    peak = float(y.max())
+    if peak <= 0.0:
+        raise ValueError("PSNR is undefined for a target without any positive pixel")
+    return 10.0 * math.log10(peak**2 / err)
+
+
+def ssim(y: np.ndarray, yhat: np.ndarray) -> float:
+    """scikit-image SSIM with data_range 1.0: images must be in [0,1] and at least 7x7."""
+    from skimage.metrics import structural_similarity
+
+    y, yhat = _pair(y, yhat)
+    return float(structural_similarity(y, yhat, data_range=1.0))
+
+
+def _gauss_window_1d(n: int) -> np.ndarray:
+    """1-D factor of MATLAB's fspecial('gaussian', n, n/5); the 2-D window is its outer product."""
+    x = np.arange(n) - (n - 1) / 2
+    g = np.exp(-(x**2) / (2 * (n / 5) ** 2))
+    return g / g.sum()
+
+
+def _filter_valid(img: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """MATLAB filter2(win, img, 'valid') for a separable symmetric window."""
+    r = (len(w) - 1) // 2
+    out = ndimage.correlate1d(ndimage.correlate1d(img, w, axis=0), w, axis=1)
+    return out[r:img.shape[0] - r, r:img.shape[1] - r]
+
+
+def vif(y: np.ndarray, yhat: np.ndarray) -> float:
+    """Pixel-domain VIF of `yhat` against the reference `y` (1 for identical images).
+
+    Images in [0,1], at least 41x41 (the 4th scale needs a 3x3 window after
+    three filter-and-halve steps). ValueError for a constant reference, which
+    carries no information to preserve.
+    """
+    ref, dist = _pair(y, yhat)
+    ref, dist = ref * VIF_SCALE, dist * VIF_SCALE
+    num = den = 0.0
+    for scale in range(4):
+        n = 2 ** (4 - scale) + 1
+        w = _gauss_window_1d(n)
+        if scale > 0:
+            ref = _filter_valid(ref, w)[::2, ::2]
+            dist = _filter_valid(dist, w)[::2, ::2]
+        if min(ref.shape) < n:
+            raise ValueError(f"VIF needs images of at least 41x41 pixels, got {y.shape}")
+        mu1, mu2 = _filter_valid(ref, w), _filter_valid(dist, w)
+        s1 = np.maximum(_filter_valid(ref * ref, w) - mu1 * mu1, 0)
+        s2 = np.maximum(_filter_valid(dist * dist, w) - mu2 * mu2, 0)
+        s12 = _filter_valid(ref * dist, w) - mu1 * mu2
+
+        g = s12 / (s1 + _VIF_EPS)
+        sv = s2 - g * s12
+        flat_ref = s1 < _VIF_EPS
+        g[flat_ref] = 0
+        sv[flat_ref] = s2[flat_ref]
+        s1[flat_ref] = 0
+        flat_dist = s2 < _VIF_EPS
+        g[flat_dist] = 0
+        sv[flat_dist] = 0
+        negative = g < 0
+        sv[negative] = s2[negative]
+        g[negative] = 0
+        sv = np.maximum(sv, _VIF_EPS)
+
+        num += float(np.sum(np.log10(1 + g * g * s1 / (sv + VIF_SIGMA_NSQ))))
+        den += float(np.sum(np.log10(1 + s1 / VIF_SIGMA_NSQ)))
+    if den == 0.0:
+        raise ValueError("VIF is undefined for a constant reference image")
+    return num / den
+
+
+def masked_mae(y: np.ndarray, yhat: np.ndarray, mask: np.ndarray | None) -> float | None:
+    """Mean |y - yhat| over mask pixels (mask > 0.5); None when there is no mask or it is empty."""
+    y, yhat = _pair(y, yhat)
+    if mask is None:
+        return None
+    mask = np.asarray(mask)
+    if mask.shape != y.shape:
+        raise ValueError(f"mask shape {mask.shape} does not match the image shape {y.shape}")
+    inside = mask > 0.5
+    if not inside.any():
+        return None
+    return float(np.mean(np.abs(y[inside] - yhat[inside])))
+
+
+def cnr(values_a: np.ndarray, values_b: np.ndarray) -> float:
+    """Tissue CNR |mean_a - mean_b| / (std_a + std_b) of two pixel samples (population std).
+
+    ValueError (never NaN) when a region is empty, holds non-finite values, or
+    both regions are perfectly uniform.
+    """
+    a = np.asarray(values_a, dtype=np.float64).ravel()
+    b = np.asarray(values_b, dtype=np.float64).ravel()
+    for name, v in (("first", a), ("second", b)):
+        if v.size == 0:
+            raise ValueError(f"CNR: the {name} region is empty")
+        if not np.all(np.isfinite(v)):
+            raise ValueError(f"CNR: the {name} region holds non-finite values")
+    spread = float(a.std() + b.std())
+    if spread == 0.0:
+        raise ValueError("CNR: both regions have zero variance (uniform), CNR is undefined")
+    return abs(float(a.mean()) - float(b.mean())) / spread
+
+
+def image_metrics(y: np.ndarray, yhat: np.ndarray, mask: np.ndarray | None = None) -> dict[str, float | None]:
+    """All per-image metrics (keys of METRICS); lesion_MAE is None without a non-empty mask."""
+    return {
+        "MSE": mse(y, yhat),
+        "PSNR": psnr(y, yhat),
+        "SSIM": ssim(y, yhat),
+        "VIF": vif(y, yhat),
+        "MAE": mae(y, yhat),
+        "lesion_MAE": masked_mae(y, yhat, mask),
+    }
