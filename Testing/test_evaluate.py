@@ -1,0 +1,172 @@
+"""Evaluation core (rows, summaries, baselines), heatmap panels and the `evaluate` command's input checks."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+from scipy import ndimage
+
+from VirtualContrastTraining.commands import evaluate as evaluate_command
+from VirtualContrastTraining.data.manifest import Case, write_manifest
+from VirtualContrastTraining.errors import InputError
+from VirtualContrastTraining.evaluate import (
+    HEADLINE, _csv_text, evaluate_arrays, fit_linear_baseline, format_table, identity_baseline,
+    linear_baseline, safe_filename, summarize,
+)
+from VirtualContrastTraining.heatmaps import PANEL_INCHES, write_heatmap_panel
+
+S = 48
+
+
+def textured(seed: int) -> np.ndarray:
+    img = ndimage.gaussian_filter(np.random.default_rng(seed).random((S, S)), 2.0)
+    return ((img - img.min()) / (img.max() - img.min())).astype(np.float32)
+
+
+def lesion_mask() -> np.ndarray:
+    mask = np.zeros((S, S), np.float32)
+    mask[20:30, 15:25] = 1
+    return mask
+
+
+@pytest.fixture
+def cases() -> list[dict]:
+    out = []
+    for i in range(3):
+        le = textured(i)
+        des = np.clip(0.5 * le + 0.3 * textured(10 + i), 0, 1).astype(np.float32)
+        out.append({"case_id": f"P{i}_L_CC", "le": le, "des": des, "mask": lesion_mask() if i < 2 else None,
+                    "density": "abc"[i]})
+    return out
+
+
+def test_perfect_prediction_and_identity_rows(cases):
+    rows = evaluate_arrays(cases, {"perfect": [c["des"] for c in cases],
+                                   "identity": [identity_baseline(c["le"]) for c in cases]})
+    assert len(rows) == 6
+    perfect = [r for r in rows if r["model"] == "perfect"]
+    assert [r["case_id"] for r in perfect] == ["P0_L_CC", "P1_L_CC", "P2_L_CC"]
+    assert [r["density"] for r in perfect] == ["a", "b", "c"]
+    assert "le" not in perfect[0] and "mask" not in perfect[0]
+    for r in perfect:
+        assert r["MSE"] == 0.0 and r["MAE"] == 0.0
+        assert r["SSIM"] == pytest.approx(1.0)
+        assert r["VIF"] == pytest.approx(1.0, abs=1e-9)
+        assert r["PSNR"] == math.inf
+    assert [r["lesion_MAE"] for r in perfect] == [0.0, 0.0, None]
+    assert [r["has_lesion_mask"] for r in perfect] == [True, True, False]
+    identity = [r for r in rows if r["model"] == "identity"]
+    assert all(r["MSE"] > 0 and r["SSIM"] < 1 and np.isfinite(r["PSNR"]) for r in identity)
+
+
+def test_summarize_means_sds_and_infinite_psnr(cases):
+    preds = [np.clip(c["des"] + 0.02 * (i + 1), 0, 1) for i, c in enumerate(cases)]
+    rows = evaluate_arrays(cases, {"perfect": [c["des"] for c in cases], "offset": preds})
+    perfect, offset = summarize(rows)
+    assert (perfect["model"], perfect["n_images"], perfect["n_lesion_masks"]) == ("perfect", 3, 2)
+    assert perfect["MSE_mean"] == 0.0 and perfect["MSE_sd"] == 0.0
+    assert perfect["PSNR_n"] == 0 and perfect["PSNR_mean"] is None       # all infinite: left out
+    assert perfect["lesion_MAE_n"] == 2
+    mses = [r["MSE"] for r in rows if r["model"] == "offset"]
+    assert offset["MSE_mean"] == pytest.approx(np.mean(mses))
+    assert offset["MSE_sd"] == pytest.approx(np.std(mses, ddof=1))
+    assert offset["PSNR_n"] == 3 and np.isfinite(offset["PSNR_mean"])
+    table = format_table([perfect, offset])
+    header = table.splitlines()[0]
+    assert all(title in header for _, title, _ in HEADLINE)
+    assert "| perfect | 3 | 0.00000 ± 0.00000 | n/a |" in table
+    assert table.count("±") == 4 + 5
+
+
+def test_summarize_single_image_has_no_sd():
+    rows = [{"model": "m", "case_id": "a", "has_lesion_mask": False, "MSE": 0.5, "PSNR": 3.0, "SSIM": 0.9,
+             "VIF": 0.4, "MAE": 0.1, "lesion_MAE": None}]
+    entry = summarize(rows)[0]
+    assert entry["MSE_mean"] == 0.5 and entry["MSE_sd"] is None
+    assert entry["lesion_MAE_mean"] is None and entry["lesion_MAE_n"] == 0
+    assert "| m | 1 | 0.50000 | 3.00 |" in format_table([entry])
+
+
+def test_evaluate_arrays_rejects_bad_input(cases):
+    with pytest.raises(ValueError, match="2 predictions for 3 cases"):
+        evaluate_arrays(cases, {"short": [c["des"] for c in cases[:2]]})
+    cases[1]["des"] = np.zeros((S, S), np.float32)
+    with pytest.raises(ValueError, match="case P1_L_CC, model 'm'"):
+        evaluate_arrays(cases, {"m": [c["le"] for c in cases]})
+
+
+def test_linear_baseline_recovers_a_and_b():
+    les = [textured(i) for i in range(3)]
+    a, b = fit_linear_baseline(les, [0.6 * le + 0.15 for le in les])
+    assert (a, b) == (pytest.approx(0.6, abs=1e-6), pytest.approx(0.15, abs=1e-6))
+    pred = linear_baseline(les[0], 2.0, -0.5)
+    assert pred.dtype == np.float32 and pred.min() == 0.0 and pred.max() == 1.0   # clipped to [0,1]
+    with pytest.raises(ValueError, match="constant"):
+        fit_linear_baseline([np.full((4, 4), 0.3)], [np.ones((4, 4))])
+    with pytest.raises(ValueError, match="no training pixels"):
+        fit_linear_baseline([], [])
+
+
+def test_csv_text_round_trip(cases):
+    rows = evaluate_arrays(cases, {"perfect": [c["des"] for c in cases]})
+    back = list(csv.DictReader(_csv_text(rows).splitlines()))
+    assert [r["case_id"] for r in back] == ["P0_L_CC", "P1_L_CC", "P2_L_CC"]
+    assert back[0]["PSNR"] == "inf" and back[2]["lesion_MAE"] == ""
+    assert float(back[0]["SSIM"]) == pytest.approx(1.0)
+
+
+def test_safe_filename():
+    assert safe_filename("P1/L CC:1") == "P1_L_CC_1"
+    assert safe_filename("a-b_c.1") == "a-b_c.1"
+
+
+def test_heatmap_panel_written_non_blank_right_size(tmp_path, cases):
+    c = cases[0]
+    synthetic = np.clip(c["des"] + 0.1 * textured(20), 0, 1)
+    with_mask = write_heatmap_panel(tmp_path / "a.png", c["le"], c["des"], synthetic, mask=c["mask"],
+                                    title="P0", dpi=50)
+    without = write_heatmap_panel(tmp_path / "b.png", c["le"], c["des"], synthetic, title="P0", dpi=50)
+    img = imread(with_mask)
+    assert img.shape[:2] == (round(PANEL_INCHES[1] * 50), round(PANEL_INCHES[0] * 50))
+    assert img[..., :3].var() > 0.01
+    assert not np.array_equal(img, imread(without))          # the lesion outline is drawn
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png"]   # no temp files left
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser()
+    evaluate_command.register(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["evaluate", *argv])
+
+
+def _manifest(tmp_path, splits):
+    cases = [Case(case_id=f"c{i}", patient_id=f"p{i}", le_path=str(tmp_path / f"le{i}.nrrd"),
+                  des_path=str(tmp_path / f"des{i}.nrrd"), split=s) for i, s in enumerate(splits)]
+    return write_manifest(tmp_path / "manifest.csv", cases)
+
+
+def test_command_input_errors(tmp_path):
+    model = tmp_path / "model.safetensors"
+    model.write_bytes(b"not read before the manifest is checked")
+    out = str(tmp_path / "out")
+    args = _parse(["--model", str(tmp_path / "missing"), "--manifest", "m.csv", "--out", out])
+    assert (args.split, args.device) == ("test", "auto")
+    with pytest.raises(InputError, match="model not found"):
+        args.func(args)
+    with pytest.raises(InputError, match="manifest not found"):
+        args.func(_parse(["--model", str(model), "--manifest", str(tmp_path / "none.csv"), "--out", out]))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(InputError, match="cannot create output folder"):
+        args.func(_parse(["--model", str(model), "--manifest", "m.csv", "--out", str(blocker / "sub")]))
+    manifest = str(_manifest(tmp_path, ["train", ""]))
+    with pytest.raises(InputError, match="split column is empty for 1 case.*train a model first"):
+        args.func(_parse(["--model", str(model), "--manifest", manifest, "--out", out]))
+    manifest = str(_manifest(tmp_path, ["train", "val"]))
+    with pytest.raises(InputError, match=r"no cases in split 'test' \(splits present: train, val\)"):
+        args.func(_parse(["--model", str(model), "--manifest", manifest, "--out", out]))

@@ -1,0 +1,289 @@
+"""Evaluate a trained model against its real DES targets and two baselines.
+
+The core (`evaluate_arrays`, `summarize`, the baselines) works on prepared
+arrays, not files, so the Slicer module and tests call it directly.
+`evaluate_run` is the file-level step behind `virtual-contrast evaluate`: it
+prepares a manifest split with the model's own preprocessing, predicts, and
+writes per_image.csv, summary.csv, summary.md and heatmaps/<case>.png.
+
+Metrics are computed on the preprocessed [0,1] images at the model's input
+size, as the papers do (Rofena et al. 2024, 2025). The baselines tell whether
+a model learned more than the trivial answers: "identity" (DES = LE) and a
+least-squares line LE -> DES fitted on the training split.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from VirtualContrastTraining.atomic import atomic_dir, ensure_writable_dir, write_text_atomic
+from VirtualContrastTraining.errors import InputError
+from VirtualContrastTraining.metrics import METRICS, image_metrics
+
+IDENTITY_NAME = "identity (DES = LE)"
+LINEAR_NAME = "linear LE->DES"
+ARRAY_KEYS = ("le", "des", "mask")
+# Headline table columns: (metric key, column title, number format).
+HEADLINE = (("MSE", "MSE", ".5f"), ("PSNR", "PSNR (dB)", ".2f"), ("SSIM", "SSIM", ".3f"),
+            ("VIF", "VIF", ".3f"), ("lesion_MAE", "lesion MAE", ".4f"))
+NOT_FOR_DIAGNOSIS = ("Synthetic DES images are computed by a neural network from the low-energy image. "
+                     "They are for research and method evaluation only and must not be used for diagnosis.")
+
+
+def identity_baseline(le: np.ndarray) -> np.ndarray:
+    """The trivial answer DES = LE: a model must beat it to have learned the contrast uptake."""
+    return le
+
+
+def fit_linear_baseline(train_le_list: Iterable[np.ndarray], train_des_list: Iterable[np.ndarray]) -> tuple[float, float]:
+    """Least-squares (a, b) of DES ~ a*LE + b over all training pixels.
+
+    Accumulates sums image by image, so a large training split is never
+    concatenated in memory. ValueError when there are no pixels or LE is constant.
+    """
+    n = sx = sy = sxx = sxy = 0.0
+    for le, des in zip(train_le_list, train_des_list, strict=True):
+        x = np.asarray(le, dtype=np.float64).ravel()
+        y = np.asarray(des, dtype=np.float64).ravel()
+        if x.shape != y.shape:
+            raise ValueError(f"LE and DES sizes differ ({x.size} vs {y.size} pixels)")
+        n += x.size
+        sx, sy = sx + x.sum(), sy + y.sum()
+        sxx, sxy = sxx + x @ x, sxy + x @ y
+    if n == 0:
+        raise ValueError("linear baseline: no training pixels")
+    var = sxx / n - (sx / n) ** 2
+    if var <= 1e-12:
+        raise ValueError("linear baseline: the training LE images are constant")
+    a = (sxy / n - (sx / n) * (sy / n)) / var
+    return float(a), float(sy / n - a * sx / n)
+
+
+def linear_baseline(le: np.ndarray, a: float, b: float) -> np.ndarray:
+    """a*LE + b clipped to [0,1], the range of the preprocessed DES."""
+    return np.clip(a * np.asarray(le, dtype=np.float32) + b, 0.0, 1.0).astype(np.float32)
+
+
+def evaluate_arrays(cases: list[dict[str, Any]], predictions: dict[str, list[np.ndarray]]) -> list[dict[str, Any]]:
+    """One row per image and model: model, case_id, the case's other non-array fields, metrics.
+
+    `cases[i]` holds case_id, le, des, mask (or None) and any descriptive fields
+    (density, laterality, ...); `predictions[model][i]` is that model's DES for
+    `cases[i]`. A metric that cannot be computed (e.g. a blank DES) is a
+    ValueError naming the case.
+    """
+    rows = []
+    for model, preds in predictions.items():
+        if len(preds) != len(cases):
+            raise ValueError(f"model {model!r}: {len(preds)} predictions for {len(cases)} cases")
+        for case, pred in zip(cases, preds):
+            try:
+                values = image_metrics(case["des"], pred, case.get("mask"))
+            except ValueError as exc:
+                raise ValueError(f"case {case['case_id']}, model {model!r}: {exc}") from None
+            info = {k: v for k, v in case.items() if k not in ARRAY_KEYS}
+            rows.append({"model": model, **info, "has_lesion_mask": values["lesion_MAE"] is not None, **values})
+    return rows
+
+
+def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
+    """Mean and sample sd (ddof=1); None where undefined (no values; sd of one value)."""
+    if not values:
+        return None, None
+    arr = np.asarray(values, dtype=np.float64)
+    return float(arr.mean()), (float(arr.std(ddof=1)) if arr.size > 1 else None)
+
+
+def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model (in order of appearance): n_images, n_lesion_masks, and for each metric
+    `<M>_mean`, `<M>_sd` and `<M>_n`, the number of finite values used.
+
+    Non-finite values (PSNR of a perfect prediction is +inf) and missing ones
+    (lesion MAE without a mask) are left out of mean and sd; `<M>_n` shows how many remain.
+    """
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    summary = []
+    for model in models:
+        mine = [r for r in rows if r["model"] == model]
+        entry: dict[str, Any] = {"model": model, "n_images": len(mine),
+                                 "n_lesion_masks": sum(bool(r["has_lesion_mask"]) for r in mine)}
+        for m in METRICS:
+            finite = [float(r[m]) for r in mine if r.get(m) is not None and math.isfinite(r[m])]
+            entry[f"{m}_mean"], entry[f"{m}_sd"] = _mean_sd(finite)
+            entry[f"{m}_n"] = len(finite)
+        summary.append(entry)
+    return summary
+
+
+def _cell(entry: dict[str, Any], metric: str, fmt: str) -> str:
+    mean, sd = entry[f"{metric}_mean"], entry[f"{metric}_sd"]
+    if mean is None:
+        return "n/a"
+    return f"{mean:{fmt}} ± {sd:{fmt}}" if sd is not None else f"{mean:{fmt}}"
+
+
+def format_table(summary: list[dict[str, Any]]) -> str:
+    """The headline Markdown table: model | MSE | PSNR | SSIM | VIF | lesion MAE, mean ± sd."""
+    head = ["model", "n", *(title for _, title, _ in HEADLINE)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for e in summary:
+        cells = [e["model"], str(e["n_images"]), *(_cell(e, m, f) for m, _, f in HEADLINE)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _csv_text(rows: list[dict[str, Any]]) -> str:
+    """CSV with the union of the rows' keys; None becomes an empty cell, floats keep full precision."""
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: ("" if r.get(k) is None else r[k]) for k in columns})
+    return buf.getvalue()
+
+
+def safe_filename(case_id: str) -> str:
+    """A case id as a file name: anything but letters, digits, '.', '-' and '_' becomes '_'."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", case_id) or "case"
+
+
+@dataclass
+class EvaluationResult:
+    out_dir: Path
+    split: str
+    model_name: str
+    rows: list[dict[str, Any]]
+    summary: list[dict[str, Any]]
+    linear_fit: tuple[float, float] | None
+    heatmaps: list[Path] = field(default_factory=list)
+
+    @property
+    def per_image_csv(self) -> Path:
+        return self.out_dir / "per_image.csv"
+
+    @property
+    def summary_csv(self) -> Path:
+        return self.out_dir / "summary.csv"
+
+    @property
+    def summary_md(self) -> Path:
+        return self.out_dir / "summary.md"
+
+    @property
+    def table(self) -> str:
+        return format_table(self.summary)
+
+
+def _select_split(manifest_path: str | os.PathLike, split: str):
+    """(cases of `split`, train cases) from a manifest with DES; InputError when splits are unset."""
+    from VirtualContrastTraining.data.manifest import read_manifest
+
+    cases = read_manifest(manifest_path, require_des=True)
+    unset = [c.case_id for c in cases if not c.split]
+    if unset:
+        raise InputError(manifest_path, f"the split column is empty for {len(unset)} case(s) (e.g. {unset[0]}): "
+                         "train a model first (training fills the splits) or set train/val/test in the manifest")
+    chosen = [c for c in cases if c.split == split]
+    if not chosen:
+        present = ", ".join(sorted({c.split for c in cases}))
+        raise InputError(manifest_path, f"no cases in split {split!r} (splits present: {present})")
+    return chosen, [c for c in cases if c.split == "train"]
+
+
+def evaluate_run(model_path: str | os.PathLike, manifest_path: str | os.PathLike, *, split: str = "test",
+                 out_dir: str | os.PathLike, device: str = "auto") -> EvaluationResult:
+    """Evaluate a trained model on one manifest split; write the report files into `out_dir`."""
+    from VirtualContrastTraining.data.dataset import prepare_cases
+    from VirtualContrastTraining.synthesis import Synthesizer
+
+    if not Path(model_path).exists():
+        raise InputError(model_path, "model not found: give a trained run folder or model file")
+    out_dir = ensure_writable_dir(out_dir)
+    chosen, train = _select_split(manifest_path, split)
+
+    synth = Synthesizer.load(model_path, device=device)
+    prepared = prepare_cases(chosen, synth.preprocess_config)
+    le = np.stack([p.le for p in prepared])
+    synthetic = list(synth.predict01(le))
+    predictions = {synth.model_name: synthetic, IDENTITY_NAME: [identity_baseline(x) for x in le]}
+    linear_fit = None
+    if train:
+        train_prepared = prepare_cases(train, synth.preprocess_config)
+        try:
+            linear_fit = fit_linear_baseline((p.le for p in train_prepared), (p.des for p in train_prepared))
+        except ValueError as exc:
+            raise InputError(manifest_path, f"train split: {exc}") from None
+        predictions[LINEAR_NAME] = [linear_baseline(x, *linear_fit) for x in le]
+
+    cases = [{"case_id": p.case.case_id, "split": split, "density": p.case.density,
+              "laterality": p.case.laterality, "view": p.case.view, "label": p.case.label,
+              "le": p.le, "des": p.des, "mask": p.mask if p.has_mask else None} for p in prepared]
+    try:
+        rows = evaluate_arrays(cases, predictions)
+    except ValueError as exc:
+        raise InputError(manifest_path, str(exc)) from None
+    result = EvaluationResult(out_dir, split, synth.model_name, rows, summarize(rows), linear_fit)
+
+    # One colour scale for all heatmaps of this report, so panels compare.
+    error_vmax = float(np.percentile(np.abs(np.stack(synthetic) - np.stack([c["des"] for c in cases])), 99.5))
+    with atomic_dir(out_dir / "heatmaps") as tmp:
+        from VirtualContrastTraining.heatmaps import write_heatmap_panel
+
+        for case, pred in zip(cases, synthetic):
+            name = f"{safe_filename(case['case_id'])}.png"
+            write_heatmap_panel(tmp / name, case["le"], case["des"], pred, mask=case["mask"],
+                                title=f"{case['case_id']} - {synth.model_name}", error_vmax=error_vmax or None)
+            result.heatmaps.append(out_dir / "heatmaps" / name)
+
+    write_text_atomic(result.per_image_csv, _csv_text(rows))
+    write_text_atomic(result.summary_csv, _csv_text(result.summary))
+    write_text_atomic(result.summary_md, _report(result, synth, model_path, manifest_path, le.shape[-1], error_vmax))
+    return result
+
+
+def _report(result: EvaluationResult, synth, model_path, manifest_path, size: int, error_vmax: float) -> str:
+    """summary.md: what was measured on what, the headline table, and links to the heatmaps."""
+    config = synth.sidecar.get("config", {})
+    n = len(result.heatmaps)
+    n_masks = result.summary[0]["n_lesion_masks"]
+    fit = result.linear_fit
+    baseline = (f"- Baselines: {IDENTITY_NAME}; {LINEAR_NAME} fitted on the train split "
+                f"(DES = {fit[0]:.4f} * LE + {fit[1]:.4f})" if fit else
+                f"- Baselines: {IDENTITY_NAME} (no linear baseline: the manifest has no train cases)")
+    infinite = [e["model"] for e in result.summary if e["PSNR_n"] < e["n_images"]]
+    lines = [
+        "# VirtualContrast evaluation",
+        "",
+        f"> **{NOT_FOR_DIAGNOSIS}**",
+        "",
+        f"- Model: {result.model_name}, preset `{config.get('preset', 'custom')}`, file `{Path(model_path).resolve()}`",
+        f"- Training data fingerprint: `{synth.sidecar.get('data_fingerprint', 'unknown')}`",
+        f"- Manifest: `{Path(manifest_path).resolve()}`, split `{result.split}`: {n} images, {n_masks} with lesion masks",
+        baseline,
+        f"- Metrics on the preprocessed images in [0,1] at {size}x{size} pixels (the model's input): "
+        "MSE; PSNR with the target's maximum (Rofena et al. 2024, eq. 10); SSIM (scikit-image, data range 1); "
+        "pixel-domain VIF (4 scales, sigma_n^2 = 2 on a 0-255 scale); lesion MAE = mean |prediction - DES| "
+        "inside the lesion mask. Mean ± sample sd over images.",
+        "",
+        result.table,
+        "",
+    ]
+    if infinite:
+        lines += [f"PSNR is infinite for some images of {', '.join(infinite)} (prediction equal to the target); "
+                  "those are left out of the PSNR mean.", ""]
+    lines += ["Per-image values: [per_image.csv](per_image.csv); all summary statistics: [summary.csv](summary.csv).",
+              "", "## Error heatmaps",
+              "", f"LE | DES | synthetic | |synthetic - DES| (colour scale 0 to {error_vmax:.3f}, "
+              "lesion outlined in cyan).", ""]
+    lines += [f"- [{p.stem}](heatmaps/{p.name})" for p in result.heatmaps]
+    return "\n".join(lines) + "\n"
