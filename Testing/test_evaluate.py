@@ -170,3 +170,66 @@ def test_command_input_errors(tmp_path):
     manifest = str(_manifest(tmp_path, ["train", "val"]))
     with pytest.raises(InputError, match=r"no cases in split 'test' \(splits present: train, val\)"):
         args.func(_parse(["--model", str(model), "--manifest", manifest, "--out", out]))
+
+
+def _write_pair_files(folder, i):
+    """A left breast (signal on the left, air on the right) as NRRD LE/DES files of 80x64 pixels."""
+    from VirtualContrastTraining.data.image import Image
+    from VirtualContrastTraining.data.imageio import write_nrrd
+
+    rows, cols = 80, 64
+    breast = np.zeros((rows, cols), np.float32)
+    breast[:, :44] = 1
+    le = (200 + 800 * ndimage.zoom(textured(30 + i), (rows / S, cols / S), order=1)) * breast
+    des = (100 + 0.5 * le + 300 * ndimage.zoom(textured(40 + i), (rows / S, cols / S), order=1)) * breast
+    write_nrrd(Image(le.astype(np.float32), spacing=(0.1, 0.1)), folder / f"le{i}.nrrd")
+    write_nrrd(Image(des.astype(np.float32), spacing=(0.1, 0.1)), folder / f"des{i}.nrrd")
+
+
+def test_evaluate_run_end_to_end(tmp_path, capsys):
+    """A tiny untrained generator saved as a real checkpoint, evaluated through the command."""
+    checkpoints = pytest.importorskip("VirtualContrastTraining.checkpoints")
+    from VirtualContrastTraining.data.preprocessing import PreprocessConfig
+    from VirtualContrastTraining.models.networks import define_G
+    from VirtualContrastTraining.presets import TrainConfig
+
+    config = TrainConfig(preset="demo", gamma_lesion=35.0, ngf=4, n_blocks=1, image_size=48)
+    run_dir = tmp_path / "run"
+    checkpoints.save_model(run_dir, define_G(1, 1, config.ngf, config.n_blocks), {
+        "config": config.to_dict(), "preprocessing": PreprocessConfig(size=48).to_dict(),
+        "des_output_window": [0.0, 1000.0], "data_fingerprint": "f1ngerprint"})
+    splits = ["train", "train", "test", "test/x"]
+    for i in range(len(splits)):
+        _write_pair_files(tmp_path, i)
+    cases = [Case(case_id=f"P{i}_L_{'CC' if i != 3 else 'CC/2'}", patient_id=f"P{i}", laterality="L", view="CC",
+                  le_path=str(tmp_path / f"le{i}.nrrd"), des_path=str(tmp_path / f"des{i}.nrrd"), density="b",
+                  split="test" if s.startswith("test") else s) for i, s in enumerate(splits)]
+    manifest = write_manifest(tmp_path / "manifest.csv", cases)
+    out = tmp_path / "report"
+
+    args = _parse(["--model", str(run_dir), "--manifest", str(manifest), "--out", str(out), "--device", "cpu"])
+    assert args.func(args) == 0
+    printed = capsys.readouterr().out
+    assert "| CycleGAN (demo) |" not in printed and "| Seg-CycleGAN (demo) | 2 |" in printed
+    assert "| identity (DES = LE) | 2 |" in printed and "| linear LE->DES | 2 |" in printed
+    assert str(out / "summary.md") in printed
+
+    rows = list(csv.DictReader((out / "per_image.csv").read_text().splitlines()))
+    assert len(rows) == 3 * 2
+    assert {r["case_id"] for r in rows} == {"P2_L_CC", "P3_L_CC/2"}
+    assert all(r["split"] == "test" and r["density"] == "b" and r["lesion_MAE"] == "" for r in rows)
+    assert all(0 <= float(r["SSIM"]) <= 1 and float(r["MSE"]) > 0 for r in rows)
+    summary = {r["model"]: r for r in csv.DictReader((out / "summary.csv").read_text().splitlines())}
+    assert set(summary) == {"Seg-CycleGAN (demo)", "identity (DES = LE)", "linear LE->DES"}
+    # On data built as DES = 100 + 0.5 LE + texture, the fitted line beats DES = LE.
+    assert float(summary["linear LE->DES"]["MSE_mean"]) < float(summary["identity (DES = LE)"]["MSE_mean"])
+
+    report = (out / "summary.md").read_text()
+    for needed in ("must not be used for diagnosis", "preset `demo`", "`f1ngerprint`", "split `test`: 2 images",
+                   "| model | n | MSE | PSNR (dB) | SSIM | VIF | lesion MAE |",
+                   "(heatmaps/P2_L_CC.png)", "(heatmaps/P3_L_CC_2.png)"):
+        assert needed in report, needed
+    panels = sorted(p.name for p in (out / "heatmaps").iterdir())
+    assert panels == ["P2_L_CC.png", "P3_L_CC_2.png"]
+    assert imread(out / "heatmaps" / "P2_L_CC.png")[..., :3].var() > 0.01
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]     # no temporary files left
