@@ -1,0 +1,118 @@
+"""Safetensors + sidecar checkpoints: round trips, and every way a bad file is refused."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from VirtualContrastTraining.checkpoints import (
+    PICKLE_REFUSED,
+    load_generator,
+    load_training_state,
+    save_model,
+    save_training_state,
+)
+from VirtualContrastTraining.errors import InputError
+from VirtualContrastTraining.models.networks import define_G
+from VirtualContrastTraining.presets import resolve_config
+from VirtualContrastTraining.recipes.cyclegan import CycleGAN
+
+CONFIG = resolve_config("demo", {"ngf": 4, "ndf": 4, "n_blocks": 1, "image_size": 32})
+
+
+@pytest.fixture
+def model_run(tmp_path):
+    torch.manual_seed(0)
+    g = define_G(1, 1, CONFIG.ngf, CONFIG.n_blocks)
+    save_model(tmp_path, g, {"config": CONFIG.to_dict(), "des_output_window": [0.0, 1.0], "synthetic_output": True})
+    return tmp_path, g
+
+
+def test_generator_round_trip_and_no_temp_files(model_run):
+    run, g = model_run
+    assert sorted(p.name for p in run.iterdir()) == ["model.json", "model.safetensors"]
+    for where in (run, run / "model.safetensors", run / "model.json"):
+        loaded, sidecar = load_generator(where)
+        assert not loaded.training
+        assert sidecar["synthetic_output"] is True and sidecar["config"]["ngf"] == 4
+        for (k, a), (k2, b) in zip(g.state_dict().items(), loaded.state_dict().items()):
+            assert k == k2 and torch.equal(a, b)
+    x = torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(g.eval()(x), loaded(x))
+
+
+def test_pickled_checkpoint_refused(tmp_path, model_run):
+    run, g = model_run
+    for name in ("weights.pt", "model.safetensors"):  # by extension, and by content under a safe name
+        path = tmp_path / "pickled" / name
+        path.parent.mkdir(exist_ok=True)
+        torch.save(g.state_dict(), path)
+        with pytest.raises(InputError, match="pickled checkpoint refused"):
+            load_generator(path)
+    assert "only safetensors" in PICKLE_REFUSED
+
+
+def test_truncated_file_refused(model_run):
+    run, _ = model_run
+    weights = run / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(InputError, match="corrupt or truncated"):
+        load_generator(run)
+
+
+def test_sha_mismatch_and_missing_sidecar_refused(model_run):
+    run, _ = model_run
+    sidecar = json.loads((run / "model.json").read_text())
+    sidecar["weights_sha256"] = "0" * 64
+    (run / "model.json").write_text(json.dumps(sidecar))
+    with pytest.raises(InputError, match="sha256 does not match"):
+        load_generator(run)
+    (run / "model.json").unlink()
+    with pytest.raises(InputError, match="sidecar missing"):
+        load_generator(run)
+
+
+def test_run_folder_without_model_refused(tmp_path):
+    with pytest.raises(InputError, match="no model"):
+        load_generator(tmp_path)
+    with pytest.raises(InputError, match="no training checkpoint"):
+        load_training_state(tmp_path)
+
+
+def test_training_state_round_trip_keeps_types(tmp_path):
+    torch.manual_seed(0)
+    recipe = CycleGAN(CONFIG)
+    batch = {k: torch.rand(2, 1, 32, 32) for k in ("le", "des", "mask")}
+    recipe.train_step(batch)
+    import random
+
+    state = {
+        "recipe": recipe.state_dict(),
+        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+        "epoch": 3, "position": 2, "best_metric": math.inf, "history": [{"epoch": 1, "val_l1": 0.25}],
+    }
+    save_training_state(tmp_path, state)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.json", "checkpoint.safetensors"]
+    back = load_training_state(tmp_path)
+    assert back["epoch"] == 3 and back["position"] == 2 and back["best_metric"] == math.inf
+    assert back["history"] == state["history"]
+    assert torch.equal(back["rng"]["torch"], state["rng"]["torch"])
+    assert back["rng"]["python"] == state["rng"]["python"]
+    np_state = back["rng"]["numpy"]
+    assert np_state[0] == "MT19937" and np.array_equal(np_state[1], state["rng"]["numpy"][1])
+    assert np_state[1].dtype == np.uint32
+    opt = back["recipe"]["optimizers"]["G"]
+    assert set(opt["state"]) == set(recipe.opt_G.state_dict()["state"])  # integer keys survive
+    assert isinstance(opt["param_groups"][0]["betas"], tuple)
+
+    again = CycleGAN(CONFIG)
+    again.load_state_dict(back["recipe"])
+    torch.manual_seed(1)
+    a = recipe.train_step(batch)
+    torch.manual_seed(1)
+    assert again.train_step(batch) == a

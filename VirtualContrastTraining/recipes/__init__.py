@@ -1,0 +1,1 @@
+"""Recipes: networks + losses + optimisers of one published method, one class each."""

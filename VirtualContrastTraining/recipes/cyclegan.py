@@ -1,0 +1,213 @@
+"""CycleGAN (Rofena et al. 2024, 001) and Seg-CycleGAN (Rofena et al. 2025, 002) in one class.
+
+Notation of the papers: x is the LE image, y the paired DES image, s the lesion
+mask; G: LE -> DES and F: DES -> LE are the generators, D_Y judges DES images
+and D_X judges LE images. The generator objective is eq. 7 of 002:
+
+    L = MSE(D_Y(G(x)), 1) + MSE(D_X(F(y)), 1)
+        + lambda_cycle    * (L_cyc + gamma * L'_cyc)
+        + lambda_identity * (L_id  + gamma * L'_id)
+        + lambda_paired   * L1(G(x), y)
+
+with gamma = 0 giving the plain CycleGAN of 001 (eq. 4 of 002). The last term
+is an explicit option, 0 in the paper presets: the public code of 001 keeps
+the pairing only through the validation metric and adds no direct term.
+
+Masked L1 (L'_cyc, L'_id): ||s * diff||_1 divided by the number of pixels, i.e.
+the mean over all pixels of s * |diff|, the same normalisation as the global
+L1 (mean over all pixels). A lesion pixel then weighs (1 + gamma) times a
+background pixel, which is what gamma means in 002; dividing by the lesion
+area instead would make gamma depend on lesion size. A case without a mask
+(s = 0) gets no lesion term.
+
+The discriminators minimise (MSE(D(real), 1) + MSE(D(fake), 0)) / 2 per
+domain. Step order as in pytorch-CycleGAN-and-pix2pix: update G and F with
+the discriminators frozen, then update D_X and D_Y on the detached fakes
+(through an optional image pool, size 0 in the paper presets).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import torch
+import torch.nn.functional as nnf
+from torch import nn
+
+from VirtualContrastTraining.models.networks import define_D, define_G
+from VirtualContrastTraining.presets import TrainConfig
+
+LOSS_NAMES = ("G", "adv_G", "adv_F", "cycle", "cycle_lesion", "identity", "identity_lesion", "paired", "D_X", "D_Y")
+
+
+def masked_l1(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over all pixels of mask * |a - b| (see the module docstring for why not over the lesion only)."""
+    return (mask * (a - b).abs()).mean()
+
+
+class ImagePool:
+    """A buffer of past fakes shown to the discriminators (Shrivastava et al.; the CycleGAN paper uses 50).
+
+    Random draws come from torch's global generator, whose state the training
+    checkpoint saves, so a resumed run draws the same.
+    """
+
+    def __init__(self, size: int):
+        self.size = size
+        self.images: list[torch.Tensor] = []
+
+    def query(self, images: torch.Tensor) -> torch.Tensor:
+        if self.size == 0:
+            return images
+        out = []
+        for image in images.detach():
+            image = image.unsqueeze(0)
+            if len(self.images) < self.size:
+                self.images.append(image.clone())
+                out.append(image)
+            elif float(torch.rand(())) > 0.5:
+                i = int(torch.randint(0, self.size, ()))
+                out.append(self.images[i].clone())
+                self.images[i] = image.clone()
+            else:
+                out.append(image)
+        return torch.cat(out, 0)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"images": [img.cpu() for img in self.images]}
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
+        self.images = [img.to(device) for img in state["images"]]
+
+
+class CycleGAN:
+    """Four networks, two Adam optimisers (G+F, D_X+D_Y), optional CUDA mixed precision."""
+
+    def __init__(self, config: TrainConfig, device: str | torch.device = "cpu"):
+        self.config = config
+        self.device = torch.device(device)
+        self.G = define_G(1, 1, config.ngf, config.n_blocks).to(self.device)
+        self.F = define_G(1, 1, config.ngf, config.n_blocks).to(self.device)
+        self.D_Y = define_D(1, config.ndf).to(self.device)
+        self.D_X = define_D(1, config.ndf).to(self.device)
+        adam = dict(lr=config.lr, betas=(config.beta1, config.beta2), weight_decay=config.weight_decay)
+        self.opt_G = torch.optim.Adam(itertools.chain(self.G.parameters(), self.F.parameters()), **adam)
+        self.opt_D = torch.optim.Adam(itertools.chain(self.D_X.parameters(), self.D_Y.parameters()), **adam)
+        # Mixed precision as in the public code of 001, but only where it helps and is safe: CUDA.
+        self.amp = bool(config.amp) and self.device.type == "cuda"
+        self.scaler_G = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.scaler_D = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.pool_X = ImagePool(config.pool_size)
+        self.pool_Y = ImagePool(config.pool_size)
+
+    @property
+    def networks(self) -> dict[str, nn.Module]:
+        return {"G": self.G, "F": self.F, "D_X": self.D_X, "D_Y": self.D_Y}
+
+    def _autocast(self):
+        return torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp)
+
+    def _inputs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = batch["le"].to(self.device, non_blocking=True)
+        y = batch["des"].to(self.device, non_blocking=True)
+        s = batch["mask"].to(self.device, non_blocking=True) if "mask" in batch else torch.zeros_like(x)
+        return x, y, s
+
+    def generator_terms(self, x: torch.Tensor, y: torch.Tensor, s: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """Every term of the generator objective (unweighted), and the fakes G(x), F(y)."""
+        c = self.config
+        fake_y, fake_x = self.G(x), self.F(y)
+        rec_x, rec_y = self.F(fake_y), self.G(fake_x)
+        pred_y, pred_x = self.D_Y(fake_y), self.D_X(fake_x)
+        terms = {
+            "adv_G": nnf.mse_loss(pred_y, torch.ones_like(pred_y)),
+            "adv_F": nnf.mse_loss(pred_x, torch.ones_like(pred_x)),
+            "cycle": nnf.l1_loss(rec_x, x) + nnf.l1_loss(rec_y, y),
+            "cycle_lesion": masked_l1(rec_x, x, s) + masked_l1(rec_y, y, s),
+            "paired": nnf.l1_loss(fake_y, y),
+        }
+        if c.lambda_identity > 0:  # two more generator passes: skip them when they would weigh nothing
+            id_y, id_x = self.G(y), self.F(x)
+            terms["identity"] = nnf.l1_loss(id_y, y) + nnf.l1_loss(id_x, x)
+            terms["identity_lesion"] = masked_l1(id_y, y, s) + masked_l1(id_x, x, s)
+        else:
+            terms["identity"] = terms["identity_lesion"] = torch.zeros((), device=x.device)
+        return terms, fake_y, fake_x
+
+    def generator_loss(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Eq. 7 of 002 (+ the optional paired term)."""
+        c = self.config
+        return (
+            terms["adv_G"]
+            + terms["adv_F"]
+            + c.lambda_cycle * (terms["cycle"] + c.gamma_lesion * terms["cycle_lesion"])
+            + c.lambda_identity * (terms["identity"] + c.gamma_lesion * terms["identity_lesion"])
+            + c.lambda_paired * terms["paired"]
+        )
+
+    @staticmethod
+    def _discriminator_loss(D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        pred_real, pred_fake = D(real), D(fake.detach())
+        return 0.5 * (nnf.mse_loss(pred_real, torch.ones_like(pred_real)) + nnf.mse_loss(pred_fake, torch.zeros_like(pred_fake)))
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One optimisation step of G+F, then of D_X+D_Y. Returns every loss as a float."""
+        x, y, s = self._inputs(batch)
+        for net in self.networks.values():
+            net.train()
+
+        for D in (self.D_X, self.D_Y):
+            D.requires_grad_(False)
+        self.opt_G.zero_grad(set_to_none=True)
+        with self._autocast():
+            terms, fake_y, fake_x = self.generator_terms(x, y, s)
+            loss_G = self.generator_loss(terms)
+        self.scaler_G.scale(loss_G).backward()
+        self.scaler_G.step(self.opt_G)
+        self.scaler_G.update()
+
+        for D in (self.D_X, self.D_Y):
+            D.requires_grad_(True)
+        self.opt_D.zero_grad(set_to_none=True)
+        with self._autocast():
+            loss_DY = self._discriminator_loss(self.D_Y, y, self.pool_Y.query(fake_y))
+            loss_DX = self._discriminator_loss(self.D_X, x, self.pool_X.query(fake_x))
+        self.scaler_D.scale(loss_DX + loss_DY).backward()
+        self.scaler_D.step(self.opt_D)
+        self.scaler_D.update()
+
+        values = {"G": loss_G, **terms, "D_X": loss_DX, "D_Y": loss_DY}
+        return {name: float(values[name].detach()) for name in LOSS_NAMES}
+
+    @torch.no_grad()
+    def validation_l1(self, batch: dict[str, torch.Tensor]) -> float:
+        """Mean |G(LE) - DES| over the batch, in eval mode: the metric that picks the best G (as in 001's code)."""
+        x, y, _ = self._inputs(batch)
+        self.G.eval()
+        try:
+            with self._autocast():
+                fake_y = self.G(x)
+            return float((fake_y.float() - y).abs().mean())
+        finally:
+            self.G.train()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue training exactly: weights, optimiser moments, AMP scales, pools."""
+        return {
+            "networks": {name: net.state_dict() for name, net in self.networks.items()},
+            "optimizers": {"G": self.opt_G.state_dict(), "D": self.opt_D.state_dict()},
+            "scalers": {"G": self.scaler_G.state_dict(), "D": self.scaler_D.state_dict()},
+            "pools": {"X": self.pool_X.state_dict(), "Y": self.pool_Y.state_dict()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, net in self.networks.items():
+            net.load_state_dict(state["networks"][name])
+        self.opt_G.load_state_dict(state["optimizers"]["G"])
+        self.opt_D.load_state_dict(state["optimizers"]["D"])
+        if self.amp:
+            self.scaler_G.load_state_dict(state["scalers"]["G"])
+            self.scaler_D.load_state_dict(state["scalers"]["D"])
+        self.pool_X.load_state_dict(state["pools"]["X"], self.device)
+        self.pool_Y.load_state_dict(state["pools"]["Y"], self.device)
