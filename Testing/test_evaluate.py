@@ -198,12 +198,13 @@ def test_evaluate_run_end_to_end(tmp_path, capsys):
     checkpoints.save_model(run_dir, define_G(1, 1, config.ngf, config.n_blocks), {
         "config": config.to_dict(), "preprocessing": PreprocessConfig(size=48).to_dict(),
         "des_output_window": [0.0, 1000.0], "data_fingerprint": "f1ngerprint"})
-    splits = ["train", "train", "test", "test/x"]
-    for i in range(len(splits)):
+    # The last case id holds a "/" to check that heatmap file names are made safe.
+    ids_splits = [("P0_L_CC", "train"), ("P1_L_CC", "train"), ("P2_L_CC", "test"), ("P3_L_CC/2", "test")]
+    for i in range(len(ids_splits)):
         _write_pair_files(tmp_path, i)
-    cases = [Case(case_id=f"P{i}_L_{'CC' if i != 3 else 'CC/2'}", patient_id=f"P{i}", laterality="L", view="CC",
-                  le_path=str(tmp_path / f"le{i}.nrrd"), des_path=str(tmp_path / f"des{i}.nrrd"), density="b",
-                  split="test" if s.startswith("test") else s) for i, s in enumerate(splits)]
+    cases = [Case(case_id=case_id, patient_id=f"P{i}", laterality="L", view="CC", density="b", split=split,
+                  le_path=str(tmp_path / f"le{i}.nrrd"), des_path=str(tmp_path / f"des{i}.nrrd"))
+             for i, (case_id, split) in enumerate(ids_splits)]
     manifest = write_manifest(tmp_path / "manifest.csv", cases)
     out = tmp_path / "report"
 
