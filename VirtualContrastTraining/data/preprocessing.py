@@ -1,0 +1,268 @@
+"""Preprocessing of the papers (Rofena et al. 2024, 2025) and its exact inverse.
+
+Forward (LE and DES for training, LE for prediction):
+  1. contrast stretching: clip to the intensity window [c - w/2, c + w/2] and
+     scale it to [0, 1] (the DICOM window when one is known, else percentiles
+     of the non-background pixels);
+  2. zero padding to a square on the side away from the breast (right for a
+     left breast, whose chest wall is at column 0; left for a right breast);
+  3. anti-aliased bilinear resize to `size` x `size` (256 in the papers).
+Stretching before padding is the same as padding with the window's low end:
+either way the padding is 0 in the network's input.
+
+The public code rescales each image by its own min and max after clipping;
+here the window itself is the scale. The two agree whenever the image reaches
+both ends of the window, and only the window version can be inverted, which
+`postprocess` needs to give a prediction back the LE's intensities and
+geometry.
+
+Pure numpy/scipy/scikit-image: prediction inside Slicer uses this module
+before torch is installed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+from skimage.transform import resize
+
+from VirtualContrastTraining.data.image import Image
+from VirtualContrastTraining.errors import InputError
+
+PAD_SIDES = ("left", "right", "bottom", "none")
+
+
+@dataclass
+class PreprocessConfig:
+    """Dataset-wide settings; saved in the checkpoint sidecar so predict repeats them."""
+
+    size: int = 256
+    # Window (low, high percentile) of the non-background pixels, used when no
+    # DICOM window is known (NRRD, JPEG inputs).
+    percentiles: tuple[float, float] = (0.5, 99.5)
+
+    def __post_init__(self) -> None:
+        self.size = int(self.size)
+        self.percentiles = (float(self.percentiles[0]), float(self.percentiles[1]))
+        if self.size < 8:
+            raise InputError(None, f"preprocessing size must be at least 8 pixels, got {self.size}")
+        lo, hi = self.percentiles
+        if not 0.0 <= lo < hi <= 100.0:
+            raise InputError(None, f"percentiles must satisfy 0 <= low < high <= 100, got {self.percentiles}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"size": self.size, "percentiles": list(self.percentiles)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PreprocessConfig":
+        return cls(size=data["size"], percentiles=tuple(data["percentiles"]))
+
+
+@dataclass
+class PreprocessParams:
+    """What was done to one image, so that `postprocess` can undo it exactly."""
+
+    original_shape: tuple[int, int]   # (rows, cols) before padding
+    pad_side: str                     # where zeros were added: left / right / bottom / none
+    padded_size: int                  # side of the square after padding
+    window: tuple[float, float]       # (lo, hi) intensities mapped to 0 and 1
+    window_source: str                # "dicom" (given or from the file) or "percentile"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "original_shape": list(self.original_shape),
+            "pad_side": self.pad_side,
+            "padded_size": self.padded_size,
+            "window": list(self.window),
+            "window_source": self.window_source,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PreprocessParams":
+        return cls(
+            original_shape=(int(data["original_shape"][0]), int(data["original_shape"][1])),
+            pad_side=str(data["pad_side"]),
+            padded_size=int(data["padded_size"]),
+            window=(float(data["window"][0]), float(data["window"][1])),
+            window_source=str(data["window_source"]),
+        )
+
+
+def _source(image: Image | np.ndarray) -> str | None:
+    return image.meta.get("source") if isinstance(image, Image) else None
+
+
+def breast_side(image_or_array: Image | np.ndarray, laterality: str = "") -> str:
+    """Which half of the image holds the breast: "left" or "right".
+
+    Display convention: a left breast (L) has its chest wall at column 0, a
+    right breast (R) at the last column. Without a laterality the half with
+    more signal above the image minimum wins (the breast is brighter than air).
+    """
+    lat = (laterality or "").strip().upper()[:1]
+    if lat == "L":
+        return "left"
+    if lat == "R":
+        return "right"
+    arr = np.asarray(getattr(image_or_array, "array", image_or_array), dtype=np.float64)
+    signal = arr - arr.min()
+    half = arr.shape[1] // 2
+    return "left" if signal[:, :half].sum() >= signal[:, arr.shape[1] - half:].sum() else "right"
+
+
+def _first_number(value: Any) -> float | None:
+    """DICOM windows may be multi-valued ("2047\\4095", lists); the first one is the default."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, (list, tuple)):
+        return _first_number(value[0]) if value else None
+    try:
+        return float(str(value).split("\\")[0])
+    except ValueError:
+        return None
+
+
+def intensity_window(
+    image: Image, window: tuple[float, float] | None, config: PreprocessConfig
+) -> tuple[tuple[float, float], str]:
+    """(lo, hi) for contrast stretching, and where it came from.
+
+    Order: the (center, width) given, else the file's window_center/width,
+    else the configured percentiles of the pixels above the image minimum (the
+    background of a mammogram is its darkest value, and counting it would pull
+    the low percentile into air).
+    """
+    if window is None:
+        center = _first_number(image.meta.get("window_center"))
+        width = _first_number(image.meta.get("window_width"))
+        window = None if center is None or width is None else (center, width)
+    if window is not None:
+        center, width = float(window[0]), float(window[1])
+        if not np.isfinite(center) or not np.isfinite(width) or width <= 0:
+            raise InputError(_source(image), f"invalid intensity window (center {center:g}, width {width:g})")
+        return (center - width / 2.0, center + width / 2.0), "dicom"
+    arr = np.asarray(image.array, dtype=np.float64)
+    foreground = arr[arr > arr.min()]
+    if foreground.size == 0:
+        raise InputError(_source(image), f"image is constant (every pixel is {arr.flat[0]:g}): nothing to learn from")
+    lo, hi = np.percentile(foreground, config.percentiles)
+    if hi <= lo:
+        # Nearly binary content: stretch over the full range instead.
+        lo, hi = arr.min(), arr.max()
+    return (float(lo), float(hi)), "percentile"
+
+
+def _pad_geometry(shape: tuple[int, int], side: str) -> tuple[str, int]:
+    rows, cols = shape
+    if rows == cols:
+        return "none", rows
+    if cols > rows:
+        # Landscape images are rare (rotated scans): the breast spans the width,
+        # so pad below it.
+        return "bottom", cols
+    return ("right" if side == "left" else "left"), rows
+
+
+def _pad(arr: np.ndarray, params: PreprocessParams) -> np.ndarray:
+    rows, cols = params.original_shape
+    extra_cols, extra_rows = params.padded_size - cols, params.padded_size - rows
+    widths = {
+        "none": ((0, 0), (0, 0)),
+        "left": ((0, 0), (extra_cols, 0)),
+        "right": ((0, 0), (0, extra_cols)),
+        "bottom": ((0, extra_rows), (0, 0)),
+    }[params.pad_side]
+    return np.pad(arr, widths, mode="constant", constant_values=0)
+
+
+def _crop(arr: np.ndarray, params: PreprocessParams) -> np.ndarray:
+    rows, cols = params.original_shape
+    if params.pad_side == "left":
+        return arr[:, params.padded_size - cols:]
+    return arr[:rows, :cols]
+
+
+def _resize(arr: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear, anti-aliased (Gaussian prefilter) when shrinking, values kept as they are."""
+    out = resize(arr, (size, size), order=1, mode="edge", anti_aliasing=size < arr.shape[0], preserve_range=True)
+    return out.astype(np.float32)
+
+
+def preprocess(
+    image: Image,
+    *,
+    laterality: str = "",
+    window: tuple[float, float] | None = None,
+    config: PreprocessConfig | None = None,
+    side: str | None = None,
+) -> tuple[np.ndarray, PreprocessParams]:
+    """Network input (size x size float32 in [0, 1]) and the parameters to invert it.
+
+    `laterality` ("L"/"R") defaults to image.meta["laterality"], then to the
+    image content. `window` is (center, width). `side` ("left"/"right") says
+    where the breast is when it is already known, e.g. a DES must be padded
+    exactly like its LE.
+    """
+    config = config or PreprocessConfig()
+    side = side or breast_side(image, laterality or str(image.meta.get("laterality", "")))
+    (lo, hi), source = intensity_window(image, window, config)
+    pad_side, padded_size = _pad_geometry(image.shape, side)
+    params = PreprocessParams(image.shape, pad_side, padded_size, (lo, hi), source)
+    stretched = (np.clip(np.asarray(image.array, dtype=np.float64), lo, hi) - lo) / (hi - lo)
+    out = np.clip(_resize(_pad(stretched, params), config.size), 0.0, 1.0)
+    return out, params
+
+
+def preprocess_mask(mask: np.ndarray, params: PreprocessParams, config: PreprocessConfig | None = None) -> np.ndarray:
+    """The lesion mask in the network's geometry: 1.0 lesion, 0.0 elsewhere.
+
+    Area-weighted resize thresholded at 0.5 keeps outlines where they were.
+    A lesion smaller than half an output pixel would vanish that way, and a
+    Seg-CycleGAN loss can only weigh a lesion it sees, so each lesion left
+    without any pixel gets the one at its centroid.
+    """
+    config = config or PreprocessConfig()
+    mask = np.asarray(mask) > 0
+    if mask.shape != tuple(params.original_shape):
+        raise InputError(None, f"lesion mask shape {mask.shape} does not match the image {tuple(params.original_shape)}")
+    padded = _pad(mask.astype(np.float32), params)
+    out = _resize(padded, config.size) >= 0.5
+    labels, count = ndimage.label(padded > 0)
+    if count:
+        scale = config.size / params.padded_size
+        boxes = ndimage.find_objects(labels)
+        centroids = ndimage.center_of_mass(padded, labels, range(1, count + 1))
+        for box, centroid in zip(boxes, centroids):
+            r0, r1 = (int(np.floor(box[0].start * scale)), int(np.ceil(box[0].stop * scale)))
+            c0, c1 = (int(np.floor(box[1].start * scale)), int(np.ceil(box[1].stop * scale)))
+            if not out[r0:r1, c0:c1].any():
+                r, c = (int(np.clip(round((x + 0.5) * scale - 0.5), 0, config.size - 1)) for x in centroid)
+                out[r, c] = True
+    return out.astype(np.float32)
+
+
+def postprocess(
+    pred: np.ndarray, params: PreprocessParams, reference: Image, out_window: tuple[float, float]
+) -> Image:
+    """A network output back in the LE's own geometry and the DES intensity scale.
+
+    Resize to the padded square, crop the padding, map [0, 1] to
+    [lo, hi] of `out_window`. The result is `reference.with_array`, so size,
+    spacing, origin and direction are exactly the LE's.
+    """
+    pred = np.asarray(pred, dtype=np.float64)
+    if pred.ndim != 2 or pred.shape[0] != pred.shape[1]:
+        raise InputError(_source(reference), f"prediction must be a square 2-D array, got shape {pred.shape}")
+    if tuple(reference.shape) != tuple(params.original_shape):
+        raise InputError(
+            _source(reference),
+            f"image is {reference.shape} but the preprocessing parameters are for {tuple(params.original_shape)}",
+        )
+    full = resize(pred, (params.padded_size, params.padded_size), order=1, mode="edge",
+                  anti_aliasing=params.padded_size < pred.shape[0], preserve_range=True)
+    lo, hi = float(out_window[0]), float(out_window[1])
+    values = lo + np.clip(_crop(full, params), 0.0, 1.0) * (hi - lo)
+    return reference.with_array(values.astype(np.float32))
