@@ -1,0 +1,138 @@
+"""Prepared (preprocessed, in-memory) LE/DES/mask triples and the torch Dataset over them.
+
+Every image is read and preprocessed once (`prepare_cases`); epochs then only
+augment 256x256 arrays. The DES is padded exactly like its LE (same side,
+same square), so the pair stays aligned pixel for pixel, and the lesion mask
+is read in the LE's geometry. `des_output_window` gives the DES intensity
+window that predictions are mapped back to; the checkpoint records it.
+
+Torch is imported only by `PairedDataset`, so preparing data (evaluation,
+Slicer) works without it.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from VirtualContrastTraining.data.image import Image
+from VirtualContrastTraining.data.imageio import read_image
+from VirtualContrastTraining.data.manifest import Case
+from VirtualContrastTraining.data.preprocessing import (
+    PreprocessConfig,
+    PreprocessParams,
+    breast_side,
+    preprocess,
+    preprocess_mask,
+)
+from VirtualContrastTraining.errors import InputError
+
+
+@dataclass
+class PreparedCase:
+    case: Case
+    le: np.ndarray                      # (S, S) float32 in [0, 1]
+    des: np.ndarray | None              # (S, S) float32 in [0, 1]; None for LE-only cases
+    mask: np.ndarray                    # (S, S) float32, 1 = lesion; zeros when no mask
+    has_mask: bool
+    params: PreprocessParams            # of the LE: how to map a prediction back
+    le_image_shape: tuple[int, int]     # (rows, cols) of the LE file
+    des_params: PreprocessParams | None = None  # of the DES: its intensity window
+
+
+def _lesion_mask(case: Case, le_image: Image) -> np.ndarray:
+    # Imported here: the segmentation reader pulls in slicerio only when a mask exists.
+    from VirtualContrastTraining.data.segmentation import read_lesion_mask
+
+    return np.asarray(read_lesion_mask(case.lesion_path, reference=le_image)) > 0
+
+
+def prepare_case(case: Case, config: PreprocessConfig) -> PreparedCase:
+    """Read and preprocess one case. InputError names the file that cannot be used."""
+    le_image = read_image(case.le_path)
+    laterality = case.laterality or str(le_image.meta.get("laterality", ""))
+    le, params = preprocess(le_image, laterality=laterality, window=case.window("le"), config=config)
+    des = des_params = None
+    if case.des_path:
+        des_image = read_image(case.des_path)
+        if des_image.shape != le_image.shape:
+            (lr, lc), (dr, dc) = le_image.shape, des_image.shape
+            raise InputError(
+                case.des_path,
+                f"DES is {dc}x{dr} pixels but its LE {case.le_path} is {lc}x{lr}: a pair must have the same size",
+            )
+        des, des_params = preprocess(
+            des_image, window=case.window("des"), config=config, side=breast_side(le_image, laterality)
+        )
+    if case.lesion_path:
+        mask, has_mask = preprocess_mask(_lesion_mask(case, le_image), params, config), True
+    else:
+        mask, has_mask = np.zeros((config.size, config.size), np.float32), False
+    return PreparedCase(case, le, des, mask, has_mask, params, le_image.shape, des_params)
+
+
+def prepare_cases(cases: list[Case], config: PreprocessConfig, workers: int = 1) -> list[PreparedCase]:
+    """`prepare_case` for each case, in order; `workers` threads read and resize in parallel
+    (file decoding and resizing spend most of their time outside the GIL)."""
+    if workers <= 1:
+        return [prepare_case(c, config) for c in cases]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda c: prepare_case(c, config), cases))
+
+
+def des_output_window(prepared: list[PreparedCase]) -> tuple[float, float]:
+    """The DES window predictions are mapped back to: the median (lo, hi) over the given cases.
+
+    Pass the training cases. The median, not the mean, so one odd acquisition
+    cannot shift the intensity scale of every synthetic image.
+    """
+    windows = np.array([p.des_params.window for p in prepared if p.des_params is not None], dtype=np.float64)
+    if windows.size == 0:
+        raise InputError(None, "no DES images among the cases: cannot derive the DES intensity window")
+    lo, hi = np.median(windows, axis=0)
+    return float(lo), float(hi)
+
+
+class PairedDataset:
+    """Torch map-style dataset of prepared LE/DES/mask triples.
+
+    Items: le, des, mask as (1, S, S) float32 tensors, plus index and has_mask.
+    With `augment`, each item is augmented with a seed derived from (seed,
+    epoch, index), so any epoch of any run can be replayed exactly; call
+    `set_epoch` at the start of each epoch (with a DataLoader, without
+    persistent_workers, whose copies of the dataset would keep the old epoch).
+    Duck-typed (len + getitem) rather than a torch Dataset subclass so that
+    this module imports without torch.
+    """
+
+    def __init__(self, prepared: list[PreparedCase], augment: bool, seed: int, prob: float = 0.3):
+        missing = [p.case.le_path for p in prepared if p.des is None]
+        if missing:
+            raise InputError(missing[0], f"has no DES image: training needs LE/DES pairs ({len(missing)} such case(s))")
+        self.prepared = prepared
+        self.seed = int(seed)
+        self.epoch = 0
+        self.augmentation = None
+        if augment and prob > 0 and prepared:
+            from VirtualContrastTraining.data.augment import make_augmentation, sample_seed
+
+            self.augmentation = make_augmentation(prob=prob, size=prepared[0].le.shape[0])
+            self.sample_seed = sample_seed
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.prepared)
+
+    def __getitem__(self, index: int) -> dict:
+        import torch
+
+        p = self.prepared[index]
+        item = {k: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None]
+                for k, a in (("le", p.le), ("des", p.des), ("mask", p.mask))}
+        if self.augmentation is not None:
+            item = self.augmentation(item, seed=self.sample_seed(self.seed, self.epoch, index))
+        return {**item, "index": index, "has_mask": p.has_mask}
