@@ -1,0 +1,411 @@
+"""Import a folder of CESM DICOM files: pair each DES with its LE, attach lesion masks, write a manifest.
+
+Why pairing needs care: one CESM study holds, for each breast and view, an LE,
+an HE and a recombined (DES) image from one compression, and often repeated
+late-phase compressions of the same view minutes later. The images of one
+compression share an acquisition time to within seconds, so within a
+(patient, study, side, view) group each DES is paired with the LE nearest in
+time, one-to-one, smallest gap first.
+
+Nothing in the folder aborts the import: every file that is not used is listed
+in `ImportReport.skipped` with the reason, and the command prints them grouped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from VirtualContrastTraining.data.dicom_read import DicomInfo, pixel_problem, read_header
+from VirtualContrastTraining.data.imageio import is_dicom_file
+from VirtualContrastTraining.data.manifest import Case, write_manifest
+from VirtualContrastTraining.errors import InputError
+
+DEFAULT_TIME_TOLERANCE_S = 120.0  # LE and DES of one compression are seconds apart; repeats are minutes apart
+SEG_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nrrd", ".nii")
+MAX_LABELS = 255
+_SEPARATORS = "_-. "
+
+
+@dataclass
+class ImportReport:
+    cases: list[Case]
+    skipped: list[tuple[str, str]] = field(default_factory=list)   # (path, reason)
+    manifest_path: Path | None = None
+
+    @property
+    def n_with_lesion(self) -> int:
+        return sum(1 for c in self.cases if c.lesion_path)
+
+    def skipped_by_reason(self) -> dict[str, list[str]]:
+        """reason -> paths, most frequent reason first."""
+        groups: dict[str, list[str]] = defaultdict(list)
+        for path, reason in self.skipped:
+            groups[reason].append(path)
+        return dict(sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])))
+
+
+@dataclass
+class _Pair:
+    le: DicomInfo
+    des: DicomInfo
+    case_id: str = ""
+    lesion_path: str = ""
+
+
+@dataclass
+class _SegInfo:
+    path: Path
+    rows: int
+    cols: int
+    spacing: tuple[float, float]
+
+    @property
+    def stem(self) -> str:
+        return _stem(self.path)
+
+
+def import_dicom(
+    root: str | os.PathLike,
+    out_manifest: str | os.PathLike,
+    *,
+    time_tolerance_s: float = DEFAULT_TIME_TOLERANCE_S,
+) -> ImportReport:
+    """Scan `root` recursively (and any DICOMDIR in it), pair LE with DES, write `out_manifest`.
+
+    InputError when `root` is not a folder or when no pair is found (then no
+    manifest is written).
+    """
+    root = Path(root)
+    out_manifest = Path(out_manifest)
+    if not root.is_dir():
+        raise InputError(root, "not a folder")
+    skipped: list[tuple[str, str]] = []
+    dicoms, seg_paths = _scan(root, exclude=out_manifest.resolve(), skipped=skipped)
+    pairs = _pair(_usable(dicoms, skipped), time_tolerance_s, skipped)
+    if not pairs:
+        counts = Counter(reason for _, reason in skipped)
+        top = "; ".join(f"{reason} ({n})" for reason, n in counts.most_common(3)) or "the folder is empty"
+        raise InputError(root, f"no LE/DES pairs found; skipped {len(skipped)} files: {top}")
+    _name_cases(pairs)
+    _attach_segmentations(pairs, _read_segs(seg_paths, skipped), skipped)
+    cases = [_case(p) for p in sorted(pairs, key=lambda p: p.case_id)]
+    write_manifest(out_manifest, cases)
+    return ImportReport(cases=cases, skipped=skipped, manifest_path=out_manifest)
+
+
+# ---------------------------------------------------------------- scanning
+
+
+def _scan(root: Path, exclude: Path, skipped: list) -> tuple[list[DicomInfo], list[Path]]:
+    """Every file under root, classified by content; files a DICOMDIR names are added once."""
+    queue = sorted(p.resolve() for p in root.rglob("*") if p.is_file())
+    seen = set(queue)
+    dicoms: list[DicomInfo] = []
+    segs: list[Path] = []
+    while queue:
+        path = queue.pop(0)
+        if path == exclude:
+            continue
+        if is_dicom_file(path):
+            try:
+                info = read_header(path)
+            except InputError as exc:
+                skipped.append((str(path), exc.problem))
+                continue
+            if info.is_dicomdir:
+                for ref in _dicomdir_files(path, skipped):
+                    if ref not in seen:
+                        seen.add(ref)
+                        queue.append(ref)
+            else:
+                dicoms.append(info)
+        elif _seg_suffix(path):
+            segs.append(path)
+        else:
+            skipped.append((str(path), "not a DICOM file"))
+    return dicoms, segs
+
+
+def _dicomdir_files(path: Path, skipped: list) -> list[Path]:
+    """Files referenced by a DICOMDIR's records (resolved); missing ones are reported, not returned.
+
+    The records are read directly rather than through pydicom's FileSet, which
+    silently drops references to missing files.
+    """
+    import pydicom
+
+    try:
+        records = pydicom.dcmread(path).DirectoryRecordSequence
+    except Exception as exc:  # a broken DICOMDIR must not stop the folder scan
+        skipped.append((str(path), f"unreadable DICOMDIR ({str(exc).strip()[:120]})"))
+        return []
+    refs = []
+    for record in records:
+        file_id = record.get("ReferencedFileID")
+        if not file_id:
+            continue
+        parts = [file_id] if isinstance(file_id, str) else list(file_id)
+        ref = path.parent.joinpath(*parts)
+        if not ref.is_file():  # media written in upper case, copied to a case-sensitive disk in lower case
+            ref = path.parent.joinpath(*(p.lower() for p in parts))
+        if ref.is_file():
+            refs.append(ref.resolve())
+        else:
+            skipped.append((str(path.parent.joinpath(*parts)), "referenced by DICOMDIR but missing"))
+    return refs
+
+
+def _usable(dicoms: list[DicomInfo], skipped: list) -> list[DicomInfo]:
+    """LE and DES images that can be paired; everything else goes to `skipped` with its reason."""
+    usable = []
+    seen_sops: set[str] = set()
+    for info in dicoms:
+        reason = pixel_problem(info)
+        if reason is None:
+            reason = _role_problem(info)
+        if reason is None and info.sop_uid in seen_sops:
+            reason = "duplicate: same SOP Instance UID as an earlier file"
+        if reason is None and not info.patient_id:
+            reason = "no PatientID: cannot group images by patient"
+        if reason is None and not info.laterality:
+            reason = "laterality unknown (no ImageLaterality, Laterality or L/R in the description)"
+        if reason is None and not info.view:
+            reason = "view unknown (no ViewPosition, ViewCodeSequence or view in the description)"
+        if reason:
+            skipped.append((info.path, reason))
+            continue
+        if info.sop_uid:
+            seen_sops.add(info.sop_uid)
+        usable.append(info)
+    return usable
+
+
+def _role_problem(info: DicomInfo) -> str | None:
+    if info.role == "HE":
+        return "high-energy image: not used"
+    if info.role == "SYNTHETIC":
+        return "synthetic image: never paired as a real DES"
+    if not info.role:
+        return "role unknown: not recognisably LE, DES or HE (ImageType, processing code, description)"
+    return None
+
+
+# ---------------------------------------------------------------- pairing
+
+
+def _pair(infos: list[DicomInfo], tolerance_s: float, skipped: list) -> list[_Pair]:
+    groups: dict[tuple, list[DicomInfo]] = defaultdict(list)
+    for info in infos:
+        groups[(info.patient_id, info.study_uid, info.laterality, info.view)].append(info)
+    pairs = []
+    for members in groups.values():
+        les = [i for i in members if i.role == "LE"]
+        dess = [i for i in members if i.role == "DES"]
+        matched = _match(les, dess, tolerance_s)
+        pairs += [_Pair(le, des) for le, des in matched]
+        used = {id(x) for pair in matched for x in pair}
+        for info in les + dess:
+            if id(info) not in used:
+                other = "DES" if info.role == "LE" else "LE"
+                skipped.append(
+                    (info.path, f"unpaired {info.role}: no {other} of the same study, side and view within {tolerance_s:g} s")
+                )
+    return pairs
+
+
+def _match(les: list[DicomInfo], dess: list[DicomInfo], tolerance_s: float) -> list[tuple[DicomInfo, DicomInfo]]:
+    """One-to-one, greedy by smallest time gap. Without times, only a lone LE/DES pair is unambiguous."""
+    if len(les) == 1 and len(dess) == 1 and (les[0].acquisition_time is None or dess[0].acquisition_time is None):
+        return [(les[0], dess[0])]
+    gaps = []
+    for i, le in enumerate(les):
+        for j, des in enumerate(dess):
+            if le.acquisition_time and des.acquisition_time:
+                gap = abs((des.acquisition_time - le.acquisition_time).total_seconds())
+                if gap <= tolerance_s:
+                    gaps.append((gap, le.acquisition_time, i, j))
+    taken_le, taken_des, matched = set(), set(), []
+    for _, _, i, j in sorted(gaps):
+        if i not in taken_le and j not in taken_des:
+            taken_le.add(i)
+            taken_des.add(j)
+            matched.append((les[i], dess[j]))
+    return matched
+
+
+def _name_cases(pairs: list[_Pair]) -> None:
+    """f"{patient}_{side}_{view}", then _2, _3 for repeats in time order (also across studies)."""
+    by_base: dict[str, list[_Pair]] = defaultdict(list)
+    for pair in pairs:
+        base = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{pair.le.patient_id}_{pair.le.laterality}_{pair.le.view}")
+        by_base[base].append(pair)
+    for base, members in by_base.items():
+        members.sort(key=lambda p: (p.le.acquisition_time is None, p.le.acquisition_time or 0, p.le.path))
+        for k, pair in enumerate(members, start=1):
+            pair.case_id = base if k == 1 else f"{base}_{k}"
+
+
+def _case(pair: _Pair) -> Case:
+    le, des = pair.le, pair.des
+    return Case(
+        case_id=pair.case_id,
+        patient_id=le.patient_id,
+        le_path=le.path,
+        des_path=des.path,
+        lesion_path=pair.lesion_path,
+        study_uid=le.study_uid,
+        laterality=le.laterality,
+        view=le.view,
+        le_time=le.acquisition_time.isoformat() if le.acquisition_time else "",
+        des_time=des.acquisition_time.isoformat() if des.acquisition_time else "",
+        le_window_center=_num(le.window_center),
+        le_window_width=_num(le.window_width),
+        des_window_center=_num(des.window_center),
+        des_window_width=_num(des.window_width),
+    )
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else f"{value:g}"
+
+
+# ---------------------------------------------------------------- segmentations
+
+
+def _seg_suffix(path: Path) -> str:
+    name = path.name.lower()
+    return next((s for s in SEG_SUFFIXES if name.endswith(s)), "")
+
+
+def _stem(path: Path) -> str:
+    suffix = _seg_suffix(path) or path.suffix
+    return path.name[: len(path.name) - len(suffix)] if suffix else path.name
+
+
+def _read_segs(paths: list[Path], skipped: list) -> list[_SegInfo]:
+    segs = []
+    for path in paths:
+        try:
+            segs.append(_read_seg_info(path))
+        except InputError as exc:
+            skipped.append((str(path), exc.problem))
+    return segs
+
+
+def _read_seg_info(path: Path) -> _SegInfo:
+    """Size and spacing of a segmentation from its header; InputError when it is not a labelmap.
+
+    A Slicer .seg.nrrd may be cropped to its segments' extent: its full
+    reference geometry is then read from Segmentation_ConversionParameters.
+    Integer images wider than 8 bits are read once to count their labels, so an
+    LE saved as uint16 NRRD is not taken for a mask.
+    """
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        raise InputError(path, "ignored: unreadable image header") from None
+    is_seg = path.name.lower().endswith(".seg.nrrd") or reader.HasMetaDataKey("Segment0_ID")
+    pixel = reader.GetPixelID()
+    integer_types = (sitk.sitkUInt8, sitk.sitkInt8, sitk.sitkUInt16, sitk.sitkInt16, sitk.sitkUInt32,
+                     sitk.sitkInt32, sitk.sitkUInt64, sitk.sitkInt64, sitk.sitkVectorUInt8, sitk.sitkVectorInt8)
+    if pixel not in integer_types:
+        raise InputError(path, f"ignored: not a segmentation or labelmap ({sitk.GetPixelIDValueAsString(pixel)} pixels)")
+    if not is_seg and reader.GetNumberOfComponents() != 1:
+        raise InputError(path, "ignored: not a segmentation or labelmap (several components per pixel)")
+    if not is_seg and pixel not in (sitk.sitkUInt8, sitk.sitkInt8):
+        n_labels = len(np.unique(sitk.GetArrayFromImage(reader.Execute())))
+        if n_labels > MAX_LABELS + 1:
+            raise InputError(path, f"ignored: not a labelmap ({n_labels} distinct values)")
+    size, spacing = reader.GetSize(), reader.GetSpacing()
+    if len(size) == 3 and size[2] != 1:
+        raise InputError(path, f"ignored: a volume of {size[2]} slices, not a 2-D mask")
+    cols, rows, sx, sy = size[0], size[1], spacing[0], spacing[1]
+    if is_seg and reader.HasMetaDataKey("Segmentation_ConversionParameters"):
+        ref = _reference_geometry(reader.GetMetaData("Segmentation_ConversionParameters"))
+        if ref:
+            cols, rows, sx, sy = ref
+    return _SegInfo(path=path, rows=rows, cols=cols, spacing=(sx, sy))
+
+
+def _reference_geometry(params: str) -> tuple[int, int, float, float] | None:
+    """(cols, rows, sx, sy) from Slicer's "Reference image geometry" conversion parameter:
+    16 values of the 4x4 IJK-to-RAS matrix then the extent i0;i1;j0;j1;k0;k1."""
+    match = re.search(r"Reference image geometry\|([^|]*)\|", params)
+    if not match:
+        return None
+    try:
+        values = [float(v) for v in match.group(1).split(";") if v.strip()]
+    except ValueError:
+        return None
+    if len(values) != 22:
+        return None
+    m = np.array(values[:16]).reshape(4, 4)[:3, :3]
+    i0, i1, j0, j1 = values[16:20]
+    return int(i1 - i0 + 1), int(j1 - j0 + 1), float(np.linalg.norm(m[:, 0])), float(np.linalg.norm(m[:, 1]))
+
+
+def _name_score(seg_stem: str, target: str) -> int:
+    """2: same name; 1: one name is the other plus a separated prefix/suffix; 0: no match."""
+    a, b = seg_stem.lower(), target.lower()
+    if not a or not b:
+        return 0
+    if a == b:
+        return 2
+    short, long = sorted((a, b), key=len)
+    if (long.startswith(short) and long[len(short)] in _SEPARATORS) or (
+        long.endswith(short) and long[-len(short) - 1] in _SEPARATORS
+    ):
+        return 1
+    return 0
+
+
+def _attach_segmentations(pairs: list[_Pair], segs: list[_SegInfo], skipped: list) -> None:
+    """By name first (seg stem vs case id and LE file stem), then by geometry among the LEs of its folder."""
+    unmatched = []
+    for seg in segs:
+        scored = []
+        for pair in pairs:
+            score = max(_name_score(seg.stem, pair.case_id), _name_score(seg.stem, Path(pair.le.path).stem))
+            if score:
+                # More specific names win: "P1_L_CC_2_lesion" belongs to P1_L_CC_2, not to P1_L_CC.
+                scored.append(((score, len(pair.case_id)), pair))
+        if not scored:
+            unmatched.append(seg)
+            continue
+        best = max(s for s, _ in scored)
+        winners = [p for s, p in scored if s == best]
+        if len(winners) > 1:
+            ids = ", ".join(p.case_id for p in winners[:3])
+            skipped.append((str(seg.path), f"segmentation name matches several cases ({ids})"))
+        else:
+            _give(winners[0], seg, skipped)
+    for seg in unmatched:
+        folder = seg.path.parent.resolve()
+        same = [
+            p for p in pairs
+            if Path(p.le.path).parent.resolve() == folder
+            and (p.le.rows, p.le.cols) == (seg.rows, seg.cols)
+            and np.allclose(p.le.spacing or (1.0, 1.0), seg.spacing, rtol=1e-3, atol=1e-4)
+        ]
+        if len(same) == 1:
+            _give(same[0], seg, skipped)
+        else:
+            where = "no LE" if not same else f"{len(same)} LEs"
+            skipped.append((str(seg.path), f"segmentation matches no case by name and {where} of its folder by geometry"))
+
+
+def _give(pair: _Pair, seg: _SegInfo, skipped: list) -> None:
+    if pair.lesion_path:
+        skipped.append((str(seg.path), f"another segmentation is already attached to case {pair.case_id}"))
+    else:
+        pair.lesion_path = str(seg.path)
