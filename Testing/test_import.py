@@ -197,6 +197,8 @@ def test_segmentations_by_name_then_by_geometry(tmp_path):
         "-0.07;0;0;0;0;-0.07;0;0;0;0;1;0;0;0;0;1;0;47;0;63;0;0;|Image geometry description&",
     })
     ambiguous = write_labelmap(c / "mask.nrrd")
+    vague_name = write_labelmap(segs / "P1_L.nrrd")  # prefix of three cases' names, equally
+    not_a_prefix = write_labelmap(segs / "P1_L_C.nrrd", rows=33)  # "P1_L_C" is no separated prefix of "P1_L_CC"
     float_image = segs / "P1_L_MLO_LE.nrrd"
     sitk.WriteImage(sitk.GetImageFromArray(np.random.rand(1, 80, 48).astype(np.float32)), str(float_image))
     many_values = write_labelmap(segs / "P1_L_MLO.nrrd", rows=80, dtype=np.uint16,
@@ -209,6 +211,8 @@ def test_segmentations_by_name_then_by_geometry(tmp_path):
     assert not cases["P1_L_MLO"].lesion_path and not cases["P3_R_CC"].lesion_path
     assert report.n_with_lesion == 3
     r = reasons(report)
+    assert r[vague_name.name].startswith("segmentation name matches several cases (P1_L_")
+    assert r[not_a_prefix.name] == "segmentation matches no case by name and no LE of its folder by geometry"
     assert r[ambiguous.name] == "segmentation matches no case by name and 2 LEs of its folder by geometry"
     assert r[float_image.name].startswith("ignored: not a segmentation or labelmap (32-bit float")
     assert r[many_values.name] == f"ignored: not a labelmap ({80 * 48} distinct values)"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,12 +104,12 @@ def import_dicom(
 
 def _scan(root: Path, exclude: Path, skipped: list) -> tuple[list[DicomInfo], list[Path]]:
     """Every file under root, classified by content; files a DICOMDIR names are added once."""
-    queue = sorted(p.resolve() for p in root.rglob("*") if p.is_file())
+    queue = deque(sorted(p.resolve() for p in root.rglob("*") if p.is_file()))
     seen = set(queue)
     dicoms: list[DicomInfo] = []
     segs: list[Path] = []
     while queue:
-        path = queue.pop(0)
+        path = queue.popleft()
         if path == exclude:
             continue
         if is_dicom_file(path):
@@ -354,19 +354,23 @@ def _reference_geometry(params: str) -> tuple[int, int, float, float] | None:
     return int(i1 - i0 + 1), int(j1 - j0 + 1), float(np.linalg.norm(m[:, 0])), float(np.linalg.norm(m[:, 1]))
 
 
-def _name_score(seg_stem: str, target: str) -> int:
-    """2: same name; 1: one name is the other plus a separated prefix/suffix; 0: no match."""
+def _name_score(seg_stem: str, target: str) -> tuple[int, int]:
+    """(2, n): same name; (1, n): one name is the other plus a separated prefix/suffix; (0, 0): no match.
+
+    n, the length of the shared name, ranks more specific matches higher:
+    "P1_L_CC_late_LE_lesion" belongs to the LE "P1_L_CC_late_LE", not to case "P1_L_CC".
+    """
     a, b = seg_stem.lower(), target.lower()
     if not a or not b:
-        return 0
+        return 0, 0
     if a == b:
-        return 2
+        return 2, len(a)
     short, long = sorted((a, b), key=len)
     if (long.startswith(short) and long[len(short)] in _SEPARATORS) or (
         long.endswith(short) and long[-len(short) - 1] in _SEPARATORS
     ):
-        return 1
-    return 0
+        return 1, len(short)
+    return 0, 0
 
 
 def _attach_segmentations(pairs: list[_Pair], segs: list[_SegInfo], skipped: list) -> None:
@@ -376,9 +380,8 @@ def _attach_segmentations(pairs: list[_Pair], segs: list[_SegInfo], skipped: lis
         scored = []
         for pair in pairs:
             score = max(_name_score(seg.stem, pair.case_id), _name_score(seg.stem, Path(pair.le.path).stem))
-            if score:
-                # More specific names win: "P1_L_CC_2_lesion" belongs to P1_L_CC_2, not to P1_L_CC.
-                scored.append(((score, len(pair.case_id)), pair))
+            if score[0]:
+                scored.append((score, pair))
         if not scored:
             unmatched.append(seg)
             continue
