@@ -104,7 +104,6 @@ def test_unreadable_files_name_the_file(tmp_path):
 
 
 def test_lesion_labelmap_is_read_in_the_le_geometry(tmp_path):
-    pytest.importorskip("VirtualContrastTraining.data.segmentation")
     case = write_pair(tmp_path, "les", laterality="L")
     label = np.zeros((96, 64), np.uint8)
     yy, xx = np.mgrid[:96, :64]
@@ -115,6 +114,11 @@ def test_lesion_labelmap_is_read_in_the_le_geometry(tmp_path):
     centroid = np.argwhere(p.mask).mean(axis=0)
     scale = 32 / 96
     assert np.hypot(centroid[0] - (40.5 * scale - 0.5), centroid[1] - (16.5 * scale - 0.5)) < 1.0
+    wrong = write_nrrd(Image(np.ones((96, 64), np.uint8), spacing=(0.2, 0.2)), tmp_path / "wrong_label.nrrd")
+    case.lesion_path = str(wrong)
+    with pytest.raises(InputError) as err:
+        prepare_case(case, CONFIG)
+    assert err.value.path == str(wrong)
 
 
 def test_parallel_preparation_matches_serial_and_des_window_is_the_median(tmp_path):
@@ -158,3 +162,13 @@ def test_paired_dataset_items_and_seeded_augmentation(tmp_path):
 
     batch = next(iter(DataLoader(plain, batch_size=3)))
     assert batch["le"].shape == (3, 1, 32, 32) and batch["index"].tolist() == [0, 1, 2]
+
+
+def test_real_cdd_cesm_pair(cdd_sample):
+    case = Case(case_id="P10_L_CC", patient_id="P10", laterality="L",
+                le_path=str(cdd_sample / "P10_L_DM_CC.png"), des_path=str(cdd_sample / "P10_L_CM_CC.png"))
+    p = prepare_case(case, PreprocessConfig(size=64))
+    assert p.params.pad_side == p.des_params.pad_side == "right" and p.le_image_shape == (512, 256)
+    assert p.params.window_source == p.des_params.window_source == "percentile"
+    assert p.le[:, 40:].max() == 0.0 and p.des[:, 40:].max() == 0.0  # padded half (32 of 64 columns) + margin
+    assert p.le[:, :32].mean() > 0.05 and p.des[:, :32].mean() > 0.05

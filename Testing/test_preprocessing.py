@@ -190,3 +190,15 @@ def test_augmentation_deterministic_per_seed_and_varies_across_seeds():
     outputs = {aug(_blob_sample(), seed=sample_seed(7, e, 5))["le"].numpy().tobytes() for e in range(12)}
     assert len(outputs) >= 4  # with p=0.3 per transform, most seeds change something
     assert sample_seed(7, 2, 5) != sample_seed(7, 5, 2)
+
+
+def test_real_cdd_cesm_images_side_from_content(cdd_sample):
+    """Every sample is a left breast: content alone must find it, and its mirror image is a right one."""
+    from VirtualContrastTraining.data.imageio import read_image
+
+    for path in sorted(cdd_sample.glob("P*_L_*")):
+        arr = read_image(path).array
+        assert breast_side(arr, "") == "left", path.name
+        assert breast_side(arr[:, ::-1], "") == "right", path.name
+        out, params = preprocess(read_image(path), config=PreprocessConfig(size=64))
+        assert params.pad_side in ("right", "none") and 0.05 < out.mean() < 0.5

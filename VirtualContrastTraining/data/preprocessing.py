@@ -99,8 +99,11 @@ def breast_side(image_or_array: Image | np.ndarray, laterality: str = "") -> str
     """Which half of the image holds the breast: "left" or "right".
 
     Display convention: a left breast (L) has its chest wall at column 0, a
-    right breast (R) at the last column. Without a laterality the half with
-    more signal above the image minimum wins (the breast is brighter than air).
+    right breast (R) at the last column. Without a laterality, the outer
+    quarter (of the columns holding tissue) with more tissue wins: tissue (above 5 % of the intensity range)
+    covers the chest-wall edge from top to bottom, while the far edge is mostly
+    air. Coverage rather than brightness, because in a recombined image the
+    brightest parts need not be near the chest wall.
     """
     lat = (laterality or "").strip().upper()[:1]
     if lat == "L":
@@ -108,9 +111,12 @@ def breast_side(image_or_array: Image | np.ndarray, laterality: str = "") -> str
     if lat == "R":
         return "right"
     arr = np.asarray(getattr(image_or_array, "array", image_or_array), dtype=np.float64)
-    signal = arr - arr.min()
-    half = arr.shape[1] // 2
-    return "left" if signal[:, :half].sum() >= signal[:, arr.shape[1] - half:].sum() else "right"
+    tissue = arr > arr.min() + 0.05 * (arr.max() - arr.min())
+    columns = np.flatnonzero(tissue.any(axis=0))
+    if columns.size:  # quarters of the tissue's own extent, not of a letterboxed frame
+        tissue = tissue[:, columns[0]: columns[-1] + 1]
+    quarter = max(1, tissue.shape[1] // 4)
+    return "left" if tissue[:, :quarter].mean() >= tissue[:, -quarter:].mean() else "right"
 
 
 def _first_number(value: Any) -> float | None:
@@ -211,7 +217,8 @@ def preprocess(
     (lo, hi), source = intensity_window(image, window, config)
     pad_side, padded_size = _pad_geometry(image.shape, side)
     params = PreprocessParams(image.shape, pad_side, padded_size, (lo, hi), source)
-    stretched = (np.clip(np.asarray(image.array, dtype=np.float64), lo, hi) - lo) / (hi - lo)
+    # float32 halves the memory and triples the speed of the anti-aliased resize of a full mammogram.
+    stretched = ((np.clip(np.asarray(image.array, dtype=np.float64), lo, hi) - lo) / (hi - lo)).astype(np.float32)
     out = np.clip(_resize(_pad(stretched, params), config.size), 0.0, 1.0)
     return out, params
 
@@ -230,17 +237,14 @@ def preprocess_mask(mask: np.ndarray, params: PreprocessParams, config: Preproce
         raise InputError(None, f"lesion mask shape {mask.shape} does not match the image {tuple(params.original_shape)}")
     padded = _pad(mask.astype(np.float32), params)
     out = _resize(padded, config.size) >= 0.5
-    labels, count = ndimage.label(padded > 0)
-    if count:
-        scale = config.size / params.padded_size
-        boxes = ndimage.find_objects(labels)
-        centroids = ndimage.center_of_mass(padded, labels, range(1, count + 1))
-        for box, centroid in zip(boxes, centroids):
-            r0, r1 = (int(np.floor(box[0].start * scale)), int(np.ceil(box[0].stop * scale)))
-            c0, c1 = (int(np.floor(box[1].start * scale)), int(np.ceil(box[1].stop * scale)))
-            if not out[r0:r1, c0:c1].any():
-                r, c = (int(np.clip(round((x + 0.5) * scale - 0.5), 0, config.size - 1)) for x in centroid)
-                out[r, c] = True
+    labels, _ = ndimage.label(padded > 0)
+    scale = config.size / params.padded_size
+    for number, box in enumerate(ndimage.find_objects(labels), start=1):
+        if out[tuple(slice(int(b.start * scale), int(np.ceil(b.stop * scale))) for b in box)].any():
+            continue
+        centroid = ndimage.center_of_mass(labels[box] == number)
+        out[tuple(min(config.size - 1, max(0, round((b.start + x + 0.5) * scale - 0.5)))
+                  for b, x in zip(box, centroid))] = True
     return out.astype(np.float32)
 
 
