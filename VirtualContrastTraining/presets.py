@@ -57,7 +57,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
         """Rebuild from a saved config.json; unknown keys are an InputError (a newer or foreign file)."""
-        return _apply(cls(), data, where=None)
+        return apply_overrides(cls(), data, where=None)
 
 
 _ROFENA2024 = TrainConfig(
@@ -129,7 +129,8 @@ def _coerce(kind: type, value: Any) -> Any:
 _TYPES = {"int": int, "float": float, "bool": bool, "str": str}
 
 
-def _apply(base: TrainConfig, overrides: dict[str, Any], where: str | None) -> TrainConfig:
+def apply_overrides(base: TrainConfig, overrides: dict[str, Any], where: str | None = None) -> TrainConfig:
+    """`base` with fields replaced (values may be strings: "1e-4", "true"), checked; InputError names `where`."""
     known = {f.name: f for f in fields(TrainConfig)}
     unknown = sorted(set(overrides) - set(known))
     if unknown:
@@ -176,7 +177,7 @@ def resolve_config(preset_name: str, overrides: dict[str, Any] | None = None) ->
     """The named preset with `overrides` applied (values may be strings from the command line)."""
     if preset_name not in PRESETS:
         raise InputError(None, f"unknown preset {preset_name!r}; valid presets: {', '.join(PRESETS)}")
-    return _apply(replace(PRESETS[preset_name], preset=preset_name), dict(overrides or {}), where=None)
+    return apply_overrides(replace(PRESETS[preset_name], preset=preset_name), dict(overrides or {}), where=None)
 
 
 def parse_assignments(items: list[str]) -> dict[str, str]:

@@ -1,0 +1,76 @@
+"""`virtual-contrast train`: train a preset on a manifest, with JSON-lines progress on stdout.
+
+    virtual-contrast train --preset demo --manifest data/manifest.csv --out runs/demo
+    virtual-contrast train --out runs/demo --manifest data/manifest.csv --resume
+    virtual-contrast train --list-presets
+
+Options such as --epochs or --gamma override single fields of the preset;
+--set field=value reaches every field of TrainConfig. With --resume the
+config saved in the run folder is the base (a --preset, when given, must
+resolve to the same config; only epochs, patience and val_every may change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from VirtualContrastTraining.events import EXIT_OK, EventWriter
+
+# CLI option -> TrainConfig field
+SHORTCUTS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "gamma": "gamma_lesion",
+             "image_size": "image_size"}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a CycleGAN / Seg-CycleGAN preset (LE -> DES)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", help="named configuration (see --list-presets)")
+    p.add_argument("--manifest", help="manifest CSV of LE/DES pairs (splits assigned per patient when empty)")
+    p.add_argument("--out", help="run folder: config, checkpoints, model, history")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--epochs", type=int, help="maximum number of epochs")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="learning rate of both Adam optimisers")
+    p.add_argument("--gamma", type=float, help="gamma_lesion: weight of the lesion-masked terms (0 = CycleGAN)")
+    p.add_argument("--image-size", type=int, help="side of the square network input")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override any config field (repeatable), e.g. --set pool_size=50")
+    p.add_argument("--list-presets", action="store_true", help="print the presets and exit")
+    p.set_defaults(func=run)
+
+
+def list_presets(stream=sys.stdout) -> None:
+    from VirtualContrastTraining.presets import PRESETS
+
+    for name, config in PRESETS.items():
+        print(f"{name}\n    {config.description}\n    source: {config.source}", file=stream)
+
+
+def resolve_from_args(args: argparse.Namespace):
+    """The TrainConfig the arguments describe (the run's saved config is the base with --resume)."""
+    from VirtualContrastTraining.presets import apply_overrides, parse_assignments, resolve_config
+    from VirtualContrastTraining.train import load_run_config
+
+    overrides = parse_assignments(args.set)
+    overrides.update({field: getattr(args, opt) for opt, field in SHORTCUTS.items() if getattr(args, opt) is not None})
+    if args.preset:
+        return resolve_config(args.preset, overrides)
+    return apply_overrides(load_run_config(args.out), overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    from VirtualContrastTraining.errors import InputError
+    from VirtualContrastTraining.train import train
+
+    if args.list_presets:
+        list_presets()
+        return EXIT_OK
+    missing = [opt for opt, value in (("--manifest", args.manifest), ("--out", args.out)) if not value]
+    if not args.preset and not args.resume:
+        missing.insert(0, "--preset")
+    if missing:
+        raise InputError(None, f"missing {', '.join(missing)} (see virtual-contrast train --help)")
+    return train(resolve_from_args(args), args.manifest, args.out, device=args.device, resume=args.resume,
+                 events=EventWriter())

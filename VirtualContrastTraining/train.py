@@ -1,0 +1,393 @@
+"""The training loop: epochs, validation, early stopping, checkpoints, cancel and exact resume.
+
+`train()` is what `virtual-contrast train` and `virtual-contrast demo` call. It
+reports through the events protocol (events.py) and returns an exit code.
+
+Exact resume. Everything random is a function of the config's seed: weights
+are initialised after seeding; the batch order of epoch e comes from a
+torch.Generator seeded by (seed, e); each sample's augmentation is seeded by
+(seed, e, index) (data/augment.py); the rest (image pool draws) uses the
+global RNGs, whose states the checkpoint saves. The checkpoint also holds
+the position within the epoch, so a run cancelled after step k and resumed
+makes exactly the steps k+1, k+2, ... an uninterrupted run would have made.
+On CPU, torch.use_deterministic_algorithms(True) makes those steps bitwise
+repeatable.
+
+Cancel. SIGTERM and SIGINT only set a flag; after the current step the loop
+writes the full training state, emits "cancelled" and returns EXIT_CANCELLED.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+import platform
+import random
+import signal
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from VirtualContrastTraining import __version__
+from VirtualContrastTraining.atomic import ensure_writable_dir, write_text_atomic
+from VirtualContrastTraining.errors import InputError
+from VirtualContrastTraining.events import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EventWriter
+from VirtualContrastTraining.presets import TrainConfig
+
+CONFIG_FILE = "config.json"
+HISTORY_FILE = "history.csv"
+SPLIT_MANIFEST_FILE = "manifest.csv"
+# Fields that may change when resuming: they extend or shorten the schedule without changing any step.
+RESUMABLE_CHANGES = ("epochs", "patience", "val_every", "description")
+
+
+def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
+    """The resolved config saved in a run folder."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise InputError(run_dir, f"not a training run folder ({CONFIG_FILE} is missing)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(path, f"unreadable config ({exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(path, "config must be a JSON object")
+    return TrainConfig.from_dict(data)
+
+
+def package_versions() -> dict[str, str]:
+    import monai
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "monai": monai.__version__,
+            "numpy": np.__version__, "engine": __version__}
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The sample order of one epoch: a permutation from a torch.Generator seeded by (seed, epoch)."""
+    import torch
+
+    g = torch.Generator()
+    g.manual_seed(int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0]))
+    return torch.randperm(n, generator=g).tolist()
+
+
+class _StopFlag:
+    """Set by SIGTERM/SIGINT; the loop looks at it between steps. Handlers are restored on exit."""
+
+    def __init__(self):
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopFlag":
+        if threading.current_thread() is threading.main_thread():  # Python only allows handlers there
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.signal = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def __bool__(self) -> bool:
+        return self.signal is not None
+
+
+@contextlib.contextmanager
+def _deterministic(enabled: bool):
+    """torch.use_deterministic_algorithms for the run only; the caller's setting comes back afterwards."""
+    import torch
+
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(enabled or before)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
+def _seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    import torch
+
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    import torch
+
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    columns = list(dict.fromkeys(k for row in history for k in row))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    write_text_atomic(run_dir / HISTORY_FILE, buf.getvalue())
+
+
+def _check_run_folder(run_dir: Path, resume: bool) -> None:
+    from VirtualContrastTraining.checkpoints import has_training_state
+
+    if resume:
+        if not has_training_state(run_dir):
+            raise InputError(run_dir, "--resume: no training checkpoint in this folder (checkpoint.json is missing)")
+    elif run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise InputError(run_dir, "output folder is not empty: refusing to overwrite a run (use --resume, or another --out)")
+    ensure_writable_dir(run_dir)
+
+
+def _check_resume_config(run_dir: Path, config: TrainConfig) -> None:
+    saved = load_run_config(run_dir).to_dict()
+    changed = sorted(k for k, v in config.to_dict().items() if saved.get(k) != v and k not in RESUMABLE_CHANGES)
+    if changed:
+        detail = ", ".join(f"{k} {saved.get(k)!r} -> {config.to_dict()[k]!r}" for k in changed)
+        raise InputError(run_dir / CONFIG_FILE, f"--resume with a different config ({detail}); "
+                         f"only {', '.join(RESUMABLE_CHANGES)} may change")
+
+
+def _split_cases(manifest_path: Path, seed: int) -> tuple[list, list, list]:
+    """(all cases with splits, train, val); splits are assigned per patient when the manifest has none."""
+    from VirtualContrastTraining.data.manifest import read_manifest
+    from VirtualContrastTraining.data.splits import assign_splits
+
+    cases = assign_splits(read_manifest(manifest_path, require_des=True), seed=seed)
+    train_cases = [c for c in cases if c.split == "train"]
+    val_cases = [c for c in cases if c.split == "val"]
+    if not train_cases:
+        raise InputError(manifest_path, "no case in the train split")
+    if not val_cases:
+        raise InputError(manifest_path, "no case in the val split: early stopping and model selection need one "
+                         "(fill the split column, or add patients)")
+    return cases, train_cases, val_cases
+
+
+class _Trainer:
+    """One run: data, recipe, counters; `run()` returns the exit code."""
+
+    def __init__(self, config: TrainConfig, manifest_path: Path, run_dir: Path, device, resume: bool,
+                 events: EventWriter, stop: _StopFlag):
+        from torch.utils.data import DataLoader
+
+        from VirtualContrastTraining.data.dataset import PairedDataset, des_output_window, prepare_cases
+        from VirtualContrastTraining.data.manifest import fingerprint, write_manifest
+        from VirtualContrastTraining.data.preprocessing import PreprocessConfig
+        from VirtualContrastTraining.recipes.cyclegan import CycleGAN
+
+        self.config, self.run_dir, self.device, self.events, self.stop = config, run_dir, device, events, stop
+        cases, train_cases, val_cases = _split_cases(manifest_path, config.seed)
+        self.preprocessing = PreprocessConfig(size=config.image_size)
+        workers = min(4, os.cpu_count() or 1)
+        train_prepared = prepare_cases(train_cases, self.preprocessing, workers=workers)
+        val_prepared = prepare_cases(val_cases, self.preprocessing, workers=workers)
+        self.des_window = des_output_window(train_prepared)
+        self.fingerprint = fingerprint(train_cases + val_cases)
+        self.train_set = PairedDataset(train_prepared, augment=config.augment_prob > 0, seed=config.seed,
+                                       prob=config.augment_prob)
+        self.val_loader = DataLoader(PairedDataset(val_prepared, augment=False, seed=config.seed),
+                                     batch_size=config.batch_size, shuffle=False, num_workers=0)
+        self.steps_per_epoch = math.ceil(len(self.train_set) / config.batch_size)
+        self.total_steps = config.epochs * self.steps_per_epoch
+
+        _seed_everything(config.seed)
+        self.recipe = CycleGAN(config, device)
+        self.state: dict[str, Any] = {
+            "manifest": str(manifest_path.resolve()), "data_fingerprint": self.fingerprint,
+            "epoch": 1, "position": 0, "global_step": 0, "best_val_l1": math.inf, "best_epoch": 0,
+            "patience_counter": 0, "history": [], "epoch_sums": {}, "epoch_steps": 0,
+        }
+        if resume:
+            self._restore()
+        else:
+            write_text_atomic(run_dir / CONFIG_FILE, json.dumps(config.to_dict(), indent=1) + "\n")
+            write_manifest(run_dir / SPLIT_MANIFEST_FILE, cases)
+        self.n_train, self.n_val = len(train_cases), len(val_cases)
+
+    def _restore(self) -> None:
+        from VirtualContrastTraining.checkpoints import load_training_state
+
+        saved = load_training_state(self.run_dir)
+        if saved.get("data_fingerprint") != self.fingerprint:
+            raise InputError(self.run_dir, "--resume: the training data differ from those of the checkpoint "
+                             "(files, case ids or splits changed); start a new run instead")
+        self.recipe.load_state_dict(saved.pop("recipe"))
+        _set_rng_state(saved.pop("rng"))
+        self.state.update(saved)
+
+    def _save_state(self) -> None:
+        from VirtualContrastTraining.checkpoints import save_training_state
+
+        save_training_state(self.run_dir, {**self.state, "recipe": self.recipe.state_dict(), "rng": _rng_state()})
+
+    def _finished(self) -> bool:
+        s = self.state
+        return s["epoch"] > self.config.epochs or s["patience_counter"] >= self.config.patience
+
+    def _cancel(self) -> int:
+        self._save_state()
+        path = str(self.run_dir / "checkpoint.safetensors")
+        self.events.emit("checkpoint", path=path, epoch=self.state["epoch"], step=self.state["global_step"],
+                         reason="cancelled")
+        self.events.emit("cancelled", signal=self.stop.signal, epoch=self.state["epoch"],
+                         step=self.state["global_step"], checkpoint=path,
+                         message="training state saved; run again with --resume to continue")
+        return EXIT_CANCELLED
+
+    def _train_epoch(self, epoch: int, bar, clock: dict) -> bool:
+        """The remaining steps of `epoch`; False when a stop was requested."""
+        from torch.utils.data import DataLoader
+
+        cfg, s = self.config, self.state
+        order = epoch_order(len(self.train_set), cfg.seed, epoch)
+        batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+        self.train_set.set_epoch(epoch)
+        loader = DataLoader(self.train_set, batch_sampler=batches[s["position"]:], num_workers=0)
+        for batch in loader:
+            losses = self.recipe.train_step(batch)
+            s["position"] += 1
+            s["global_step"] += 1
+            s["epoch_steps"] += 1
+            for k, v in losses.items():
+                s["epoch_sums"][k] = s["epoch_sums"].get(k, 0.0) + v
+            clock["steps"] += 1
+            clock["images"] += len(batch["le"])
+            elapsed = time.perf_counter() - clock["start"]
+            eta = elapsed / clock["steps"] * (self.total_steps - s["global_step"])
+            self.events.emit("progress", step=s["global_step"], total_steps=self.total_steps, epoch=epoch,
+                             epochs=cfg.epochs, losses=losses, eta_s=round(eta, 1),
+                             images_per_s=round(clock["images"] / max(elapsed, 1e-9), 3))
+            bar.update(1)
+            bar.set_postfix(G=f"{losses['G']:.3f}", D=f"{losses['D_X'] + losses['D_Y']:.3f}", refresh=False)
+            if self.stop:
+                return False
+        return True
+
+    def _validate(self) -> float:
+        total, count = 0.0, 0
+        for batch in self.val_loader:
+            n = len(batch["le"])
+            total += self.recipe.validation_l1(batch) * n
+            count += n
+        return total / count
+
+    def _save_model(self, epoch: int, val_l1: float) -> Path:
+        from VirtualContrastTraining.checkpoints import save_model
+
+        return save_model(self.run_dir, self.recipe.G, {
+            "config": self.config.to_dict(),
+            "preprocessing": self.preprocessing.to_dict(),
+            "des_output_window": list(self.des_window),
+            "versions": package_versions(),
+            "data_fingerprint": self.fingerprint,
+            "n_train": self.n_train, "n_val": self.n_val,
+            "best": {"epoch": epoch, "val_l1": val_l1},
+            "synthetic_output": True,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        })
+
+    def _end_epoch(self, epoch: int, epoch_time: float) -> None:
+        """Validation, best model, history, early-stopping counter, then the resumable state."""
+        cfg, s = self.config, self.state
+        row: dict[str, Any] = {"epoch": epoch, "steps": s["epoch_steps"]}
+        row.update({k: v / max(s["epoch_steps"], 1) for k, v in s["epoch_sums"].items()})
+        row["val_l1"] = None
+        if epoch % cfg.val_every == 0 or epoch == cfg.epochs:
+            val_l1 = self._validate()
+            row["val_l1"] = val_l1
+            improved = val_l1 < s["best_val_l1"]
+            self.events.emit("validation", epoch=epoch, metrics={"val_l1": val_l1}, best=improved)
+            if improved:
+                s.update(best_val_l1=val_l1, best_epoch=epoch, patience_counter=0)
+                path = self._save_model(epoch, val_l1)
+                self.events.emit("checkpoint", path=str(path), epoch=epoch, reason="best", val_l1=val_l1)
+            else:
+                s["patience_counter"] += cfg.val_every
+        row["epoch_time_s"] = round(epoch_time, 3)
+        s["history"].append(row)
+        _write_history(self.run_dir, s["history"])
+        s.update(epoch=epoch + 1, position=0, epoch_sums={}, epoch_steps=0)
+        self._save_state()
+        self.events.emit("checkpoint", path=str(self.run_dir / "checkpoint.safetensors"), epoch=epoch, reason="epoch")
+
+    def run(self) -> int:
+        from tqdm import tqdm
+
+        cfg, s = self.config, self.state
+        self.events.emit("started", run=str(self.run_dir), preset=cfg.preset or "custom", device=str(self.device),
+                         n_train=self.n_train, n_val=self.n_val, total_steps=self.total_steps,
+                         steps_per_epoch=self.steps_per_epoch, epochs=cfg.epochs, resumed_at_step=s["global_step"],
+                         config=cfg.to_dict())
+        clock = {"start": time.perf_counter(), "steps": 0, "images": 0}
+        with tqdm(total=self.total_steps, initial=s["global_step"], file=sys.stderr, unit="step",
+                  disable=not sys.stderr.isatty(), dynamic_ncols=True) as bar:
+            while not self._finished():
+                if self.stop:
+                    return self._cancel()
+                epoch, t0 = s["epoch"], time.perf_counter()
+                if not self._train_epoch(epoch, bar, clock):
+                    return self._cancel()
+                self._end_epoch(epoch, time.perf_counter() - t0)
+        if s["best_epoch"] == 0:
+            raise RuntimeError("training ended without any validation")
+        stopped_early = s["epoch"] <= cfg.epochs
+        self.events.emit("finished", best_epoch=s["best_epoch"], val_l1=s["best_val_l1"],
+                         model=str(self.run_dir / "model.safetensors"), epochs_run=s["epoch"] - 1,
+                         stopped_early=stopped_early, steps=s["global_step"])
+        return EXIT_OK
+
+
+def train(config: TrainConfig, manifest_path: str | os.PathLike, run_dir: str | os.PathLike, *,
+          device: str = "auto", resume: bool = False, events: EventWriter) -> int:
+    """Train `config` on the manifest's train split into `run_dir`; returns an events.EXIT_* code.
+
+    Bad input raises InputError (after a "failed" event); any other failure
+    emits "failed" with the message and returns EXIT_FAILED.
+    """
+    from VirtualContrastTraining.devices import resolve_device
+
+    try:
+        run_dir = Path(run_dir)
+        dev = resolve_device(device)
+        _check_run_folder(run_dir, resume)
+        if resume:
+            _check_resume_config(run_dir, config)
+        with _StopFlag() as stop, _deterministic(dev.type == "cpu"):
+            return _Trainer(config, Path(manifest_path), run_dir, dev, resume, events, stop).run()
+    except InputError as exc:
+        events.emit("failed", error=str(exc))
+        raise
+    except Exception as exc:  # the protocol promises a "failed" event, whatever went wrong
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+        events.emit("failed", error=f"{type(exc).__name__}: {exc}")
+        return EXIT_FAILED
