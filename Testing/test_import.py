@@ -197,6 +197,9 @@ def test_segmentations_by_name_then_by_geometry(tmp_path):
         "-0.07;0;0;0;0;-0.07;0;0;0;0;1;0;0;0;0;1;0;47;0;63;0;0;|Image geometry description&",
     })
     ambiguous = write_labelmap(c / "mask.nrrd")
+    # two labelmaps claim P3_R_MLO equally by name: the lesion one wins over a tissue mask found first
+    tissue = write_labelmap(tmp_path / "a0" / "P3_R_MLO_breast.nrrd")
+    lesion = write_labelmap(tmp_path / "zz" / "P3_R_MLO_lesion.nrrd")
     vague_name = write_labelmap(segs / "P1_L.nrrd")  # prefix of three cases' names, equally
     not_a_prefix = write_labelmap(segs / "P1_L_C.nrrd", rows=33)  # "P1_L_C" is no separated prefix of "P1_L_CC"
     float_image = segs / "P1_L_MLO_LE.nrrd"
@@ -208,9 +211,11 @@ def test_segmentations_by_name_then_by_geometry(tmp_path):
     assert cases["P1_L_CC"].lesion_path == str(by_name.resolve())
     assert cases["P1_L_CC_2"].lesion_path == str(by_le_stem.resolve())
     assert cases["P2_R_CC"].lesion_path == str(cropped.resolve())
+    assert cases["P3_R_MLO"].lesion_path == str(lesion.resolve())
     assert not cases["P1_L_MLO"].lesion_path and not cases["P3_R_CC"].lesion_path
-    assert report.n_with_lesion == 3
+    assert report.n_with_lesion == 4
     r = reasons(report)
+    assert r[tissue.name] == "another segmentation is already attached to case P3_R_MLO"
     assert r[vague_name.name].startswith("segmentation name matches several cases (P1_L_")
     assert r[not_a_prefix.name] == "segmentation matches no case by name and no LE of its folder by geometry"
     assert r[ambiguous.name] == "segmentation matches no case by name and 2 LEs of its folder by geometry"
@@ -231,6 +236,23 @@ def test_no_pairs_is_one_input_error_and_no_manifest(tmp_path):
     assert not out.exists()
     with pytest.raises(InputError, match="not a folder"):
         import_dicom(tmp_path / "absent", out)
+
+
+def test_phantom_dataset_imports_to_its_own_pairs(tmp_path):
+    """The phantom writes DICOMs, lesion .seg.nrrd and tissue truth labelmaps plus the true manifest."""
+    from VirtualContrastTraining.data.phantom import generate_dataset
+
+    truth_manifest = generate_dataset(tmp_path / "phantom", n_cases=6, seed=11, pixel_mm=2.0)
+    report = import_dicom(tmp_path / "phantom", tmp_path / "imported.csv")
+    truth = {c.case_id: c for c in read_manifest(truth_manifest)}
+    got = {c.case_id: c for c in read_manifest(report.manifest_path)}
+    assert sorted(got) == sorted(truth) and len(got) == 6
+    for case_id, t in truth.items():
+        g = got[case_id]
+        assert (g.le_path, g.des_path, g.lesion_path) == (t.le_path, t.des_path, t.lesion_path), case_id
+        assert (g.patient_id, g.study_uid, g.laterality, g.view) == (t.patient_id, t.study_uid, t.laterality, t.view)
+        assert (g.le_window_center, g.le_window_width) == (t.le_window_center, t.le_window_width)
+    assert report.n_with_lesion == sum(1 for t in truth.values() if t.lesion_path) > 0
 
 
 def run_cli(*args) -> subprocess.CompletedProcess:

@@ -30,6 +30,7 @@ DEFAULT_TIME_TOLERANCE_S = 120.0  # LE and DES of one compression are seconds ap
 SEG_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nrrd", ".nii")
 MAX_LABELS = 255
 _SEPARATORS = "_-. "
+_LESION_WORDS = re.compile(r"lesion|mass|tumou?r", re.IGNORECASE)
 
 
 @dataclass
@@ -374,8 +375,13 @@ def _name_score(seg_stem: str, target: str) -> tuple[int, int]:
 
 
 def _attach_segmentations(pairs: list[_Pair], segs: list[_SegInfo], skipped: list) -> None:
-    """By name first (seg stem vs case id and LE file stem), then by geometry among the LEs of its folder."""
-    unmatched = []
+    """By name first (seg stem vs case id and LE file stem), then by geometry among the LEs of its folder.
+
+    When several files name the same case (a lesion segmentation beside tissue
+    labelmaps such as "..._breast.nrrd"), the best claim wins: closer name, then
+    a Slicer .seg.nrrd, then a name that says lesion/mass/tumour, then path order.
+    """
+    claims, unmatched = [], []
     for seg in segs:
         scored = []
         for pair in pairs:
@@ -391,7 +397,10 @@ def _attach_segmentations(pairs: list[_Pair], segs: list[_SegInfo], skipped: lis
             ids = ", ".join(p.case_id for p in winners[:3])
             skipped.append((str(seg.path), f"segmentation name matches several cases ({ids})"))
         else:
-            _give(winners[0], seg, skipped)
+            is_seg = seg.path.name.lower().endswith(".seg.nrrd")
+            claims.append(((best, is_seg, bool(_LESION_WORDS.search(seg.stem))), seg, winners[0]))
+    for _, seg, pair in sorted(claims, key=lambda c: c[0], reverse=True):  # stable: path order among equals
+        _give(pair, seg, skipped)
     for seg in unmatched:
         folder = seg.path.parent.resolve()
         same = [
