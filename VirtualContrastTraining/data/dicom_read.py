@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -26,7 +26,6 @@ from pydicom.valuerep import DA, DT, TM
 from VirtualContrastTraining.data.image import IDENTITY, Image
 from VirtualContrastTraining.errors import InputError
 
-ROLES = ("LE", "DES", "HE", "SYNTHETIC")
 GREYSCALE = ("MONOCHROME1", "MONOCHROME2")
 GE_SENO_CREATOR = "GEMS_SENO_02"  # private block holding the clinical view at (0045,xx1B)
 VIEWS = ("CC", "MLO", "ML", "LM", "LMO", "XCCL", "XCCM", "FB", "SIO")
@@ -102,9 +101,6 @@ class DicomInfo:
             "acquisition_time": self.acquisition_time.isoformat() if self.acquisition_time else "",
             "spacing_source": self.spacing_source or "none (1.0 mm assumed)",
         }
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def read_header(path: str | os.PathLike) -> DicomInfo:
