@@ -310,22 +310,26 @@ class _LesionLayers:
 
 
 def _place(rng, anat: _Anatomy, p, radius, taken) -> tuple[float, float]:
-    """A centre inside the compressed plateau, away from the muscle and from other lesions."""
-    rows, cols = anat.mask.shape
-    ys = np.flatnonzero(anat.depth > 2 * radius + 10.0)
-    if ys.size == 0:
-        ys = np.arange(rows)
-    for attempt in range(400):
-        margin = radius + (8.0 if attempt < 300 else 1.0)
-        y = rng.uniform(ys.min() * p, ys.max() * p)
-        x = rng.uniform(5.0, max(6.0, float(anat.depth[int(y / p)]) - 5.0))
-        r, c = int(y / p), min(int(x / p), cols - 1)
-        if anat.dist[r, c] < margin or anat.muscle[r, c] > 0.05:
-            continue
-        if all(math.hypot(x - tx, y - ty) > radius + tr + 3.0 for tx, ty, tr in taken):
-            taken.append((x, y, radius))
-            return x, y
-    raise ValueError("breast too small to place a lesion")
+    """A random centre inside the compressed plateau, away from the muscle and other lesions.
+
+    The demands relax step by step (a small breast still gets its lesion, nearer the edge).
+    """
+    k = max(1, int(round(1.0 / p)))  # candidates on a ~1 mm grid
+    dist = anat.dist[::k, ::k]
+    yy, xx = np.indices(dist.shape) * (k * p)
+    free = (anat.muscle[::k, ::k] < 0.05) & (dist > 0)
+    for tx, ty, tr in taken:
+        free &= np.hypot(xx - tx, yy - ty) > radius + tr + 3.0
+    for need in (radius + 8.0, radius + 2.0, 0.6 * radius, 2.0):
+        candidates = np.flatnonzero(free & (dist >= need))
+        if candidates.size:
+            break
+    else:
+        candidates = np.flatnonzero(dist > 0)
+    i = candidates[rng.integers(candidates.size)]
+    y, x = float(yy.flat[i]), float(xx.flat[i])
+    taken.append((x, y, radius))
+    return x, y
 
 
 def _local(shape, p, cx, cy, reach):
@@ -364,15 +368,16 @@ def _render_lesions(rng, anat: _Anatomy, p, kinds: Sequence[str]) -> _LesionLaye
         name = f"Lesion {number} - {LESION_KINDS[kind]}"
         if kind == "calcifications":
             spread = rng.uniform(3.0, 8.0)
-            cx, cy = _place(rng, anat, p, spread + 1.0, taken)
+            cx, cy = _place(rng, anat, p, spread + 1.5, taken)
             win, dx, dy = _local(shape, p, cx, cy, spread + 2.0)
             for _ in range(int(rng.integers(6, 26))):  # specks: hydroxyapatite spheres, volume kept per pixel
-                px, py = rng.normal(0.0, spread / 2.2, 2).clip(-spread, spread)
+                px, py = rng.normal(0.0, spread / 2.2, 2)
+                px, py = np.array([px, py]) * min(1.0, spread / max(math.hypot(px, py), 1e-9))
                 r = rng.uniform(0.1, 0.35)
                 sigma = math.hypot(r / 2.0, 0.5 * p)  # the detector's blur of a sub-pixel speck
                 g = np.exp(-((dx - px) ** 2 + (dy - py) ** 2) / (2 * sigma**2))
                 layers.calcium_mm[win] += (4.0 / 3.0 * math.pi * r**3) * g / (2 * math.pi * sigma**2)
-            layers.masks[name] = _disk(shape, win, dx, dy, spread + 1.0)
+            layers.masks[name] = _disk(shape, win, dx, dy, spread + 1.5)
             continue
         if kind == "nme":
             r0 = rng.uniform(8.0, 18.0)
@@ -381,8 +386,8 @@ def _render_lesions(rng, anat: _Anatomy, p, kinds: Sequence[str]) -> _LesionLaye
             win, dx, dy = _local(shape, p, cx, cy, r0 * elong * 1.6)
             inside, _, rel, _ = _blob(rng, dx, dy, r0, 0.6, elong)
             clumps = np.clip(_noise(rng, inside.shape, 1.2 / p) * 0.6 + 0.5, 0.0, 1.0)
-            slab_cm = rng.uniform(0.8, 1.5)
-            conc = rng.uniform(0.8, 1.6)  # mg/ml in the involved tissue; no density change
+            slab_cm = rng.uniform(1.0, 2.0)
+            conc = rng.uniform(1.2, 2.2)  # mg/ml in the involved tissue; no density change
             layers.iodine[win] += inside * conc * slab_cm * clumps * (1.0 - 0.5 * rel**2)
             layers.masks[name] = _paste(shape, win, inside)
             continue
@@ -399,11 +404,13 @@ def _render_lesions(rng, anat: _Anatomy, p, kinds: Sequence[str]) -> _LesionLaye
             core = 2.0 * r_theta * np.sqrt(np.clip(0.55**2 - rel**2, 0.0, None))
             iodine = 1.4 * conc * np.clip(chord - core, 0.0, None) / 10.0
         elif kind == "mass_heterogeneous":
-            iodine = conc * chord / 10.0 * np.clip(0.35 + 0.6 * _noise(rng, chord.shape, 1.5 / p), 0.1, 1.5)
+            iodine = conc * chord / 10.0 * np.clip(0.65 + 0.5 * _noise(rng, chord.shape, 1.5 / p), 0.15, 1.5)
         else:
             iodine = np.zeros_like(chord)
         layers.iodine[win] += iodine
         layers.masks[name] = _paste(shape, win, inside)
+    for name in layers.masks:
+        layers.masks[name] &= anat.mask
     return layers
 
 
@@ -501,9 +508,10 @@ def simulate_case(
         # Quantum noise: AEC sets the exposure so adipose at thickness t0 gets the reference quanta.
         quanta = physics.quanta_per_mm2[e] * p * p * np.exp(-(atten - physics.mu_adipose[e] * t0_cm))
         noise = rng_noise.standard_normal((rows, cols), dtype=np.float32) / np.sqrt(quanta)
-        # log attenuation as measured, with the system's uniform scatter correction
-        measured = -np.log(primary + scatter) + noise
-        logs.append((measured + math.log1p(physics.scatter_to_primary[e]), measured))
+        # Log attenuation as measured, after the system's uniform scatter correction. Outside
+        # the breast the presentation processing shows a flat background: only noise is kept.
+        measured = -np.log(primary + scatter) + noise + math.log1p(physics.scatter_to_primary[e])
+        logs.append((measured, noise))
     (le_in, le_out), (he_in, he_out) = logs
     w = physics.weight
     k_thick = physics.mu_adipose[1] - w * physics.mu_adipose[0]
