@@ -12,8 +12,10 @@ Slicer) works without it.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -74,12 +76,19 @@ def prepare_case(case: Case, config: PreprocessConfig) -> PreparedCase:
 
 
 def prepare_cases(cases: list[Case], config: PreprocessConfig, workers: int = 1) -> list[PreparedCase]:
-    """`prepare_case` for each case, in order; `workers` threads read and resize in parallel
-    (file decoding and resizing spend most of their time outside the GIL)."""
-    if workers <= 1:
+    """`prepare_case` for each case, in order; `workers` > 1 prepares cases in that many processes.
+
+    Processes, not threads: decoding, Gaussian prefiltering and percentiles
+    hold the GIL, so threads were slower than one loop. Spawned, not forked:
+    the trainer has torch (and ITK's thread pool) running, which a fork would
+    copy mid-state. Use workers > 1 in a command-line child (training), not
+    inside the Slicer application process, whose executable is not a Python.
+    """
+    if workers <= 1 or len(cases) <= 1:
         return [prepare_case(c, config) for c in cases]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda c: prepare_case(c, config), cases))
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(cases)), mp_context=spawn) as pool:
+        return list(pool.map(partial(prepare_case, config=config), cases))
 
 
 def des_output_window(prepared: list[PreparedCase]) -> tuple[float, float]:

@@ -150,7 +150,7 @@ def intensity_window(
         if not np.isfinite(center) or not np.isfinite(width) or width <= 0:
             raise InputError(_source(image), f"invalid intensity window (center {center:g}, width {width:g})")
         return (center - width / 2.0, center + width / 2.0), "dicom"
-    arr = np.asarray(image.array, dtype=np.float64)
+    arr = np.asarray(image.array)  # native dtype: percentiles of uint16 pixels are twice as fast
     foreground = arr[arr > arr.min()]
     if foreground.size == 0:
         raise InputError(_source(image), f"image is constant (every pixel is {arr.flat[0]:g}): nothing to learn from")
@@ -218,7 +218,7 @@ def preprocess(
     pad_side, padded_size = _pad_geometry(image.shape, side)
     params = PreprocessParams(image.shape, pad_side, padded_size, (lo, hi), source)
     # float32 halves the memory and triples the speed of the anti-aliased resize of a full mammogram.
-    stretched = ((np.clip(np.asarray(image.array, dtype=np.float64), lo, hi) - lo) / (hi - lo)).astype(np.float32)
+    stretched = (np.clip(np.asarray(image.array, dtype=np.float32), lo, hi) - np.float32(lo)) / np.float32(hi - lo)
     out = np.clip(_resize(_pad(stretched, params), config.size), 0.0, 1.0)
     return out, params
 
