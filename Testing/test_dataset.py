@@ -101,6 +101,10 @@ def test_unreadable_files_name_the_file(tmp_path):
     with pytest.raises(InputError) as err:
         prepare_case(Case(case_id="g", patient_id="g", le_path=str(garbage)), CONFIG)
     assert err.value.path == str(garbage)
+    case = write_pair(tmp_path, "w", des_window_center="high", des_window_width="400")
+    with pytest.raises(InputError, match="not numbers") as err:
+        prepare_case(case, CONFIG)
+    assert err.value.path == case.des_path
 
 
 def test_lesion_labelmap_is_read_in_the_le_geometry(tmp_path):

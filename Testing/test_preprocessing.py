@@ -202,3 +202,9 @@ def test_real_cdd_cesm_images_side_from_content(cdd_sample):
         assert breast_side(arr[:, ::-1], "") == "right", path.name
         out, params = preprocess(read_image(path), config=PreprocessConfig(size=64))
         assert params.pad_side in ("right", "none") and 0.05 < out.mean() < 0.5
+
+
+def test_params_from_a_foreign_sidecar_are_checked():
+    bad = {"original_shape": [4, 4], "pad_side": "top", "padded_size": 4, "window": [0, 1], "window_source": "dicom"}
+    with pytest.raises(InputError, match="unknown pad side 'top'"):
+        PreprocessParams.from_dict(bad)

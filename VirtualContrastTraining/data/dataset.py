@@ -51,11 +51,20 @@ def _lesion_mask(case: Case, le_image: Image) -> np.ndarray:
     return np.asarray(read_lesion_mask(case.lesion_path, reference=le_image)) > 0
 
 
+def _window(case: Case, which: str) -> tuple[float, float] | None:
+    try:
+        return case.window(which)
+    except ValueError:
+        center, width = getattr(case, f"{which}_window_center"), getattr(case, f"{which}_window_width")
+        raise InputError(getattr(case, f"{which}_path"),
+                         f"case {case.case_id}: window center/width {center!r}/{width!r} are not numbers") from None
+
+
 def prepare_case(case: Case, config: PreprocessConfig) -> PreparedCase:
     """Read and preprocess one case. InputError names the file that cannot be used."""
     le_image = read_image(case.le_path)
-    laterality = case.laterality or str(le_image.meta.get("laterality", ""))
-    le, params = preprocess(le_image, laterality=laterality, window=case.window("le"), config=config)
+    side = breast_side(le_image, case.laterality or str(le_image.meta.get("laterality", "")))
+    le, params = preprocess(le_image, window=_window(case, "le"), config=config, side=side)
     des = des_params = None
     if case.des_path:
         des_image = read_image(case.des_path)
@@ -65,9 +74,7 @@ def prepare_case(case: Case, config: PreprocessConfig) -> PreparedCase:
                 case.des_path,
                 f"DES is {dc}x{dr} pixels but its LE {case.le_path} is {lc}x{lr}: a pair must have the same size",
             )
-        des, des_params = preprocess(
-            des_image, window=case.window("des"), config=config, side=breast_side(le_image, laterality)
-        )
+        des, des_params = preprocess(des_image, window=_window(case, "des"), config=config, side=side)
     if case.lesion_path:
         mask, has_mask = preprocess_mask(_lesion_mask(case, le_image), params, config), True
     else:

@@ -82,6 +82,8 @@ class PreprocessParams:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PreprocessParams":
+        if data.get("pad_side") not in PAD_SIDES:
+            raise InputError(None, f"unknown pad side {data.get('pad_side')!r} in preprocessing parameters")
         return cls(
             original_shape=(int(data["original_shape"][0]), int(data["original_shape"][1])),
             pad_side=str(data["pad_side"]),
@@ -96,14 +98,15 @@ def _source(image: Image | np.ndarray) -> str | None:
 
 
 def breast_side(image_or_array: Image | np.ndarray, laterality: str = "") -> str:
-    """Which half of the image holds the breast: "left" or "right".
+    """Which side of the image holds the breast: "left" or "right".
 
     Display convention: a left breast (L) has its chest wall at column 0, a
     right breast (R) at the last column. Without a laterality, the outer
-    quarter (of the columns holding tissue) with more tissue wins: tissue (above 5 % of the intensity range)
-    covers the chest-wall edge from top to bottom, while the far edge is mostly
-    air. Coverage rather than brightness, because in a recombined image the
-    brightest parts need not be near the chest wall.
+    quarter (of the columns holding tissue) with more tissue wins: tissue
+    (above 5 % of the intensity range) covers the chest-wall edge from top to
+    bottom, while the far edge is mostly air. Coverage rather than brightness,
+    because in a recombined image the brightest parts need not be near the
+    chest wall.
     """
     lat = (laterality or "").strip().upper()[:1]
     if lat == "L":
