@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -125,7 +124,10 @@ def test_lesion_labelmap_is_read_in_the_le_geometry(tmp_path):
     assert err.value.path == str(wrong)
 
 
-def test_parallel_preparation_matches_serial_and_des_window_is_the_median(tmp_path):
+def test_parallel_preparation_matches_serial_and_des_window_is_the_median(tmp_path, monkeypatch):
+    import VirtualContrastTraining.data.dataset as dataset
+
+    monkeypatch.setattr(dataset, "PARALLEL_MIN_SECONDS", 0.0)  # tiny images: force the worker processes
     cases = [write_pair(tmp_path, f"c{i}", laterality="L", des_window_center=str(c), des_window_width=str(w))
              for i, (c, w) in enumerate([(700, 400), (800, 200), (1000, 600)])]
     serial = prepare_cases(cases, CONFIG)

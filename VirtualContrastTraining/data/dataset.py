@@ -13,6 +13,7 @@ Slicer) works without it.
 from __future__ import annotations
 
 import multiprocessing
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -30,6 +31,9 @@ from VirtualContrastTraining.data.preprocessing import (
     preprocess_mask,
 )
 from VirtualContrastTraining.errors import InputError
+
+# Below this estimated serial time, starting worker processes costs more than it saves.
+PARALLEL_MIN_SECONDS = 5.0
 
 
 @dataclass
@@ -83,19 +87,27 @@ def prepare_case(case: Case, config: PreprocessConfig) -> PreparedCase:
 
 
 def prepare_cases(cases: list[Case], config: PreprocessConfig, workers: int = 1) -> list[PreparedCase]:
-    """`prepare_case` for each case, in order; `workers` > 1 prepares cases in that many processes.
+    """`prepare_case` for each case, in order; `workers` > 1 prepares cases in that many processes
+    when the first case shows that the rest would take more than PARALLEL_MIN_SECONDS.
 
     Processes, not threads: decoding, Gaussian prefiltering and percentiles
     hold the GIL, so threads were slower than one loop. Spawned, not forked:
     the trainer has torch (and ITK's thread pool) running, which a fork would
-    copy mid-state. Use workers > 1 in a command-line child (training), not
-    inside the Slicer application process, whose executable is not a Python.
+    copy mid-state. Starting spawned workers costs seconds, hence the timing
+    of the first case (small phantom images stay in one process). Use
+    workers > 1 in a command-line child (training), not inside the Slicer
+    application process, whose executable is not a Python.
     """
-    if workers <= 1 or len(cases) <= 1:
-        return [prepare_case(c, config) for c in cases]
+    if not cases:
+        return []
+    start = time.perf_counter()
+    first = prepare_case(cases[0], config)
+    rest = cases[1:]
+    if workers <= 1 or (time.perf_counter() - start) * len(rest) < PARALLEL_MIN_SECONDS:
+        return [first, *(prepare_case(c, config) for c in rest)]
     spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(cases)), mp_context=spawn) as pool:
-        return list(pool.map(partial(prepare_case, config=config), cases))
+    with ProcessPoolExecutor(max_workers=min(workers, len(rest)), mp_context=spawn) as pool:
+        return [first, *pool.map(partial(prepare_case, config=config), rest)]
 
 
 def des_output_window(prepared: list[PreparedCase]) -> tuple[float, float]:

@@ -237,7 +237,8 @@ def preprocess_mask(mask: np.ndarray, params: PreprocessParams, config: Preproce
     config = config or PreprocessConfig()
     mask = np.asarray(mask) > 0
     if mask.shape != tuple(params.original_shape):
-        raise InputError(None, f"lesion mask shape {mask.shape} does not match the image {tuple(params.original_shape)}")
+        raise InputError(None, f"lesion mask shape {mask.shape} does not match the image "
+                               f"{tuple(params.original_shape)}")
     padded = _pad(mask.astype(np.float32), params)
     out = _resize(padded, config.size) >= 0.5
     labels, _ = ndimage.label(padded > 0)
