@@ -114,6 +114,48 @@ def test_refusals(manifest, tmp_path):
         train(config, no_val, tmp_path / "r", device="cpu", events=EventWriter(io.StringIO()))
 
 
+def test_resume_may_extend_epochs_but_not_change_the_recipe(manifest, tmp_path):
+    run = tmp_path / "run"
+    config = resolve_config("demo", {**TINY, "batch_size": 3, "epochs": 1})
+    assert train(config, manifest, run, device="cpu", events=EventWriter(io.StringIO())) == EXIT_OK
+    with pytest.raises(InputError, match=r"lr 0.001 -> 0.01"):
+        train(resolve_config("demo", {**TINY, "batch_size": 3, "epochs": 2, "lr": 1e-2}), manifest, run,
+              device="cpu", resume=True, events=EventWriter(io.StringIO()))
+    out = io.StringIO()
+    longer = resolve_config("demo", {**TINY, "batch_size": 3, "epochs": 2})
+    assert train(longer, manifest, run, device="cpu", resume=True, events=EventWriter(out)) == EXIT_OK
+    steps = [e["step"] for e in _events(out.getvalue()) if e["event"] == "progress"]
+    assert steps == [3, 4]
+    assert [int(r["epoch"]) for r in csv.DictReader((run / "history.csv").open())] == [1, 2]
+    assert json.loads((run / "config.json").read_text())["epochs"] == 2
+    # a finished run resumed with the same schedule has nothing left to do
+    out = io.StringIO()
+    assert train(longer, manifest, run, device="cpu", resume=True, events=EventWriter(out)) == EXIT_OK
+    assert [e["event"] for e in _events(out.getvalue())] == ["started", "finished"]
+
+
+def test_early_stopping_after_patience_epochs_without_improvement(manifest, tmp_path):
+    # lr so small that no float32 weight moves: the validation L1 never improves after epoch 1
+    config = resolve_config("demo", {**TINY, "batch_size": 3, "epochs": 5, "patience": 2, "lr": 1e-15})
+    out = io.StringIO()
+    assert train(config, manifest, tmp_path / "run", device="cpu", events=EventWriter(out)) == EXIT_OK
+    finished = _events(out.getvalue())[-1]
+    assert (finished["stopped_early"], finished["epochs_run"], finished["best_epoch"]) == (True, 3, 1)
+
+
+def test_cli_lists_presets_and_reports_bad_arguments(capsys, manifest, tmp_path):
+    from VirtualContrastTraining.cli import main
+
+    assert main(["train", "--list-presets"]) == EXIT_OK
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in ("rofena2024-cyclegan", "rofena2025-segcyclegan-g35", "demo"))
+    assert main(["train", "--manifest", str(manifest), "--out", str(tmp_path / "r")]) == 2
+    assert "missing --preset" in capsys.readouterr().err
+    assert main(["train", "--preset", "demo", "--manifest", str(manifest), "--out", str(tmp_path / "r"),
+                 "--set", "gama=1"]) == 2
+    assert "valid fields" in capsys.readouterr().err
+
+
 def test_epoch_order_is_a_seeded_permutation():
     assert sorted(epoch_order(10, 0, 1)) == list(range(10))
     assert epoch_order(10, 0, 1) == epoch_order(10, 0, 1)

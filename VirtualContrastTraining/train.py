@@ -228,8 +228,9 @@ class _Trainer:
         if resume:
             self._restore()
         else:
-            write_text_atomic(run_dir / CONFIG_FILE, json.dumps(config.to_dict(), indent=1) + "\n")
             write_manifest(run_dir / SPLIT_MANIFEST_FILE, cases)
+        # Rewritten on resume too: epochs or patience may have been extended.
+        write_text_atomic(run_dir / CONFIG_FILE, json.dumps(config.to_dict(), indent=1) + "\n")
         self.n_train, self.n_val = len(train_cases), len(val_cases)
 
     def _restore(self) -> None:
