@@ -91,8 +91,10 @@ PRESETS: dict[str, TrainConfig] = {
         n_blocks=4,
         image_size=128,
         batch_size=4,
-        epochs=12,
-        patience=12,
+        # ~10 steps of 0.8 s per epoch on 2 CPU cores with the 38 training images of `virtual-contrast demo`:
+        # 35 epochs are about 5 minutes.
+        epochs=35,
+        patience=10,
         lr=2e-4,
         weight_decay=0.0,
         lambda_paired=10.0,
