@@ -165,7 +165,7 @@ def test_command_input_errors(tmp_path):
     with pytest.raises(InputError, match="cannot create output folder"):
         args.func(_parse(["--model", str(model), "--manifest", "m.csv", "--out", str(blocker / "sub")]))
     manifest = str(_manifest(tmp_path, ["train", ""]))
-    with pytest.raises(InputError, match="split column is empty for 1 case.*train a model first"):
+    with pytest.raises(InputError, match="split column is empty for 1 case.*does not assign them"):
         args.func(_parse(["--model", str(model), "--manifest", manifest, "--out", out]))
     manifest = str(_manifest(tmp_path, ["train", "val"]))
     with pytest.raises(InputError, match=r"no cases in split 'test' \(splits present: train, val\)"):

@@ -19,7 +19,7 @@ import io
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -184,15 +184,23 @@ class EvaluationResult:
         return format_table(self.summary)
 
 
-def _select_split(manifest_path: str | os.PathLike, split: str):
-    """(cases of `split`, train cases) from a manifest with DES; InputError when splits are unset."""
+def _select_split(manifest_path: str | os.PathLike, split: str, run_dir: Path):
+    """(cases of `split`, train cases) from a manifest with DES.
+
+    A manifest without splits takes those the model was trained with (the run
+    folder's manifest.csv, written by `train`), so the test split is truly held out.
+    """
     from VirtualContrastTraining.data.manifest import read_manifest
 
     cases = read_manifest(manifest_path, require_des=True)
+    run_manifest = run_dir / "manifest.csv"
+    if any(not c.split for c in cases) and run_manifest.is_file():
+        used = {c.case_id: c.split for c in read_manifest(run_manifest)}
+        cases = [replace(c, split=c.split or used.get(c.case_id, "")) for c in cases]
     unset = [c.case_id for c in cases if not c.split]
     if unset:
-        raise InputError(manifest_path, f"the split column is empty for {len(unset)} case(s) (e.g. {unset[0]}): "
-                         "train a model first (training fills the splits) or set train/val/test in the manifest")
+        raise InputError(manifest_path, f"the split column is empty for {len(unset)} case(s) (e.g. {unset[0]}) "
+                         f"and the model's run folder does not assign them: set train/val/test in the manifest")
     chosen = [c for c in cases if c.split == split]
     if not chosen:
         present = ", ".join(sorted({c.split for c in cases}))
@@ -206,10 +214,12 @@ def evaluate_run(model_path: str | os.PathLike, manifest_path: str | os.PathLike
     from VirtualContrastTraining.data.dataset import prepare_cases
     from VirtualContrastTraining.synthesis import Synthesizer
 
+    from VirtualContrastTraining.checkpoints import model_path as resolve_model
+
     if not Path(model_path).exists():
         raise InputError(model_path, "model not found: give a trained run folder or model file")
     out_dir = ensure_writable_dir(out_dir)
-    chosen, train = _select_split(manifest_path, split)
+    chosen, train = _select_split(manifest_path, split, resolve_model(model_path).parent)
 
     synth = Synthesizer.load(model_path, device=device)
     prepared = prepare_cases(chosen, synth.preprocess_config)

@@ -96,8 +96,8 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate_run(run_dir, manifest, split="test", out_dir=out / "evaluation", device=args.device)
     print(f"  done in {time.perf_counter() - t:.0f} s", file=sys.stderr)
 
-    print(result.markdown_table)
-    print(f"\nReport: {result.summary_path}")
-    print(f"Heatmaps: {result.heatmap_dir}")
+    print(result.table)
+    print(f"\nReport: {result.summary_md}")
+    print(f"Heatmaps: {result.out_dir / 'heatmaps'}")
     print(f"Total time: {(time.perf_counter() - start) / 60:.1f} min", file=sys.stderr)
     return EXIT_OK

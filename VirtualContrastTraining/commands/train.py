@@ -41,11 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def list_presets(stream=sys.stdout) -> None:
+def list_presets(stream=None) -> None:
     from VirtualContrastTraining.presets import PRESETS
 
     for name, config in PRESETS.items():
-        print(f"{name}\n    {config.description}\n    source: {config.source}", file=stream)
+        print(f"{name}\n    {config.description}\n    source: {config.source}", file=stream or sys.stdout)
 
 
 def resolve_from_args(args: argparse.Namespace):
