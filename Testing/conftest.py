@@ -21,3 +21,33 @@ def cdd_sample() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real CDD-CESM sample folder {SHARED_DATA} is absent on this machine")
     return SHARED_DATA
+
+
+def make_tiny_model(run_dir: Path, *, image_size: int = 32, des_window=(1700.0, 2400.0)) -> Path:
+    """A run folder holding an untrained, tiny generator saved through the real checkpoint code.
+
+    Its weights are random: good for geometry, IO and report tests, not for quality.
+    """
+    from VirtualContrastTraining import checkpoints
+    from VirtualContrastTraining.data.preprocessing import PreprocessConfig
+    from VirtualContrastTraining.models.networks import define_G
+    from VirtualContrastTraining.presets import TrainConfig
+
+    config = TrainConfig(preset="demo", gamma_lesion=35.0, ngf=4, n_blocks=1, image_size=image_size)
+    checkpoints.save_model(run_dir, define_G(1, 1, config.ngf, config.n_blocks), {
+        "config": config.to_dict(), "preprocessing": PreprocessConfig(size=image_size).to_dict(),
+        "des_output_window": list(des_window), "data_fingerprint": "f1ngerprint"})
+    return run_dir
+
+
+@pytest.fixture
+def tiny_model(tmp_path) -> Path:
+    return make_tiny_model(tmp_path / "run")
+
+
+@pytest.fixture(scope="session")
+def small_phantom(tmp_path_factory) -> Path:
+    """Manifest of a 6-image phantom at 2 mm (fast), shared read-only by the tests of a session."""
+    from VirtualContrastTraining.data.phantom import generate_dataset
+
+    return generate_dataset(tmp_path_factory.mktemp("phantom") / "ph", 6, seed=7, pixel_mm=2.0)

@@ -11,6 +11,7 @@ import pytest
 from matplotlib.image import imread
 from scipy import ndimage
 
+from conftest import make_tiny_model
 from VirtualContrastTraining.commands import evaluate as evaluate_command
 from VirtualContrastTraining.data.manifest import Case, write_manifest
 from VirtualContrastTraining.errors import InputError
@@ -160,10 +161,11 @@ def test_command_input_errors(tmp_path):
         args.func(args)
     with pytest.raises(InputError, match="manifest not found"):
         args.func(_parse(["--model", str(model), "--manifest", str(tmp_path / "none.csv"), "--out", out]))
+    manifest = str(_manifest(tmp_path, ["train", "test"]))
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(InputError, match="cannot create output folder"):
-        args.func(_parse(["--model", str(model), "--manifest", "m.csv", "--out", str(blocker / "sub")]))
+        args.func(_parse(["--model", str(model), "--manifest", manifest, "--out", str(blocker / "sub")]))
     manifest = str(_manifest(tmp_path, ["train", ""]))
     with pytest.raises(InputError, match="split column is empty for 1 case.*does not assign them"):
         args.func(_parse(["--model", str(model), "--manifest", manifest, "--out", out]))
@@ -188,16 +190,7 @@ def _write_pair_files(folder, i):
 
 def test_evaluate_run_end_to_end(tmp_path, capsys):
     """A tiny untrained generator saved as a real checkpoint, evaluated through the command."""
-    checkpoints = pytest.importorskip("VirtualContrastTraining.checkpoints")
-    from VirtualContrastTraining.data.preprocessing import PreprocessConfig
-    from VirtualContrastTraining.models.networks import define_G
-    from VirtualContrastTraining.presets import TrainConfig
-
-    config = TrainConfig(preset="demo", gamma_lesion=35.0, ngf=4, n_blocks=1, image_size=48)
-    run_dir = tmp_path / "run"
-    checkpoints.save_model(run_dir, define_G(1, 1, config.ngf, config.n_blocks), {
-        "config": config.to_dict(), "preprocessing": PreprocessConfig(size=48).to_dict(),
-        "des_output_window": [0.0, 1000.0], "data_fingerprint": "f1ngerprint"})
+    run_dir = make_tiny_model(tmp_path / "run", image_size=48, des_window=(0.0, 1000.0))
     # The last case id holds a "/" to check that heatmap file names are made safe.
     ids_splits = [("P0_L_CC", "train"), ("P1_L_CC", "train"), ("P2_L_CC", "test"), ("P3_L_CC/2", "test")]
     for i in range(len(ids_splits)):
@@ -234,3 +227,22 @@ def test_evaluate_run_end_to_end(tmp_path, capsys):
     assert panels == ["P2_L_CC.png", "P3_L_CC_2.png"]
     assert imread(out / "heatmaps" / "P2_L_CC.png")[..., :3].var() > 0.01
     assert not [p for p in out.iterdir() if p.name.startswith(".")]     # no temporary files left
+
+
+def test_manifest_without_splits_takes_the_runs_split(tmp_path, capsys):
+    """`train` records its split in RUN/manifest.csv; evaluating the user's split-less manifest follows it."""
+    run_dir = make_tiny_model(tmp_path / "run", image_size=48, des_window=(0.0, 1000.0))
+    for i in range(3):
+        _write_pair_files(tmp_path, i)
+    cases = [Case(case_id=f"P{i}_L_CC", patient_id=f"P{i}", laterality="L", view="CC",
+                  le_path=str(tmp_path / f"le{i}.nrrd"), des_path=str(tmp_path / f"des{i}.nrrd"))
+             for i in range(3)]
+    manifest = write_manifest(tmp_path / "manifest.csv", cases)
+    for case, split in zip(cases, ("train", "val", "test")):
+        case.split = split
+    write_manifest(run_dir / "manifest.csv", cases)
+    out = tmp_path / "report"
+    args = _parse(["--model", str(run_dir), "--manifest", str(manifest), "--out", str(out), "--device", "cpu"])
+    assert args.func(args) == 0
+    rows = list(csv.DictReader((out / "per_image.csv").read_text().splitlines()))
+    assert {r["case_id"] for r in rows} == {"P2_L_CC"}

@@ -218,8 +218,8 @@ def evaluate_run(model_path: str | os.PathLike, manifest_path: str | os.PathLike
 
     if not Path(model_path).exists():
         raise InputError(model_path, "model not found: give a trained run folder or model file")
-    out_dir = ensure_writable_dir(out_dir)
     chosen, train = _select_split(manifest_path, split, resolve_model(model_path).parent)
+    out_dir = ensure_writable_dir(out_dir)
 
     synth = Synthesizer.load(model_path, device=device)
     prepared = prepare_cases(chosen, synth.preprocess_config)

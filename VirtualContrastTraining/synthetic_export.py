@@ -57,6 +57,7 @@ def write_synthetic_dicom(image: Image, path: str | os.PathLike) -> Path:
             f"preset {meta.get('VirtualContrast.Preset', '?')}, VirtualContrast {__version__}"
         )[:1024],
         "BurnedInAnnotation": "NO",
+        "SpecificCharacterSet": "ISO_IR 192",  # UTF-8: the description holds an en dash
     }
     if meta.get("sop_uid"):
         source = Dataset()

@@ -375,8 +375,9 @@ def train(config: TrainConfig, manifest_path: str | os.PathLike, run_dir: str | 
     """
     from VirtualContrastTraining.devices import resolve_device
 
+    run_dir = Path(run_dir)
+    created = not run_dir.exists()
     try:
-        run_dir = Path(run_dir)
         dev = resolve_device(device)
         _check_run_folder(run_dir, resume)
         if resume:
@@ -385,10 +386,18 @@ def train(config: TrainConfig, manifest_path: str | os.PathLike, run_dir: str | 
             return _Trainer(config, Path(manifest_path), run_dir, dev, resume, events, stop).run()
     except InputError as exc:
         events.emit("failed", error=str(exc))
+        _remove_if_empty(run_dir, created)
         raise
     except Exception as exc:  # the protocol promises a "failed" event, whatever went wrong
         import traceback
 
         traceback.print_exc(file=sys.stderr)
         events.emit("failed", error=f"{type(exc).__name__}: {exc}")
+        _remove_if_empty(run_dir, created)
         return EXIT_FAILED
+
+
+def _remove_if_empty(run_dir: Path, created: bool) -> None:
+    """A run that failed before writing anything leaves no empty folder behind."""
+    if created and run_dir.is_dir() and not any(run_dir.iterdir()):
+        run_dir.rmdir()

@@ -1,0 +1,129 @@
+"""`virtual-contrast predict`: synthetic DES in the LE's exact geometry, marked synthetic everywhere."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+
+from VirtualContrastTraining.cli import main
+from VirtualContrastTraining.data.image import Image
+from VirtualContrastTraining.data.imageio import read_image, write_nrrd
+from VirtualContrastTraining.data.importer import import_dicom
+from VirtualContrastTraining.data.manifest import read_manifest
+from VirtualContrastTraining.events import EXIT_BAD_INPUT, parse_event
+from VirtualContrastTraining.synthetic_export import SERIES_DESCRIPTION
+
+
+def _first_case(manifest):
+    return read_manifest(manifest)[0]
+
+
+def test_predict_dicom_le_to_nrrd_keeps_geometry_and_says_synthetic(small_phantom, tiny_model, tmp_path):
+    case = _first_case(small_phantom)
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "VirtualContrastTraining", "predict", "--model", str(tiny_model),
+                           "--input", case.le_path, "--out", str(out), "--device", "cpu"],
+                          capture_output=True, text=True, check=True)
+    events = [parse_event(line) for line in proc.stdout.splitlines()]
+    assert [e["event"] for e in events] == ["started", "progress", "finished"]
+    written = sorted(out.iterdir())
+    assert [p.name for p in written] == [f"{case.le_path.rsplit('/', 1)[1].split('.')[0]}_SYNTHETIC-DES.nrrd"]
+
+    le, synthetic = read_image(case.le_path), read_image(written[0])
+    assert synthetic.shape == le.shape
+    assert synthetic.spacing == le.spacing and synthetic.origin == le.origin and synthetic.direction == le.direction
+    assert 1700 <= synthetic.array.min() and synthetic.array.max() <= 2400  # the model's DES window
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(written[0]))
+    reader.ReadImageInformation()
+    assert reader.GetMetaData("Synthetic") == "true"
+    assert "not for diagnosis" in reader.GetMetaData("VirtualContrast.Warning")
+    assert reader.GetMetaData("VirtualContrast.Preset") == "demo"
+
+
+def test_predict_nrrd_with_oblique_geometry(tiny_model, tmp_path):
+    """Origin, spacing and direction of a non-DICOM LE survive unchanged (not only the size)."""
+    rng = np.random.default_rng(0)
+    arr = np.zeros((70, 50), np.float32)
+    arr[:, :30] = 2000 + 300 * rng.random((70, 30))
+    theta = np.deg2rad(10)
+    direction = (np.cos(theta), -np.sin(theta), 0, np.sin(theta), np.cos(theta), 0, 0, 0, 1)
+    le = Image(arr, spacing=(0.3, 0.45), origin=(12.5, -40.0, 3.0), direction=direction,
+               meta={"laterality": "L"})
+    write_nrrd(le, tmp_path / "le.nrrd")
+    out = tmp_path / "case_synthetic_des.nrrd"
+    assert main(["predict", "--model", str(tiny_model), "--input", str(tmp_path / "le.nrrd"), "--out", str(out),
+                 "--device", "cpu"]) == 0
+    synthetic = read_image(out)
+    assert synthetic.shape == le.shape
+    assert np.allclose(synthetic.spacing, le.spacing) and np.allclose(synthetic.origin, le.origin)
+    assert np.allclose(synthetic.direction, le.direction)
+
+
+def test_predict_dicom_output_is_marked_and_never_paired_as_real(small_phantom, tiny_model, tmp_path):
+    """The synthetic series joins the LE's study, says SYNTHETIC, and `import` skips it."""
+    manifest = tmp_path / "manifest.csv"
+    cases = read_manifest(small_phantom)
+    phantom_dir = small_phantom.parent
+    work = tmp_path / "dicom"
+    subprocess.run(["cp", "-r", str(phantom_dir), str(work)], check=True)
+    le_path = work / cases[0].le_path[len(str(phantom_dir)) + 1:]
+    out = work / cases[0].patient_id / "synthetic_des.dcm"
+    assert main(["predict", "--model", str(tiny_model), "--input", str(le_path), "--out", str(out),
+                 "--device", "cpu"]) == 0
+
+    le_ds, ds = pydicom.dcmread(le_path), pydicom.dcmread(out)
+    assert list(ds.ImageType)[:2] == ["DERIVED", "SECONDARY"] and "SYNTHETIC" in list(ds.ImageType)
+    assert ds.SeriesDescription == SERIES_DESCRIPTION
+    assert "not for diagnosis" in ds.DerivationDescription and "demo" in ds.DerivationDescription
+    assert ds.StudyInstanceUID == le_ds.StudyInstanceUID and ds.PatientID == le_ds.PatientID
+    assert ds.SeriesInstanceUID != le_ds.SeriesInstanceUID and ds.SOPInstanceUID != le_ds.SOPInstanceUID
+    assert ds.SourceImageSequence[0].ReferencedSOPInstanceUID == le_ds.SOPInstanceUID
+    assert (ds.Rows, ds.Columns) == (le_ds.Rows, le_ds.Columns)
+    assert list(ds.PixelSpacing) == list(le_ds.PixelSpacing)
+    assert ds.ImageLaterality == le_ds.ImageLaterality and ds.ViewPosition == le_ds.ViewPosition
+
+    report = import_dicom(work, manifest)
+    assert len(report.cases) == len(cases)
+    assert all(str(out) not in (c.des_path, c.le_path) for c in report.cases)
+    assert any(str(out) == str(path) and "synthetic" in reason for path, reason in report.skipped)
+
+
+def test_predict_manifest_split_writes_one_output_per_case(small_phantom, tiny_model, tmp_path):
+    cases = read_manifest(small_phantom)
+    out = tmp_path / "out"
+    assert main(["predict", "--model", str(tiny_model), "--input", str(small_phantom), "--out", str(out),
+                 "--device", "cpu", "--format", "dicom"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{c.case_id}_SYNTHETIC-DES.dcm" for c in cases)
+
+
+def test_predict_png_le(cdd_sample, tiny_model, tmp_path):
+    """A real CDD-CESM JPEG/PNG LE (8-bit, no window): percentile stretching, same pixel grid out."""
+    le_path = cdd_sample / "P207_L_DM_MLO.jpg"
+    out = tmp_path / "out"
+    assert main(["predict", "--model", str(tiny_model), "--input", str(le_path), "--out", str(out),
+                 "--device", "cpu"]) == 0
+    synthetic = read_image(out / "P207_L_DM_MLO_SYNTHETIC-DES.nrrd")
+    assert synthetic.shape == read_image(le_path).shape
+
+
+def test_output_name_must_say_synthetic(tiny_model, small_phantom, tmp_path, capsys):
+    target = tmp_path / "des.nrrd"
+    code = main(["predict", "--model", str(tiny_model), "--input", _first_case(small_phantom).le_path,
+                 "--out", str(target), "--device", "cpu"])
+    err = capsys.readouterr().err.strip()
+    assert code == EXIT_BAD_INPUT and len(err.splitlines()) == 1
+    assert str(target) in err and "SYNTHETIC" in err
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("device", ["cuda:7", "tpu"])
+def test_unavailable_device_is_a_clear_error(tiny_model, small_phantom, tmp_path, capsys, device):
+    code = main(["predict", "--model", str(tiny_model), "--input", _first_case(small_phantom).le_path,
+                 "--out", str(tmp_path / "o"), "--device", device])
+    assert code == EXIT_BAD_INPUT and device in capsys.readouterr().err
