@@ -6,14 +6,17 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= demo-output
 TORCH_VERSION ?= 2.13.0
+TORCH_INDEX ?=
 
 .PHONY: venv demo test bench clean
 
+# Torch is installed first and pinned, so that nothing pulls a newer one. On our machines pip
+# finds the CPU wheel of 2.13.0 on disk (pip's find-links); elsewhere plain PyPI serves the CUDA
+# build (several GB): set TORCH_INDEX to PyTorch's CPU wheel index to get the small CPU build.
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# The CPU wheel: an unpinned torch would pull several GB of CUDA packages.
-	$(BIN)/pip install --quiet torch==$(TORCH_VERSION)
+	$(BIN)/pip install --quiet torch==$(TORCH_VERSION) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 

@@ -13,11 +13,11 @@ from scipy import ndimage
 
 from conftest import make_tiny_model
 from VirtualContrastTraining.commands import evaluate as evaluate_command
-from VirtualContrastTraining.data.manifest import Case, write_manifest
+from VirtualContrastTraining.data.manifest import Case, case_file_stem, write_manifest
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.evaluate import (
     HEADLINE, _csv_text, evaluate_arrays, fit_linear_baseline, format_table, identity_baseline,
-    linear_baseline, safe_filename, summarize,
+    linear_baseline, summarize,
 )
 from VirtualContrastTraining.heatmaps import PANEL_INCHES, write_heatmap_panel
 
@@ -121,9 +121,10 @@ def test_csv_text_round_trip(cases):
     assert float(back[0]["SSIM"]) == pytest.approx(1.0)
 
 
-def test_safe_filename():
-    assert safe_filename("P1/L CC:1") == "P1_L_CC_1"
-    assert safe_filename("a-b_c.1") == "a-b_c.1"
+def test_case_file_stem():
+    assert case_file_stem("P1/L CC:1") == "P1_L_CC_1"
+    assert case_file_stem("a-b_c.1") == "a-b_c.1"
+    assert case_file_stem("../x") == "_x"
 
 
 def test_heatmap_panel_written_non_blank_right_size(tmp_path, cases):
@@ -165,7 +166,8 @@ def test_command_input_errors(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(InputError, match="cannot create output folder"):
-        args.func(_parse(["--model", str(model), "--manifest", manifest, "--out", str(blocker / "sub")]))
+        real_model = make_tiny_model(tmp_path / "run")
+        args.func(_parse(["--model", str(real_model), "--manifest", manifest, "--out", str(blocker / "sub")]))
     manifest = str(_manifest(tmp_path, ["train", ""]))
     with pytest.raises(InputError, match="split column is empty for 1 case.*does not assign them"):
         args.func(_parse(["--model", str(model), "--manifest", manifest, "--out", out]))

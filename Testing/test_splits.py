@@ -97,3 +97,16 @@ def test_kfold_rejects_impossible_requests():
         kfold_splits(make_cases(patients=5), k=2, seed=0)
     with pytest.raises(InputError, match="at least 10 patients"):
         kfold_splits(make_cases(patients=5), k=10, seed=0)
+
+
+def test_given_splits_must_not_leak_a_patient_or_use_unknown_names():
+    cases = assign_splits(make_cases(patients=6, lesion_patients=2), seed=0)
+    assert assign_splits(cases, seed=5) == cases  # the user's valid splits are kept as they are
+    leaking = [c if c.case_id != "P0_1" else Case(**{**c.__dict__, "split": "test" if c.split != "test" else "train"})
+               for c in cases]
+    with pytest.raises(InputError, match="P0 appear in more than one split") as err:
+        assign_splits(leaking, seed=0, source="m.csv")
+    assert str(err.value).startswith("m.csv: ")
+    renamed = [Case(**{**c.__dict__, "split": "validation" if c.split == "val" else c.split}) for c in cases]
+    with pytest.raises(InputError, match="unknown split value.*'validation'.*use train, val, test"):
+        assign_splits(renamed, seed=0)

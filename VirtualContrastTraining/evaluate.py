@@ -18,7 +18,6 @@ import csv
 import io
 import math
 import os
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
@@ -26,6 +25,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from VirtualContrastTraining.atomic import atomic_dir, ensure_writable_dir, write_text_atomic
+from VirtualContrastTraining.data.manifest import case_file_stem
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.metrics import METRICS, image_metrics
 
@@ -152,11 +152,6 @@ def _csv_text(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def safe_filename(case_id: str) -> str:
-    """A case id as a file name: anything but letters, digits, '.', '-' and '_' becomes '_'."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", case_id) or "case"
-
-
 @dataclass
 class EvaluationResult:
     out_dir: Path
@@ -191,6 +186,7 @@ def _select_split(manifest_path: str | os.PathLike, split: str, run_dir: Path):
     folder's manifest.csv, written by `train`), so the test split is truly held out.
     """
     from VirtualContrastTraining.data.manifest import read_manifest
+    from VirtualContrastTraining.data.splits import check_splits
 
     cases = read_manifest(manifest_path, require_des=True)
     run_manifest = run_dir / "manifest.csv"
@@ -201,6 +197,7 @@ def _select_split(manifest_path: str | os.PathLike, split: str, run_dir: Path):
     if unset:
         raise InputError(manifest_path, f"the split column is empty for {len(unset)} case(s) (e.g. {unset[0]}) "
                          f"and the model's run folder does not assign them: set train/val/test in the manifest")
+    check_splits(cases, manifest_path)
     chosen = [c for c in cases if c.split == split]
     if not chosen:
         present = ", ".join(sorted({c.split for c in cases}))
@@ -219,9 +216,8 @@ def evaluate_run(model_path: str | os.PathLike, manifest_path: str | os.PathLike
     if not Path(model_path).exists():
         raise InputError(model_path, "model not found: give a trained run folder or model file")
     chosen, train = _select_split(manifest_path, split, resolve_model(model_path).parent)
-    out_dir = ensure_writable_dir(out_dir)
-
     synth = Synthesizer.load(model_path, device=device)
+    out_dir = ensure_writable_dir(out_dir)
     prepared = prepare_cases(chosen, synth.preprocess_config)
     le = np.stack([p.le for p in prepared])
     synthetic = list(synth.predict01(le))
@@ -250,7 +246,7 @@ def evaluate_run(model_path: str | os.PathLike, manifest_path: str | os.PathLike
         from VirtualContrastTraining.heatmaps import write_heatmap_panel
 
         for case, pred in zip(cases, synthetic):
-            name = f"{safe_filename(case['case_id'])}.png"
+            name = f"{case_file_stem(case['case_id'])}.png"
             write_heatmap_panel(tmp / name, case["le"], case["des"], pred, mask=case["mask"],
                                 title=f"{case['case_id']} - {synth.model_name}", error_vmax=error_vmax or None)
             result.heatmaps.append(out_dir / "heatmaps" / name)

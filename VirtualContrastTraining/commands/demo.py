@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from VirtualContrastTraining.atomic import ensure_writable_dir
+from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.events import EXIT_OK, EventWriter, parse_event
 
 
@@ -51,13 +52,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+DEMO_PARTS = ("phantom", "run", "synthetic", "evaluation", "train-events.jsonl")
+
+
+def _fresh_output(out: Path) -> Path:
+    """The demo owns its folder: a rerun replaces what an earlier demo wrote, and nothing else.
+
+    A non-empty folder holding anything but the demo's own parts is refused, so
+    a mistyped --out never wipes a user's data.
+    """
+    import shutil
+
+    if out.is_dir() and any(out.iterdir()):
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in DEMO_PARTS)
+        if foreign:
+            raise InputError(out, f"not an earlier demo's folder (it holds {', '.join(foreign[:3])}): "
+                             "choose another --out")
+        for part in DEMO_PARTS[1:]:
+            path = out / part
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    return ensure_writable_dir(out)
+
+
 def _step(title: str) -> float:
     print(f"\n== {title}", file=sys.stderr, flush=True)
     return time.perf_counter()
 
 
 def run(args: argparse.Namespace) -> int:
-    from VirtualContrastTraining.data.manifest import read_manifest, write_manifest
+    from VirtualContrastTraining.data.manifest import case_file_stem, read_manifest, write_manifest
     from VirtualContrastTraining.data.phantom import generate_dataset
     from VirtualContrastTraining.data.splits import assign_splits
     from VirtualContrastTraining.evaluate import evaluate_run
@@ -67,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     from VirtualContrastTraining.synthetic_export import synthetic_name, write_synthetic_nrrd
     from VirtualContrastTraining.train import train
 
-    out = ensure_writable_dir(args.out)
+    out = _fresh_output(Path(args.out))
     start = time.perf_counter()
 
     t = _step(f"1/4 phantom: {args.cases} cases at {args.pixel_mm} mm (seed {args.seed})")
@@ -93,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     synthetic_dir = ensure_writable_dir(out / "synthetic")
     for case in (c for c in read_manifest(manifest) if c.split == "test"):
         des = synth.synthesize(read_image(case.le_path), laterality=case.laterality, window=case.window("le"))
-        write_synthetic_nrrd(des, synthetic_dir / synthetic_name(case.case_id, "nrrd"))
+        write_synthetic_nrrd(des, synthetic_dir / synthetic_name(case_file_stem(case.case_id), "nrrd"))
     print(f"  {synthetic_dir} in {time.perf_counter() - t:.0f} s", file=sys.stderr)
 
     t = _step("4/4 evaluate on the test split against the identity and linear baselines")

@@ -8,9 +8,11 @@ from pathlib import Path
 
 from VirtualContrastTraining.atomic import ensure_writable_dir
 from VirtualContrastTraining.data.imageio import read_image
-from VirtualContrastTraining.data.manifest import read_manifest
+from VirtualContrastTraining.data.manifest import case_file_stem, read_manifest
+from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.events import EventWriter
 from VirtualContrastTraining.synthetic_export import (
+    check_synthetic_name,
     synthetic_name,
     write_synthetic_dicom,
     write_synthetic_nrrd,
@@ -41,24 +43,28 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     single_file = out.suffix.lower() in (".nrrd", ".dcm")
     fmt = args.format or ("dicom" if out.suffix.lower() == ".dcm" else "nrrd")
-    inputs = []  # (case_id or stem, LE path, laterality, LE window)
+    inputs = []  # (file name stem, LE path, laterality, LE window)
     if Path(args.input).suffix.lower() == ".csv":
         for case in read_manifest(args.input):
             if not args.split or case.split == args.split:
-                inputs.append((case.case_id, case.le_path, case.laterality, case.window("le")))
+                inputs.append((case_file_stem(case.case_id), case.le_path, case.laterality, case.window("le")))
+        if not inputs:
+            raise InputError(args.input, f"no case in split {args.split!r}")
     else:
         inputs.append((Path(args.input).name.split(".")[0], args.input, "", None))
     if single_file and len(inputs) != 1:
-        from VirtualContrastTraining.errors import InputError
-
         raise InputError(out, "a manifest gives several outputs: --out must be a folder")
-    ensure_writable_dir(out.parent if single_file else out)
+    if single_file:
+        check_synthetic_name(out)
     synth = Synthesizer.load(args.model, device=args.device)
+    # Read before the output folder exists, so a bad input or model leaves nothing behind.
+    first = read_image(inputs[0][1])
+    ensure_writable_dir(out.parent if single_file else out)
     events = EventWriter()
     events.emit("started", job="predict", model=str(args.model), n_images=len(inputs))
     written = []
     for i, (stem, le_path, laterality, window) in enumerate(inputs, start=1):
-        le = read_image(le_path)
+        le = first if i == 1 else read_image(le_path)
         des = synth.synthesize(le, laterality=laterality, window=window)
         dest = out if single_file else out / synthetic_name(stem, fmt)
         written.append(_writer(fmt)(des, dest))

@@ -10,6 +10,7 @@ import csv
 import hashlib
 import io
 import os
+import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -53,6 +54,23 @@ class Case:
 
 COLUMNS = [f.name for f in fields(Case)]
 REQUIRED = ("case_id", "patient_id", "le_path")
+WINDOW_COLUMNS = ("le_window_center", "le_window_width", "des_window_center", "des_window_width")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def case_file_stem(case_id: str) -> str:
+    """A case id as a file name stem: anything but letters, digits, '.', '-' and '_' becomes '_'.
+
+    Case ids come from users' manifests; "a/b" or "../x" must not write outside the output folder.
+    """
+    return re.sub(r"[^A-Za-z0-9._-]", "_", case_id).lstrip(".") or "case"
 
 
 def resolve(manifest_path: str | os.PathLike, value: str) -> Path:
@@ -84,6 +102,9 @@ def read_manifest(path: str | os.PathLike, require_des: bool = False) -> list[Ca
         for key in REQUIRED:
             if not values[key]:
                 raise InputError(path, f"line {lineno}: empty {key}")
+        for key in WINDOW_COLUMNS:
+            if values[key] and not _is_number(values[key]):
+                raise InputError(path, f"line {lineno}: {key} {values[key]!r} is not a number")
         if require_des and not values["des_path"]:
             raise InputError(path, f"line {lineno}: case {values['case_id']} has no des_path")
         for key in ("le_path", "des_path", "lesion_path"):

@@ -48,8 +48,26 @@ def _with_splits(cases: list[Case], split_of: dict[str, str]) -> list[Case]:
     return [replace(c, split=split_of[c.patient_id]) for c in cases]
 
 
+def check_splits(cases: list[Case], source=None) -> None:
+    """Splits chosen by the user must be train/val/test and keep each patient in one split.
+
+    A patient in two splits leaks the test set into training; a label like
+    "validation" would silently drop its images from training and validation.
+    """
+    unknown = sorted({c.split for c in cases} - set(SPLITS))
+    if unknown:
+        raise InputError(source, f"unknown split value(s) {', '.join(map(repr, unknown))}: use {', '.join(SPLITS)}")
+    splits_of: dict[str, set[str]] = defaultdict(set)
+    for case in cases:
+        splits_of[case.patient_id].add(case.split)
+    leaking = sorted(p for p, s in splits_of.items() if len(s) > 1)
+    if leaking:
+        raise InputError(source, f"patient(s) {', '.join(leaking[:5])} appear in more than one split "
+                         f"({', '.join(sorted(splits_of[leaking[0]]))}): all images of a patient must share one split")
+
+
 def assign_splits(
-    cases: list[Case], *, seed: int, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    cases: list[Case], *, seed: int, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), source=None
 ) -> list[Case]:
     """Cases (same order, copies) with `split` filled in by patient.
 
@@ -60,10 +78,11 @@ def assign_splits(
     """
     given = [bool(c.split) for c in cases]
     if all(given):
+        check_splits(cases, source)
         return list(cases)
     if any(given):
         raise InputError(
-            None,
+            source,
             f"{sum(given)} of {len(cases)} cases have a split and the others do not: "
             "fill the split column for every case, or leave it empty for all",
         )
