@@ -102,6 +102,7 @@ def test_manifest_round_trip_with_relative_paths_and_fingerprint(tmp_path):
     ("case_id,patient_id,le_path\n", "no rows"),
     ("case_id,patient_id,le_path\nc1,p1,\n", "line 2: empty le_path"),
     ("case_id,patient_id,le_path\nc1,p1,a.nrrd\nc1,p2,b.nrrd\n", "duplicate case_id"),
+    ("case_id,patient_id,le_path,le_window_center\nc1,p1,a.nrrd,abc\n", "line 2: le_window_center 'abc' is not a number"),
 ])
 def test_bad_manifests(tmp_path, text, problem):
     path = tmp_path / "m.csv"

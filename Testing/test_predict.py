@@ -127,3 +127,16 @@ def test_unavailable_device_is_a_clear_error(tiny_model, small_phantom, tmp_path
     code = main(["predict", "--model", str(tiny_model), "--input", _first_case(small_phantom).le_path,
                  "--out", str(tmp_path / "o"), "--device", device])
     assert code == EXIT_BAD_INPUT and device in capsys.readouterr().err
+
+
+def test_case_ids_cannot_write_outside_the_output_folder(small_phantom, tiny_model, tmp_path):
+    from VirtualContrastTraining.data.manifest import write_manifest
+
+    case = _first_case(small_phantom)
+    case.case_id = "../../escaped"
+    manifest = write_manifest(tmp_path / "data" / "manifest.csv", [case])
+    out = tmp_path / "deep" / "out"
+    assert main(["predict", "--model", str(tiny_model), "--input", str(manifest), "--out", str(out),
+                 "--device", "cpu"]) == 0
+    assert [p.name for p in out.iterdir()] == ["_.._escaped_SYNTHETIC-DES.nrrd"]
+    assert sorted(p.name for p in (tmp_path / "deep").iterdir()) == ["out"]
