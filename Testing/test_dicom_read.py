@@ -209,6 +209,18 @@ def test_rescale_and_monochrome1_inversion(tmp_path):
     assert img.spacing == (1.0, 1.0) and img.meta["spacing_source"].startswith("none")
 
 
+def test_monochrome1_header_window_is_in_the_inverted_scale(tmp_path):
+    """The header scan (what import writes into the manifest) and read_mg_dicom agree on the window."""
+    path = write_mg(tmp_path / "m1.dcm", extra={"PhotometricInterpretation": "MONOCHROME1", "WindowCenter": 1500,
+                                                "RescaleSlope": 2, "RescaleIntercept": -10})
+    total = (0 * 2 - 10) + (4095 * 2 - 10)
+    info = read_header(path)
+    assert info.window_center == pytest.approx(total - 1500) and info.window_width == 1000.0
+    assert read_mg_dicom(path).meta["window_center"] == info.window_center
+    plain = write_mg(tmp_path / "m2.dcm", extra={"WindowCenter": 1500})
+    assert read_header(plain).window_center == read_mg_dicom(plain).meta["window_center"] == 1500.0
+
+
 def test_monochrome1_native_integers_stay_integers(tmp_path):
     pixels = np.full((64, 48), 95, dtype=np.uint16)
     img = read_mg_dicom(write_mg(tmp_path / "m1.dcm", pixels=pixels, extra={"PhotometricInterpretation": "MONOCHROME1"}))

@@ -20,6 +20,7 @@ from VirtualContrastTraining.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = datetime(2024, 3, 1, 10, 0, 0)
+TISSUE_REASON = "not a lesion mask: its name says tissue or ground truth (breast, adipose, iodine, truth, ...)"
 
 
 def write_compression(folder: Path, patient: str, side: str, view: str, t: datetime, study: str = "1.2.3",
@@ -197,7 +198,7 @@ def test_segmentations_by_name_then_by_geometry(tmp_path):
         "-0.07;0;0;0;0;-0.07;0;0;0;0;1;0;0;0;0;1;0;47;0;63;0;0;|Image geometry description&",
     })
     ambiguous = write_labelmap(c / "mask.nrrd")
-    # two labelmaps claim P3_R_MLO equally by name: the lesion one wins over a tissue mask found first
+    # two labelmaps name P3_R_MLO: the lesion one is taken, the tissue mask (found first) never is
     tissue = write_labelmap(tmp_path / "a0" / "P3_R_MLO_breast.nrrd")
     lesion = write_labelmap(tmp_path / "zz" / "P3_R_MLO_lesion.nrrd")
     vague_name = write_labelmap(segs / "P1_L.nrrd")  # prefix of three cases' names, equally
@@ -215,7 +216,7 @@ def test_segmentations_by_name_then_by_geometry(tmp_path):
     assert not cases["P1_L_MLO"].lesion_path and not cases["P3_R_CC"].lesion_path
     assert report.n_with_lesion == 4
     r = reasons(report)
-    assert r[tissue.name] == "another segmentation is already attached to case P3_R_MLO"
+    assert r[tissue.name] == TISSUE_REASON
     assert r[vague_name.name].startswith("segmentation name matches several cases (P1_L_")
     assert r[not_a_prefix.name] == "segmentation matches no case by name and no LE of its folder by geometry"
     assert r[ambiguous.name] == "segmentation matches no case by name and 2 LEs of its folder by geometry"
@@ -223,6 +224,67 @@ def test_segmentations_by_name_then_by_geometry(tmp_path):
     assert r[many_values.name] == f"ignored: not a labelmap ({80 * 48} distinct values)"
     back = {c.case_id: c for c in read_manifest(report.manifest_path)}
     assert back["P2_R_CC"].lesion_path == str(cropped.resolve())
+
+
+def test_tissue_masks_and_vague_names_are_never_lesion_masks(tmp_path):
+    """A lesion-free case keeps no mask even when tissue labelmaps or loosely named files name it."""
+    write_compression(tmp_path, "P1", "L", "CC", T0, roles=("LE", "DES"))
+    write_compression(tmp_path, "P1", "R", "CC", T0 + timedelta(minutes=1), roles=("LE", "DES"))
+    write_compression(tmp_path, "P1", "L", "MLO", T0 + timedelta(minutes=2), roles=("LE", "DES"))
+    write_compression(tmp_path, "SKINNER", "L", "CC", T0 + timedelta(minutes=3), roles=("LE", "DES"))
+    truth = tmp_path / "truth"
+    tissue = {name: write_labelmap(truth / f"P1_L_CC_{name}.nrrd")
+              for name in ("breast", "adipose", "fibroglandular", "pectoral_muscle", "skin-line", "groundtruth")}
+    fat = write_labelmap(truth / "fatmask_P1_L_CC.nii.gz")
+    beside = write_labelmap(tmp_path / "breast_mask.nrrd")  # would fit P1 by geometry: still not a lesion
+    notes = write_labelmap(tmp_path / "P1_R_CC_v2.nrrd")  # extends the name, says nothing about a lesion
+    labelled = write_labelmap(tmp_path / "P1_L_MLO_label.nrrd")  # extends the name with a lesion word
+    patient_word = write_labelmap(tmp_path / "SKINNER_L_CC.nrrd")  # "skin" is the patient's, not the file's
+    report = import_dicom(tmp_path, tmp_path / "m.csv")
+    cases = by_id(report)
+    assert cases["P1_L_CC"].lesion_path == "" and cases["P1_R_CC"].lesion_path == ""
+    assert cases["P1_L_MLO"].lesion_path == str(labelled.resolve())
+    assert cases["SKINNER_L_CC"].lesion_path == str(patient_word.resolve())
+    r = reasons(report)
+    for name, path in tissue.items():
+        assert r[path.name] == TISSUE_REASON, name
+    assert r[fat.name] == TISSUE_REASON
+    assert r[beside.name] == TISSUE_REASON
+    assert r[notes.name].startswith("not taken as a lesion mask: its name shares only a prefix or suffix with case P1_R_CC")
+
+
+def test_monochrome1_pair_imports_and_prepares_like_monochrome2(tmp_path):
+    """The manifest window of a MONOCHROME1 file is in the inverted (bright = dense) scale that
+    read_mg_dicom gives its pixels, so prepare_case, which applies the manifest window, gets the
+    same image as from the MONOCHROME2 file of the same pair, not a blank one."""
+    from VirtualContrastTraining.data.dataset import prepare_case
+    from VirtualContrastTraining.data.preprocessing import PreprocessConfig
+
+    rows, cols = 64, 48
+    rng = np.random.default_rng(3)
+    breast = np.zeros((rows, cols), np.int64)
+    breast[:, :32] = np.linspace(1400, 2600, rows)[:, None] + rng.integers(-50, 50, (rows, 32))  # left breast
+    images = {"LE": breast, "DES": breast // 2 + 900}
+    windows = {"LE": (2000, 1000), "DES": (1900, 600)}
+    prepared = {}
+    for photometric in ("MONOCHROME2", "MONOCHROME1"):
+        folder = tmp_path / photometric
+        for k, (role, pixels) in enumerate(images.items()):
+            center, width = windows[role]
+            if photometric == "MONOCHROME1":  # what such a device stores: values and window centre inverted
+                pixels, center = 16383 - pixels, 16383 - center
+            write_mg(folder / f"P1_L_CC_{role}.dcm", role=role, time=T0 + timedelta(seconds=k), pixels=pixels,
+                     extra={"PhotometricInterpretation": photometric, "WindowCenter": center, "WindowWidth": width,
+                            "BitsStored": 14, "HighBit": 13})
+        report = import_dicom(folder, tmp_path / f"{photometric}.csv")
+        (case,) = read_manifest(report.manifest_path)
+        prepared[photometric] = (case, prepare_case(case, PreprocessConfig(size=32)))
+    (case1, m1), (case2, m2) = prepared["MONOCHROME1"], prepared["MONOCHROME2"]
+    assert (case1.le_window_center, case1.le_window_width) == ("2000", "1000")
+    assert (case1.des_window_center, case1.des_window_width) == ("1900", "600")
+    breast_pixels = m1.le[m1.le > 0]
+    assert breast_pixels.min() < 0.1 and breast_pixels.max() > 0.9 and np.ptp(np.unique(breast_pixels)) > 0.8
+    assert np.allclose(m1.le, m2.le, atol=1e-6) and np.allclose(m1.des, m2.des, atol=1e-6)
 
 
 def test_no_pairs_is_one_input_error_and_no_manifest(tmp_path):
@@ -242,17 +304,22 @@ def test_phantom_dataset_imports_to_its_own_pairs(tmp_path):
     """The phantom writes DICOMs, lesion .seg.nrrd and tissue truth labelmaps plus the true manifest."""
     from VirtualContrastTraining.data.phantom import generate_dataset
 
-    truth_manifest = generate_dataset(tmp_path / "phantom", n_cases=6, seed=11, pixel_mm=2.0)
+    truth_manifest = generate_dataset(tmp_path / "phantom", n_cases=8, seed=1, pixel_mm=2.0)
     report = import_dicom(tmp_path / "phantom", tmp_path / "imported.csv")
     truth = {c.case_id: c for c in read_manifest(truth_manifest)}
     got = {c.case_id: c for c in read_manifest(report.manifest_path)}
-    assert sorted(got) == sorted(truth) and len(got) == 6
+    assert sorted(got) == sorted(truth) and len(got) == 8
+    # lesion-free cases are part of the check: their tissue truth masks must not stand in for a lesion mask
+    assert any(not t.lesion_path for t in truth.values()) and any(t.lesion_path for t in truth.values())
     for case_id, t in truth.items():
         g = got[case_id]
         assert (g.le_path, g.des_path, g.lesion_path) == (t.le_path, t.des_path, t.lesion_path), case_id
         assert (g.patient_id, g.study_uid, g.laterality, g.view) == (t.patient_id, t.study_uid, t.laterality, t.view)
         assert (g.le_window_center, g.le_window_width) == (t.le_window_center, t.le_window_width)
     assert report.n_with_lesion == sum(1 for t in truth.values() if t.lesion_path) > 0
+    tissue = {Path(p).name: r for p, r in report.skipped if "/truth/" in Path(p).as_posix() and "_iodine" not in p}
+    assert len(tissue) == 3 * len(truth)  # breast, fibroglandular, adipose of every case
+    assert set(tissue.values()) == {TISSUE_REASON}
 
 
 def run_cli(*args) -> subprocess.CompletedProcess:

@@ -74,14 +74,22 @@ def test_predict_dicom_output_is_marked_and_never_paired_as_real(small_phantom, 
     subprocess.run(["cp", "-r", str(phantom_dir), str(work)], check=True)
     le_path = work / cases[0].le_path[len(str(phantom_dir)) + 1:]
     out = work / cases[0].patient_id / "synthetic_des.dcm"
+    le_ds = pydicom.dcmread(le_path)  # study attributes the phantom leaves empty, as a PACS fills them
+    le_ds.AccessionNumber, le_ds.StudyID, le_ds.PatientBirthDate = "ACC-0042", "S7", "19700101"
+    le_ds.save_as(le_path)
     assert main(["predict", "--model", str(tiny_model), "--input", str(le_path), "--out", str(out),
                  "--device", "cpu"]) == 0
 
-    le_ds, ds = pydicom.dcmread(le_path), pydicom.dcmread(out)
+    ds = pydicom.dcmread(out)
     assert list(ds.ImageType)[:2] == ["DERIVED", "SECONDARY"] and "SYNTHETIC" in list(ds.ImageType)
     assert ds.SeriesDescription == SERIES_DESCRIPTION
     assert "not for diagnosis" in ds.DerivationDescription and "demo" in ds.DerivationDescription
     assert ds.StudyInstanceUID == le_ds.StudyInstanceUID and ds.PatientID == le_ds.PatientID
+    # the same study, patient and acquisition as the LE: nothing in the new series contradicts them
+    for keyword in ("PatientName", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "StudyID",
+                    "AccessionNumber", "AcquisitionDateTime"):
+        assert ds.get(keyword) == le_ds.get(keyword) and le_ds.get(keyword), keyword
+    assert ds.SeriesDate == ds.ContentDate >= le_ds.StudyDate  # made now, not acquired now
     assert ds.SeriesInstanceUID != le_ds.SeriesInstanceUID and ds.SOPInstanceUID != le_ds.SOPInstanceUID
     assert ds.SourceImageSequence[0].ReferencedSOPInstanceUID == le_ds.SOPInstanceUID
     assert (ds.Rows, ds.Columns) == (le_ds.Rows, le_ds.Columns)

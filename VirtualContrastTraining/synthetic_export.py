@@ -42,7 +42,16 @@ def write_synthetic_nrrd(image: Image, path: str | os.PathLike) -> Path:
 
 
 def write_synthetic_dicom(image: Image, path: str | os.PathLike) -> Path:
-    """MG DICOM in the LE's study (new series), pixels in the LE's geometry, marked synthetic."""
+    """MG DICOM in the LE's study (new series), pixels in the LE's geometry, marked synthetic.
+
+    The patient and study attributes are the LE's (name, ID, birth date, sex,
+    study date/time, study ID, accession number, as read_mg_dicom put them in
+    meta) and so is the acquisition time, so that the file does not contradict
+    its study; only SeriesDate/Time and ContentDate/Time say when it was made.
+    An LE that is not DICOM has no study: the file then gets a new one.
+    """
+    from datetime import datetime
+
     from pydicom.dataset import Dataset
     from pydicom.uid import generate_uid
 
@@ -64,6 +73,15 @@ def write_synthetic_dicom(image: Image, path: str | os.PathLike) -> Path:
         source.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.2"
         source.ReferencedSOPInstanceUID = meta["sop_uid"]
         extra["SourceImageSequence"] = [source]
+    for key, keyword in (("study_id", "StudyID"), ("accession_number", "AccessionNumber"),
+                         ("patient_birth_date", "PatientBirthDate"), ("patient_sex", "PatientSex")):
+        if meta.get(key):
+            extra[keyword] = meta[key]
+    in_le_study = bool(meta.get("study_uid"))
+    try:
+        acquired = datetime.fromisoformat(str(meta.get("acquisition_time") or ""))
+    except ValueError:  # not a DICOM LE, or no time in it
+        acquired = None
     return write_mg_dicom(
         path,
         pixels,
@@ -72,6 +90,10 @@ def write_synthetic_dicom(image: Image, path: str | os.PathLike) -> Path:
         patient_id=meta.get("patient_id") or "UNKNOWN",
         patient_name=meta.get("patient_name") or "UNKNOWN",
         study_uid=meta.get("study_uid") or generate_uid(),
+        study_date=meta.get("study_date", "") if in_le_study else None,
+        study_time=meta.get("study_time", "") if in_le_study else None,
+        acquisition_datetime=acquired,
+        content_datetime=datetime.now(),
         laterality=meta.get("laterality", ""),
         view=meta.get("view", ""),
         window=(meta["window_center"], meta["window_width"]),

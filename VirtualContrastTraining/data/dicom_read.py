@@ -47,6 +47,8 @@ _VIEW_CODES = {
     "R-10224": "ML", "399260004": "ML",
     "R-10228": "LM", "399352003": "LM",
 }
+# Patient/study attributes that meta() carries when the file has them (DicomInfo field names).
+STUDY_META_KEYS = ("study_date", "study_time", "study_id", "accession_number", "patient_birth_date", "patient_sex")
 _COMBINED_VIEW = re.compile(r"^([LR])(" + "|".join(VIEWS) + r")$")
 
 
@@ -57,7 +59,13 @@ class DicomInfo:
     path: str
     patient_id: str = ""
     patient_name: str = ""
+    patient_birth_date: str = ""
+    patient_sex: str = ""
     study_uid: str = ""
+    study_date: str = ""                 # DICOM DA / TM strings, as in the file
+    study_time: str = ""
+    study_id: str = ""
+    accession_number: str = ""
     series_uid: str = ""
     sop_uid: str = ""
     sop_class_uid: str = ""
@@ -67,6 +75,8 @@ class DicomInfo:
     laterality: str = ""                 # "L" | "R" | ""
     view: str = ""                       # "CC", "MLO", ... | ""
     acquisition_time: datetime | None = None
+    # The window in the scale of the pixels read_mg_dicom returns (bright = dense): for
+    # MONOCHROME1 the header's centre mapped as the pixels are, by invert_monochrome1.
     window_center: float | None = None
     window_width: float | None = None
     rows: int = 0
@@ -86,8 +96,13 @@ class DicomInfo:
         return self.sop_class_uid == pydicom.uid.MediaStorageDirectoryStorage
 
     def meta(self) -> dict:
-        """The facts an `Image` carries downstream (Image.meta)."""
-        return {
+        """The facts an `Image` carries downstream (Image.meta).
+
+        Patient and study attributes travel too (those present in the file), so
+        that an image derived from this one (the synthetic DES) joins its study
+        with the same patient name, study date/time and accession number.
+        """
+        meta = {
             "source": self.path,
             "role": self.role,
             "laterality": self.laterality,
@@ -95,12 +110,17 @@ class DicomInfo:
             "window_center": self.window_center,
             "window_width": self.window_width,
             "patient_id": self.patient_id,
+            "patient_name": self.patient_name,
             "study_uid": self.study_uid,
             "sop_uid": self.sop_uid,
             "image_type": list(self.image_type),
             "acquisition_time": self.acquisition_time.isoformat() if self.acquisition_time else "",
             "spacing_source": self.spacing_source or "none (1.0 mm assumed)",
         }
+        for key in STUDY_META_KEYS:
+            if getattr(self, key):
+                meta[key] = getattr(self, key)
+        return meta
 
 
 def read_header(path: str | os.PathLike) -> DicomInfo:
@@ -125,11 +145,21 @@ def info_from_dataset(ds: pydicom.Dataset, path: str | os.PathLike) -> DicomInfo
     description = _text(ds.get("SeriesDescription"))
     spacing, spacing_source = _spacing(ds)
     meta = getattr(ds, "file_meta", None)
+    photometric = _text(ds.get("PhotometricInterpretation")).upper()
+    window_center = _first_float(ds.get("WindowCenter"))
+    if photometric == "MONOCHROME1" and window_center is not None:
+        window_center = float(invert_monochrome1(window_center, monochrome1_total(ds)))
     return DicomInfo(
         path=str(path),
         patient_id=_text(ds.get("PatientID")),
         patient_name=_text(ds.get("PatientName")),
+        patient_birth_date=_text(ds.get("PatientBirthDate")),
+        patient_sex=_text(ds.get("PatientSex")),
         study_uid=_text(ds.get("StudyInstanceUID")),
+        study_date=_text(ds.get("StudyDate")),
+        study_time=_text(ds.get("StudyTime")),
+        study_id=_text(ds.get("StudyID")),
+        accession_number=_text(ds.get("AccessionNumber")),
         series_uid=_text(ds.get("SeriesInstanceUID")),
         sop_uid=_text(ds.get("SOPInstanceUID")),
         sop_class_uid=_text(meta.get("MediaStorageSOPClassUID") if meta else None) or _text(ds.get("SOPClassUID")),
@@ -139,7 +169,7 @@ def info_from_dataset(ds: pydicom.Dataset, path: str | os.PathLike) -> DicomInfo
         laterality=_laterality(ds, description),
         view=_view(ds, description),
         acquisition_time=_acquisition_time(ds),
-        window_center=_first_float(ds.get("WindowCenter")),
+        window_center=window_center,
         window_width=_first_float(ds.get("WindowWidth")),
         rows=int(ds.get("Rows") or 0),
         cols=int(ds.get("Columns") or 0),
@@ -149,7 +179,7 @@ def info_from_dataset(ds: pydicom.Dataset, path: str | os.PathLike) -> DicomInfo
         series_description=description,
         number_of_frames=int(_first_float(ds.get("NumberOfFrames")) or 1),
         samples_per_pixel=int(ds.get("SamplesPerPixel") or 1),
-        photometric=_text(ds.get("PhotometricInterpretation")).upper(),
+        photometric=photometric,
         transfer_syntax=_text(meta.get("TransferSyntaxUID") if meta else None),
         has_pixel_data=any(t in ds for t in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")),
     )
@@ -230,34 +260,43 @@ def read_mg_dicom(path: str | os.PathLike) -> Image:
         raise InputError(path, f"cannot decode pixel data ({_syntax_name(info.transfer_syntax)}): {_short(exc)}") from None
     if arr.ndim != 2:
         raise InputError(path, f"pixel array has shape {arr.shape}; expected one 2-D image")
-    slope = _first_float(ds.get("RescaleSlope"))
-    intercept = _first_float(ds.get("RescaleIntercept"))
-    slope = 1.0 if slope is None else slope
-    intercept = 0.0 if intercept is None else intercept
+    slope, intercept = _rescale(ds)
     if (slope, intercept) != (1.0, 0.0):
         arr = arr.astype(np.float32) * np.float32(slope) + np.float32(intercept)
-    meta = info.meta()
+    meta = info.meta()  # its window centre is already in the inverted scale for MONOCHROME1
     if info.photometric == "MONOCHROME1":
-        arr, meta = _invert(arr, ds, slope, intercept, meta)
+        total = monochrome1_total(ds)
+        if np.issubdtype(arr.dtype, np.integer):
+            limits = np.iinfo(arr.dtype)
+            arr = np.clip(invert_monochrome1(arr.astype(np.int64), total), limits.min, limits.max).astype(arr.dtype)
+        else:
+            arr = invert_monochrome1(arr, np.float32(total)).astype(np.float32)
+        meta["inverted_from"] = "MONOCHROME1"
     return Image(arr, spacing=info.spacing or (1.0, 1.0), origin=(0.0, 0.0, 0.0), direction=IDENTITY, meta=meta)
 
 
-def _invert(arr: np.ndarray, ds: pydicom.Dataset, slope: float, intercept: float, meta: dict):
-    """MONOCHROME1 -> MONOCHROME2 over the range the stored bits can hold (not the image's own
-    min/max), so every image of a series maps the same way; the window centre follows."""
+def monochrome1_total(ds: pydicom.Dataset) -> float:
+    """The sum that maps a MONOCHROME1 value v to MONOCHROME2 (total - v): the lowest plus the
+    highest value the stored bits can hold, after rescale. The range of the bits, not the image's
+    own min/max, so every image of a series (and its window) maps the same way."""
+    slope, intercept = _rescale(ds)
     bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 16)
     signed = int(ds.get("PixelRepresentation") or 0) == 1
     lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
-    total = (lo * slope + intercept) + (hi * slope + intercept)
-    if np.issubdtype(arr.dtype, np.integer):
-        info = np.iinfo(arr.dtype)
-        arr = np.clip(total - arr.astype(np.int64), info.min, info.max).astype(arr.dtype)
-    else:
-        arr = (np.float32(total) - arr).astype(np.float32)
-    meta = dict(meta, inverted_from="MONOCHROME1")
-    if meta.get("window_center") is not None:
-        meta["window_center"] = float(total - meta["window_center"])
-    return arr, meta
+    return (lo * slope + intercept) + (hi * slope + intercept)
+
+
+def invert_monochrome1(values, total: float):
+    """MONOCHROME1 -> MONOCHROME2 (bright = dense), for pixels and window centres alike: the one
+    formula that read_mg_dicom and the header scan (hence the import manifest) share. The window
+    width is unchanged by the inversion."""
+    return total - values
+
+
+def _rescale(ds: pydicom.Dataset) -> tuple[float, float]:
+    slope = _first_float(ds.get("RescaleSlope"))
+    intercept = _first_float(ds.get("RescaleIntercept"))
+    return (1.0 if slope is None else slope), (0.0 if intercept is None else intercept)
 
 
 def _decoder_problem(transfer_syntax: str) -> str | None:

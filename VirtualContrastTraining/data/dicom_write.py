@@ -48,6 +48,9 @@ def write_mg_dicom(
     series_number: int = 1,
     instance_number: int = 1,
     acquisition_datetime: datetime | None = None,
+    content_datetime: datetime | None = None,
+    study_date: str | None = None,
+    study_time: str | None = None,
     processing_code: str = "",
     manufacturer: str = "",
     extra: dict[str, Any] | None = None,
@@ -58,6 +61,13 @@ def write_mg_dicom(
     stores [row, column], in both PixelSpacing and ImagerPixelSpacing (SimpleITK
     and Slicer read either, depending on version). Missing UIDs are generated
     at random; pass them for reproducible files.
+
+    Dates and times: Acquisition* come from `acquisition_datetime` and are left
+    out without it. Series* and Content* (when this file was made) come from
+    `content_datetime`, else the acquisition, else now. StudyDate/StudyTime are
+    the given DICOM DA/TM strings (an image added to an existing study copies
+    that study's), else the acquisition's or content's. `extra` may override any
+    of them, like every other keyword.
     """
     pixels = np.asarray(pixels)
     if pixels.ndim != 2 or pixels.dtype != np.uint16:
@@ -68,8 +78,11 @@ def write_mg_dicom(
         raise ValueError(f"pixel value {int(pixels.max())} does not fit in {bits_stored} bits")
     series_uid = series_uid or generate_uid()
     sop_uid = sop_uid or generate_uid()
-    when = acquisition_datetime or datetime.now()
-    date, time = when.strftime("%Y%m%d"), when.strftime("%H%M%S.%f")
+    made = content_datetime or acquisition_datetime or datetime.now()
+    made_date, made_time = made.strftime("%Y%m%d"), made.strftime("%H%M%S.%f")
+    first = acquisition_datetime or made
+    study_date = first.strftime("%Y%m%d") if study_date is None else study_date
+    study_time = first.strftime("%H%M%S.%f") if study_time is None else study_time
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = MG_FOR_PRESENTATION
@@ -92,9 +105,12 @@ def write_mg_dicom(
     ds.StudyID = ""
     ds.AccessionNumber = ""
     ds.ReferringPhysicianName = ""
-    ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = date
-    ds.StudyTime = ds.SeriesTime = ds.AcquisitionTime = ds.ContentTime = time
-    ds.AcquisitionDateTime = date + time
+    ds.StudyDate, ds.StudyTime = study_date, study_time
+    ds.SeriesDate = ds.ContentDate = made_date
+    ds.SeriesTime = ds.ContentTime = made_time
+    if acquisition_datetime is not None:
+        date, time = acquisition_datetime.strftime("%Y%m%d"), acquisition_datetime.strftime("%H%M%S.%f")
+        ds.AcquisitionDate, ds.AcquisitionTime, ds.AcquisitionDateTime = date, time, date + time
     ds.Manufacturer = manufacturer
     ds.SeriesDescription = series_description
     ds.SeriesNumber = series_number

@@ -30,7 +30,17 @@ DEFAULT_TIME_TOLERANCE_S = 120.0  # LE and DES of one compression are seconds ap
 SEG_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nrrd", ".nii")
 MAX_LABELS = 255
 _SEPARATORS = "_-. "
-_LESION_WORDS = re.compile(r"lesion|mass|tumou?r", re.IGNORECASE)
+# Words of a segmentation's name, each matched at the start of a word ("breastmask", "fatty" count).
+# A tissue or ground-truth word means the file is not a lesion mask whatever else matches
+# (the phantom writes truth/<case>_breast.nrrd, _adipose, _fibroglandular, _iodine beside lesion-free cases);
+# a lesion word is what lets a name that only extends a case's name claim it.
+_TISSUE_WORDS = re.compile(
+    r"(?<![a-z])(breast|adipose|fat|fibroglandular|glandular|iodine|(ground)?truth|body|pectoral|muscle|skin)",
+    re.IGNORECASE,
+)
+_LESION_WORDS = re.compile(r"(?<![a-z])(lesion|mass|tumou?r|seg|label)", re.IGNORECASE)
+# One reason for all (the CLI groups files by reason); the word is in each file's name.
+_TISSUE_REASON = "not a lesion mask: its name says tissue or ground truth (breast, adipose, iodine, truth, ...)"
 
 
 @dataclass
@@ -265,6 +275,8 @@ def _case(pair: _Pair) -> Case:
         view=le.view,
         le_time=le.acquisition_time.isoformat() if le.acquisition_time else "",
         des_time=des.acquisition_time.isoformat() if des.acquisition_time else "",
+        # DicomInfo's window is in the scale read_mg_dicom gives the pixels (MONOCHROME1 inverted),
+        # which is what prepare_case applies it to.
         le_window_center=_num(le.window_center),
         le_window_width=_num(le.window_width),
         des_window_center=_num(des.window_center),
@@ -360,6 +372,8 @@ def _name_score(seg_stem: str, target: str) -> tuple[int, int]:
 
     n, the length of the shared name, ranks more specific matches higher:
     "P1_L_CC_late_LE_lesion" belongs to the LE "P1_L_CC_late_LE", not to case "P1_L_CC".
+    A score says only that the names fit; whether the file is a lesion mask is
+    `_not_a_lesion_mask`'s question.
     """
     a, b = seg_stem.lower(), target.lower()
     if not a or not b:
@@ -374,31 +388,71 @@ def _name_score(seg_stem: str, target: str) -> tuple[int, int]:
     return 0, 0
 
 
+def _name_rest(seg_stem: str, target: str) -> str:
+    """What the segmentation's name adds to the case name it matched (`target`): "_lesions" of
+    "P1_L_CC_lesions", so that words of a patient ID ("SKINNER") are not taken for words about the file."""
+    a, b = seg_stem.lower(), target.lower()
+    if len(a) <= len(b):
+        return ""  # same name, or the segmentation's name is the shorter one: it adds nothing
+    return seg_stem[len(b):] if a.startswith(b) and a[len(b)] in _SEPARATORS else seg_stem[: len(a) - len(b)]
+
+
+def _not_a_lesion_mask(seg: _SegInfo, rest: str, name_score: int, case_id: str) -> str | None:
+    """Why a segmentation that names a case is still not its lesion mask, or None.
+
+    `rest` is the part of the name beyond the case name it matched. Tissue and
+    ground-truth masks are never lesion masks; a name that only shares a prefix or
+    suffix with the case's must be a Slicer .seg.nrrd or say lesion, mass, tumour,
+    seg or label, so "P1_L_CC_notes.nrrd" does not pass for a lesion mask.
+    """
+    if _TISSUE_WORDS.search(rest):
+        return _TISSUE_REASON
+    if name_score == 1 and not seg.path.name.lower().endswith(".seg.nrrd") and not _LESION_WORDS.search(rest):
+        return (f"not taken as a lesion mask: its name shares only a prefix or suffix with case {case_id}, "
+                "has no lesion word (lesion, mass, tumour, seg, label) and is no .seg.nrrd")
+    return None
+
+
 def _attach_segmentations(pairs: list[_Pair], segs: list[_SegInfo], skipped: list) -> None:
     """By name first (seg stem vs case id and LE file stem), then by geometry among the LEs of its folder.
 
-    When several files name the same case (a lesion segmentation beside tissue
-    labelmaps such as "..._breast.nrrd"), the best claim wins: closer name, then
-    a Slicer .seg.nrrd, then a name that says lesion/mass/tumour, then path order.
+    A name matches when it equals the case id or the LE's file stem, or is one of
+    them plus a separated prefix/suffix. Such an extended name is taken only for a
+    Slicer .seg.nrrd or a name with a lesion word (lesion, mass, tumour, seg,
+    label); a name with a tissue or ground-truth word (breast, adipose, fat,
+    fibroglandular, glandular, iodine, truth, body, pectoral, muscle, skin) is
+    never a lesion mask, by name or by geometry: each is skipped with its reason,
+    so a lesion-free case stays without a mask instead of getting a tissue map.
+    When several files claim the same case, the best claim wins: closer name,
+    then a .seg.nrrd, then a lesion word, then path order.
     """
     claims, unmatched = [], []
     for seg in segs:
         scored = []
         for pair in pairs:
-            score = max(_name_score(seg.stem, pair.case_id), _name_score(seg.stem, Path(pair.le.path).stem))
+            score, target = max((_name_score(seg.stem, t), t) for t in (pair.case_id, Path(pair.le.path).stem))
             if score[0]:
-                scored.append((score, pair))
+                scored.append((score, pair, target))
         if not scored:
-            unmatched.append(seg)
+            if _TISSUE_WORDS.search(seg.stem):
+                skipped.append((str(seg.path), _TISSUE_REASON))
+            else:
+                unmatched.append(seg)
             continue
-        best = max(s for s, _ in scored)
-        winners = [p for s, p in scored if s == best]
+        best = max(s for s, _, _ in scored)
+        winners = [(p, t) for s, p, t in scored if s == best]
         if len(winners) > 1:
-            ids = ", ".join(p.case_id for p in winners[:3])
+            ids = ", ".join(p.case_id for p, _ in winners[:3])
             skipped.append((str(seg.path), f"segmentation name matches several cases ({ids})"))
-        else:
-            is_seg = seg.path.name.lower().endswith(".seg.nrrd")
-            claims.append(((best, is_seg, bool(_LESION_WORDS.search(seg.stem))), seg, winners[0]))
+            continue
+        pair, target = winners[0]
+        rest = _name_rest(seg.stem, target)
+        reason = _not_a_lesion_mask(seg, rest, best[0], pair.case_id)
+        if reason:
+            skipped.append((str(seg.path), reason))
+            continue
+        is_seg = seg.path.name.lower().endswith(".seg.nrrd")
+        claims.append(((best, is_seg, bool(_LESION_WORDS.search(rest))), seg, pair))
     for _, seg, pair in sorted(claims, key=lambda c: c[0], reverse=True):  # stable: path order among equals
         _give(pair, seg, skipped)
     for seg in unmatched:
