@@ -1,4 +1,4 @@
-"""Safetensors + sidecar checkpoints: round trips, and every way a bad file is refused."""
+"""Safetensors checkpoints with an embedded sidecar: round trips, and every way a bad file is refused."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from VirtualContrastTraining.checkpoints import (
     PICKLE_REFUSED,
     load_generator,
     load_training_state,
+    read_pair,
     save_model,
     save_training_state,
+    write_pair,
 )
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.models.networks import define_G
@@ -61,19 +63,69 @@ def test_truncated_file_refused(model_run):
     run, _ = model_run
     weights = run / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-100])
-    with pytest.raises(InputError, match="corrupt or truncated"):
+    with pytest.raises(InputError, match="corrupt or truncated") as err:
         load_generator(run)
+    assert str(weights) in str(err.value) and len(str(err.value).splitlines()) == 1
 
 
-def test_sha_mismatch_and_missing_sidecar_refused(model_run):
-    run, _ = model_run
-    sidecar = json.loads((run / "model.json").read_text())
-    sidecar["weights_sha256"] = "0" * 64
-    (run / "model.json").write_text(json.dumps(sidecar))
-    with pytest.raises(InputError, match="sha256 does not match"):
-        load_generator(run)
+def test_pickle_in_safetensors_clothing_refused_but_a_0x80_header_length_is_not(tmp_path):
+    """torch.save under a .safetensors name is refused by content; a real file whose header length happens
+    to start with byte 0x80 (the pickle protocol marker) still loads."""
+    pickled = tmp_path / "p" / "checkpoint.safetensors"
+    pickled.parent.mkdir()
+    torch.save({"state": torch.zeros(2)}, pickled)
+    with pytest.raises(InputError, match="pickled checkpoint refused"):
+        read_pair(pickled)
+
+    weights = tmp_path / "w.safetensors"
+    for pad in range(300):  # the header length grows in steps of 8: one of them ends in 0x80
+        write_pair(weights, {"x": torch.arange(3.0)}, {"kind": "test", "pad": "p" * pad})
+        if weights.read_bytes()[0] == 0x80:
+            break
+    assert weights.read_bytes()[0] == 0x80
+    tensors, sidecar = read_pair(weights)
+    assert torch.equal(tensors["x"], torch.arange(3.0)) and sidecar["kind"] == "test"
+
+
+def test_stale_or_missing_json_copy_does_not_matter(model_run):
+    """A kill between the two renames leaves new weights beside the previous checkpoint's .json: the
+    sidecar embedded in the weights is the one trusted, so the new checkpoint loads with its own."""
+    run, g = model_run
+    stale = (run / "model.json").read_text()
+    torch.manual_seed(1)
+    g2 = define_G(1, 1, CONFIG.ngf, CONFIG.n_blocks)
+    save_model(run, g2, {"config": CONFIG.to_dict(), "des_output_window": [0.25, 0.75], "synthetic_output": True})
+    fresh = json.loads((run / "model.json").read_text())
+    assert fresh["des_output_window"] == [0.25, 0.75]
+    (run / "model.json").write_text(stale)  # as if killed before the .json rename
+    loaded, sidecar = load_generator(run)
+    assert sidecar == fresh
+    assert all(torch.equal(a, b) for a, b in zip(g2.state_dict().values(), loaded.state_dict().values()))
+    (run / "model.json").write_text("{ not json")
+    assert load_generator(run)[1] == fresh
     (run / "model.json").unlink()
-    with pytest.raises(InputError, match="sidecar missing"):
+    assert load_generator(run)[1] == fresh
+
+
+def test_foreign_safetensors_and_altered_weights_refused(model_run, tmp_path):
+    from safetensors.torch import save_file
+
+    run, g = model_run
+    # a plain safetensors file (another tool's), even with one of our sidecars beside it
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    save_file(g.state_dict(), foreign / "model.safetensors")
+    (foreign / "model.json").write_text((run / "model.json").read_text())
+    with pytest.raises(InputError, match="no embedded sidecar") as err:
+        load_generator(foreign)
+    assert str(foreign / "model.safetensors") in str(err.value)
+
+    # one flipped byte in the tensor data: still a valid safetensors file, but not the weights it describes
+    weights = run / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="do not match the sha256"):
         load_generator(run)
 
 
@@ -98,6 +150,7 @@ def test_training_state_round_trip_keeps_types(tmp_path):
     }
     save_training_state(tmp_path, state)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.json", "checkpoint.safetensors"]
+    (tmp_path / "checkpoint.json").unlink()  # only a readable copy
     back = load_training_state(tmp_path)
     assert back["epoch"] == 3 and back["position"] == 2 and back["best_metric"] == math.inf
     assert back["history"] == state["history"]

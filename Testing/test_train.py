@@ -111,7 +111,8 @@ def test_refusals(manifest, tmp_path):
         train(config, manifest, tmp_path / "gpu", device="cuda:7", events=EventWriter(io.StringIO()))
     no_val = _write_dataset(tmp_path / "noval", ["train", "train", "test"])
     with pytest.raises(InputError, match="no case in the val split"):
-        train(config, no_val, tmp_path / "r", device="cpu", events=EventWriter(io.StringIO()))
+        train(config, no_val, tmp_path / "new" / "deeper" / "r", device="cpu", events=EventWriter(io.StringIO()))
+    assert not (tmp_path / "new").exists(), "a refused run leaves none of the folders it created"
 
 
 def test_resume_may_extend_epochs_but_not_change_the_recipe(manifest, tmp_path):
@@ -154,6 +155,68 @@ def test_cli_lists_presets_and_reports_bad_arguments(capsys, manifest, tmp_path)
     assert main(["train", "--preset", "demo", "--manifest", str(manifest), "--out", str(tmp_path / "r"),
                  "--set", "gama=1"]) == 2
     assert "valid fields" in capsys.readouterr().err
+
+
+def test_cli_resume_keeps_the_saved_config_and_applies_only_explicit_options(capsys, manifest, tmp_path):
+    """`train --preset P --resume` (as the README shows) continues the saved schedule, not the preset's."""
+    from VirtualContrastTraining.cli import main
+
+    run = tmp_path / "run"
+    base = ["train", "--manifest", str(manifest), "--out", str(run), "--device", "cpu"]
+    tiny = [f"--set={k}={v}" for k, v in {**TINY, "batch_size": 3, "epochs": 1, "patience": 2}.items()]
+    assert main([*base, "--preset", "demo", *tiny]) == EXIT_OK
+    saved = json.loads((run / "config.json").read_text())
+    assert (saved["epochs"], saved["patience"], saved["ngf"]) == (1, 2, 4)
+    capsys.readouterr()
+
+    # --preset without overrides: the saved config (1 epoch, patience 2) is kept, nothing left to do
+    assert main([*base, "--preset", "demo", "--resume"]) == EXIT_OK
+    events = _events(capsys.readouterr().out)
+    assert [e["event"] for e in events] == ["started", "finished"]
+    assert events[0]["config"] == saved and json.loads((run / "config.json").read_text()) == saved
+
+    # an explicit --epochs extends it; everything else stays as saved
+    assert main([*base, "--resume", "--epochs", "2"]) == EXIT_OK
+    events = _events(capsys.readouterr().out)
+    assert [e["step"] for e in events if e["event"] == "progress"] == [3, 4]
+    assert json.loads((run / "config.json").read_text()) == {**saved, "epochs": 2}
+
+    # another preset, or an option that changes a step, is refused
+    assert main([*base, "--preset", "rofena2024-cyclegan", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "started from preset 'demo'" in err and str(run / "config.json") in err
+    assert main([*base, "--preset", "demo", "--resume", "--lr", "0.5"]) == 2
+    assert "lr 0.001 -> 0.5" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field, value", [("lr", "nan"), ("gamma_lesion", "inf"), ("lambda_paired", "-inf"),
+                                          ("beta1", "nan")])
+def test_non_finite_config_values_refused(field, value):
+    with pytest.raises(InputError, match=f"{field} must be a finite number"):
+        resolve_config("demo", {field: value})
+
+
+def test_cli_refuses_nan_lr_and_inf_gamma(capsys, manifest, tmp_path):
+    from VirtualContrastTraining.cli import main
+
+    base = ["train", "--preset", "demo", "--manifest", str(manifest), "--out", str(tmp_path / "r")]
+    for extra, field in ((["--lr", "nan"], "lr"), (["--set", "gamma_lesion=inf"], "gamma_lesion")):
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"{field} must be a finite number" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_saved_config_with_nan_refused_naming_the_file(manifest, tmp_path):
+    from VirtualContrastTraining.train import load_run_config
+
+    (tmp_path / "config.json").write_text(json.dumps({**resolve_config("demo").to_dict(), "lr": float("nan")}))
+    with pytest.raises(InputError, match="lr must be a finite number") as err:
+        load_run_config(tmp_path)
+    assert str(tmp_path / "config.json") in str(err.value)
+    (tmp_path / "config.json").write_text("[1, 2]")
+    with pytest.raises(InputError, match="config must be a JSON object"):
+        load_run_config(tmp_path)
 
 
 def test_epoch_order_is_a_seeded_permutation():
@@ -219,6 +282,6 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(manifest, tmp_path):
     # Same validation results and bit-identical best generator.
     val = lambda events: {e["epoch"]: e["metrics"]["val_l1"] for e in events if e["event"] == "validation"}
     assert {**val(first), **val(second)} == pytest.approx(val(full), rel=1e-6)
-    sha = lambda run: json.loads((run / "model.json").read_text())["weights_sha256"]
+    sha = lambda run: load_generator(run)[1]["weights_sha256"]
     assert sha(broken) == sha(straight)
     assert len(list(csv.DictReader((broken / "history.csv").open()))) == 3

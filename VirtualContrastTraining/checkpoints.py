@@ -1,17 +1,20 @@
-"""Checkpoints that cannot run code: safetensors weights + a JSON sidecar, written atomically.
+"""Checkpoints that cannot run code: safetensors weights with their JSON sidecar inside, written atomically.
 
 A pickled checkpoint (torch.save) executes code when loaded, so one received
-from a stranger is a risk; this module neither writes nor reads pickle. Every
-checkpoint is a pair NAME.safetensors + NAME.json; the weights are written
-first, then the sidecar, each through a temporary file and a rename, and a
-reader only trusts a pair whose sidecar names the sha256 of the weights. A
-process killed at any moment therefore leaves either the old pair or the new
-one, never a mixed or half-written one that would be trusted.
+from a stranger is a risk; this module neither writes nor reads pickle. A
+checkpoint is one file, NAME.safetensors, whose header metadata embeds the
+sidecar (format, config, ..., and the sha256 of the tensor data); it is
+written to a temporary name and renamed, so that single rename commits it and
+a process killed at any moment leaves either the old checkpoint or the new
+one, never a mixed or half-written one. NAME.json, written after it (also
+atomically), is a human- and Slicer-readable copy of the same sidecar; readers
+here never trust it, because after a kill between the two renames it can be
+one checkpoint behind.
 
 Run folder:
     config.json                        resolved TrainConfig
-    checkpoint.safetensors/.json       full training state, for `--resume`
-    model.safetensors/.json            best generator G, for inference
+    checkpoint.safetensors (+ .json)   full training state, for `--resume`
+    model.safetensors (+ .json)        best generator G, for inference
     history.csv                        per-epoch losses and validation metrics
 
 Training states are nested trees (dicts, lists, tuples, scalars, tensors,
@@ -41,7 +44,9 @@ MODEL_NAME = "model"
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle")
 PICKLE_REFUSED = "pickled checkpoint refused: it could run code; only safetensors are loaded"
 FORMAT = "virtual-contrast-checkpoint"
-FORMAT_VERSION = 1
+# 2: the sidecar is embedded in the safetensors header (1: only in NAME.json, no longer read).
+FORMAT_VERSION = 2
+SIDECAR_KEY = "sidecar"
 
 
 # --- tree <-> (tensors, JSON) --------------------------------------------------------------
@@ -89,71 +94,123 @@ def _decode(obj: Any, tensors: dict) -> Any:
     return {k: _decode(v, tensors) for k, v in obj.items()}
 
 
-# --- one safetensors + sidecar pair --------------------------------------------------------
+# --- one safetensors file with its sidecar embedded --------------------------------------
 
-def _sha256(data: bytes) -> str:
+def _sha256(data) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def parse_json_object(text: str | bytes, where: str | os.PathLike | None, what: str) -> dict:
+    """The JSON object in `text`; InputError naming `where` when it is not valid JSON or not an object."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise InputError(where, f"unreadable {what} ({exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(where, f"{what} must be a JSON object")
+    return data
+
+
+def read_json_object(path: str | os.PathLike, what: str) -> dict:
+    """The JSON object stored in the file `path`; InputError naming the file otherwise."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(path, f"unreadable {what} ({getattr(exc, 'strerror', None) or exc})") from None
+    return parse_json_object(text, path, what)
+
+
+def _header_length(data: bytes) -> int:
+    """A safetensors file: 8-byte little-endian header length, the JSON header, then the tensor data."""
+    return int.from_bytes(data[:8], "little")
+
+
 def write_pair(weights_path: Path, tensors: dict, sidecar: dict) -> Path:
-    """Weights first, then the sidecar that names their sha256; both atomically."""
+    """One atomic rename commits the checkpoint: the sidecar travels inside the safetensors header.
+
+    The sidecar names the sha256 of the file's tensor-data section (which does
+    not depend on the header). NAME.json is written afterwards as a readable copy
+    only; nothing trusts it.
+    """
     from safetensors.torch import save
 
-    data = save(tensors)
+    bare = save(tensors)
+    weights_sha = _sha256(memoryview(bare)[8 + _header_length(bare):])
+    del bare
+    full = {"format": FORMAT, "format_version": FORMAT_VERSION, "weights_file": weights_path.name,
+            "weights_sha256": weights_sha, **sidecar}
+    data = save(tensors, metadata={SIDECAR_KEY: json.dumps(full, separators=(",", ":"), allow_nan=False)})
     with atomic_path(weights_path) as tmp:
         tmp.write_bytes(data)
-    full = {"format": FORMAT, "format_version": FORMAT_VERSION, "weights_file": weights_path.name,
-            "weights_sha256": _sha256(data), **sidecar}
     write_text_atomic(weights_path.with_suffix(".json"), json.dumps(full, indent=1, allow_nan=False) + "\n")
     return weights_path
 
 
 def refuse_pickle(path: Path, head: bytes) -> None:
-    """torch.save files are zip archives ("PK") or raw pickles (0x80 protocol byte)."""
-    if path.suffix.lower() in PICKLE_SUFFIXES or head[:2] == b"PK" or head[:1] == b"\x80":
+    """torch.save files are zip archives ("PK") or raw pickles (0x80 protocol byte).
+
+    `head` is the file's first 9 bytes or more. A safetensors file has "{" at
+    offset 8 (its JSON header begins there), which neither a zip nor a pickle
+    has, so a header length whose low byte happens to be 0x80 is not mistaken for
+    a pickle.
+    """
+    is_safetensors = head[8:9] == b"{"
+    if path.suffix.lower() in PICKLE_SUFFIXES or (not is_safetensors and (head[:2] == b"PK" or head[:1] == b"\x80")):
         raise InputError(path, PICKLE_REFUSED)
 
 
 def read_pair(weights_path: Path) -> tuple[dict, dict]:
-    """(tensors, sidecar) of a trusted pair; InputError for anything that is not one."""
+    """(tensors, sidecar) of one of our checkpoints; InputError for anything else.
+
+    The sidecar is the copy embedded in the file's own header, so it always
+    belongs to these weights; the NAME.json beside the file is ignored (a
+    process killed between the two renames leaves it one checkpoint behind).
+    """
     from safetensors import SafetensorError
     from safetensors.torch import load
 
     weights_path = Path(weights_path)
     if not weights_path.is_file():
         raise InputError(weights_path, "no such checkpoint file")
-    data = weights_path.read_bytes()
-    refuse_pickle(weights_path, data[:2])
+    try:
+        data = weights_path.read_bytes()
+    except OSError as exc:
+        raise InputError(weights_path, f"unreadable checkpoint ({exc.strerror or exc})") from None
+    refuse_pickle(weights_path, data[:16])
     try:
         tensors = load(data)
     except (SafetensorError, ValueError, OSError) as exc:
         raise InputError(weights_path, f"corrupt or truncated safetensors file ({str(exc)[:120]})") from None
-    sidecar_path = weights_path.with_suffix(".json")
-    if not sidecar_path.is_file():
-        raise InputError(sidecar_path, f"sidecar missing: {weights_path.name} cannot be trusted without it")
-    try:
-        sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(sidecar_path, f"unreadable sidecar ({exc})") from None
-    if not isinstance(sidecar, dict) or sidecar.get("format") != FORMAT:
-        raise InputError(sidecar_path, f"not a {FORMAT} sidecar")
-    if sidecar.get("weights_sha256") != _sha256(data):
-        raise InputError(weights_path, f"sha256 does not match the one named in {sidecar_path.name}: "
-                         "the weights were changed or the pair was mixed")
+    n = _header_length(data)
+    header = parse_json_object(data[8:8 + n], weights_path, "safetensors header")
+    embedded = (header.get("__metadata__") or {}).get(SIDECAR_KEY)
+    if not isinstance(embedded, str):
+        raise InputError(weights_path, f"not a {FORMAT} file: its header has no embedded sidecar "
+                         "(written by another tool or an older engine version)")
+    sidecar = parse_json_object(embedded, weights_path, "embedded sidecar")
+    if sidecar.get("format") != FORMAT:
+        raise InputError(weights_path, f"the embedded sidecar is not a {FORMAT} sidecar")
+    version = sidecar.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise InputError(weights_path, f"checkpoint format version {version!r} is newer than this engine's "
+                         f"({FORMAT_VERSION}); update the engine")
+    if sidecar.get("weights_sha256") != _sha256(memoryview(data)[8 + n:]):
+        raise InputError(weights_path, "the tensor data do not match the sha256 recorded in the file's own header: "
+                         "the file was altered or damaged")
     return tensors, sidecar
 
 
 # --- training state (resume) ---------------------------------------------------------------
 
 def save_training_state(run_dir: str | os.PathLike, state: dict[str, Any]) -> Path:
-    """RUN/checkpoint.safetensors + .json: the full state as a tree (see the module docstring)."""
+    """RUN/checkpoint.safetensors (+ its readable .json copy): the full state as a tree (see the module docstring)."""
     tensors: dict = {}
     tree = {k: _encode(v, k, tensors) for k, v in state.items()}
     return write_pair(Path(run_dir) / f"{STATE_NAME}.safetensors", tensors, {"kind": "training_state", "state": tree})
 
 
 def has_training_state(run_dir: str | os.PathLike) -> bool:
-    return (Path(run_dir) / f"{STATE_NAME}.json").is_file()
+    return (Path(run_dir) / f"{STATE_NAME}.safetensors").is_file()
 
 
 def load_training_state(run_dir: str | os.PathLike) -> dict[str, Any]:
@@ -172,7 +229,7 @@ def load_training_state(run_dir: str | os.PathLike) -> dict[str, Any]:
 # --- inference model -----------------------------------------------------------------------
 
 def save_model(run_dir: str | os.PathLike, generator, sidecar: dict[str, Any]) -> Path:
-    """RUN/model.safetensors + .json: the generator's weights and what predict needs to use them.
+    """RUN/model.safetensors (+ its readable .json copy): the generator's weights and what predict needs to use them.
 
     `sidecar` must hold "config" (TrainConfig.to_dict()) so that load_generator can rebuild G.
     """
@@ -204,7 +261,7 @@ def load_generator(path: str | os.PathLike, device: str = "cpu"):
     tensors, sidecar = read_pair(weights)
     if sidecar.get("kind") != "generator" or not isinstance(sidecar.get("config"), dict):
         raise InputError(weights, "not a generator checkpoint (its sidecar has no generator config)")
-    config = TrainConfig.from_dict(sidecar["config"])
+    config = TrainConfig.from_dict(sidecar["config"], where=weights)
     net = define_G(1, 1, config.ngf, config.n_blocks)
     try:
         net.load_state_dict(tensors)

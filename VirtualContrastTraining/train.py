@@ -39,6 +39,7 @@ import numpy as np
 
 from VirtualContrastTraining import __version__
 from VirtualContrastTraining.atomic import ensure_writable_dir, write_text_atomic
+from VirtualContrastTraining.checkpoints import read_json_object
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.events import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EventWriter
 from VirtualContrastTraining.presets import TrainConfig
@@ -55,13 +56,7 @@ def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise InputError(run_dir, f"not a training run folder ({CONFIG_FILE} is missing)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(path, f"unreadable config ({exc})") from None
-    if not isinstance(data, dict):
-        raise InputError(path, "config must be a JSON object")
-    return TrainConfig.from_dict(data)
+    return TrainConfig.from_dict(read_json_object(path, "config"), where=path)
 
 
 def package_versions() -> dict[str, str]:
@@ -160,7 +155,7 @@ def _check_run_folder(run_dir: Path, resume: bool) -> None:
 
     if resume:
         if not has_training_state(run_dir):
-            raise InputError(run_dir, "--resume: no training checkpoint in this folder (checkpoint.json is missing)")
+            raise InputError(run_dir, "--resume: no training checkpoint in this folder (checkpoint.safetensors is missing)")
     elif run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise InputError(run_dir, "output folder is not empty: refusing to overwrite a run (use --resume, or another --out)")
     ensure_writable_dir(run_dir)
@@ -376,7 +371,7 @@ def train(config: TrainConfig, manifest_path: str | os.PathLike, run_dir: str | 
     from VirtualContrastTraining.devices import resolve_device
 
     run_dir = Path(run_dir)
-    created = not run_dir.exists()
+    created = _outermost_missing(run_dir)
     try:
         dev = resolve_device(device)
         _check_run_folder(run_dir, resume)
@@ -386,18 +381,34 @@ def train(config: TrainConfig, manifest_path: str | os.PathLike, run_dir: str | 
             return _Trainer(config, Path(manifest_path), run_dir, dev, resume, events, stop).run()
     except InputError as exc:
         events.emit("failed", error=str(exc))
-        _remove_if_empty(run_dir, created)
+        _remove_created(run_dir, created)
         raise
     except Exception as exc:  # the protocol promises a "failed" event, whatever went wrong
         import traceback
 
         traceback.print_exc(file=sys.stderr)
         events.emit("failed", error=f"{type(exc).__name__}: {exc}")
-        _remove_if_empty(run_dir, created)
+        _remove_created(run_dir, created)
         return EXIT_FAILED
 
 
-def _remove_if_empty(run_dir: Path, created: bool) -> None:
-    """A run that failed before writing anything leaves no empty folder behind."""
-    if created and run_dir.is_dir() and not any(run_dir.iterdir()):
-        run_dir.rmdir()
+def _outermost_missing(path: Path) -> Path | None:
+    """The outermost folder on the way to `path` that does not exist yet; None when `path` exists."""
+    missing = None
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing = folder
+    return missing
+
+
+def _remove_created(run_dir: Path, created: Path | None) -> None:
+    """A run that failed before writing anything leaves no empty folder behind, nor the parents it made."""
+    if created is None:
+        return
+    for folder in (run_dir, *run_dir.parents):
+        if not folder.is_dir() or any(folder.iterdir()):
+            return
+        folder.rmdir()
+        if folder == created:
+            return

@@ -6,14 +6,17 @@
 
 Options such as --epochs or --gamma override single fields of the preset;
 --set field=value reaches every field of TrainConfig. With --resume the
-config saved in the run folder is the base (a --preset, when given, must
-resolve to the same config; only epochs, patience and val_every may change).
+config saved in the run folder is the base: a --preset, when given, must be
+the one the run was started from, and only the options given on this command
+line change it (only epochs, patience and val_every may change; e.g. --epochs
+extends the schedule).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from VirtualContrastTraining.events import EXIT_OK, EventWriter
 
@@ -49,15 +52,25 @@ def list_presets(stream=None) -> None:
 
 
 def resolve_from_args(args: argparse.Namespace):
-    """The TrainConfig the arguments describe (the run's saved config is the base with --resume)."""
+    """The TrainConfig the arguments describe: the preset, or with --resume the run's saved config.
+
+    With --resume only the overrides given on this command line are applied
+    to the saved config (train() then refuses any that changes a step).
+    """
+    from VirtualContrastTraining.errors import InputError
     from VirtualContrastTraining.presets import apply_overrides, parse_assignments, resolve_config
-    from VirtualContrastTraining.train import load_run_config
+    from VirtualContrastTraining.train import CONFIG_FILE, load_run_config
 
     overrides = parse_assignments(args.set)
     overrides.update({field: getattr(args, opt) for opt, field in SHORTCUTS.items() if getattr(args, opt) is not None})
-    if args.preset:
+    if not args.resume:
         return resolve_config(args.preset, overrides)
-    return apply_overrides(load_run_config(args.out), overrides)
+    saved = load_run_config(args.out)
+    if args.preset and args.preset != saved.preset:
+        started = f"preset {saved.preset!r}" if saved.preset else "a custom config (no preset)"
+        raise InputError(Path(args.out) / CONFIG_FILE, f"--resume --preset {args.preset}: this run was started "
+                         f"from {started}; leave --preset out or give that one")
+    return apply_overrides(saved, overrides)
 
 
 def run(args: argparse.Namespace) -> int:
