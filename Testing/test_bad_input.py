@@ -20,7 +20,8 @@ from VirtualContrastTraining.events import EXIT_BAD_INPUT
 
 
 def _fails_cleanly(capsys, argv: list[str], *, names: list[str | Path], says: str, out: Path) -> str:
-    before = sorted(out.parent.rglob("*")) if out.parent.exists() else []
+    parent_existed = out.parent.exists()
+    before = sorted(out.parent.rglob("*")) if parent_existed else []
     code = main(argv)
     err = capsys.readouterr().err.strip()
     assert code == EXIT_BAD_INPUT, err
@@ -31,6 +32,7 @@ def _fails_cleanly(capsys, argv: list[str], *, names: list[str | Path], says: st
     assert says.lower() in err.lower(), err
     assert not out.exists() or not any(out.iterdir()) if out.is_dir() else not out.exists()
     assert sorted(out.parent.rglob("*")) == before  # nothing else written beside it
+    assert out.parent.exists() == parent_existed  # not even an empty folder
     return err
 
 
@@ -135,3 +137,13 @@ def test_unwritable_output_folder(small_phantom, tiny_model, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert code == EXIT_BAD_INPUT and len(err.splitlines()) == 1 and str(blocker) in err, (argv, err)
         assert blocker.is_file() and blocker.read_text().startswith("a file")
+
+
+def test_a_patient_in_two_splits(small_phantom, tmp_path, capsys):
+    cases = _copy_phantom(small_phantom, tmp_path / "data")
+    for i, case in enumerate(cases):
+        case.split = ("train", "val", "test")[i % 3]
+    manifest = write_manifest(tmp_path / "data" / "manifest.csv", cases)
+    run = tmp_path / "runs" / "r"
+    _fails_cleanly(capsys, _train(manifest, run), names=[manifest, cases[0].patient_id],
+                   says="more than one split", out=run)

@@ -175,7 +175,7 @@ def _split_cases(manifest_path: Path, seed: int) -> tuple[list, list, list]:
     from VirtualContrastTraining.data.manifest import read_manifest
     from VirtualContrastTraining.data.splits import assign_splits
 
-    cases = assign_splits(read_manifest(manifest_path, require_des=True), seed=seed)
+    cases = assign_splits(read_manifest(manifest_path, require_des=True), seed=seed, source=manifest_path)
     train_cases = [c for c in cases if c.split == "train"]
     val_cases = [c for c in cases if c.split == "val"]
     if not train_cases:
