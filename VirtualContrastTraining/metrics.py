@@ -19,6 +19,8 @@ in Rofena et al. 2024 (CMIG), section on metrics:
   reference code assumes 8-bit images.
 Tissue CNR follows Zormpas-Petridis et al. 2026:
 |mean_a - mean_b| / (std_a + std_b).
+Lesion (mass) CNR follows Hosseinipour et al., eq. 9: (mean_mass - mean_ring) / std_ring,
+the ring being the pixels within a given distance (mm) outside the lesion.
 """
 
 from __future__ import annotations
@@ -163,6 +165,32 @@ def cnr(values_a: np.ndarray, values_b: np.ndarray) -> float:
     if spread == 0.0:
         raise ValueError("CNR: both regions have zero variance (uniform), CNR is undefined")
     return abs(float(a.mean()) - float(b.mean())) / spread
+
+
+def ring_around(mask: np.ndarray, width_mm: float, spacing: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
+    """Pixels outside `mask` within `width_mm` of it (Euclidean, in mm; spacing is (x, y))."""
+    mask = np.asarray(mask) > 0.5
+    if not width_mm > 0:
+        raise ValueError(f"ring width must be positive (got {width_mm:g} mm)")
+    if not mask.any():
+        raise ValueError("the lesion region is empty: no ring can surround it")
+    distance = ndimage.distance_transform_edt(~mask, sampling=(spacing[1], spacing[0]))
+    return (distance > 0) & (distance <= width_mm)
+
+
+def lesion_cnr(image: np.ndarray, lesion: np.ndarray, ring: np.ndarray) -> float:
+    """Signed mass CNR (mean_lesion - mean_ring) / std_ring; ValueError (never NaN) when undefined."""
+    image = np.asarray(image, dtype=np.float64)
+    inside, around = image[np.asarray(lesion) > 0.5], image[np.asarray(ring) > 0.5]
+    for name, v in (("lesion", inside), ("surrounding ring", around)):
+        if v.size == 0:
+            raise ValueError(f"lesion CNR: the {name} region is empty")
+        if not np.all(np.isfinite(v)):
+            raise ValueError(f"lesion CNR: the {name} region holds non-finite values")
+    spread = float(around.std())
+    if spread == 0.0:
+        raise ValueError("lesion CNR: the surrounding ring has zero variance (uniform), CNR is undefined")
+    return (float(inside.mean()) - float(around.mean())) / spread
 
 
 def image_metrics(y: np.ndarray, yhat: np.ndarray, mask: np.ndarray | None = None) -> dict[str, float | None]:

@@ -15,7 +15,7 @@ import numpy as np
 
 from VirtualContrastTraining import __version__
 from VirtualContrastTraining.data.image import Image
-from VirtualContrastTraining.data.imageio import write_nrrd
+from VirtualContrastTraining.data.imageio import NRRD_WINDOW_FIELDS, write_nrrd
 from VirtualContrastTraining.errors import InputError
 
 SUFFIX = "_SYNTHETIC-DES"
@@ -37,7 +37,12 @@ def check_synthetic_name(path: str | os.PathLike) -> Path:
 
 
 def write_synthetic_nrrd(image: Image, path: str | os.PathLike) -> Path:
+    """NRRD with the provenance fields and the display window (read back by read_image), so a viewer
+    such as the Slicer module shows it like the real DES and knows it is synthetic."""
     fields = {k: v for k, v in image.meta.items() if k.startswith("VirtualContrast.") or k == "Synthetic"}
+    for key, field in NRRD_WINDOW_FIELDS.items():
+        if image.meta.get(key) is not None:
+            fields[field] = f"{float(image.meta[key]):g}"
     return write_nrrd(image, check_synthetic_name(path), fields=fields)
 
 

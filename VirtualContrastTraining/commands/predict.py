@@ -30,7 +30,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="output format (default: from --out's extension, else nrrd)")
     p.add_argument("--split", default="", help="with a manifest: only cases of this split (e.g. test)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--laterality", choices=("L", "R"), default="",
+                   help="single LE file: breast side when the file does not say (default: from the image)")
+    p.add_argument("--le-window", metavar="CENTER,WIDTH", type=_window,
+                   help="single LE file: intensity window for contrast stretching (default: the file's, "
+                        "else percentiles); e.g. what a viewer shows for an NRRD that carries none")
     p.set_defaults(func=run)
+
+
+def _window(text: str) -> tuple[float, float]:
+    try:
+        center, width = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected CENTER,WIDTH (two numbers), got {text!r}") from None
+    return center, width
 
 
 def _writer(fmt: str):
@@ -51,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         if not inputs:
             raise InputError(args.input, f"no case in split {args.split!r}")
     else:
-        inputs.append((Path(args.input).name.split(".")[0], args.input, "", None))
+        inputs.append((Path(args.input).name.split(".")[0], args.input, args.laterality, args.le_window))
     if single_file and len(inputs) != 1:
         raise InputError(out, "a manifest gives several outputs: --out must be a folder")
     if single_file:

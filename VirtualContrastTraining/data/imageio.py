@@ -18,6 +18,8 @@ from VirtualContrastTraining.errors import InputError
 
 SITK_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
 BITMAP_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+# meta key -> NRRD key/value field: the display window travels with NRRD files we write.
+NRRD_WINDOW_FIELDS = {"window_center": "VirtualContrast.WindowCenter", "window_width": "VirtualContrast.WindowWidth"}
 
 
 def is_dicom_file(path: str | os.PathLike) -> bool:
@@ -69,8 +71,15 @@ def _read_with_sitk(path: Path, bitmap: bool) -> Image:
             raise InputError(path, f"has {img.GetNumberOfComponentsPerPixel()} components per pixel; expected greyscale")
     if img.GetDimension() == 3 and img.GetSize()[2] != 1:
         raise InputError(path, f"is a volume of {img.GetSize()[2]} slices; expected one 2-D image")
+    meta = {"source": str(path)}
+    for key in img.GetMetaDataKeys() if not bitmap else ():
+        if key.startswith("VirtualContrast.") or key == "Synthetic":
+            meta[key] = img.GetMetaData(key)
+    for key, field in NRRD_WINDOW_FIELDS.items():
+        if field in meta:
+            meta[key] = meta.pop(field)
     try:
-        return Image.from_sitk(img, meta={"source": str(path)})
+        return Image.from_sitk(img, meta=meta)
     except ValueError as exc:
         raise InputError(path, str(exc)) from None
 

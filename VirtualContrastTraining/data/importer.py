@@ -39,6 +39,14 @@ _TISSUE_WORDS = re.compile(
     re.IGNORECASE,
 )
 _LESION_WORDS = re.compile(r"(?<![a-z])(lesion|mass|tumou?r|seg|label)", re.IGNORECASE)
+
+
+def is_tissue_name(name: str) -> bool:
+    """True for names of tissue or ground-truth masks (fibroglandular, adipose, breast, ...): never lesions.
+    The Slicer module uses it too, to keep CNR tissue segments out of an exported lesion mask."""
+    return bool(_TISSUE_WORDS.search(name))
+
+
 # One reason for all (the CLI groups files by reason); the word is in each file's name.
 _TISSUE_REASON = "not a lesion mask: its name says tissue or ground truth (breast, adipose, iodine, truth, ...)"
 

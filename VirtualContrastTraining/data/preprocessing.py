@@ -122,6 +122,22 @@ def breast_side(image_or_array: Image | np.ndarray, laterality: str = "") -> str
     return "left" if tissue[:, :quarter].mean() >= tissue[:, -quarter:].mean() else "right"
 
 
+def breast_mask(image_or_array: Image | np.ndarray) -> np.ndarray:
+    """The breast (and pectoral muscle) against the background air: Otsu's threshold, the largest
+    connected component, holes filled. Used to keep difference maps and statistics inside the breast."""
+    from scipy import ndimage
+    from skimage.filters import threshold_otsu
+
+    arr = np.asarray(image_or_array.array if isinstance(image_or_array, Image) else image_or_array, dtype=np.float64)
+    if arr.max() <= arr.min():
+        return np.zeros(arr.shape, dtype=bool)
+    labels, n = ndimage.label(arr > threshold_otsu(arr))
+    if n == 0:
+        return np.zeros(arr.shape, dtype=bool)
+    largest = 1 + int(np.argmax(ndimage.sum_labels(np.ones_like(arr), labels, index=range(1, n + 1))))
+    return ndimage.binary_fill_holes(labels == largest)
+
+
 def _first_number(value: Any) -> float | None:
     """DICOM windows may be multi-valued ("2047\\4095", lists); the first one is the default."""
     if value in (None, ""):

@@ -1,0 +1,214 @@
+"""The module's console API: every action of the GUI is one method here.
+
+    logic = slicer.util.getModuleLogic("VirtualContrast")
+    case = logic.loadCase("P1_L_CC_LE.dcm", "P1_L_CC_DES.dcm", "P1_L_CC_lesions.seg.nrrd")
+    synthetic = logic.synthesize(case.le, "runs/demo")            # a background job, waited for
+    heatmap = logic.differenceHeatmap(case.des, synthetic, case.le)
+    logic.showComparison(case.le, case.des, synthetic, heatmap.absolute)
+    result = logic.computeCNR(fibroRoi, adiposeRoi, {"LE": case.le, "real DES": case.des,
+                                                       "synthetic DES": synthetic})
+    job = logic.startTraining("demo", "data/manifest.csv", "runs/mine"); job.wait()
+
+`VirtualContrastLogic` in VirtualContrast.py adds Slicer's base class to this
+one; here only MRML, vtk, numpy and the engine are used, so it runs on a bare
+slicer-core scene as well (the tests do).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import tempfile
+from pathlib import Path
+
+import slicer
+
+from VirtualContrastLib import cnr as cnrModule
+from VirtualContrastLib import display, heatmap, training
+from VirtualContrastLib.jobs import Job, JobError
+from VirtualContrastLib.nodes import imageFromVolume, isSynthetic, loadVolume, sourceWindow, volumeFromImage
+from VirtualContrastLib.training import LoadedCase
+from VirtualContrastTraining.data.image import Image
+from VirtualContrastTraining.data.imageio import read_image, write_nrrd
+from VirtualContrastTraining.errors import InputError
+from VirtualContrastTraining.synthetic_export import SERIES_DESCRIPTION
+
+# What the engine imports beyond numpy (import name -> pip requirement); torch comes from SlicerPyTorch.
+ENGINE_MODULES = {"torch": "torch", "monai": "monai>=1.4,<1.7", "scipy": "scipy>=1.11,<2",
+                  "pydicom": "pydicom>=3.0,<4", "SimpleITK": "SimpleITK>=2.3,<3",
+                  "skimage": "scikit-image>=0.22,<0.27", "slicerio": "slicerio>=1.1,<2", "nrrd": "pynrrd>=1.0,<2",
+                  "safetensors": "safetensors>=0.4,<1", "matplotlib": "matplotlib>=3.8,<4", "tqdm": "tqdm>=4.66,<5"}
+SYNTHETIC_SUFFIX = " \u2013 synthetic DES"
+
+
+class VirtualContrastLogicBase:
+    def __init__(self, scene=None):
+        self._scene = scene
+
+    @property
+    def scene(self):
+        return self._scene or slicer.mrmlScene
+
+    # -- inputs -------------------------------------------------------------------------------------
+    def loadVolume(self, path, name: str | None = None):
+        """A DICOM (MG) file, NRRD/NIfTI/MHA, or CDD-CESM JPEG/PNG -> scalar volume node."""
+        return loadVolume(path, name, self.scene)
+
+    def loadSegmentation(self, path, referenceVolume=None):
+        """A `.seg.nrrd` (Segment Editor's format) -> segmentation node, on `referenceVolume`'s geometry."""
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(path, "no such file")
+        node = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", path.name.split(".")[0])
+        storage = self.scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+        storage.SetFileName(str(path))
+        node.SetAndObserveStorageNodeID(storage.GetID())
+        if not storage.ReadData(node):
+            self.scene.RemoveNode(node)
+            self.scene.RemoveNode(storage)
+            raise InputError(path, "not a segmentation Slicer can read (expected a .seg.nrrd)")
+        if referenceVolume is not None:
+            node.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolume)
+        node.CreateDefaultDisplayNodes()
+        return node
+
+    def loadCase(self, lePath, desPath=None, segmentationPath=None) -> LoadedCase:
+        """LE, optional real DES and optional lesion segmentation from files."""
+        le = self.loadVolume(lePath)
+        des = self.loadVolume(desPath) if desPath else None
+        segmentation = self.loadSegmentation(segmentationPath, le) if segmentationPath else None
+        return LoadedCase(le, des, segmentation)
+
+    # -- synthesis ----------------------------------------------------------------------------------
+    def startSynthesis(self, leNode, modelPath, device: str = "auto") -> Job:
+        """Run the engine's predict in the background; on success `job.result` is the synthetic DES node
+        "<LE name> – synthetic DES", in the LE's geometry with the DES window, marked synthetic."""
+        if leNode is None or leNode.GetImageData() is None:
+            raise InputError(None, "synthesize: no LE volume selected")
+        if isSynthetic(leNode):
+            raise InputError(None, f"{leNode.GetName()!r} is itself synthetic; choose the real LE")
+        modelPath = Path(modelPath)
+        if not self.isRunFolder(modelPath):
+            raise InputError(modelPath, "not a trained model (a run folder holding model.safetensors)")
+        le = imageFromVolume(leNode)
+        work = Path(tempfile.mkdtemp(prefix="VirtualContrast-predict-"))
+        inputPath = write_nrrd(Image(le.array, le.spacing, le.origin, le.direction), work / "LE.nrrd")
+        outputPath = work / "LE_SYNTHETIC-DES.nrrd"
+        args = ["predict", "--model", str(modelPath), "--input", str(inputPath), "--out", str(outputPath),
+                "--device", device]
+        if le.meta.get("laterality") in ("L", "R"):
+            args += ["--laterality", le.meta["laterality"]]
+        window = sourceWindow(leNode)
+        if window:
+            args += ["--le-window", f"{window[0]!r},{window[1]!r}"]
+        job = Job(f"synthesize {leNode.GetName()}", args)
+
+        def loadResult(job: Job) -> None:
+            if job.state == "finished":
+                name = leNode.GetName() + SYNTHETIC_SUFFIX
+                # Through the engine's reader (provenance and window fields), without a storage node that
+                # would point into the temporary folder: Slicer's Save then asks where to write it.
+                node = volumeFromImage(read_image(outputPath), name, self.scene)
+                node.SetDescription(SERIES_DESCRIPTION)
+                job.result = node
+            shutil.rmtree(work, ignore_errors=True)  # the node holds the pixels now
+
+        job.onDone(loadResult)
+        return job
+
+    def synthesize(self, leNode, modelPath, device: str = "auto", timeout: float | None = None):
+        """startSynthesis, waited for: returns the synthetic DES node (JobError when it fails)."""
+        return self.startSynthesis(leNode, modelPath, device).wait(timeout).check().result
+
+    def differenceHeatmap(self, realDesNode, syntheticNode, leNode=None) -> heatmap.Heatmap:
+        """Absolute and signed synthetic − real difference volumes, inside the breast."""
+        return heatmap.differenceHeatmap(realDesNode, syntheticNode, leNode, self.scene)
+
+    def showComparison(self, leNode, desNode, syntheticNode, heatmapNode=None) -> None:
+        """Four linked views LE | real DES | synthetic | heatmap over LE, with table and chart views below."""
+        display.showComparison(leNode, desNode, syntheticNode, heatmapNode, self.scene)
+
+    # -- CNR ------------------------------------------------------------------------------------------
+    def computeCNR(self, fibroglandular, adipose, volumes: dict, lesion=None, ringWidthMm: float = 5.0,
+                   tableNode=None) -> cnrModule.CNRResult:
+        """Tissue CNR (and lesion CNR with a lesion region) for each volume, ΔCNR, into a table node.
+
+        Regions: a markups ROI or closed-curve node, or (segmentationNode, segmentId).
+        Volumes: label -> node; use the labels "LE", "real DES", "synthetic DES" for ΔCNR.
+        """
+        return cnrModule.computeCNR(fibroglandular, adipose, volumes, lesion, ringWidthMm, tableNode, self.scene)
+
+    def saveTable(self, tableNode, path) -> Path:
+        return cnrModule.saveTable(tableNode, path)
+
+    def showTable(self, tableNode) -> None:
+        display.showTable(tableNode, self.scene)
+
+    # -- training -------------------------------------------------------------------------------------
+    def exportSceneCases(self, cases: list[LoadedCase], folder) -> Path:
+        """Scene cases -> a dataset folder with manifest.csv (returned)."""
+        return training.exportSceneCases(cases, folder)
+
+    def importDicomFolder(self, dicomFolder, datasetFolder) -> Path:
+        """Pair LE/DES DICOM files of a folder into a manifest (the engine's import); returns its path."""
+        from VirtualContrastTraining.data.importer import import_dicom
+
+        return import_dicom(dicomFolder, Path(datasetFolder) / "manifest.csv").manifest_path
+
+    def startTraining(self, preset: str, manifestPath, outputFolder, device: str = "auto", resume: bool = False,
+                      epochs: int | None = None, batchSize: int | None = None, learningRate: float | None = None,
+                      gamma: float | None = None, imageSize: int | None = None, plotChartNode=None) -> Job:
+        """Train in the background; `job.chart` is the live loss chart; `job.result` the run folder when done."""
+        if not Path(manifestPath).is_file():
+            raise InputError(manifestPath, "no such manifest")
+        args = training.trainArguments(preset, manifestPath, outputFolder, device, resume, epochs, batchSize,
+                                       learningRate, gamma, imageSize)
+        job = Job(f"train {Path(outputFolder).name}", args)
+        chart = training.LossChart(Path(outputFolder).name, self.scene, plotChartNode)
+        chart.follow(job)
+        job.chart = chart.chart
+
+        def setResult(job: Job) -> None:
+            if job.state == "finished":
+                job.result = Path(outputFolder)
+        job.onDone(setResult)
+        return job
+
+    def listPresets(self) -> list[tuple[str, str]]:
+        from VirtualContrastTraining.presets import PRESETS
+
+        return [(name, config.description) for name, config in PRESETS.items()]
+
+    def presetFields(self, name: str) -> dict:
+        """The Train panel's fields of a preset (epochs, batch_size, lr, gamma_lesion, image_size)."""
+        from VirtualContrastTraining.presets import PRESETS
+
+        config = PRESETS[name]
+        return {key: getattr(config, key) for key in ("epochs", "batch_size", "lr", "gamma_lesion", "image_size")}
+
+    @staticmethod
+    def isRunFolder(path) -> bool:
+        from VirtualContrastTraining.checkpoints import model_path
+
+        try:
+            return Path(model_path(path)).is_file()
+        except InputError:
+            return False
+
+    @staticmethod
+    def availableDevices() -> list[str]:
+        """auto, cpu and each CUDA GPU (when torch is importable and sees one)."""
+        devices = ["auto", "cpu"]
+        if importlib.util.find_spec("torch") is not None:
+            import torch
+
+            devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        return devices
+
+    @staticmethod
+    def missingDependencies() -> list[str]:
+        """Import names of the engine's dependencies that this Python cannot import (torch first)."""
+        return [name for name in ENGINE_MODULES if importlib.util.find_spec(name) is None]
+
+
+__all__ = ["VirtualContrastLogicBase", "LoadedCase", "Job", "JobError"]
