@@ -51,3 +51,26 @@ def small_phantom(tmp_path_factory) -> Path:
     from VirtualContrastTraining.data.phantom import generate_dataset
 
     return generate_dataset(tmp_path_factory.mktemp("phantom") / "ph", 6, seed=7, pixel_mm=2.0)
+
+
+@pytest.fixture
+def mrml_scene():
+    """A fresh MRML scene from slicer-core, set up like Slicer's (module logics, colours, layout)."""
+    from VirtualContrastLib.headless import newScene
+
+    return newScene()
+
+
+@pytest.fixture
+def vc_logic(mrml_scene):
+    from VirtualContrastLib.logic import VirtualContrastLogicBase
+
+    return VirtualContrastLogicBase(mrml_scene)
+
+
+@pytest.fixture(scope="session")
+def phantom_1mm(tmp_path_factory) -> Path:
+    """Manifest of a 2-image phantom (one patient, CC and MLO) at 1 mm: real DICOM, segmentation, truth masks."""
+    from VirtualContrastTraining.data.phantom import generate_dataset
+
+    return generate_dataset(tmp_path_factory.mktemp("phantom1mm") / "ph", 2, seed=3, pixel_mm=1.0)

@@ -122,7 +122,7 @@ class LossChart:
         self.scene = scene or slicer.mrmlScene
         self.table = self.scene.AddNewNodeByClass("vtkMRMLTableNode", f"{name} losses")
         self.chart = chartNode or self.scene.AddNewNodeByClass("vtkMRMLPlotChartNode", f"{name} loss chart")
-        self.chart.RemoveAllPlotSeriesNodeIds()
+        self.chart.RemoveAllPlotSeriesNodeIDs()
         self.chart.SetTitle(f"{name}: training losses")
         self.chart.SetXAxisTitle("step")
         self.chart.SetYAxisTitle("loss")
