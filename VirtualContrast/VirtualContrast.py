@@ -622,7 +622,7 @@ class VirtualContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.trainingProgressBar.value = 0
             self.ui.trainingStatusLabel.text = _("Resuming...") if resume else _("Starting...")
             p.lossChart = self._trainingJob.chart
-            slicer.modules.plots.logic().ShowChartInLayout(self._trainingJob.chart)
+            self.logic.showChart(self._trainingJob.chart)
         self._updateButtonStates()
 
     def onCancelTraining(self) -> None:

@@ -144,6 +144,10 @@ class VirtualContrastLogicBase:
     def showTable(self, tableNode) -> None:
         display.showTable(tableNode, self.scene)
 
+    def showChart(self, chartNode) -> None:
+        """Put a plot chart (e.g. a training job's `job.chart`) in the layout's chart view."""
+        display.showChart(chartNode, self.scene)
+
     # -- training -------------------------------------------------------------------------------------
     def exportSceneCases(self, cases: list[LoadedCase], folder) -> Path:
         """Scene cases -> a dataset folder with manifest.csv (returned)."""
