@@ -168,19 +168,19 @@ def showComparison(leNode, desNode, syntheticNode, heatmapNode, scene=None) -> N
         showInView(tag, background, foreground=heatmapNode if tag == VIEWS[3][0] else None, scene=scene)
 
 
-def showTable(tableNode, scene=None) -> None:
+def _viewNode(tag: str, className: str, scene):
+    """A view node of the comparison layout (the layout is switched to when the view does not exist yet)."""
     scene = scene or slicer.mrmlScene
-    view = scene.GetSingletonNode(TABLE_VIEW, "vtkMRMLTableViewNode")
+    view = scene.GetSingletonNode(tag, className)
     if view is None:
         setComparisonLayout(scene)
-        view = scene.GetSingletonNode(TABLE_VIEW, "vtkMRMLTableViewNode")
-    view.SetTableNodeID(tableNode.GetID())
+        view = scene.GetSingletonNode(tag, className)
+    return view
+
+
+def showTable(tableNode, scene=None) -> None:
+    _viewNode(TABLE_VIEW, "vtkMRMLTableViewNode", scene).SetTableNodeID(tableNode.GetID())
 
 
 def showChart(chartNode, scene=None) -> None:
-    scene = scene or slicer.mrmlScene
-    view = scene.GetSingletonNode(PLOT_VIEW, "vtkMRMLPlotViewNode")
-    if view is None:
-        setComparisonLayout(scene)
-        view = scene.GetSingletonNode(PLOT_VIEW, "vtkMRMLPlotViewNode")
-    view.SetPlotChartNodeID(chartNode.GetID())
+    _viewNode(PLOT_VIEW, "vtkMRMLPlotViewNode", scene).SetPlotChartNodeID(chartNode.GetID())
