@@ -168,14 +168,24 @@ def cnr(values_a: np.ndarray, values_b: np.ndarray) -> float:
 
 
 def ring_around(mask: np.ndarray, width_mm: float, spacing: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
-    """Pixels outside `mask` within `width_mm` of it (Euclidean, in mm; spacing is (x, y))."""
+    """Pixels outside `mask` within `width_mm` of it (Euclidean, in mm; spacing is (x, y)).
+
+    The distance transform runs on the lesion's bounding box grown by the
+    ring width only, so a small lesion on a full-size mammogram costs little.
+    """
     mask = np.asarray(mask) > 0.5
     if not width_mm > 0:
         raise ValueError(f"ring width must be positive (got {width_mm:g} mm)")
     if not mask.any():
         raise ValueError("the lesion region is empty: no ring can surround it")
-    distance = ndimage.distance_transform_edt(~mask, sampling=(spacing[1], spacing[0]))
-    return (distance > 0) & (distance <= width_mm)
+    rows, cols = np.nonzero(mask)
+    grow = (int(np.ceil(width_mm / spacing[1])) + 1, int(np.ceil(width_mm / spacing[0])) + 1)
+    box = (slice(max(rows.min() - grow[0], 0), rows.max() + grow[0] + 1),
+           slice(max(cols.min() - grow[1], 0), cols.max() + grow[1] + 1))
+    distance = ndimage.distance_transform_edt(~mask[box], sampling=(spacing[1], spacing[0]))
+    ring = np.zeros(mask.shape, dtype=bool)
+    ring[box] = (distance > 0) & (distance <= width_mm)
+    return ring
 
 
 def lesion_cnr(image: np.ndarray, lesion: np.ndarray, ring: np.ndarray) -> float:

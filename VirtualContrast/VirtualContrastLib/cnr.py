@@ -22,6 +22,7 @@ import numpy as np
 import slicer
 import vtk
 
+from VirtualContrastLib.nodes import ijkToRasArray
 from VirtualContrastLib.regions import RegionError, regionMask, regionName
 from VirtualContrastTraining.atomic import write_text_atomic
 from VirtualContrastTraining.metrics import cnr, lesion_cnr, ring_around
@@ -47,11 +48,7 @@ def _spacing(volume) -> tuple[float, float]:
     return float(spacing[0]), float(spacing[1])
 
 
-def _measure(label: str, volume, fibroglandular, adipose, lesion, ringWidthMm: float):
-    """(tissue CNR, lesion CNR or None, region stats) of one volume; RegionError naming what is wrong."""
-    if volume is None or volume.GetImageData() is None:
-        raise RegionError(f"{label}: no volume selected")
-    pixels = slicer.util.arrayFromVolume(volume)[0].astype(np.float64)
+def _masks(label: str, volume, fibroglandular, adipose, lesion, ringWidthMm: float) -> dict[str, np.ndarray]:
     masks = {"fibroglandular": regionMask(fibroglandular, volume), "adipose": regionMask(adipose, volume)}
     if lesion is not None:
         masks["lesion"] = regionMask(lesion, volume)
@@ -59,6 +56,23 @@ def _measure(label: str, volume, fibroglandular, adipose, lesion, ringWidthMm: f
             masks["ring"] = ring_around(masks["lesion"], ringWidthMm, _spacing(volume))
         except ValueError as exc:
             raise RegionError(f"{label}: {exc}") from None
+    return masks
+
+
+def _gridKey(volume) -> tuple:
+    return (slicer.util.arrayFromVolume(volume).shape, tuple(np.round(ijkToRasArray(volume), 9).ravel()))
+
+
+def _measure(label: str, volume, fibroglandular, adipose, lesion, ringWidthMm: float, maskCache: dict):
+    """(tissue CNR, lesion CNR or None, region stats) of one volume; RegionError naming what is wrong.
+    Volumes on one grid (LE and synthetic DES always are) share their masks through `maskCache`."""
+    if volume is None or volume.GetImageData() is None:
+        raise RegionError(f"{label}: no volume selected")
+    pixels = slicer.util.arrayFromVolume(volume)[0].astype(np.float64)
+    key = _gridKey(volume)
+    if key not in maskCache:
+        maskCache[key] = _masks(label, volume, fibroglandular, adipose, lesion, ringWidthMm)
+    masks = maskCache[key]
     stats = {name: (float(pixels[m].mean()), float(pixels[m].std()), int(m.sum())) for name, m in masks.items()}
     overlap = masks["fibroglandular"] & masks["adipose"]
     if overlap.any():
@@ -84,9 +98,10 @@ def computeCNR(fibroglandular, adipose, volumes: dict[str, object], lesion=None,
     if not volumes:
         raise RegionError("no volume to measure: select at least the LE")
     values: dict[str, dict[str, float]] = {TISSUE: {}}
-    stats = {}
+    stats, maskCache = {}, {}
     for label, volume in volumes.items():
-        tissue, lesionValue, stats[label] = _measure(label, volume, fibroglandular, adipose, lesion, ringWidthMm)
+        tissue, lesionValue, stats[label] = _measure(label, volume, fibroglandular, adipose, lesion, ringWidthMm,
+                                                     maskCache)
         values[TISSUE][label] = tissue
         if lesionValue is not None:
             values.setdefault(LESION, {})[label] = lesionValue

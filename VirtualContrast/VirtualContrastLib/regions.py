@@ -30,27 +30,32 @@ def regionName(region) -> str:
     return f"{region.GetClassName().replace('vtkMRMLMarkups', '').replace('Node', '')} {region.GetName()!r}"
 
 
-def _pixelCentersRas(reference) -> np.ndarray:
-    """RAS positions (4, rows*cols) of the pixel centres of a one-slice volume."""
-    rows, cols = slicer.util.arrayFromVolume(reference).shape[1:]
-    j, i = np.mgrid[0:rows, 0:cols]
-    ijk = np.stack([i.ravel(), j.ravel(), np.zeros(i.size), np.ones(i.size)])
-    return ijkToRasArray(reference) @ ijk
-
-
 def roiMask(roi, reference) -> np.ndarray:
     """Pixels whose centre lies inside a markups ROI box.
 
     The box's object frame is centred on the box and aligned with its axes, so
-    a rotated box needs no special case. A box that does not reach the image
-    plane in depth selects nothing (RegionError in regionMask).
+    a rotated box needs no special case. Only pixels within the box's
+    bounding rectangle in IJK are tested (a full-size mammogram has millions).
+    A box that does not reach the image plane in depth selects nothing
+    (RegionError in regionMask).
     """
     rows, cols = slicer.util.arrayFromVolume(reference).shape[1:]
     objectToWorld = roi.GetObjectToWorldMatrix()
-    worldToObject = np.linalg.inv([[objectToWorld.GetElement(r, c) for c in range(4)] for r in range(4)])
-    local = (worldToObject @ _pixelCentersRas(reference))[:3]
-    half = np.asarray(roi.GetSize(), float)[:, np.newaxis] / 2.0
-    return np.all(np.abs(local) <= half, axis=0).reshape(rows, cols)
+    objectToWorld = np.array([[objectToWorld.GetElement(r, c) for c in range(4)] for r in range(4)])
+    half = np.asarray(roi.GetSize(), float) / 2.0
+    corners = np.array([[sx, sy, sz, 1.0] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)]) * [*half, 1.0]
+    rasToIjk = np.linalg.inv(ijkToRasArray(reference))
+    ijk = (rasToIjk @ objectToWorld @ corners.T)[:2]
+    i0, j0 = (max(int(np.floor(v)), 0) for v in ijk.min(axis=1))
+    i1, j1 = min(int(np.ceil(ijk[0].max())), cols - 1), min(int(np.ceil(ijk[1].max())), rows - 1)
+    mask = np.zeros((rows, cols), dtype=bool)
+    if i0 > i1 or j0 > j1:
+        return mask
+    j, i = np.mgrid[j0:j1 + 1, i0:i1 + 1]
+    centers = np.stack([i.ravel(), j.ravel(), np.zeros(i.size), np.ones(i.size)])
+    local = (np.linalg.inv(objectToWorld) @ ijkToRasArray(reference) @ centers)[:3]
+    mask[j0:j1 + 1, i0:i1 + 1] = np.all(np.abs(local) <= half[:, np.newaxis], axis=0).reshape(i.shape)
+    return mask
 
 
 def curveMask(curve, reference) -> np.ndarray:
