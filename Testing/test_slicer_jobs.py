@@ -122,3 +122,9 @@ def test_training_job_progress_cancel_with_checkpoint_and_resume(vc_logic, scene
     resumed.check()
     assert resumed.result == out and vc_logic.isRunFolder(out)
     assert resumed.events[0]["event"] == "started"
+
+
+def test_dicom_folder_becomes_a_training_manifest(vc_logic, small_phantom, tmp_path):
+    manifest = vc_logic.importDicomFolder(small_phantom.parent, tmp_path / "dataset")
+    assert manifest == tmp_path / "dataset" / "manifest.csv"
+    assert len(read_manifest(manifest, require_des=True)) == len(read_manifest(small_phantom))
