@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     display.showInView(display.VIEWS[0][0], loaded.le, label=labels, scene=logic.scene)
     display.compositeNode(display.VIEWS[0][0], logic.scene).SetLabelOpacity(0.35)
     path = rendering.writeComparisonPNG(
-        args.out, titles=["LE (tissue regions: green fibroglandular, blue adipose)", "real DES", "synthetic DES",
+        args.out, titles=["LE + tissue regions", "real DES", "synthetic DES",
                           "|synthetic \u2212 real| over LE"],
         heatmap=heatmap.absolute, table=result.table, scene=logic.scene)
     print(f"wrote {path}")

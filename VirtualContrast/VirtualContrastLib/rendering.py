@@ -83,7 +83,7 @@ def writeComparisonPNG(path: str | os.PathLike, titles: list[str] | None = None,
     titles = titles or [label for _, label, _ in display.VIEWS]
     views = [renderView(tag, size, scene) for tag, _, _ in display.VIEWS]
     rows = 2 if table is not None else 1
-    fig = Figure(figsize=(4 * size[0] / 100 + 0.8, size[1] / 100 + (1.6 if table is not None else 0.4)), dpi=100)
+    fig = Figure(figsize=(4 * size[0] / 100 + 1.0, size[1] / 100 + (1.6 if table is not None else 0.4)), dpi=100)
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(rows, 5, width_ratios=[1, 1, 1, 1, 0.06], height_ratios=[size[1], 140][:rows],
                             left=0.01, right=0.95, top=0.95, bottom=0.02, wspace=0.03, hspace=0.08)
