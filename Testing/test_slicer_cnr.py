@@ -154,3 +154,37 @@ def test_phantom_truth_regions_reproduce_the_papers_cnr_ordering(mrml_scene, vc_
                                      {"LE": loaded.le, REAL_DES: loaded.des})
         le_cnr, des_cnr = result.values[TISSUE]["LE"], result.values[TISSUE][REAL_DES]
         assert le_cnr > 0.5 and le_cnr > 3 * des_cnr, (case.case_id, le_cnr, des_cnr)
+
+
+@pytest.fixture(scope="module")
+def briefly_trained_run(small_phantom, tmp_path_factory):
+    """The demo preset trained for 12 epochs at 64² on the 6-image phantom (about 15 s on 2 cores):
+    enough for its synthetic DES to lose the LE's tissue contrast, far from a good model."""
+    import subprocess
+    import sys
+
+    run = tmp_path_factory.mktemp("briefly-trained") / "run"
+    subprocess.run([sys.executable, "-m", "VirtualContrastTraining", "train", "--preset", "demo", "--manifest",
+                    str(small_phantom), "--out", str(run), "--device", "cpu", "--epochs", "12", "--image-size", "64",
+                    "--batch-size", "2"], check=True, capture_output=True, timeout=600)
+    return run
+
+
+def test_synthetic_tissue_cnr_is_close_to_the_real_des_not_to_the_le(mrml_scene, vc_logic, small_phantom,
+                                                                    briefly_trained_run):
+    """Table 2 of Zormpas-Petridis et al. 2026 on phantom truth: CNR(LE) clearly above CNR(real DES), and
+    the synthetic DES (through the module: background job, then CNR) on the DES side of that gap.
+    This briefly trained model over-smooths (its CNR falls below the real DES's); how close the demo
+    model gets on held-out images is measured by examples/slicer_core_walkthrough.py (docs/benchmarks.md)."""
+    cnrs = {label: [] for label in ("LE", REAL_DES, SYNTHETIC_DES)}
+    for case in read_manifest(small_phantom)[:4]:
+        loaded = vc_logic.loadCase(case.le_path, case.des_path)
+        synthetic = vc_logic.synthesize(loaded.le, briefly_trained_run, device="cpu", timeout=300)
+        regions = _truth_segmentation(mrml_scene, case, loaded.le)
+        result = vc_logic.computeCNR((regions, "fibroglandular"), (regions, "adipose"),
+                                     {"LE": loaded.le, REAL_DES: loaded.des, SYNTHETIC_DES: synthetic})
+        for label in cnrs:
+            cnrs[label].append(result.values[TISSUE][label])
+    le, real, synthetic = (float(np.mean(v)) for v in cnrs.values())
+    assert le > 2 * real, cnrs
+    assert abs(synthetic - real) < 0.5 * abs(synthetic - le), cnrs
