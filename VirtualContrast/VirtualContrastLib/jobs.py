@@ -189,6 +189,9 @@ class Job:
         """Stop the child and everything it started, now (no checkpoint)."""
         if self._process.poll() is None:
             self._cancelAt = self._cancelAt or time.monotonic()
+            if not hasattr(os, "killpg"):  # Windows: no process groups; the child alone
+                self._process.kill()
+                return
             try:
                 os.killpg(self._process.pid, signal.SIGKILL)
             except ProcessLookupError:
