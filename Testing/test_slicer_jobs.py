@@ -128,3 +128,15 @@ def test_dicom_folder_becomes_a_training_manifest(vc_logic, small_phantom, tmp_p
     manifest = vc_logic.importDicomFolder(small_phantom.parent, tmp_path / "dataset")
     assert manifest == tmp_path / "dataset" / "manifest.csv"
     assert len(read_manifest(manifest, require_des=True)) == len(read_manifest(small_phantom))
+
+
+def test_cancelled_synthesis_leaves_no_node(vc_logic, phantom_1mm, tiny_model):
+    le = vc_logic.loadVolume(read_manifest(phantom_1mm)[0].le_path)
+    before = vc_logic.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")
+    job = vc_logic.startSynthesis(le, tiny_model)
+    job.cancel()
+    job.wait(TIMEOUT)
+    assert job.state == CANCELLED and job.result is None and "cancelled" in job.message
+    with pytest.raises(JobError, match="cancelled"):
+        job.check()
+    assert vc_logic.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == before
