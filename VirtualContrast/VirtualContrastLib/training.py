@@ -10,7 +10,9 @@ failure leaves no half dataset.
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from VirtualContrastTraining.data.manifest import Case, case_file_stem, write_ma
 from VirtualContrastTraining.data.segmentation import write_lesion_segmentation
 from VirtualContrastTraining.errors import InputError
 
+REFRESH_S = 1.0
 LOSS_COLORS = ((0.85, 0.33, 0.10), (0.00, 0.45, 0.74), (0.47, 0.67, 0.19), (0.49, 0.18, 0.56),
                (0.93, 0.69, 0.13), (0.30, 0.75, 0.93), (0.64, 0.08, 0.18), (0.5, 0.5, 0.5))
 
@@ -127,6 +130,7 @@ class LossChart:
         self.chart.SetXAxisTitle("step")
         self.chart.SetYAxisTitle("loss")
         self._columns: list[str] = []
+        self._lastRefresh = -math.inf
 
     def _addColumn(self, name: str) -> vtk.vtkDoubleArray:
         table = self.table.GetTable()
@@ -160,6 +164,12 @@ class LossChart:
         for name in self._columns[1:]:
             value = losses.get(name)
             table.SetValueByName(row, name, float(value) if value is not None else np.nan)
+        # A training step can take milliseconds on a GPU: redraw the chart at most every REFRESH_S.
+        if time.monotonic() - self._lastRefresh >= REFRESH_S:
+            self.refresh()
+
+    def refresh(self) -> None:
+        self._lastRefresh = time.monotonic()
         self.table.Modified()
 
     def follow(self, job: Job) -> None:
@@ -168,3 +178,4 @@ class LossChart:
             if event["event"] == "progress" and event.get("losses"):
                 self.add(event.get("step", 0), event["losses"])
         job.onEvent(onEvent)
+        job.onDone(lambda _job: self.refresh())
