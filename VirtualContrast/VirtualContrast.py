@@ -402,11 +402,12 @@ class VirtualContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._dependenciesChecked = True
         return True
 
-    def _pollOrStop(self, job, timer, statusLabel) -> bool:
-        """job.poll(); if reading the job itself fails, stop polling (a timer must not raise every 500 ms)."""
+    def _advance(self, job, timer, progressBar, statusLabel) -> bool:
+        """One timer tick of a background job: read its new progress lines into the progress bar and the
+        status label; True once the job has ended (the timer is then stopped). If reading the job itself
+        fails, polling stops too (a timer must not raise every 500 ms)."""
         try:
             job.poll()
-            return True
         except Exception as error:
             timer.stop()
             logging.exception("Polling the background job failed")
@@ -414,6 +415,12 @@ class VirtualContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.util.errorDisplay(_("Lost track of the background process: {error}").format(error=error))
             self._updateButtonStates()
             return False
+        progressBar.value = int(round(100 * job.progress))
+        statusLabel.text = job.message  # the job words it, e.g. "epoch 3/35, about 4 min 10 s left"
+        if not job.done:
+            return False
+        timer.stop()
+        return True
 
     # ------------------------------------------------------------------ inputs
 
@@ -455,13 +462,8 @@ class VirtualContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSynthesisTimer(self) -> None:
         """Read the job's new progress lines; on the end, show the result."""
         job = self._synthesisJob
-        if not self._pollOrStop(job, self._synthesisTimer, self.ui.synthesisStatusLabel):
+        if not self._advance(job, self._synthesisTimer, self.ui.synthesisProgressBar, self.ui.synthesisStatusLabel):
             return
-        self.ui.synthesisProgressBar.value = int(round(100 * job.progress))
-        self.ui.synthesisStatusLabel.text = job.message
-        if not job.done:
-            return
-        self._synthesisTimer.stop()
         try:
             if job.state == "finished":
                 if self._parameterNode is not None:  # None when the scene was closed meanwhile
@@ -633,13 +635,8 @@ class VirtualContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onTrainingTimer(self) -> None:
         """Read the job's new progress lines (the logic's callbacks update the loss chart); on the end, report."""
         job = self._trainingJob
-        if not self._pollOrStop(job, self._trainingTimer, self.ui.trainingStatusLabel):
+        if not self._advance(job, self._trainingTimer, self.ui.trainingProgressBar, self.ui.trainingStatusLabel):
             return
-        self.ui.trainingProgressBar.value = int(round(100 * job.progress))
-        self.ui.trainingStatusLabel.text = job.message  # the job words it: "epoch 3/35, about 4 min 10 s left"
-        if not job.done:
-            return
-        self._trainingTimer.stop()
         try:
             if job.state == "finished":
                 # The new model becomes the current one and joins the recent-models list.
@@ -839,7 +836,11 @@ class VirtualContrastTest(ScriptedLoadableModuleTest):
         """Synthesize in a background process polled like the Widget does, then heatmaps, comparison and CNR."""
         missing = self.logic.missingDependencies()
         if missing:
-            self.skipTest(f"engine dependencies not installed: {', '.join(missing)}")
+            # External: these Python packages are not in this Slicer yet. The module installs them only on the
+            # first Synthesize/Train, after asking the user (torch through the SlicerPyTorch extension); a
+            # self-test must not install packages on its own.
+            self.skipTest(f"Python packages not installed in this Slicer: {', '.join(missing)} (the module "
+                          "installs them on the first Synthesize or Train, after asking)")
         case = self._loadCase()
         runDir = self._tinyModel()
         self.assertTrue(self.logic.isRunFolder(str(runDir)))
