@@ -253,8 +253,8 @@ def model_path(path: str | os.PathLike) -> Path:
 
 
 def load_generator(path: str | os.PathLike, device: str = "cpu"):
-    """(G in eval mode on `device`, sidecar dict), rebuilt from the sidecar's config via define_G."""
-    from VirtualContrastTraining.models.networks import define_G
+    """(G in eval mode on `device`, sidecar dict), rebuilt from the sidecar's config via build_generator."""
+    from VirtualContrastTraining.models import build_generator
     from VirtualContrastTraining.presets import TrainConfig
 
     weights = model_path(path)
@@ -262,9 +262,43 @@ def load_generator(path: str | os.PathLike, device: str = "cpu"):
     if sidecar.get("kind") != "generator" or not isinstance(sidecar.get("config"), dict):
         raise InputError(weights, "not a generator checkpoint (its sidecar has no generator config)")
     config = TrainConfig.from_dict(sidecar["config"], where=weights)
-    net = define_G(1, 1, config.ngf, config.n_blocks)
+    net = build_generator(config)
     try:
         net.load_state_dict(tensors)
     except RuntimeError as exc:
         raise InputError(weights, f"weights do not fit the generator described by the sidecar ({str(exc)[:160]})") from None
     return net.to(device).eval(), sidecar
+
+
+def load_initial_weights(recipe, path: str | os.PathLike) -> str:
+    """Transfer learning (001, 002: pre-train on one dataset, fine-tune on another): copy weights into `recipe`.
+
+    From a run folder with a training checkpoint every network comes across
+    (generators and discriminators; optimiser moments and schedule start
+    afresh); otherwise the model file's generator initialises G only.
+    Returns what was loaded, for the log. Shapes must match: a preset with
+    another architecture is an InputError naming the file.
+    """
+    path = Path(path)
+    if path.is_dir() and has_training_state(path):
+        source = path / f"{STATE_NAME}.safetensors"
+        networks = load_training_state(path)["recipe"]["networks"]
+    else:
+        source = model_path(path)
+        tensors, sidecar = read_pair(source)
+        if sidecar.get("kind") != "generator":
+            raise InputError(source, "init_from: not a generator model nor a run folder with a training checkpoint")
+        networks = {"G": tensors}
+    targets = recipe.networks
+    missing = sorted(set(targets) - set(networks)) if len(networks) > 1 else []
+    if missing:
+        raise InputError(source, f"init_from: the checkpoint has no {', '.join(missing)} (another recipe?)")
+    for name, weights in networks.items():
+        if name not in targets:
+            continue
+        try:
+            targets[name].load_state_dict(weights)
+        except RuntimeError as exc:
+            raise InputError(source, f"init_from: weights of {name} do not fit this preset's network "
+                             f"({str(exc)[:160]})") from None
+    return f"{', '.join(n for n in networks if n in targets)} from {source}"

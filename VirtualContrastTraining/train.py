@@ -48,7 +48,7 @@ CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.csv"
 SPLIT_MANIFEST_FILE = "manifest.csv"
 # Fields that may change when resuming: they extend or shorten the schedule without changing any step.
-RESUMABLE_CHANGES = ("epochs", "patience", "val_every", "description")
+RESUMABLE_CHANGES = ("epochs", "max_steps", "patience", "warmup", "val_every", "description")
 
 
 def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
@@ -196,7 +196,7 @@ class _Trainer:
         from VirtualContrastTraining.data.dataset import PairedDataset, des_output_window, prepare_cases
         from VirtualContrastTraining.data.manifest import fingerprint, write_manifest
         from VirtualContrastTraining.data.preprocessing import PreprocessConfig
-        from VirtualContrastTraining.recipes.cyclegan import CycleGAN
+        from VirtualContrastTraining.recipes import build_recipe
 
         self.config, self.run_dir, self.device, self.events, self.stop = config, run_dir, device, events, stop
         cases, train_cases, val_cases = _split_cases(manifest_path, config.seed)
@@ -212,9 +212,15 @@ class _Trainer:
                                      batch_size=config.batch_size, shuffle=False, num_workers=0)
         self.steps_per_epoch = math.ceil(len(self.train_set) / config.batch_size)
         self.total_steps = config.epochs * self.steps_per_epoch
+        if config.max_steps:
+            self.total_steps = min(self.total_steps, config.max_steps)
 
         _seed_everything(config.seed)
-        self.recipe = CycleGAN(config, device)
+        self.recipe = build_recipe(config, device)
+        if config.init_from and not resume:
+            from VirtualContrastTraining.checkpoints import load_initial_weights
+
+            load_initial_weights(self.recipe, config.init_from)
         self.state: dict[str, Any] = {
             "manifest": str(manifest_path.resolve()), "data_fingerprint": self.fingerprint,
             "epoch": 1, "position": 0, "global_step": 0, "best_val_l1": math.inf, "best_epoch": 0,
@@ -246,7 +252,9 @@ class _Trainer:
 
     def _finished(self) -> bool:
         s = self.state
-        return s["epoch"] > self.config.epochs or s["patience_counter"] >= self.config.patience
+        c = self.config
+        return (s["epoch"] > c.epochs or s["global_step"] >= self.total_steps
+                or (s["patience_counter"] >= c.patience and s["epoch"] > c.warmup))
 
     def _cancel(self) -> int:
         self._save_state()
@@ -268,6 +276,9 @@ class _Trainer:
         self.train_set.set_epoch(epoch)
         loader = DataLoader(self.train_set, batch_sampler=batches[s["position"]:], num_workers=0)
         for batch in loader:
+            if s["global_step"] >= self.total_steps:  # max_steps reached within the epoch
+                break
+            self.recipe.set_progress(s["global_step"] / self.total_steps)
             losses = self.recipe.train_step(batch)
             s["position"] += 1
             s["global_step"] += 1
@@ -279,10 +290,10 @@ class _Trainer:
             elapsed = time.perf_counter() - clock["start"]
             eta = elapsed / clock["steps"] * (self.total_steps - s["global_step"])
             self.events.emit("progress", step=s["global_step"], total_steps=self.total_steps, epoch=epoch,
-                             epochs=cfg.epochs, losses=losses, eta_s=round(eta, 1),
+                             epochs=cfg.epochs, losses=losses, lr=self.recipe.lr, eta_s=round(eta, 1),
                              images_per_s=round(clock["images"] / max(elapsed, 1e-9), 3))
             bar.update(1)
-            bar.set_postfix(G=f"{losses['G']:.3f}", D=f"{losses['D_X'] + losses['D_Y']:.3f}", refresh=False)
+            bar.set_postfix({k: f"{losses[k]:.3f}" for k in self.recipe.headline}, refresh=False)
             if self.stop:
                 return False
         return True
@@ -298,7 +309,7 @@ class _Trainer:
     def _save_model(self, epoch: int, val_l1: float) -> Path:
         from VirtualContrastTraining.checkpoints import save_model
 
-        return save_model(self.run_dir, self.recipe.G, {
+        return save_model(self.run_dir, self.recipe.generator, {
             "config": self.config.to_dict(),
             "preprocessing": self.preprocessing.to_dict(),
             "des_output_window": list(self.des_window),
@@ -315,8 +326,8 @@ class _Trainer:
         cfg, s = self.config, self.state
         row: dict[str, Any] = {"epoch": epoch, "steps": s["epoch_steps"]}
         row.update({k: v / max(s["epoch_steps"], 1) for k, v in s["epoch_sums"].items()})
-        row["val_l1"] = None
-        if epoch % cfg.val_every == 0 or epoch == cfg.epochs:
+        row["val_l1"], row["lr"] = None, self.recipe.lr
+        if epoch % cfg.val_every == 0 or epoch == cfg.epochs or s["global_step"] >= self.total_steps:
             val_l1 = self._validate()
             row["val_l1"] = val_l1
             improved = val_l1 < s["best_val_l1"]
@@ -325,11 +336,12 @@ class _Trainer:
                 s.update(best_val_l1=val_l1, best_epoch=epoch, patience_counter=0)
                 path = self._save_model(epoch, val_l1)
                 self.events.emit("checkpoint", path=str(path), epoch=epoch, reason="best", val_l1=val_l1)
-            else:
+            elif epoch > cfg.warmup:  # early stopping counts only after the warm-up (public code of 001)
                 s["patience_counter"] += cfg.val_every
         row["epoch_time_s"] = round(epoch_time, 3)
         s["history"].append(row)
         _write_history(self.run_dir, s["history"])
+        self.recipe.end_epoch(epoch, row["val_l1"])
         s.update(epoch=epoch + 1, position=0, epoch_sums={}, epoch_steps=0)
         self._save_state()
         self.events.emit("checkpoint", path=str(self.run_dir / "checkpoint.safetensors"), epoch=epoch, reason="epoch")
@@ -354,7 +366,7 @@ class _Trainer:
                 self._end_epoch(epoch, time.perf_counter() - t0)
         if s["best_epoch"] == 0:
             raise RuntimeError("training ended without any validation")
-        stopped_early = s["epoch"] <= cfg.epochs
+        stopped_early = s["epoch"] <= cfg.epochs and s["global_step"] < self.total_steps
         self.events.emit("finished", best_epoch=s["best_epoch"], val_l1=s["best_val_l1"],
                          model=str(self.run_dir / "model.safetensors"), epochs_run=s["epoch"] - 1,
                          stopped_early=stopped_early, steps=s["global_step"])

@@ -14,6 +14,10 @@ import torch
 from torch import nn
 
 
+# Last layer of a generator: sigmoid for images in [0, 1] (001 code), tanh for [-1, 1] (000, pix2pix repo).
+ACTIVATIONS = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
+
+
 def _norm(channels: int) -> nn.Module:
     # No affine parameters and no running statistics, as in the reference code:
     # train and eval mode then compute the same thing.
@@ -41,7 +45,7 @@ class ResnetGenerator(nn.Module):
     with the same size.
     """
 
-    def __init__(self, input_nc: int = 1, output_nc: int = 1, ngf: int = 64, n_blocks: int = 9):
+    def __init__(self, input_nc: int = 1, output_nc: int = 1, ngf: int = 64, n_blocks: int = 9, final: str = "sigmoid"):
         super().__init__()
         if n_blocks < 0:
             raise ValueError(f"n_blocks must be >= 0, got {n_blocks}")
@@ -57,7 +61,7 @@ class ResnetGenerator(nn.Module):
                 _norm(ngf * mult // 2),
                 nn.ReLU(True),
             ]
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Sigmoid()]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), ACTIVATIONS[final]()]
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -67,7 +71,7 @@ class ResnetGenerator(nn.Module):
 class NLayerDiscriminator(nn.Module):
     """PatchGAN: with n_layers=3 each output value judges a 70x70 patch of the input."""
 
-    def __init__(self, input_nc: int = 1, ndf: int = 64, n_layers: int = 3):
+    def __init__(self, input_nc: int = 1, ndf: int = 64, n_layers: int = 3, sigmoid: bool = True):
         super().__init__()
         layers: list[nn.Module] = [nn.Conv2d(input_nc, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
         mult = 1
@@ -76,7 +80,9 @@ class NLayerDiscriminator(nn.Module):
             layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride=2, padding=1, bias=True), _norm(ndf * mult), nn.LeakyReLU(0.2, True)]
         prev, mult = mult, min(2**n_layers, 8)
         layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride=1, padding=1, bias=True), _norm(ndf * mult), nn.LeakyReLU(0.2, True)]
-        layers += [nn.Conv2d(ndf * mult, 1, 4, stride=1, padding=1), nn.Sigmoid()]
+        layers += [nn.Conv2d(ndf * mult, 1, 4, stride=1, padding=1)]
+        if sigmoid:  # the 001 code trains a sigmoid PatchGAN with MSE; LSGAN and BCE-with-logits take raw scores
+            layers.append(nn.Sigmoid())
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -93,14 +99,16 @@ def init_weights(net: nn.Module, gain: float = 0.02) -> nn.Module:
     return net
 
 
-def define_G(input_nc: int = 1, output_nc: int = 1, ngf: int = 64, n_blocks: int = 9, init_gain: float = 0.02) -> ResnetGenerator:
-    """The generator (G: LE->DES or F: DES->LE), freshly initialised."""
-    return init_weights(ResnetGenerator(input_nc, output_nc, ngf, n_blocks), init_gain)
+def define_G(input_nc: int = 1, output_nc: int = 1, ngf: int = 64, n_blocks: int = 9, init_gain: float = 0.02,
+             final: str = "sigmoid") -> ResnetGenerator:
+    """The ResNet generator (G: LE->DES or F: DES->LE), freshly initialised."""
+    return init_weights(ResnetGenerator(input_nc, output_nc, ngf, n_blocks, final), init_gain)
 
 
-def define_D(input_nc: int = 1, ndf: int = 64, n_layers: int = 3, init_gain: float = 0.02) -> NLayerDiscriminator:
+def define_D(input_nc: int = 1, ndf: int = 64, n_layers: int = 3, init_gain: float = 0.02,
+             sigmoid: bool = True) -> NLayerDiscriminator:
     """The PatchGAN discriminator (D_Y judges DES images, D_X judges LE images), freshly initialised."""
-    return init_weights(NLayerDiscriminator(input_nc, ndf, n_layers), init_gain)
+    return init_weights(NLayerDiscriminator(input_nc, ndf, n_layers, sigmoid), init_gain)
 
 
 def receptive_field(net: nn.Module) -> int:

@@ -28,15 +28,15 @@ the discriminators frozen, then update D_X and D_Y on the detached fakes
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import torch
 import torch.nn.functional as nnf
 from torch import nn
 
-from VirtualContrastTraining.models.networks import define_D, define_G
+from VirtualContrastTraining.models import build_discriminator, build_generator
 from VirtualContrastTraining.presets import TrainConfig
+from VirtualContrastTraining.recipes.base import Recipe
 
 LOSS_NAMES = ("G", "adv_G", "adv_F", "cycle", "cycle_lesion", "identity", "identity_lesion", "paired", "D_X", "D_Y")
 
@@ -81,38 +81,25 @@ class ImagePool:
         self.images = [img.to(device) for img in state["images"]]
 
 
-class CycleGAN:
+class CycleGAN(Recipe):
     """Four networks, two Adam optimisers (G+F, D_X+D_Y), optional CUDA mixed precision."""
 
+    loss_names = LOSS_NAMES
+    headline = ("G", "D_X", "D_Y")
+
     def __init__(self, config: TrainConfig, device: str | torch.device = "cpu"):
-        self.config = config
-        self.device = torch.device(device)
-        self.G = define_G(1, 1, config.ngf, config.n_blocks).to(self.device)
-        self.F = define_G(1, 1, config.ngf, config.n_blocks).to(self.device)
-        self.D_Y = define_D(1, config.ndf).to(self.device)
-        self.D_X = define_D(1, config.ndf).to(self.device)
-        adam = dict(lr=config.lr, betas=(config.beta1, config.beta2), weight_decay=config.weight_decay)
-        self.opt_G = torch.optim.Adam(itertools.chain(self.G.parameters(), self.F.parameters()), **adam)
-        self.opt_D = torch.optim.Adam(itertools.chain(self.D_X.parameters(), self.D_Y.parameters()), **adam)
-        # Mixed precision as in the public code of 001, but only where it helps and is safe: CUDA.
-        self.amp = bool(config.amp) and self.device.type == "cuda"
-        self.scaler_G = torch.amp.GradScaler("cuda", enabled=self.amp)
-        self.scaler_D = torch.amp.GradScaler("cuda", enabled=self.amp)
+        super().__init__(config, device)
+        self.G = build_generator(config).to(self.device)
+        self.F = build_generator(config).to(self.device)
+        self.D_Y = build_discriminator(config).to(self.device)
+        self.D_X = build_discriminator(config).to(self.device)
         self.pool_X = ImagePool(config.pool_size)
         self.pool_Y = ImagePool(config.pool_size)
+        self._finish_setup({"G": self.adam(self.G, self.F), "D": self.adam(self.D_X, self.D_Y)})
 
     @property
     def networks(self) -> dict[str, nn.Module]:
         return {"G": self.G, "F": self.F, "D_X": self.D_X, "D_Y": self.D_Y}
-
-    def _autocast(self):
-        return torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp)
-
-    def _inputs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = batch["le"].to(self.device, non_blocking=True)
-        y = batch["des"].to(self.device, non_blocking=True)
-        s = batch["mask"].to(self.device, non_blocking=True) if "mask" in batch else torch.zeros_like(x)
-        return x, y, s
 
     def generator_terms(self, x: torch.Tensor, y: torch.Tensor, s: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         """Every term of the generator objective (unweighted), and the fakes G(x), F(y)."""
@@ -153,61 +140,29 @@ class CycleGAN:
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """One optimisation step of G+F, then of D_X+D_Y. Returns every loss as a float."""
-        x, y, s = self._inputs(batch)
-        for net in self.networks.values():
-            net.train()
+        x, y, s = self.inputs(batch)
+        self.train_mode()
 
         for D in (self.D_X, self.D_Y):
             D.requires_grad_(False)
-        self.opt_G.zero_grad(set_to_none=True)
-        with self._autocast():
+        with self.autocast():
             terms, fake_y, fake_x = self.generator_terms(x, y, s)
             loss_G = self.generator_loss(terms)
-        self.scaler_G.scale(loss_G).backward()
-        self.scaler_G.step(self.opt_G)
-        self.scaler_G.update()
+        self.optimise("G", loss_G)
 
         for D in (self.D_X, self.D_Y):
             D.requires_grad_(True)
-        self.opt_D.zero_grad(set_to_none=True)
-        with self._autocast():
+        with self.autocast():
             loss_DY = self._discriminator_loss(self.D_Y, y, self.pool_Y.query(fake_y))
             loss_DX = self._discriminator_loss(self.D_X, x, self.pool_X.query(fake_x))
-        self.scaler_D.scale(loss_DX + loss_DY).backward()
-        self.scaler_D.step(self.opt_D)
-        self.scaler_D.update()
+        self.optimise("D", loss_DX + loss_DY)
 
         values = {"G": loss_G, **terms, "D_X": loss_DX, "D_Y": loss_DY}
         return {name: float(values[name].detach()) for name in LOSS_NAMES}
 
-    @torch.no_grad()
-    def validation_l1(self, batch: dict[str, torch.Tensor]) -> float:
-        """Mean |G(LE) - DES| over the batch, in eval mode: the metric that picks the best G (as in 001's code)."""
-        x, y, _ = self._inputs(batch)
-        self.G.eval()
-        try:
-            with self._autocast():
-                fake_y = self.G(x)
-            return float((fake_y.float() - y).abs().mean())
-        finally:
-            self.G.train()
+    def extra_state(self) -> dict[str, Any]:
+        return {"pools": {"X": self.pool_X.state_dict(), "Y": self.pool_Y.state_dict()}}
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue training exactly: weights, optimiser moments, AMP scales, pools."""
-        return {
-            "networks": {name: net.state_dict() for name, net in self.networks.items()},
-            "optimizers": {"G": self.opt_G.state_dict(), "D": self.opt_D.state_dict()},
-            "scalers": {"G": self.scaler_G.state_dict(), "D": self.scaler_D.state_dict()},
-            "pools": {"X": self.pool_X.state_dict(), "Y": self.pool_Y.state_dict()},
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name, net in self.networks.items():
-            net.load_state_dict(state["networks"][name])
-        self.opt_G.load_state_dict(state["optimizers"]["G"])
-        self.opt_D.load_state_dict(state["optimizers"]["D"])
-        if self.amp:
-            self.scaler_G.load_state_dict(state["scalers"]["G"])
-            self.scaler_D.load_state_dict(state["scalers"]["D"])
+    def load_extra_state(self, state: dict[str, Any]) -> None:
         self.pool_X.load_state_dict(state["pools"]["X"], self.device)
         self.pool_Y.load_state_dict(state["pools"]["Y"], self.device)
