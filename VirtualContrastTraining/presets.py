@@ -23,9 +23,9 @@ class TrainConfig:
     recipe: str = "cyclegan"
     # Name of the preset this config was resolved from ("" when built by hand); shown in model names.
     preset: str = ""
-    # Networks (models/__init__.py). generator: resnet, unet, attention-unet, iamnet or autoencoder;
-    # ngf: first-layer channels; n_blocks: residual blocks (resnet); unet_depth: down-samplings (unet,
-    # attention-unet); dropout: in the generator's decoder (0 = none); norm: instance or batch.
+    # Networks (models/__init__.py). generator: resnet, unet, ronneberger-unet (004), attention-unet, iamnet or
+    # autoencoder; ngf: first-layer channels; n_blocks: residual blocks (resnet); unet_depth: down-samplings (unet,
+    # ronneberger-unet, attention-unet); dropout: in the generator's decoder (0 = none); norm: instance or batch.
     generator: str = "resnet"
     ngf: int = 64
     n_blocks: int = 9
@@ -170,7 +170,7 @@ def _coerce(kind: type, value: Any) -> Any:
 # Fields with a fixed set of values (the registries in recipes/ and models/ implement each one).
 CHOICES = {
     "recipe": ("cyclegan", "pix2pix", "supervised"),
-    "generator": ("resnet", "unet", "attention-unet", "iamnet", "autoencoder"),
+    "generator": ("resnet", "unet", "ronneberger-unet", "attention-unet", "iamnet", "autoencoder"),
     "discriminator": ("patchgan", "zormpas"),
     "gan_loss": ("lsgan", "bce"),
     "norm": ("instance", "batch"),
