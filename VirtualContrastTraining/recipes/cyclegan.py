@@ -1,15 +1,20 @@
-"""CycleGAN (Rofena et al. 2024, 001) and Seg-CycleGAN (Rofena et al. 2025, 002) in one class.
+"""CycleGAN (001), Seg-CycleGAN (002) and the patch cycle-GAN of Zormpas-Petridis et al. (000) in one class.
 
 Notation of the papers: x is the LE image, y the paired DES image, s the lesion
 mask; G: LE -> DES and F: DES -> LE are the generators, D_Y judges DES images
 and D_X judges LE images. The generator objective is eq. 7 of 002:
 
-    L = MSE(D_Y(G(x)), 1) + MSE(D_X(F(y)), 1)
+    L = L_GAN(D_Y(G(x)), real) + L_GAN(D_X(F(y)), real)
         + lambda_cycle    * (L_cyc + gamma * L'_cyc)
         + lambda_identity * (L_id  + gamma * L'_id)
         + lambda_paired   * L1(G(x), y)
 
-with gamma = 0 giving the plain CycleGAN of 001 (eq. 4 of 002). The last term
+with gamma = 0 giving the plain CycleGAN of 001 (eq. 4 of 002). L_GAN is the
+MSE to 1 / 0 (001's MSE on a sigmoid PatchGAN; 000's least squares) or BCE on
+logits, per config.gan_loss (losses.gan_loss). L_cyc is the L1 distance of
+each reconstruction to its original (001, 002) or, with cycle_ssim = w > 0,
+(1 - w) MAE + w (1 - SSIM) per image pair (000: w = 0.5), SSIM over the
+pipeline's intensity span (1 for [0, 1], 2 for 000's [-1, 1]). The last term
 is an explicit option, 0 in the paper presets: the public code of 001 keeps
 the pairing only through the validation metric and adds no direct term.
 
@@ -20,8 +25,8 @@ background pixel, which is what gamma means in 002; dividing by the lesion
 area instead would make gamma depend on lesion size. A case without a mask
 (s = 0) gets no lesion term.
 
-The discriminators minimise (MSE(D(real), 1) + MSE(D(fake), 0)) / 2 per
-domain. Step order as in pytorch-CycleGAN-and-pix2pix: update G and F with
+The discriminators minimise (L_GAN(D(real), real) + L_GAN(D(fake), fake)) / 2
+per domain. Step order as in pytorch-CycleGAN-and-pix2pix: update G and F with
 the discriminators frozen, then update D_X and D_Y on the detached fakes
 (through an optional image pool, size 0 in the paper presets).
 """
@@ -37,6 +42,7 @@ from torch import nn
 from VirtualContrastTraining.models import build_discriminator, build_generator
 from VirtualContrastTraining.presets import TrainConfig
 from VirtualContrastTraining.recipes.base import Recipe
+from VirtualContrastTraining.recipes.losses import cycle_distance, gan_loss, value_range
 
 LOSS_NAMES = ("G", "adv_G", "adv_F", "cycle", "cycle_lesion", "identity", "identity_lesion", "paired", "D_X", "D_Y")
 
@@ -95,6 +101,8 @@ class CycleGAN(Recipe):
         self.D_X = build_discriminator(config).to(self.device)
         self.pool_X = ImagePool(config.pool_size)
         self.pool_Y = ImagePool(config.pool_size)
+        lo, hi = value_range(config)
+        self.data_range = hi - lo
         self._finish_setup({"G": self.adam(self.G, self.F), "D": self.adam(self.D_X, self.D_Y)})
 
     @property
@@ -108,9 +116,10 @@ class CycleGAN(Recipe):
         rec_x, rec_y = self.F(fake_y), self.G(fake_x)
         pred_y, pred_x = self.D_Y(fake_y), self.D_X(fake_x)
         terms = {
-            "adv_G": nnf.mse_loss(pred_y, torch.ones_like(pred_y)),
-            "adv_F": nnf.mse_loss(pred_x, torch.ones_like(pred_x)),
-            "cycle": nnf.l1_loss(rec_x, x) + nnf.l1_loss(rec_y, y),
+            "adv_G": gan_loss(pred_y, True, c.gan_loss),
+            "adv_F": gan_loss(pred_x, True, c.gan_loss),
+            "cycle": (cycle_distance(rec_x, x, c.cycle_ssim, self.data_range)
+                      + cycle_distance(rec_y, y, c.cycle_ssim, self.data_range)),
             "cycle_lesion": masked_l1(rec_x, x, s) + masked_l1(rec_y, y, s),
             "paired": nnf.l1_loss(fake_y, y),
         }
@@ -133,10 +142,9 @@ class CycleGAN(Recipe):
             + c.lambda_paired * terms["paired"]
         )
 
-    @staticmethod
-    def _discriminator_loss(D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        pred_real, pred_fake = D(real), D(fake.detach())
-        return 0.5 * (nnf.mse_loss(pred_real, torch.ones_like(pred_real)) + nnf.mse_loss(pred_fake, torch.zeros_like(pred_fake)))
+    def _discriminator_loss(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        mode = self.config.gan_loss
+        return 0.5 * (gan_loss(D(real), True, mode) + gan_loss(D(fake.detach()), False, mode))
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """One optimisation step of G+F, then of D_X+D_Y. Returns every loss as a float."""
