@@ -116,13 +116,15 @@ def test_paper_presets_match_001_and_002():
     assert (base.gamma_lesion, base.ngf, base.n_blocks, base.image_size, base.batch_size) == (0, 64, 9, 256, 8)
     assert (base.lr, base.weight_decay, base.beta1, base.beta2) == (1e-5, 1e-5, 0.5, 0.999)
     assert (base.lambda_cycle, base.lambda_identity, base.lambda_paired, base.pool_size) == (10, 5, 0, 0)
-    assert (base.epochs, base.patience) == (200, 50)
+    assert (base.epochs, base.patience, base.warmup) == (200, 50, 50)
     assert base.source.startswith("001_")
     for name, gamma in (("rofena2025-segcyclegan-g35", 35), ("rofena2025-segcyclegan-g100", 100)):
         p = PRESETS[name]
         assert p.gamma_lesion == gamma and p.source.startswith("002_")
-        assert TrainConfig.from_dict({**p.to_dict(), "gamma_lesion": 0, "description": base.description,
-                                      "source": base.source}) == base
+        # 002 states no warm-up: its presets keep 0 where 001's public code has 50
+        assert p.warmup == 0
+        assert TrainConfig.from_dict({**p.to_dict(), "gamma_lesion": 0, "warmup": base.warmup,
+                                      "description": base.description, "source": base.source}) == base
 
 
 def test_demo_preset_is_small_seg_cyclegan_and_says_it_uses_the_paired_term():

@@ -106,8 +106,87 @@ _ROFENA2024 = TrainConfig(
     source="001_851b294891272478.txt",
 )
 
+# 003 Table 1: pix2pix with the U-Net 512 generator (nine down-samplings of a 512x512 image to 1x1, the U-Net 256
+# of pytorch-CycleGAN-and-pix2pix one level deeper), 70x70 PatchGAN, least-squares GAN objective (raw scores, no
+# sigmoid), lambda 100, dropout 0.5, ngf/ndf 64, batch 10, lr 2e-4 fixed for 100 epochs then linearly to 0 over
+# 200 more, Adam (betas and weight decay not stated: the reference code's (0.5, 0.999) and none). Batch norm as
+# the reference pix2pix. 003 trains all 300 epochs: early stopping is off (patience = epochs).
+_HOSSEINIPOUR2024 = TrainConfig(
+    recipe="pix2pix",
+    generator="unet",
+    ngf=64,
+    unet_depth=9,
+    dropout=0.5,
+    norm="batch",
+    discriminator="patchgan",
+    ndf=64,
+    gan_loss="lsgan",
+    d_sigmoid=False,
+    image_size=512,
+    batch_size=10,
+    epochs=300,
+    epochs_decay=200,
+    patience=300,
+    lr=2e-4,
+    weight_decay=0.0,
+    beta1=0.5,
+    lambda_l1=100.0,
+    description="pix2pix of Hosseinipour et al. 2024 (Table 1): U-Net 512 generator, 70x70 PatchGAN, least-squares "
+    "GAN loss, L1 lambda 100, dropout 0.5, 512x512, batch 10, Adam lr 2e-4 for 100 epochs then linear decay to 0 "
+    "over 200 epochs, no early stopping.",
+    source="003_39709d8e6725bcc5.txt",
+)
+
+
+def _hosseinipour2024_expdamp(tau: float) -> TrainConfig:
+    """003 Table 3: the U-Net 512 pix2pix with the exponential dampening loss (eq. 7) starting at tau."""
+    return replace(
+        _HOSSEINIPOUR2024,
+        tau=tau,
+        description=f"pix2pix U-Net 512 of Hosseinipour et al. 2024 with the exponential dampening L1 (eq. 7), "
+        f"tau = {tau:g} annealed linearly to 0 over training (Table 3; tau 2 is their best overall). Otherwise "
+        "as hosseinipour2024-pix2pix-unet512.",
+    )
+
+
 PRESETS: dict[str, TrainConfig] = {
-    "rofena2024-cyclegan": _ROFENA2024,
+    "rofena2024-cyclegan": replace(
+        _ROFENA2024,
+        warmup=50,
+        description=_ROFENA2024.description.replace("early stop 50", "early stop 50 after a 50-epoch warm-up (public code)"),
+    ),
+    "rofena2024-pix2pix": replace(
+        _ROFENA2024,
+        recipe="pix2pix",
+        generator="unet",
+        unet_depth=7,
+        dropout=0.5,
+        norm="batch",
+        gan_loss="bce",
+        d_sigmoid=False,
+        lr=2e-4,
+        lambda_l1=100.0,
+        batch_size=128,
+        warmup=50,
+        description="Pix2Pix of Rofena et al. 2024 (CMIG): U-Net generator with skip connections (7 down-blocks, "
+        "batch norm, dropout, sigmoid output: public code), 70x70 PatchGAN on (LE, DES) pairs, binary cross-entropy "
+        "on logits, L1 lambda 100, Adam lr 2e-4 wd 1e-5 betas (0.5, 0.999), 256x256, batch 128 (public code), "
+        "200 epochs, early stop 50 after a 50-epoch warm-up (public code).",
+    ),
+    "rofena2024-autoencoder": replace(
+        _ROFENA2024,
+        recipe="supervised",
+        generator="autoencoder",
+        norm="batch",
+        lr=1e-3,
+        beta1=0.9,
+        plateau_patience=10,
+        warmup=50,
+        description="Autoencoder of Rofena et al. 2024 (CMIG): four encoder and four decoder blocks with bypass and "
+        "residual connections, L1 loss, Adam lr 1e-3 wd 1e-5 beta 0.9, learning rate halved after 10 epochs without "
+        "a better validation L1 (ReduceLROnPlateau, public code), 256x256, 200 epochs, early stop 50 after a "
+        "50-epoch warm-up (public code). Batch 8: the paper gives none for this model.",
+    ),
     "rofena2025-segcyclegan-g35": replace(
         _ROFENA2024,
         gamma_lesion=35.0,
@@ -141,6 +220,78 @@ PRESETS: dict[str, TrainConfig] = {
         "about 40 phantom images: 128x128, ngf/ndf 16, 4 residual blocks, batch 4, lr 2e-4. Unlike the paper presets "
         "it adds a direct paired L1(G(LE), DES) term (lambda_paired 10) so that it converges in a few epochs.",
         source="002_b08fa9e9522d5d9b.txt (scaled down; paired L1 term added)",
+    ),
+    "perre2025-unet": TrainConfig(
+        recipe="supervised",
+        generator="ronneberger-unet",
+        ngf=32,
+        unet_depth=6,
+        dropout=0.2,
+        image_size=256,
+        batch_size=8,
+        epochs=30,
+        patience=30,
+        lr=5e-4,
+        weight_decay=0.0,
+        beta1=0.9,
+        description="U-Net/PT of Perre et al. (LE -> DES before the classifier is trained): U-Net with 32 first-layer "
+        "channels, depth 6 and dropout 0.2 (their best of the grid), plain L1, Adam, 30 epochs keeping the best "
+        "validation epoch. Not stated for the U-Net and chosen here: lr 5e-4 (the value their grid search picked), "
+        "Adam defaults, batch 8, 256x256 (their 224x224 crops are not divisible by 2^6).",
+        source="004_920cdb664b80b1d0.txt",
+    ),
+    "hosseinipour2024-pix2pix-unet512": _HOSSEINIPOUR2024,
+    "hosseinipour2024-pix2pix-attention-unet": replace(
+        _HOSSEINIPOUR2024,
+        generator="attention-unet",
+        description="pix2pix of Hosseinipour et al. 2024 with the Attention U-Net generator (attention gates on the "
+        "skip connections, section 3.3); otherwise as hosseinipour2024-pix2pix-unet512 (Table 1).",
+    ),
+    "hosseinipour2024-pix2pix-iamnet": replace(
+        _HOSSEINIPOUR2024,
+        generator="iamnet",
+        description="pix2pix of Hosseinipour et al. 2024 with their IAMNet generator (encoder-decoder without skip "
+        "connections, channel + spatial + multi-scale channel attention at the bottleneck, section 5.1); otherwise "
+        "as hosseinipour2024-pix2pix-unet512 (Table 1).",
+    ),
+    "hosseinipour2024-pix2pix-expdamp-t0.5": _hosseinipour2024_expdamp(0.5),
+    "hosseinipour2024-pix2pix-expdamp-t1": _hosseinipour2024_expdamp(1.0),
+    "hosseinipour2024-pix2pix-expdamp-t2": _hosseinipour2024_expdamp(2.0),
+    "hosseinipour2024-pix2pix-expdamp-t3": _hosseinipour2024_expdamp(3.0),
+    "zormpas2026-cyclegan-patch": TrainConfig(
+        recipe="cyclegan",
+        generator="resnet",
+        ngf=64,
+        n_blocks=9,
+        discriminator="zormpas",
+        ndf=64,
+        gan_loss="lsgan",
+        d_sigmoid=True,
+        cycle_ssim=0.5,
+        lambda_cycle=10.0,
+        lambda_identity=10.0,
+        pipeline="patches",
+        patch_size=128,
+        spacing_mm=1.0,
+        le_window="1800,2900",
+        des_window="1700,2400",
+        sw_stride=16,
+        batch_size=20,
+        max_steps=6000,
+        epochs=1000,
+        patience=1000,
+        lr=2e-4,
+        weight_decay=0.0,
+        beta1=0.5,
+        augment_prob=0.0,
+        description="Patch cycle-GAN of Zormpas-Petridis et al. 2026: ResNet generators (9 residual units, tanh), "
+        "discriminators of three stride-2 blocks + conv + sigmoid trained with least squares, cycle loss 0.5 MAE + "
+        "0.5 (1 - SSIM), identity weight 10; images resampled to 1 mm, LE truncated to 1800-2900 and DES to "
+        "1700-2400, scaled to [-1, 1], random 128x128 patches in the Otsu breast box (their only augmentation), "
+        "sliding-window inference with stride 16; Adam lr 2e-4, batch 20, 6000 iterations (max_steps; epochs and "
+        "patience set high so that the step count ends training). Not stated: cycle weight (10, as CycleGAN), "
+        "Adam betas (0.5, 0.999) and weight decay (none).",
+        source="000_3db6a67690d94d72.txt",
     ),
 }
 
