@@ -124,3 +124,20 @@ def test_metrics_import_without_torch():
 
     code = "import sys, VirtualContrastTraining.metrics; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_bright_mae_counts_only_the_brightest_breast_pixels():
+    y = np.zeros((20, 20))
+    breast = np.zeros((20, 20), bool)
+    breast[:, :10] = True
+    y[:, :10] = np.linspace(0, 1, 200).reshape(20, 10)   # 200 breast pixels, 10 above the 95th percentile
+    y[:, 10:] = 5.0                                       # brighter but outside the breast: ignored
+    yhat = y.copy()
+    yhat[y >= np.percentile(y[breast], 95)] += 0.25        # error only on the bright breast pixels...
+    yhat[:, :10][y[:, :10] < 0.5] += 0.1                   # ...and a different one on dark ones
+    assert metrics.bright_mae(y, yhat, breast) == pytest.approx(0.25)
+    assert metrics.bright_mae(y, yhat, None) is None
+    assert metrics.bright_mae(y, yhat, np.zeros_like(breast)) is None
+    assert metrics.bright_mae(np.ones((4, 4)), np.ones((4, 4)), np.ones((4, 4), bool)) is None  # flat DES
+    with pytest.raises(ValueError, match="breast mask shape"):
+        metrics.bright_mae(y, yhat, breast[:5])

@@ -26,6 +26,7 @@ import numpy as np
 
 from VirtualContrastTraining.atomic import atomic_dir, ensure_writable_dir, write_text_atomic
 from VirtualContrastTraining.data.manifest import case_file_stem
+from VirtualContrastTraining.data.preprocessing import breast_mask
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.metrics import METRICS, image_metrics
 
@@ -77,7 +78,7 @@ def evaluate_arrays(cases: list[dict[str, Any]], predictions: dict[str, list[np.
     """One row per image and model: model, case_id, the case's other non-array fields, metrics.
 
     `cases[i]` holds case_id, le, des, mask (or None) and any descriptive fields
-    (density, laterality, ...); `predictions[model][i]` is that model's DES for
+    (density, laterality, ...); the breast (Otsu on the LE) bounds bright_MAE; `predictions[model][i]` is that model's DES for
     `cases[i]`. A metric that cannot be computed (e.g. a blank DES) is a
     ValueError naming the case.
     """
@@ -87,7 +88,7 @@ def evaluate_arrays(cases: list[dict[str, Any]], predictions: dict[str, list[np.
             raise ValueError(f"model {model!r}: {len(preds)} predictions for {len(cases)} cases")
         for case, pred in zip(cases, preds):
             try:
-                values = image_metrics(case["des"], pred, case.get("mask"))
+                values = image_metrics(case["des"], pred, case.get("mask"), breast=breast_mask(case["le"]))
             except ValueError as exc:
                 raise ValueError(f"case {case['case_id']}, model {model!r}: {exc}") from None
             info = {k: v for k, v in case.items() if k not in ARRAY_KEYS}

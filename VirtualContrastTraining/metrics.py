@@ -30,7 +30,9 @@ import math
 import numpy as np
 from scipy import ndimage
 
-METRICS = ("MSE", "PSNR", "SSIM", "VIF", "MAE", "lesion_MAE")
+METRICS = ("MSE", "PSNR", "SSIM", "VIF", "MAE", "lesion_MAE", "bright_MAE")
+# Bright pixels: above this percentile of the real DES inside the breast (where exponential dampening, 003, aims).
+BRIGHT_PERCENTILE = 95.0
 
 VIF_SCALE = 255.0       # [0,1] images are scaled to [0,255], the range sigma_nsq was chosen for
 VIF_SIGMA_NSQ = 2.0
@@ -203,8 +205,32 @@ def lesion_cnr(image: np.ndarray, lesion: np.ndarray, ring: np.ndarray) -> float
     return (float(inside.mean()) - float(around.mean())) / spread
 
 
-def image_metrics(y: np.ndarray, yhat: np.ndarray, mask: np.ndarray | None = None) -> dict[str, float | None]:
-    """All per-image metrics (keys of METRICS); lesion_MAE is None without a non-empty mask."""
+def bright_mae(y: np.ndarray, yhat: np.ndarray, breast: np.ndarray | None,
+               percentile: float = BRIGHT_PERCENTILE) -> float | None:
+    """Mean |y - yhat| over the breast pixels whose real DES is above its `percentile` inside the breast.
+
+    Hosseinipour et al. (003) dampen the loss of dark pixels so that the
+    bright, enhancing ones weigh more; this is the error where that should
+    show. None without a breast mask or when it is empty.
+    """
+    y, yhat = _pair(y, yhat)
+    if breast is None:
+        return None
+    breast = np.asarray(breast, dtype=bool)
+    if breast.shape != y.shape:
+        raise ValueError(f"breast mask shape {breast.shape} does not match the image shape {y.shape}")
+    if not breast.any():
+        return None
+    bright = breast & (y > np.percentile(y[breast], percentile))
+    if not bright.any():  # a flat DES: no pixel is above its own percentile
+        return None
+    return float(np.mean(np.abs(y[bright] - yhat[bright])))
+
+
+def image_metrics(y: np.ndarray, yhat: np.ndarray, mask: np.ndarray | None = None,
+                  breast: np.ndarray | None = None) -> dict[str, float | None]:
+    """All per-image metrics (keys of METRICS); lesion_MAE is None without a non-empty mask,
+    bright_MAE without a breast mask."""
     return {
         "MSE": mse(y, yhat),
         "PSNR": psnr(y, yhat),
@@ -212,4 +238,5 @@ def image_metrics(y: np.ndarray, yhat: np.ndarray, mask: np.ndarray | None = Non
         "VIF": vif(y, yhat),
         "MAE": mae(y, yhat),
         "lesion_MAE": masked_mae(y, yhat, mask),
+        "bright_MAE": bright_mae(y, yhat, breast),
     }
