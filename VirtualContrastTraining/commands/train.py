@@ -4,6 +4,17 @@
     virtual-contrast train --out runs/demo --manifest data/manifest.csv --resume
     virtual-contrast train --list-presets
 
+Transfer learning (001, 002: pre-train on one dataset, fine-tune on another):
+
+    virtual-contrast train --preset rofena2024-cyclegan --manifest public/manifest.csv --out runs/pretrain
+    virtual-contrast train --preset rofena2025-segcyclegan-g35 --manifest ucbm/manifest.csv \
+        --out runs/finetune --init-from runs/pretrain
+
+--init-from takes a run folder (every network of its last training state:
+generators and discriminators) or a model file (the generator only); the
+architecture must match the preset's. Optimiser moments and the schedule start
+afresh. It applies to a new run only, not to --resume.
+
 Options such as --epochs or --gamma override single fields of the preset;
 --set field=value reaches every field of TrainConfig. With --resume the
 config saved in the run folder is the base: a --preset, when given, must be
@@ -38,6 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, help="learning rate of both Adam optimisers")
     p.add_argument("--gamma", type=float, help="gamma_lesion: weight of the lesion-masked terms (0 = CycleGAN)")
     p.add_argument("--image-size", type=int, help="side of the square network input")
+    p.add_argument("--init-from", metavar="PATH",
+                   help="transfer learning: start from this run folder or model file instead of random weights "
+                        "(pre-train on one manifest, fine-tune on another)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override any config field (repeatable), e.g. --set pool_size=50")
     p.add_argument("--list-presets", action="store_true", help="print the presets and exit")
@@ -63,6 +77,13 @@ def resolve_from_args(args: argparse.Namespace):
 
     overrides = parse_assignments(args.set)
     overrides.update({field: getattr(args, opt) for opt, field in SHORTCUTS.items() if getattr(args, opt) is not None})
+    if args.init_from:
+        if args.resume:
+            raise InputError(None, "--init-from starts a new run from other weights; it cannot be combined with --resume")
+        if not Path(args.init_from).exists():
+            raise InputError(args.init_from, "--init-from: no such run folder or model file")
+        # Absolute, so the config saved in the run folder still names the source when read from elsewhere.
+        overrides["init_from"] = str(Path(args.init_from).absolute())
     if not args.resume:
         return resolve_config(args.preset, overrides)
     saved = load_run_config(args.out)

@@ -1,11 +1,14 @@
-"""Patient-level train/val/test splits, stratified by "has a lesion mask".
+"""Patient-level train/val/test splits, stratified by "has a lesion mask" or by class label.
 
 All images of one patient land in one split: LE/DES pairs of the same breast
 (CC and MLO) or of both breasts are too alike for a test set to be honest
 otherwise. Rofena et al. 2025 stratify their 10-fold cross-validation so that
-images with segmentation maps are spread equally across folds; the lesion-
-weighted loss and the lesion metrics need such cases in every split.
-Everything is deterministic for a given seed and independent of row order.
+images with segmentation maps are spread equally across folds (002, section
+on experiments); the lesion-weighted loss and the lesion metrics need such
+cases in every split. Perre et al. keep the proportion of malignant to
+non-malignant images similar in every split (004, 3.2.2 Data Splits), which
+is the "label" stratification. Everything is deterministic for a given seed
+and independent of row order.
 """
 
 from __future__ import annotations
@@ -19,17 +22,40 @@ from VirtualContrastTraining.data.manifest import Case
 from VirtualContrastTraining.errors import InputError
 
 SPLITS = ("train", "val", "test")
+STRATIFY = ("lesion", "label")
 
 
-def _strata(cases: list[Case], seed: int) -> list[list[str]]:
-    """Patient ids shuffled per seed, in two strata: with any lesion mask, without."""
-    by_patient: dict[str, bool] = defaultdict(bool)
+def _patient_strata(cases: list[Case], stratify: str) -> dict[str, tuple]:
+    """Stratum of each patient, in the order strata are dealt.
+
+    "lesion": with any lesion mask (first), without. "label": the sorted set of
+    the patient's image labels, so a patient with a benign and a malignant
+    breast forms a stratum of its own rather than being counted as either.
+    """
+    if stratify not in STRATIFY:
+        raise InputError(None, f"unknown stratification {stratify!r}: use {' or '.join(STRATIFY)}")
+    if stratify == "lesion":
+        lesion: dict[str, bool] = defaultdict(bool)
+        for case in cases:
+            lesion[case.patient_id] |= case.has_lesion_mask
+        return {p: (not has,) for p, has in lesion.items()}  # (False,) sorts first: lesion patients first
+    unlabelled = [c.case_id for c in cases if not c.label.strip()]
+    if unlabelled:
+        raise InputError(None, f"stratify by label: {len(unlabelled)} case(s) have an empty label column "
+                         f"(e.g. {', '.join(unlabelled[:3])}); fill it for every case or stratify by lesion")
+    labels: dict[str, set[str]] = defaultdict(set)
     for case in cases:
-        by_patient[case.patient_id] |= case.has_lesion_mask
+        labels[case.patient_id].add(case.label.strip())
+    return {p: tuple(sorted(ls)) for p, ls in labels.items()}
+
+
+def _strata(cases: list[Case], seed: int, stratify: str = "lesion") -> list[list[str]]:
+    """Patient ids shuffled per seed, one list per stratum (see _patient_strata)."""
+    stratum_of = _patient_strata(cases, stratify)
     rng = np.random.default_rng(seed)
     strata = []
-    for lesion in (True, False):
-        ids = sorted(p for p, has in by_patient.items() if has == lesion)
+    for stratum in sorted(set(stratum_of.values())):
+        ids = sorted(p for p, s in stratum_of.items() if s == stratum)
         strata.append([ids[i] for i in rng.permutation(len(ids))])
     return strata
 
@@ -104,16 +130,18 @@ def assign_splits(
     return _with_splits(cases, split_of)
 
 
-def kfold_splits(cases: list[Case], k: int, seed: int) -> list[list[Case]]:
+def kfold_splits(cases: list[Case], k: int, seed: int, stratify: str = "lesion") -> list[list[Case]]:
     """k rotations of patient folds: fold i is test, fold i+1 is val, the rest train.
 
-    k = 10 gives the papers' 80/10/10 cross-validation. Patients are dealt to
-    folds in turn, lesion-mask patients first, so each fold gets its share of
-    both strata and fold sizes differ by at most one patient.
+    k = 10 gives the papers' 80/10/10 cross-validation (001, 002). Patients are
+    dealt to folds in turn, one stratum after the other (lesion-mask patients
+    first, or label by label), the deal running on across strata: each fold
+    gets its share of every stratum (counts differ by at most one) and fold
+    sizes differ by at most one patient.
     """
     if k < 3:
         raise InputError(None, f"k-fold cross-validation needs k >= 3 (test, val and train folds), got {k}")
-    patients = [p for ids in _strata(cases, seed) for p in ids]
+    patients = [p for ids in _strata(cases, seed, stratify) for p in ids]
     if len(patients) < k:
         raise InputError(None, f"{k}-fold cross-validation needs at least {k} patients, got {len(patients)}")
     fold_of = {p: i % k for i, p in enumerate(patients)}

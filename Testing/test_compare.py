@@ -1,0 +1,220 @@
+"""k-fold splits stratified by label, and `virtual-contrast compare` end to end through the CLI.
+
+The comparison runs once per module (2 presets x 2 of 3 folds on the
+6-image phantom, tiny networks, one epoch); the tests read its folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import shutil
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from VirtualContrastTraining.cli import main
+from VirtualContrastTraining.data.manifest import Case, read_manifest
+from VirtualContrastTraining.data.splits import kfold_splits
+from VirtualContrastTraining.errors import InputError
+from VirtualContrastTraining.evaluate import IDENTITY_NAME, LINEAR_NAME
+from VirtualContrastTraining.events import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_OK, EventWriter, parse_event
+from VirtualContrastTraining.train import load_run_config, train
+
+from test_transfer import CancelAtStart
+
+PRESETS = ("demo", "rofena2024-cyclegan")
+# image_size 48: VIF needs at least 41x41 pixels.
+TINY = {"ngf": 4, "ndf": 4, "n_blocks": 1, "image_size": 48, "epochs": 1, "batch_size": 2}
+METRICS = ("MSE", "PSNR", "VIF", "SSIM", "lesion_MAE")
+
+
+# --- k-fold by label -----------------------------------------------------------------------
+
+def labelled_cases() -> list[Case]:
+    """25 patients of two images: 12 benign, 7 malignant, 5 normal, 1 with a benign and a malignant breast."""
+    labels = ["Benign"] * 12 + ["Malignant"] * 7 + ["Normal"] * 5 + ["mixed"]
+    cases = []
+    for p, label in enumerate(labels):
+        for i, image_label in enumerate(["Benign", "Malignant"] if label == "mixed" else [label, label]):
+            cases.append(Case(case_id=f"P{p}_{i}", patient_id=f"P{p}", le_path="x", label=image_label))
+    return cases
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_kfold_by_label_spreads_every_label_over_the_folds(seed):
+    cases = labelled_cases()
+    k = 5
+    folds = kfold_splits(cases, k, seed, stratify="label")
+    patient_label = {c.patient_id: c.label for c in cases}
+    patient_label["P24"] = "mixed"
+    per_label = Counter(patient_label.values())
+    tested = Counter()
+    for fold in folds:
+        splits_of = defaultdict(set)
+        for c in fold:
+            splits_of[c.patient_id].add(c.split)
+        assert all(len(s) == 1 for s in splits_of.values()), "a patient in two splits of one fold"
+        test = [p for p, s in splits_of.items() if s == {"test"}]
+        assert len(test) == 5
+        by_label = Counter(patient_label[p] for p in test)
+        for label, n in per_label.items():
+            assert by_label[label] in (n // k, -(-n // k)), (label, by_label)
+        tested.update(test)
+    assert len(tested) == 25 and set(tested.values()) == {1}
+    again = kfold_splits(list(reversed(cases)), k, seed, stratify="label")
+    assert [[c.split for c in sorted(f, key=lambda c: c.case_id)] for f in again] == \
+           [[c.split for c in sorted(f, key=lambda c: c.case_id)] for f in folds]
+
+
+def test_kfold_stratification_refusals():
+    cases = labelled_cases()
+    with pytest.raises(InputError, match="unknown stratification 'density': use lesion or label"):
+        kfold_splits(cases, 5, 0, stratify="density")
+    cases[3].label = " "
+    with pytest.raises(InputError, match="1 case\\(s\\) have an empty label column \\(e.g. P1_1\\)"):
+        kfold_splits(cases, 5, 0, stratify="label")
+    kfold_splits(cases, 5, 0)  # labels do not matter to the default lesion stratification
+
+
+# --- virtual-contrast compare ---------------------------------------------------------------
+
+def _args(manifest: Path, out: Path, *extra: str) -> list[str]:
+    return ["compare", "--presets", ",".join(PRESETS), "--manifest", str(manifest), "--out", str(out),
+            "--folds", "3", "--only-folds", "0,1", "--device", "cpu",
+            *(f"--set={k}={v}" for k, v in TINY.items()), *extra]
+
+
+def _run_cli(args: list[str]) -> tuple[int, str]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(args)
+    return code, out.getvalue()
+
+
+def _events(stdout: str) -> list[dict]:
+    return [e for e in map(parse_event, stdout.splitlines()) if e]
+
+
+@pytest.fixture(scope="module")
+def comparison(tmp_path_factory, small_phantom) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("compare") / "cmp"
+    code, stdout = _run_cli(_args(small_phantom, out))
+    assert code == EXIT_OK
+    return out, stdout
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _value(text: str) -> float:
+    return float(text) if text else float("nan")
+
+
+def test_compare_writes_the_table_with_every_preset(comparison):
+    out, stdout = comparison
+    events = _events(stdout)
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "started" and kinds[-1] == "finished"
+    assert events[0]["runs"] == 4 and events[0]["folds"] == [0, 1]
+    infos = [e for e in events if e["event"] == "info"]
+    assert [e["run"] for e in infos] == [f"{p}/fold_{f}" for f in (0, 1) for p in PRESETS]
+    assert all(e["message"].startswith("trained ") for e in infos)
+    assert {e["run"] for e in events if e["event"] == "progress"} == {e["run"] for e in infos}
+
+    report = (out / "comparison.md").read_text(encoding="utf-8")
+    table = [line for line in report.splitlines() if line.startswith("|")]
+    assert table[0] == "| model | folds | MSE ↓ | PSNR (dB) ↑ | VIF ↑ | SSIM ↑ | lesion MAE ↓ |"
+    rows = {line.split(" | ")[0].strip("| *"): line for line in table[2:]}
+    assert list(rows) == [*PRESETS, IDENTITY_NAME, LINEAR_NAME]
+    for line in rows.values():
+        cells = line.strip("|").split(" | ")
+        assert cells[1].strip() == "2" and all(" ± " in c for c in cells[2:]), line
+    assert "\n".join(table) in stdout  # the table is printed too
+
+
+def test_csv_values_are_means_over_each_folds_test_images_then_across_folds(comparison):
+    out, _ = comparison
+    rows = _read_csv(out / "comparison.csv")
+    assert [(r["model"], r["fold"]) for r in rows if r["model"] in PRESETS] == \
+           [(p, f) for p in PRESETS for f in ("0", "1", "mean", "sd")]
+    folds = {f: {c.patient_id for c in read_manifest(out / "folds" / f"fold_{f}.csv") if c.split == "test"}
+             for f in (0, 1)}
+    assert folds[0] and folds[1] and not folds[0] & folds[1]
+    for preset in PRESETS:
+        mine = {r["fold"]: r for r in rows if r["model"] == preset}
+        for fold in (0, 1):
+            run = out / "runs" / preset / f"fold_{fold}"
+            # Every preset trained on the same fold.
+            assert [(c.case_id, c.split) for c in read_manifest(run / "manifest.csv")] == \
+                   [(c.case_id, c.split) for c in read_manifest(out / "folds" / f"fold_{fold}.csv")]
+            images = [r for r in _read_csv(run / "evaluation" / "per_image.csv")
+                      if r["model"] not in (IDENTITY_NAME, LINEAR_NAME)]
+            assert {r["case_id"] for r in images} == {c.case_id for c in read_manifest(out / "folds" / f"fold_{fold}.csv")
+                                                       if c.split == "test"}
+            for m in METRICS:
+                expected = np.nanmean([_value(r[m]) for r in images])
+                assert _value(mine[str(fold)][m]) == pytest.approx(expected, rel=1e-12), (preset, fold, m)
+        for m in METRICS:
+            per_fold = [_value(mine[f][m]) for f in ("0", "1")]
+            assert _value(mine["mean"][m]) == pytest.approx(np.mean(per_fold), rel=1e-12)
+            assert _value(mine["sd"][m]) == pytest.approx(np.std(per_fold, ddof=1), rel=1e-9)
+
+
+def test_rerun_reuses_finished_runs(comparison, small_phantom):
+    out, _ = comparison
+    models = sorted(out.glob("runs/*/fold_*/model.safetensors"))
+    assert len(models) == 4
+    before = {p: p.read_bytes() for p in [*models, out / "comparison.csv"]}
+    code, stdout = _run_cli(_args(small_phantom, out))
+    assert code == EXIT_OK
+    events = _events(stdout)
+    assert [e["message"].split()[0] for e in events if e["event"] == "info"] == ["reused"] * 4
+    assert not [e for e in events if e["event"] == "progress"]
+    assert {p: p.read_bytes() for p in before} == before
+
+
+def test_a_cancelled_run_is_resumed(comparison, small_phantom, tmp_path):
+    src, _ = comparison
+    out = tmp_path / "cmp"
+    shutil.copytree(src, out)
+    run = out / "runs" / "demo" / "fold_1"
+    config = load_run_config(run)
+    shutil.rmtree(run)
+    # The run as a SIGTERM right after its start leaves it: a step-0 checkpoint, no model, no evaluation.
+    assert train(config, out / "folds" / "fold_1.csv", run, device="cpu",
+                 events=EventWriter(CancelAtStart())) == EXIT_CANCELLED
+    assert not (run / "model.safetensors").exists()
+    code, stdout = _run_cli(_args(small_phantom, out))
+    assert code == EXIT_OK
+    infos = {e["run"]: e["message"].split()[0] for e in _events(stdout) if e["event"] == "info"}
+    assert infos == {"demo/fold_0": "reused", "rofena2024-cyclegan/fold_0": "reused",
+                     "demo/fold_1": "resumed", "rofena2024-cyclegan/fold_1": "reused"}
+    assert (run / "evaluation" / "per_image.csv").is_file()
+    assert [r["model"] for r in _read_csv(out / "comparison.csv")].count("demo") == 4
+
+
+def test_bad_input(comparison, small_phantom, tmp_path, capsys):
+    assert main(["compare", "--presets", "demo,nope", "--manifest", str(small_phantom), "--out",
+                 str(tmp_path / "a")]) == EXIT_BAD_INPUT
+    assert "unknown preset 'nope'; valid presets: rofena2024-cyclegan, " in capsys.readouterr().err
+    assert main(["compare", "--presets", "demo", "--manifest", str(small_phantom), "--out",
+                 str(tmp_path / "b")]) == EXIT_BAD_INPUT
+    assert "10-fold cross-validation needs at least 10 patients, got 4" in capsys.readouterr().err
+    assert main(["compare", "--presets", "demo", "--manifest", str(small_phantom), "--out", str(tmp_path / "c"),
+                 "--folds", "3", "--stratify", "label"]) == EXIT_BAD_INPUT
+    assert "empty label column" in capsys.readouterr().err
+    assert main(["compare", "--presets", "demo", "--manifest", str(small_phantom), "--out", str(tmp_path / "d"),
+                 "--folds", "3", "--only-folds", "1,3"]) == EXIT_BAD_INPUT
+    assert "distinct numbers from 0 to 2, got [1, 3]" in capsys.readouterr().err
+    # Another k into the folder of an existing comparison would mix two experiments.
+    out, _ = comparison
+    assert main(["compare", "--presets", "demo", "--manifest", str(small_phantom), "--out", str(out),
+                 "--folds", "4", "--only-folds", "0"]) == EXIT_BAD_INPUT
+    assert "holds a comparison with other folds" in capsys.readouterr().err
+    assert not any((tmp_path / name).exists() for name in "abcd"), "refused before writing anything"

@@ -1,0 +1,69 @@
+"""`virtual-contrast compare`: k-fold cross-validation of several presets on identical folds.
+
+    virtual-contrast compare --presets rofena2024-cyclegan,rofena2025-segcyclegan-g35 \\
+        --manifest data/manifest.csv --out comparisons/cyclegan-vs-seg
+    virtual-contrast compare --presets demo,rofena2024-cyclegan --manifest m.csv --out cmp \\
+        --folds 10 --only-folds 0,1 --set epochs=2
+
+For each fold (patient-level, stratified; fold i test, fold i+1 val, the rest
+train: 80/10/10 at --folds 10, as 001 and 002) and each preset: train a run,
+evaluate its test split. Then the table of 001 Table 4.1 / 002 Table I: per
+preset the mean ± sd across folds of MSE, PSNR, VIF, SSIM and lesion MAE,
+written to OUT/comparison.md and OUT/comparison.csv and printed at the end.
+
+The manifest's own split column is ignored: the folds decide. --set applies
+to every preset (e.g. --set epochs=2 to fit a budget, --set init_from=RUN to
+fine-tune every fold from a pre-trained model as 002 does). --only-folds runs
+a subset of the folds. Stopped (Ctrl-C, SIGTERM: exit code 75) or failed, the
+same command continues: finished runs are reused, the stopped one resumed.
+
+Progress: JSON-lines events on stdout (the run's progress and validation,
+tagged with "run", "run_index" and "runs"; "info" after each run; "finished"
+at the end); a line per epoch and per run on stderr; each run's own events in
+OUT/runs/<preset>/fold_<i>-events.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from VirtualContrastTraining.events import EXIT_OK, EventWriter
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="k-fold cross-validation of several presets, with the papers' comparison table",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--presets", required=True, metavar="A,B,...", help="presets to compare, comma-separated")
+    p.add_argument("--manifest", required=True, metavar="M", help="manifest CSV of LE/DES pairs")
+    p.add_argument("--out", required=True, metavar="DIR", help="comparison folder (folds, runs, table)")
+    p.add_argument("--folds", type=int, default=10, metavar="K", help="number of folds (default 10)")
+    p.add_argument("--stratify", choices=("lesion", "label"), default="lesion",
+                   help="spread patients with lesion masks (002, default) or each class label (004) over the folds")
+    p.add_argument("--only-folds", metavar="0,1,...", help="run only these folds (numbered from 0)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a config field of every preset (repeatable), e.g. --set epochs=2")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--seed", type=int, default=0, help="deals the folds; training seed unless --set seed=... (default 0)")
+    p.set_defaults(func=run)
+
+
+def _numbers(text: str, option: str) -> list[int]:
+    from VirtualContrastTraining.errors import InputError
+
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(None, f"{option} {text!r}: expected comma-separated fold numbers, e.g. 0,1") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from VirtualContrastTraining.compare import compare
+    from VirtualContrastTraining.presets import parse_assignments
+
+    presets = [name.strip() for name in args.presets.split(",") if name.strip()]
+    only = _numbers(args.only_folds, "--only-folds") if args.only_folds is not None else None
+    result = compare(presets, args.manifest, args.out, k=args.folds, stratify=args.stratify, only_folds=only,
+                     overrides=parse_assignments(args.set), seed=args.seed, device=args.device, events=EventWriter())
+    if result.code == EXIT_OK:
+        print(f"\n{result.table}\n\nreport: {result.markdown}")
+    return result.code

@@ -1,0 +1,333 @@
+"""k-fold cross-validation of several presets on identical folds, and the papers' comparison table.
+
+Rofena et al. compare their models by MSE, PSNR, VIF and SSIM, each reported
+as mean ± sd over the 10 folds of the per-fold value, the mean over that
+fold's test images (001 Table 4.1, 002 Table I); 002 adds the lesion region.
+`compare()` runs that protocol for any presets: for each fold (data/splits.py
+kfold_splits: test fold i, val fold i+1, train the rest) and each preset it
+trains a run (train.py) and evaluates its test split (evaluate.py), then
+writes the table. All presets see the same folds, so the rows differ only by
+the recipe.
+
+    DIR/folds/fold_<i>.csv                     the manifest with fold i's splits
+    DIR/runs/<preset>/fold_<i>/                a training run folder, with evaluation/ inside
+    DIR/runs/<preset>/fold_<i>-events.jsonl    that run's training events
+    DIR/comparison.md, DIR/comparison.csv      the table; one row per preset x fold + mean and sd
+
+A long comparison can be stopped and started again with the same command: a
+run whose evaluation is written and whose config is unchanged is reused, a
+cancelled or unevaluated run is resumed (train(resume=True)); changing a
+schedule field (e.g. --set epochs=...) resumes every run to the new schedule.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from VirtualContrastTraining.atomic import ensure_writable_dir, write_text_atomic
+from VirtualContrastTraining.errors import InputError
+from VirtualContrastTraining.evaluate import (HEADLINE, IDENTITY_NAME, LINEAR_NAME, NOT_FOR_DIAGNOSIS, _cell,
+                                              _csv_text, summarize)
+from VirtualContrastTraining.events import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EventWriter, parse_event
+
+# Columns of 001 Table 4.1 in its order, then the lesion-region MAE of 002; arrows as in 001.
+TABLE_METRICS = ("MSE", "PSNR", "VIF", "SSIM", "lesion_MAE")
+LOWER_IS_BETTER = ("MSE", "lesion_MAE")
+BASELINES = (IDENTITY_NAME, LINEAR_NAME)
+STRATIFY_TEXT = {"lesion": "stratified by lesion-mask presence (002)", "label": "stratified by class label (004)"}
+# evaluate_run writes summary.md last: its presence means the evaluation is complete.
+EVALUATION_DONE = "summary.md"
+
+
+@dataclass
+class ComparisonResult:
+    out_dir: Path
+    code: int                       # events.EXIT_*; the table exists only when EXIT_OK
+    rows: list[dict[str, Any]]      # one per model x fold: preset (or baseline) name, fold, metrics
+    summary: list[dict[str, Any]]   # evaluate.summarize over folds: <M>_mean, <M>_sd, <M>_n per model
+    table: str = ""
+
+    @property
+    def markdown(self) -> Path:
+        return self.out_dir / "comparison.md"
+
+    @property
+    def csv(self) -> Path:
+        return self.out_dir / "comparison.csv"
+
+
+def resolve_presets(names: list[str], overrides: dict[str, Any]) -> dict:
+    """{name: TrainConfig} with the same overrides on every preset; all checked before anything runs."""
+    from VirtualContrastTraining.presets import resolve_config
+
+    if not names:
+        raise InputError(None, "no presets to compare")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InputError(None, f"preset(s) named twice: {', '.join(twice)}")
+    return {name: resolve_config(name, overrides) for name in names}
+
+
+def _comparable(cases) -> list:
+    """Cases with their file paths made canonical, sorted by id, to compare two manifests' folds."""
+    def real(path: str) -> str:
+        return os.path.realpath(path) if path else ""
+
+    return sorted((replace(c, le_path=real(c.le_path), des_path=real(c.des_path), lesion_path=real(c.lesion_path))
+                   for c in cases), key=lambda c: c.case_id)
+
+
+def write_folds(manifest: Path, out_dir: Path, k: int, seed: int, stratify: str, only: list[int] | None) -> dict[int, Path]:
+    """{fold: DIR/folds/fold_<fold>.csv} for the folds to run.
+
+    An existing fold file must hold exactly the folds computed now: otherwise
+    the folder belongs to a comparison with another manifest, k, seed or
+    stratification, and reusing its runs would mix two experiments.
+    """
+    from VirtualContrastTraining.data.manifest import read_manifest, write_manifest
+    from VirtualContrastTraining.data.splits import kfold_splits
+
+    cases = read_manifest(manifest, require_des=True)
+    folds = kfold_splits(cases, k, seed, stratify)
+    chosen = list(range(k)) if only is None else only
+    bad = [i for i in chosen if not 0 <= i < k]
+    if bad or len(set(chosen)) != len(chosen) or not chosen:
+        raise InputError(None, f"folds to run must be distinct numbers from 0 to {k - 1}, got {chosen}")
+    folds_dir = ensure_writable_dir(out_dir / "folds")
+    paths = {}
+    for i in chosen:
+        path = folds_dir / f"fold_{i}.csv"
+        if path.is_file():
+            if _comparable(read_manifest(path)) != _comparable(folds[i]):
+                raise InputError(path, "this folder holds a comparison with other folds (another manifest, "
+                                 "--folds, --seed or --stratify): use another --out")
+        else:
+            write_manifest(path, folds[i])
+        paths[i] = path
+    return paths
+
+
+class _RunRelay(io.TextIOBase):
+    """The stream of one run's EventWriter: every event goes to the run's log file; progress and
+    validation also go on to the comparison's events, tagged with the run, so a follower (Slicer)
+    sees one job. The run's own started/finished are not passed on: there "finished" would read as
+    the end of the whole comparison."""
+
+    def __init__(self, log_path: Path, events: EventWriter, tag: dict[str, Any]):
+        self.log = open(log_path, "a", encoding="utf-8")
+        self.events, self.tag = events, tag
+        self.error: str | None = None
+
+    def write(self, text: str) -> int:
+        self.log.write(text)
+        for line in text.splitlines():
+            event = parse_event(line)
+            if event is None:
+                continue
+            kind = event.pop("event")
+            if kind in ("progress", "validation"):
+                self.events.emit(kind, **event, **self.tag)
+            if kind == "validation":
+                metrics = ", ".join(f"{k} {v:.4f}" for k, v in event.get("metrics", {}).items() if isinstance(v, float))
+                print(f"  epoch {event.get('epoch')}: {metrics}", file=sys.stderr, flush=True)
+            elif kind == "failed":
+                self.error = event.get("error")
+        return len(text)
+
+    def flush(self) -> None:
+        self.log.flush()
+
+    def close(self) -> None:
+        super().close()  # flushes first
+        self.log.close()
+
+
+def _run_one(config, fold_manifest: Path, run_dir: Path, device: str, relay: _RunRelay) -> tuple[str, int]:
+    """Train (or resume, or reuse) one run and evaluate its test split: (what was done, exit code)."""
+    from VirtualContrastTraining.checkpoints import has_training_state
+    from VirtualContrastTraining.evaluate import evaluate_run
+    from VirtualContrastTraining.train import load_run_config, train
+
+    evaluation = run_dir / "evaluation"
+    started = has_training_state(run_dir)
+    if started and (evaluation / EVALUATION_DONE).is_file() and load_run_config(run_dir) == config:
+        return "reused", EXIT_OK
+    if not started and run_dir.exists():  # a run that failed before its first checkpoint: nothing to keep
+        shutil.rmtree(run_dir)
+    elif evaluation.exists():  # it describes the model as it was before this training
+        shutil.rmtree(evaluation)
+    code = train(config, fold_manifest, run_dir, device=device, resume=started, events=EventWriter(relay))
+    if code == EXIT_OK:
+        evaluate_run(run_dir, fold_manifest, split="test", out_dir=evaluation, device=device)
+    return ("resumed" if started else "trained"), code
+
+
+def _fold_rows(evaluation: Path, preset: str, fold: int) -> list[dict[str, Any]]:
+    """The fold's per-model values from the run's evaluation/summary.csv: the preset's model, then the baselines.
+
+    Each value is the mean over the fold's test images (non-finite ones left out, as in evaluate.summarize).
+    """
+    with open(evaluation / "summary.csv", encoding="utf-8", newline="") as fh:
+        entries = list(csv.DictReader(fh))
+    rows = []
+    for e in entries:
+        name = e["model"] if e["model"] in BASELINES else preset
+        row: dict[str, Any] = {"model": name, "fold": fold, "n_images": int(e["n_images"]),
+                               "n_lesion_masks": int(e["n_lesion_masks"])}
+        row.update({m: float(e[f"{m}_mean"]) if e[f"{m}_mean"] else None for m in TABLE_METRICS})
+        rows.append(row)
+    return sorted(rows, key=lambda r: r["model"] in BASELINES)
+
+
+def _best(summary: list[dict[str, Any]], presets: list[str]) -> dict[str, float]:
+    """Best mean per metric among the presets (bold in the table, as in 001 Table 4.1); none for one preset."""
+    if len(presets) < 2:
+        return {}
+    best = {}
+    for m in TABLE_METRICS:
+        means = [e[f"{m}_mean"] for e in summary if e["model"] in presets and e[f"{m}_mean"] is not None]
+        if means:
+            best[m] = min(means) if m in LOWER_IS_BETTER else max(means)
+    return best
+
+
+def format_comparison(summary: list[dict[str, Any]], presets: list[str]) -> str:
+    """Markdown table: rows = models (baselines in italics), columns = metrics, mean ± sd across folds."""
+    titles = {key: (title, fmt) for key, title, fmt in HEADLINE}
+    head = ["model", "folds", *(f"{titles[m][0]} {'↓' if m in LOWER_IS_BETTER else '↑'}" for m in TABLE_METRICS)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    best = _best(summary, presets)
+    for e in summary:
+        cells = []
+        for m in TABLE_METRICS:
+            text = _cell(e, m, titles[m][1])
+            if m in best and e["model"] in presets and e[f"{m}_mean"] == best[m]:
+                text = f"**{text}**"
+            if 0 < e[f"{m}_n"] < e["n_images"]:
+                text += f" (n={e[f'{m}_n']})"
+            cells.append(text)
+        name = e["model"] if e["model"] in presets else f"*{e['model']}*"
+        lines.append("| " + " | ".join([name, str(e["n_images"]), *cells]) + " |")
+    return "\n".join(lines)
+
+
+def _csv_rows(rows: list[dict[str, Any]], summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model: its fold rows, then a "mean" and an "sd" row across folds."""
+    out = []
+    for e in summary:
+        out += [r for r in rows if r["model"] == e["model"]]
+        for stat in ("mean", "sd"):
+            out.append({"model": e["model"], "fold": stat, **{m: e[f"{m}_{stat}"] for m in TABLE_METRICS}})
+    return out
+
+
+def _report(table: str, configs: dict, manifest: Path, k: int, folds: list[int], stratify: str, seed: int,
+            overrides: dict[str, Any], n_cases: int, n_patients: int) -> str:
+    first = next(iter(configs))
+    set_text = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "none"
+    lines = [
+        "# VirtualContrast comparison",
+        "",
+        f"> **{NOT_FOR_DIAGNOSIS}**",
+        "",
+        f"- Manifest: `{manifest.resolve()}`: {n_cases} images of {n_patients} patients",
+        f"- {k}-fold cross-validation, patient-level, {STRATIFY_TEXT[stratify]}, seed {seed}: fold i is the "
+        f"test set, fold i+1 the validation set, the others train. Folds run: {', '.join(map(str, folds))} "
+        f"(manifests in [folds/](folds/)).",
+        "- Presets: " + "; ".join(f"`{n}` ({c.source or 'no source'})" for n, c in configs.items()),
+        f"- Overrides applied to every preset: {set_text}",
+        "- Each cell: mean ± sd across folds of the per-fold value, the mean over that fold's test images "
+        "(001 Table 4.1, 002 Table I). Metrics on the preprocessed [0,1] images at the model's input size "
+        "(see each run's evaluation/summary.md). Best preset per column in bold; (n=...) where fewer folds "
+        "had a value (lesion MAE needs a lesion mask in the test fold).",
+        "",
+        table,
+        "",
+        f"Baselines (italics) from the evaluations of `{first}`: they depend on the data and the image size only.",
+        "",
+        "Per-fold values: [comparison.csv](comparison.csv); each run: `runs/<preset>/fold_<i>/` "
+        "(model, history, evaluation/summary.md with per-image values and error heatmaps).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def compare(presets: list[str], manifest: str | os.PathLike, out_dir: str | os.PathLike, *, k: int = 10,
+            stratify: str = "lesion", only_folds: list[int] | None = None, overrides: dict[str, Any] | None = None,
+            seed: int = 0, device: str = "auto", events: EventWriter) -> ComparisonResult:
+    """Train and evaluate every preset on every chosen fold; write comparison.md and .csv into `out_dir`.
+
+    `overrides` (field -> value, strings allowed) apply to every preset; `seed`
+    deals the folds and is every run's training seed unless `overrides` sets
+    "seed". Bad input raises InputError (after a "failed" event); a run that
+    fails or is cancelled ends the comparison with its exit code.
+    """
+    out_dir, manifest = Path(out_dir), Path(manifest)
+    try:
+        return _compare(presets, manifest, out_dir, k, stratify, only_folds, dict(overrides or {}), seed, device,
+                        events)
+    except InputError as exc:
+        events.emit("failed", error=str(exc))
+        raise
+    except Exception as exc:  # the protocol promises a "failed" event, whatever went wrong
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+        events.emit("failed", error=f"{type(exc).__name__}: {exc}")
+        return ComparisonResult(out_dir, EXIT_FAILED, [], [])
+
+
+def _compare(presets, manifest: Path, out_dir: Path, k, stratify, only_folds, overrides, seed, device,
+             events: EventWriter) -> ComparisonResult:
+    from VirtualContrastTraining.data.manifest import read_manifest
+
+    configs = resolve_presets(presets, {"seed": seed, **overrides})
+    fold_paths = write_folds(manifest, out_dir, k, seed, stratify, only_folds)
+    jobs = [(fold, name) for fold in fold_paths for name in configs]
+    events.emit("started", out=str(out_dir), manifest=str(manifest), presets=list(configs), k=k,
+                folds=list(fold_paths), stratify=stratify, runs=len(jobs))
+    rows: list[dict[str, Any]] = []
+    for index, (fold, name) in enumerate(jobs, start=1):
+        run_dir = out_dir / "runs" / name / f"fold_{fold}"
+        tag = {"run": f"{name}/fold_{fold}", "run_index": index, "runs": len(jobs)}
+        cases = read_manifest(fold_paths[fold])
+        patients = {s: len({c.patient_id for c in cases if c.split == s}) for s in ("train", "val", "test")}
+        title = (f"run {index}/{len(jobs)}: preset {name}, fold {fold} (patients: train {patients['train']}, "
+                 f"val {patients['val']}, test {patients['test']})")
+        print(f"\n== {title}", file=sys.stderr, flush=True)
+        ensure_writable_dir(run_dir.parent)
+        with _RunRelay(run_dir.parent / f"fold_{fold}-events.jsonl", events, tag) as relay:
+            done, code = _run_one(configs[name], fold_paths[fold], run_dir, device, relay)
+        if code == EXIT_CANCELLED:
+            events.emit("cancelled", **tag, message="run the same compare command again to continue")
+            return ComparisonResult(out_dir, code, rows, [])
+        if code != EXIT_OK:
+            events.emit("failed", **tag, error=relay.error or f"training ended with exit code {code}")
+            return ComparisonResult(out_dir, code, rows, [])
+        fold_rows = _fold_rows(run_dir / "evaluation", name, fold)
+        # Baselines depend on the fold's data only: those of the first preset stand for all.
+        rows += [r for r in fold_rows if r["model"] not in BASELINES or name == presets[0]]
+        test = ", ".join(f"{m} {fold_rows[0][m]:.4g}" for m in TABLE_METRICS if fold_rows[0][m] is not None)
+        message = f"{done} {tag['run']}: test {test}"
+        events.emit("info", **tag, message=message)
+        print(f"  {message}", file=sys.stderr, flush=True)
+
+    order = [*configs, *BASELINES]
+    rows.sort(key=lambda r: (order.index(r["model"]), r["fold"]))
+    summary = summarize([{**r, "has_lesion_mask": r["n_lesion_masks"] > 0} for r in rows])
+    table = format_comparison(summary, list(configs))
+    result = ComparisonResult(out_dir, EXIT_OK, rows, summary, table)
+    all_cases = read_manifest(manifest)
+    write_text_atomic(result.csv, _csv_text(_csv_rows(rows, summary)))
+    write_text_atomic(result.markdown, _report(table, configs, manifest, k, list(fold_paths), stratify, seed,
+                                               overrides, len(all_cases), len({c.patient_id for c in all_cases})))
+    events.emit("finished", comparison=str(result.markdown), csv=str(result.csv), runs=len(jobs),
+                summary=[{"model": e["model"], **{f"{m}_{s}": e[f"{m}_{s}"] for m in TABLE_METRICS
+                                                  for s in ("mean", "sd")}} for e in summary])
+    return result
