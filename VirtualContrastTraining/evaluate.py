@@ -10,6 +10,12 @@ Metrics are computed on the preprocessed [0,1] images at the model's input
 size, as the papers do (Rofena et al. 2024, 2025). The baselines tell whether
 a model learned more than the trivial answers: "identity" (DES = LE) and a
 least-squares line LE -> DES fitted on the training split.
+
+A patch model (000) has no whole-image input size: its synthetic DES is
+synthesized in each LE's own geometry (sliding window, synthesis.py), then it
+and the real DES go through the resize preprocessing at COMPARISON_SIZE with
+the real DES's own window, which is exactly what a resize model at that size
+is measured on. Patch and resize models thus share one table.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ ARRAY_KEYS = ("le", "des", "mask")
 # Headline table columns: (metric key, column title, number format).
 HEADLINE = (("MSE", "MSE", ".5f"), ("PSNR", "PSNR (dB)", ".2f"), ("SSIM", "SSIM", ".3f"),
             ("VIF", "VIF", ".3f"), ("lesion_MAE", "lesion MAE", ".4f"))
+# Side of the square comparison images of patch models: the papers' 256 (PreprocessConfig's default).
+COMPARISON_SIZE = 256
 NOT_FOR_DIAGNOSIS = ("Synthetic DES images are computed by a neural network from the low-energy image. "
                      "They are for research and method evaluation only and must not be used for diagnosis.")
 
@@ -206,10 +214,34 @@ def _select_split(manifest_path: str | os.PathLike, split: str, run_dir: Path):
     return chosen, [c for c in cases if c.split == "train"]
 
 
+def _patch_model_prediction(synth, prepared, space) -> np.ndarray:
+    """A patch model's synthetic DES for one case prepared with `space` (a PreprocessConfig), like its `des`.
+
+    Synthesized from the LE file in the LE's geometry, then preprocessed like
+    the real DES: same window, same padding side, same size.
+    """
+    from VirtualContrastTraining.data.imageio import read_image
+    from VirtualContrastTraining.data.preprocessing import breast_side, preprocess
+
+    case = prepared.case
+    le_image = read_image(case.le_path)
+    fake = synth.synthesize(le_image, laterality=case.laterality, window=case.window("le"))
+    side = breast_side(le_image, case.laterality or str(le_image.meta.get("laterality", "")))
+    lo, hi = prepared.des_params.window
+    out, _ = preprocess(fake, window=((lo + hi) / 2, hi - lo), config=space, side=side)
+    return out
+
+
 def evaluate_run(model_path: str | os.PathLike, manifest_path: str | os.PathLike, *, split: str = "test",
                  out_dir: str | os.PathLike, device: str = "auto") -> EvaluationResult:
-    """Evaluate a trained model on one manifest split; write the report files into `out_dir`."""
+    """Evaluate a trained model on one manifest split; write the report files into `out_dir`.
+
+    A resize model is measured at its own input size; a patch model (000) at
+    COMPARISON_SIZE after synthesis in the LE's geometry (module docstring),
+    so both kinds of model are comparable in one table.
+    """
     from VirtualContrastTraining.data.dataset import prepare_cases
+    from VirtualContrastTraining.data.preprocessing import PreprocessConfig
     from VirtualContrastTraining.synthesis import Synthesizer
 
     from VirtualContrastTraining.checkpoints import model_path as resolve_model
@@ -219,13 +251,17 @@ def evaluate_run(model_path: str | os.PathLike, manifest_path: str | os.PathLike
     chosen, train = _select_split(manifest_path, split, resolve_model(model_path).parent)
     synth = Synthesizer.load(model_path, device=device)
     out_dir = ensure_writable_dir(out_dir)
-    prepared = prepare_cases(chosen, synth.preprocess_config)
+    space = synth.preprocess_config if synth.pipeline == "resize" else PreprocessConfig(size=COMPARISON_SIZE)
+    prepared = prepare_cases(chosen, space)
     le = np.stack([p.le for p in prepared])
-    synthetic = list(synth.predict01(le))
+    if synth.pipeline == "resize":
+        synthetic = list(synth.predict01(le))
+    else:
+        synthetic = [_patch_model_prediction(synth, p, space) for p in prepared]
     predictions = {synth.model_name: synthetic, IDENTITY_NAME: [identity_baseline(x) for x in le]}
     linear_fit = None
     if train:
-        train_prepared = prepare_cases(train, synth.preprocess_config)
+        train_prepared = prepare_cases(train, space)
         try:
             linear_fit = fit_linear_baseline((p.le for p in train_prepared), (p.des for p in train_prepared))
         except ValueError as exc:
@@ -268,6 +304,9 @@ def _report(result: EvaluationResult, synth, model_path, manifest_path, size: in
                 f"(DES = {fit[0]:.4f} * LE + {fit[1]:.4f})" if fit else
                 f"- Baselines: {IDENTITY_NAME} (no linear baseline: the manifest has no train cases)")
     infinite = [e["model"] for e in result.summary if e["PSNR_n"] < e["n_images"]]
+    space = ("the model's input" if synth.pipeline == "resize" else
+             "a patch model: synthesized in each LE's geometry, then padded and resized like the real DES, "
+             "with the real DES's window")
     lines = [
         "# VirtualContrast evaluation",
         "",
@@ -277,7 +316,7 @@ def _report(result: EvaluationResult, synth, model_path, manifest_path, size: in
         f"- Training data fingerprint: `{synth.sidecar.get('data_fingerprint', 'unknown')}`",
         f"- Manifest: `{Path(manifest_path).resolve()}`, split `{result.split}`: {n} images, {n_masks} with lesion masks",
         baseline,
-        f"- Metrics on the preprocessed images in [0,1] at {size}x{size} pixels (the model's input): "
+        f"- Metrics on the preprocessed images in [0,1] at {size}x{size} pixels ({space}): "
         "MSE; PSNR with the target's maximum (Rofena et al. 2024, eq. 10); SSIM (scikit-image, data range 1); "
         "pixel-domain VIF (4 scales, sigma_n^2 = 2 on a 0-255 scale); lesion MAE = mean |prediction - DES| "
         "inside the lesion mask. Mean ± sample sd over images.",

@@ -4,6 +4,15 @@ The same preprocessing the model was trained with (recorded in its sidecar)
 is applied forward to the LE and inverted on the prediction, so the synthetic
 DES has exactly the LE's size, spacing, origin and direction, and the DES
 intensity window of the training data.
+
+Two pipelines, named by the sidecar's "pipeline" entry (absent in models
+saved before it existed: those are "resize"):
+- "resize" (001-004): the whole padded image at the model's input size, one forward pass;
+- "patches" (000): the LE's breast box at spacing_mm in [-1, 1], run through
+  a dense sliding window (MONAI sliding_window_inference) of patch_size
+  windows every sw_stride pixels (000: 128 and 16, "~88 % overlap"), the
+  overlaps averaged ("intensity averaging": mode "constant", every window
+  weighs the same), then mapped back to the LE's grid (data/patches.py).
 """
 
 from __future__ import annotations
@@ -15,9 +24,20 @@ import numpy as np
 
 from VirtualContrastTraining import __version__
 from VirtualContrastTraining.data.image import Image
+from VirtualContrastTraining.data.patches import (
+    BACKGROUND,
+    PatchPipeline,
+    postprocess_patches,
+    preprocess_patches,
+    sliding_overlap,
+)
 from VirtualContrastTraining.data.preprocessing import PreprocessConfig, postprocess, preprocess
+from VirtualContrastTraining.errors import InputError
 
 SYNTHETIC_WARNING = "SYNTHETIC DES - not for diagnosis"
+PIPELINES = ("resize", "patches")
+# Sliding-window patches per forward pass: on CPU larger batches gain nothing and only raise peak memory.
+SW_BATCH_SIZE = 8
 
 
 class Synthesizer:
@@ -28,7 +48,14 @@ class Synthesizer:
         self.sidecar = sidecar
         self.device = device
         self.model_path = model_path
-        self.preprocess_config = PreprocessConfig.from_dict(sidecar["preprocessing"])
+        self.pipeline = sidecar.get("pipeline", "resize")
+        if self.pipeline not in PIPELINES:
+            raise InputError(model_path or None, f"unknown pipeline {self.pipeline!r} in the model sidecar "
+                             f"(known: {', '.join(PIPELINES)})")
+        # One of the two is set, per pipeline.
+        self.preprocess_config = PreprocessConfig.from_dict(sidecar["preprocessing"]) if self.pipeline == "resize" else None
+        self.patch_pipeline = (PatchPipeline.from_dict(sidecar["preprocessing"], where=model_path or None)
+                               if self.pipeline == "patches" else None)
         self.des_window = tuple(float(v) for v in sidecar["des_output_window"])
 
     @classmethod
@@ -75,12 +102,37 @@ class Synthesizer:
                 out[start:start + batch_size] = y[:, 0].float().clamp(0, 1).cpu().numpy()
         return out[0] if single else out
 
+    def predict_patches(self, box: np.ndarray) -> np.ndarray:
+        """A preprocessed breast box in [-1, 1] -> predicted DES on the same grid, by the dense sliding window.
+
+        Windows of patch_size start every sw_stride pixels, the last flush with
+        the far edge; a box smaller than a window is padded with the background (-1).
+        """
+        import torch
+        from monai.inferers import sliding_window_inference
+
+        size, stride = self.patch_pipeline.patch_size, self.patch_pipeline.sw_stride
+        x = torch.from_numpy(np.ascontiguousarray(box, dtype=np.float32))[None, None].to(self.device)
+        with torch.inference_mode():
+            y = sliding_window_inference(x, (size, size), SW_BATCH_SIZE, self.generator,
+                                         overlap=sliding_overlap(size, stride), mode="constant",
+                                         padding_mode="constant", cval=BACKGROUND)
+        return y[0, 0].float().clamp(-1, 1).cpu().numpy()
+
     def synthesize(self, le: Image, *, laterality: str = "", window: tuple[float, float] | None = None) -> Image:
-        """A synthetic DES Image in the LE's geometry, marked synthetic in its metadata."""
-        le01, params = preprocess(le, laterality=laterality or le.meta.get("laterality", ""), window=window,
-                                  config=self.preprocess_config)
-        pred = self.predict01(le01)
-        out = postprocess(pred, params, le, self.des_window)
+        """A synthetic DES Image in the LE's geometry, marked synthetic in its metadata.
+
+        `window` is the LE's (center, width) when the preprocessing derives it
+        per image; a patch model trained with a fixed LE window (000) always
+        uses that one. `laterality` places the padding of the resize pipeline.
+        """
+        if self.pipeline == "patches":
+            box, params = preprocess_patches(le, self.patch_pipeline, which="le", window=window)
+            out = postprocess_patches(self.predict_patches(box), params, le, self.des_window)
+        else:
+            le01, params = preprocess(le, laterality=laterality or le.meta.get("laterality", ""), window=window,
+                                      config=self.preprocess_config)
+            out = postprocess(self.predict01(le01), params, le, self.des_window)
         center = (self.des_window[0] + self.des_window[1]) / 2
         width = self.des_window[1] - self.des_window[0]
         out.meta = {**le.meta, **self.provenance(), "window_center": center, "window_width": width, "role": "SYNTHETIC"}

@@ -186,6 +186,42 @@ def _split_cases(manifest_path: Path, seed: int) -> tuple[list, list, list]:
     return cases, train_cases, val_cases
 
 
+def _datasets(config: TrainConfig, train_cases: list, val_cases: list):
+    """(preprocessing parameters for the model sidecar, training set, validation set, DES output window).
+
+    Pipeline "resize" (001-004): whole images padded and resized to image_size,
+    augmented. Pipeline "patches" (000): breast boxes at spacing_mm, random
+    patches for training, a fixed tiling for validation, and the predictions
+    mapped back to the config's DES window (000's truncation range) when it
+    has one. Otherwise the median DES window of the training cases.
+    """
+    from VirtualContrastTraining.data.dataset import PairedDataset, des_output_window, prepare_case, prepare_cases
+
+    workers = min(4, os.cpu_count() or 1)
+    if config.pipeline == "patches":
+        from VirtualContrastTraining.data.patches import (
+            PatchPipeline,
+            RandomPatchDataset,
+            TilePatchDataset,
+            prepare_patch_case,
+        )
+
+        pipeline = PatchPipeline.from_config(config)
+        train_prepared = prepare_cases(train_cases, pipeline, workers=workers, prepare=prepare_patch_case)
+        val_prepared = prepare_cases(val_cases, pipeline, workers=workers, prepare=prepare_patch_case)
+        return (pipeline, RandomPatchDataset(train_prepared, config.patch_size, config.patches_per_image, config.seed),
+                TilePatchDataset(val_prepared, config.patch_size),
+                pipeline.des_window or des_output_window(train_prepared))
+    from VirtualContrastTraining.data.preprocessing import PreprocessConfig
+
+    preprocessing = PreprocessConfig(size=config.image_size)
+    train_prepared = prepare_cases(train_cases, preprocessing, workers=workers, prepare=prepare_case)
+    val_prepared = prepare_cases(val_cases, preprocessing, workers=workers, prepare=prepare_case)
+    return (preprocessing, PairedDataset(train_prepared, augment=config.augment_prob > 0, seed=config.seed,
+                                         prob=config.augment_prob),
+            PairedDataset(val_prepared, augment=False, seed=config.seed), des_output_window(train_prepared))
+
+
 class _Trainer:
     """One run: data, recipe, counters; `run()` returns the exit code."""
 
@@ -193,23 +229,14 @@ class _Trainer:
                  events: EventWriter, stop: _StopFlag):
         from torch.utils.data import DataLoader
 
-        from VirtualContrastTraining.data.dataset import PairedDataset, des_output_window, prepare_cases
         from VirtualContrastTraining.data.manifest import fingerprint, write_manifest
-        from VirtualContrastTraining.data.preprocessing import PreprocessConfig
         from VirtualContrastTraining.recipes import build_recipe
 
         self.config, self.run_dir, self.device, self.events, self.stop = config, run_dir, device, events, stop
         cases, train_cases, val_cases = _split_cases(manifest_path, config.seed)
-        self.preprocessing = PreprocessConfig(size=config.image_size)
-        workers = min(4, os.cpu_count() or 1)
-        train_prepared = prepare_cases(train_cases, self.preprocessing, workers=workers)
-        val_prepared = prepare_cases(val_cases, self.preprocessing, workers=workers)
-        self.des_window = des_output_window(train_prepared)
+        self.preprocessing, self.train_set, val_set, self.des_window = _datasets(config, train_cases, val_cases)
         self.fingerprint = fingerprint(train_cases + val_cases)
-        self.train_set = PairedDataset(train_prepared, augment=config.augment_prob > 0, seed=config.seed,
-                                       prob=config.augment_prob)
-        self.val_loader = DataLoader(PairedDataset(val_prepared, augment=False, seed=config.seed),
-                                     batch_size=config.batch_size, shuffle=False, num_workers=0)
+        self.val_loader = DataLoader(val_set, batch_size=config.batch_size, shuffle=False, num_workers=0)
         self.steps_per_epoch = math.ceil(len(self.train_set) / config.batch_size)
         self.total_steps = config.epochs * self.steps_per_epoch
         if config.max_steps:
@@ -311,6 +338,7 @@ class _Trainer:
 
         return save_model(self.run_dir, self.recipe.generator, {
             "config": self.config.to_dict(),
+            "pipeline": self.config.pipeline,  # how to read "preprocessing"; models without it are "resize"
             "preprocessing": self.preprocessing.to_dict(),
             "des_output_window": list(self.des_window),
             "versions": package_versions(),

@@ -64,20 +64,28 @@ def _window(case: Case, which: str) -> tuple[float, float] | None:
                          f"case {case.case_id}: window center/width {center!r}/{width!r} are not numbers") from None
 
 
+def read_case_images(case: Case) -> tuple[Image, Image | None]:
+    """(LE, DES or None) of one case; InputError when the DES is not the LE's size (every pipeline needs that)."""
+    le_image = read_image(case.le_path)
+    if not case.des_path:
+        return le_image, None
+    des_image = read_image(case.des_path)
+    if des_image.shape != le_image.shape:
+        (lr, lc), (dr, dc) = le_image.shape, des_image.shape
+        raise InputError(
+            case.des_path,
+            f"DES is {dc}x{dr} pixels but its LE {case.le_path} is {lc}x{lr}: a pair must have the same size",
+        )
+    return le_image, des_image
+
+
 def prepare_case(case: Case, config: PreprocessConfig) -> PreparedCase:
     """Read and preprocess one case. InputError names the file that cannot be used."""
-    le_image = read_image(case.le_path)
+    le_image, des_image = read_case_images(case)
     side = breast_side(le_image, case.laterality or str(le_image.meta.get("laterality", "")))
     le, params = preprocess(le_image, window=_window(case, "le"), config=config, side=side)
     des = des_params = None
-    if case.des_path:
-        des_image = read_image(case.des_path)
-        if des_image.shape != le_image.shape:
-            (lr, lc), (dr, dc) = le_image.shape, des_image.shape
-            raise InputError(
-                case.des_path,
-                f"DES is {dc}x{dr} pixels but its LE {case.le_path} is {lc}x{lr}: a pair must have the same size",
-            )
+    if des_image is not None:
         des, des_params = preprocess(des_image, window=_window(case, "des"), config=config, side=side)
     if case.lesion_path:
         mask, has_mask = preprocess_mask(_lesion_mask(case, le_image), params, config), True
@@ -86,9 +94,11 @@ def prepare_case(case: Case, config: PreprocessConfig) -> PreparedCase:
     return PreparedCase(case, le, des, mask, has_mask, params, le_image.shape, des_params)
 
 
-def prepare_cases(cases: list[Case], config: PreprocessConfig, workers: int = 1) -> list[PreparedCase]:
-    """`prepare_case` for each case, in order; `workers` > 1 prepares cases in that many processes
-    when the first case shows that the rest would take more than PARALLEL_MIN_SECONDS.
+def prepare_cases(cases: list[Case], config, workers: int = 1, prepare=prepare_case) -> list:
+    """`prepare(case, config)` for each case, in order; `workers` > 1 prepares cases in that many processes
+    when the first case shows that the rest would take more than PARALLEL_MIN_SECONDS. `prepare` is
+    `prepare_case` (resize pipeline, `config` a PreprocessConfig) or data.patches.prepare_patch_case
+    (patch pipeline of 000, `config` a PatchPipeline); a module-level function, so workers can unpickle it.
 
     Processes, not threads: decoding, Gaussian prefiltering and percentiles
     hold the GIL, so threads were slower than one loop. Spawned, not forked:
@@ -101,13 +111,13 @@ def prepare_cases(cases: list[Case], config: PreprocessConfig, workers: int = 1)
     if not cases:
         return []
     start = time.perf_counter()
-    first = prepare_case(cases[0], config)
+    first = prepare(cases[0], config)
     rest = cases[1:]
     if workers <= 1 or (time.perf_counter() - start) * len(rest) < PARALLEL_MIN_SECONDS:
-        return [first, *(prepare_case(c, config) for c in rest)]
+        return [first, *(prepare(c, config) for c in rest)]
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(workers, len(rest)), mp_context=spawn) as pool:
-        return [first, *pool.map(partial(prepare_case, config=config), rest)]
+        return [first, *pool.map(partial(prepare, config=config), rest)]
 
 
 def des_output_window(prepared: list[PreparedCase]) -> tuple[float, float]:
