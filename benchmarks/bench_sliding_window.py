@@ -1,0 +1,98 @@
+"""Seconds and memory to synthesize one full-size DES with the dense sliding window of 000.
+
+One full-size phantom LE (2850 x 2394 pixels of 0.1 mm, as the GE Senographe
+Pristina images of 000) goes through `Synthesizer.synthesize` of the
+zormpas2026-cyclegan-patch preset: Otsu breast box resampled to 1 mm,
+ResNet generator with ngf 64 and 9 residual blocks (the paper's size), 128 x
+128 windows every `stride` pixels averaged, back to the LE's grid. The
+generator is untrained (fresh weights): the cost does not depend on the
+weights. Each stride runs in its own process, so the peak resident memory
+(resource.getrusage ru_maxrss) is that run's own; "before" is the peak after
+simulating the phantom and building the network, before synthesis.
+
+    python benchmarks/bench_sliding_window.py [--strides 16,32,64] [--device cpu] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import platform
+import resource
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+
+PRESET = "zormpas2026-cyclegan-patch"
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def run_stride(stride: int, device: str, threads: int) -> dict:
+    """One synthesis with `stride` in this (fresh) process: timings, window count, peak memory."""
+    import torch
+
+    from VirtualContrastTraining.data.patches import PatchPipeline, preprocess_patches
+    from VirtualContrastTraining.data.phantom import simulate_case
+    from VirtualContrastTraining.devices import resolve_device
+    from VirtualContrastTraining.models import build_generator
+    from VirtualContrastTraining.presets import resolve_config
+    from VirtualContrastTraining.synthesis import Synthesizer
+
+    if threads:
+        torch.set_num_threads(threads)
+    case = simulate_case(np.random.default_rng(0), pixel_mm=0.1, laterality="L", view="MLO", density="c")
+    le = case.image(case.le)
+    config = resolve_config(PRESET, {"sw_stride": stride})
+    dev = resolve_device(device)
+    torch.manual_seed(0)
+    generator = build_generator(config).to(dev).eval()
+    windows = []
+    generator.register_forward_pre_hook(lambda module, args: windows.append(len(args[0])))
+    sidecar = {"config": config.to_dict(), "pipeline": "patches",
+               "preprocessing": PatchPipeline.from_config(config).to_dict(),
+               "des_output_window": [1700.0, 2400.0]}
+    synth = Synthesizer(generator, sidecar, dev)
+    box, _ = preprocess_patches(le, synth.patch_pipeline)
+    before = _peak_mib()
+    start = time.perf_counter()
+    out = synth.synthesize(le)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    assert out.same_geometry(le)
+    return {"stride": stride, "seconds": seconds, "windows": sum(windows), "forward_passes": len(windows),
+            "box": box.shape, "le": le.shape, "before_mib": before, "peak_mib": _peak_mib(),
+            "threads": torch.get_num_threads(), "torch": torch.__version__, "device": str(dev)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--strides", default="16,32,64")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = parser.parse_args()
+
+    print(f"machine: {platform.processor() or platform.machine()}, {multiprocessing.cpu_count()} CPU cores, "
+          f"python {platform.python_version()}")
+    rows = []
+    for stride in (int(s) for s in args.strides.split(",")):
+        # A fresh process per stride: its own peak memory, no warm caches from the previous run.
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            rows.append(pool.submit(run_stride, stride, args.device, args.threads).result())
+    first = rows[0]
+    print(f"torch {first['torch']}, device {first['device']}, {first['threads']} threads; LE {first['le'][0]} x "
+          f"{first['le'][1]} at 0.1 mm, breast box at 1 mm {first['box'][0]} x {first['box'][1]}; "
+          f"{PRESET}: ResNet ngf 64, 9 blocks, untrained; patch 128")
+    print("| stride | windows (forward passes) | synthesize, s | peak RSS before, MiB | peak RSS, MiB |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['stride']} | {r['windows']} ({r['forward_passes']}) | {r['seconds']:.1f} | "
+              f"{r['before_mib']:.0f} | {r['peak_mib']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
