@@ -145,6 +145,17 @@ def test_prepared_cases_share_the_les_box(prepared):
     assert any(p.mask.any() for p in prepared)
 
 
+def test_without_fixed_windows_each_image_keeps_its_dicom_window(small_phantom):
+    from VirtualContrastTraining.data.dataset import des_output_window
+
+    cases = read_manifest(small_phantom)[:2]
+    derived = [prepare_patch_case(c, PatchPipeline(spacing_mm=2.0, patch_size=32)) for c in cases]
+    # The phantom's manifest records DICOM windows (centre, width) of 2350/1100 (LE) and 2050/700 (DES).
+    assert all(p.params.window == LE_WINDOW and p.params.window_source == "dicom" for p in derived)
+    assert all(p.des_params.window == DES_WINDOW for p in derived)
+    assert des_output_window(derived) == DES_WINDOW
+
+
 def test_random_patches_lie_in_the_box_and_are_reproducible(prepared):
     data = RandomPatchDataset(prepared, 32, patches_per_image=4, seed=5)
     assert len(data) == 12

@@ -53,9 +53,11 @@ class Synthesizer:
             raise InputError(model_path or None, f"unknown pipeline {self.pipeline!r} in the model sidecar "
                              f"(known: {', '.join(PIPELINES)})")
         # One of the two is set, per pipeline.
-        self.preprocess_config = PreprocessConfig.from_dict(sidecar["preprocessing"]) if self.pipeline == "resize" else None
-        self.patch_pipeline = (PatchPipeline.from_dict(sidecar["preprocessing"], where=model_path or None)
-                               if self.pipeline == "patches" else None)
+        self.preprocess_config = self.patch_pipeline = None
+        if self.pipeline == "resize":
+            self.preprocess_config = PreprocessConfig.from_dict(sidecar["preprocessing"])
+        else:
+            self.patch_pipeline = PatchPipeline.from_dict(sidecar["preprocessing"], where=model_path or None)
         self.des_window = tuple(float(v) for v in sidecar["des_output_window"])
 
     @classmethod

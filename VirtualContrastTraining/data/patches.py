@@ -84,7 +84,7 @@ class PatchPipeline:
                            sw_stride=int(data["sw_stride"]), percentiles=_pair(data["percentiles"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(where, f"patch pipeline parameters are incomplete or malformed ({exc!r})") from None
-        if not (pipeline.spacing_mm > 0 and pipeline.patch_size >= 1 and 1 <= pipeline.sw_stride <= pipeline.patch_size):
+        if not (pipeline.spacing_mm > 0 and 1 <= pipeline.sw_stride <= pipeline.patch_size):
             raise InputError(where, f"invalid patch pipeline parameters {data}")
         return pipeline
 
@@ -122,7 +122,8 @@ class PatchParams:
         """
         (rows, cols), (m_rows, m_cols) = self.box_shape, self.resampled_shape
         sx, sy = self.original_spacing
-        return ((cols - 1) * sx - (m_cols - 1) * self.spacing_mm) / 2, ((rows - 1) * sy - (m_rows - 1) * self.spacing_mm) / 2
+        s = self.spacing_mm
+        return ((cols - 1) * sx - (m_cols - 1) * s) / 2, ((rows - 1) * sy - (m_rows - 1) * s) / 2
 
 
 def _source(image: Image):
@@ -202,7 +203,8 @@ def preprocess_patch_mask(mask: np.ndarray, params: PatchParams) -> np.ndarray:
     """A lesion mask of the image's grid on the resampled box: 1.0 where the interpolated mask is >= 0.5."""
     mask = np.asarray(mask) > 0
     if mask.shape != tuple(params.original_shape):
-        raise InputError(None, f"lesion mask shape {mask.shape} does not match the image {tuple(params.original_shape)}")
+        raise InputError(None, f"lesion mask shape {mask.shape} does not match the image "
+                               f"{tuple(params.original_shape)}")
     return (_to_resampled(mask.astype(np.float32), params) >= 0.5).astype(np.float32)
 
 
