@@ -159,7 +159,8 @@ PRESETS: dict[str, TrainConfig] = {
         _ROFENA2024,
         recipe="pix2pix",
         generator="unet",
-        unet_depth=7,
+        # public code: 7 down-blocks then a bottleneck convolution, 8 down-samplings of 256x256 to 1x1 (unet_256)
+        unet_depth=8,
         dropout=0.5,
         norm="batch",
         gan_loss="bce",
@@ -168,8 +169,8 @@ PRESETS: dict[str, TrainConfig] = {
         lambda_l1=100.0,
         batch_size=128,
         warmup=50,
-        description="Pix2Pix of Rofena et al. 2024 (CMIG): U-Net generator with skip connections (7 down-blocks, "
-        "batch norm, dropout, sigmoid output: public code), 70x70 PatchGAN on (LE, DES) pairs, binary cross-entropy "
+        description="Pix2Pix of Rofena et al. 2024 (CMIG): U-Net generator with skip connections (8 down-samplings: "
+        "7 down-blocks and a bottleneck, batch norm, dropout 0.5, sigmoid output, public code), 70x70 PatchGAN on (LE, DES) pairs, binary cross-entropy "
         "on logits, L1 lambda 100, Adam lr 2e-4 wd 1e-5 betas (0.5, 0.999), 256x256, batch 128 (public code), "
         "200 epochs, early stop 50 after a 50-epoch warm-up (public code).",
     ),
@@ -225,19 +226,21 @@ PRESETS: dict[str, TrainConfig] = {
         recipe="supervised",
         generator="ronneberger-unet",
         ngf=32,
-        unet_depth=6,
+        # 004's "depth 6" read as resolution levels (5 poolings): its 224x224 crops divide by 2^5, not by 2^6
+        unet_depth=5,
         dropout=0.2,
-        image_size=256,
+        image_size=224,
         batch_size=8,
         epochs=30,
         patience=30,
         lr=5e-4,
         weight_decay=0.0,
         beta1=0.9,
-        description="U-Net/PT of Perre et al. (LE -> DES before the classifier is trained): U-Net with 32 first-layer "
-        "channels, depth 6 and dropout 0.2 (their best of the grid), plain L1, Adam, 30 epochs keeping the best "
-        "validation epoch. Not stated for the U-Net and chosen here: lr 5e-4 (the value their grid search picked), "
-        "Adam defaults, batch 8, 256x256 (their 224x224 crops are not divisible by 2^6).",
+        description="U-Net/PT of Perre et al. (LE -> DES before the classifier is trained): Ronneberger U-Net with 32 "
+        "first-layer channels, depth 6 (six resolution levels, five poolings) and dropout 0.2 (their best of the "
+        "grid), 224x224 as their crops, plain L1, Adam, 30 epochs keeping the best validation epoch. Not stated for "
+        "the U-Net and chosen here: the L1 loss, lr 5e-4 (the value their grid search picked), Adam defaults, "
+        "batch 8.",
         source="004_920cdb664b80b1d0.txt",
     ),
     "hosseinipour2024-pix2pix-unet512": _HOSSEINIPOUR2024,
@@ -250,9 +253,10 @@ PRESETS: dict[str, TrainConfig] = {
     "hosseinipour2024-pix2pix-iamnet": replace(
         _HOSSEINIPOUR2024,
         generator="iamnet",
+        unet_depth=5,  # Table 1: 5 convolutions (512x512 to a 16x16 bottleneck), against 9 for the U-Nets
         description="pix2pix of Hosseinipour et al. 2024 with their IAMNet generator (encoder-decoder without skip "
-        "connections, channel + spatial + multi-scale channel attention at the bottleneck, section 5.1); otherwise "
-        "as hosseinipour2024-pix2pix-unet512 (Table 1).",
+        "connections, 5 down-samplings (Table 1), channel + spatial + multi-scale channel attention at the "
+        "bottleneck, section 5.1); otherwise as hosseinipour2024-pix2pix-unet512 (Table 1).",
     ),
     "hosseinipour2024-pix2pix-expdamp-t0.5": _hosseinipour2024_expdamp(0.5),
     "hosseinipour2024-pix2pix-expdamp-t1": _hosseinipour2024_expdamp(1.0),
