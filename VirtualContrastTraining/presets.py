@@ -133,7 +133,8 @@ _HOSSEINIPOUR2024 = TrainConfig(
     lambda_l1=100.0,
     description="pix2pix of Hosseinipour et al. 2024 (Table 1): U-Net 512 generator, 70x70 PatchGAN, least-squares "
     "GAN loss, L1 lambda 100, dropout 0.5, 512x512, batch 10, Adam lr 2e-4 for 100 epochs then linear decay to 0 "
-    "over 200 epochs, no early stopping.",
+    "over 200 epochs, no early stopping. Not stated: batch norm, Adam betas (0.5, 0.999), no weight decay "
+    "(pix2pix's reference code).",
     source="003_39709d8e6725bcc5.txt",
 )
 
@@ -153,7 +154,8 @@ PRESETS: dict[str, TrainConfig] = {
     "rofena2024-cyclegan": replace(
         _ROFENA2024,
         warmup=50,
-        description=_ROFENA2024.description.replace("early stop 50", "early stop 50 after a 50-epoch warm-up (public code)"),
+        description=_ROFENA2024.description.replace("early stop 50",
+                                                    "early stop 50 after a 50-epoch warm-up (public code)"),
     ),
     "rofena2024-pix2pix": replace(
         _ROFENA2024,
@@ -170,9 +172,9 @@ PRESETS: dict[str, TrainConfig] = {
         batch_size=128,
         warmup=50,
         description="Pix2Pix of Rofena et al. 2024 (CMIG): U-Net generator with skip connections (8 down-samplings: "
-        "7 down-blocks and a bottleneck, batch norm, dropout 0.5, sigmoid output, public code), 70x70 PatchGAN on (LE, DES) pairs, binary cross-entropy "
-        "on logits, L1 lambda 100, Adam lr 2e-4 wd 1e-5 betas (0.5, 0.999), 256x256, batch 128 (public code), "
-        "200 epochs, early stop 50 after a 50-epoch warm-up (public code).",
+        "7 down-blocks and a bottleneck, batch norm, dropout 0.5, sigmoid output, public code), 70x70 PatchGAN on "
+        "(LE, DES) pairs, binary cross-entropy on logits, L1 lambda 100, Adam lr 2e-4 wd 1e-5 betas (0.5, 0.999), "
+        "256x256, batch 128 (public code), 200 epochs, early stop 50 after a 50-epoch warm-up (public code).",
     ),
     "rofena2024-autoencoder": replace(
         _ROFENA2024,
@@ -238,7 +240,7 @@ PRESETS: dict[str, TrainConfig] = {
         beta1=0.9,
         description="U-Net/PT of Perre et al. (LE -> DES before the classifier is trained): Ronneberger U-Net with 32 "
         "first-layer channels, depth 6 (six resolution levels, five poolings) and dropout 0.2 (their best of the "
-        "grid), 224x224 as their crops, plain L1, Adam, 30 epochs keeping the best validation epoch. Not stated for "
+        "grid), 224x224 as their crops, Adam, 30 epochs keeping the best validation epoch. Not stated for "
         "the U-Net and chosen here: the L1 loss, lr 5e-4 (the value their grid search picked), Adam defaults, "
         "batch 8.",
         source="004_920cdb664b80b1d0.txt",
