@@ -119,3 +119,17 @@ def test_the_paper_image_size_fits_the_paper_generator_depth(name):
     G = build_generator(config).eval()
     with torch.no_grad():
         assert G(torch.zeros(1, 1, side, side)).shape == (1, 1, side, side)
+
+
+def test_every_preset_has_its_own_model_name():
+    from VirtualContrastTraining.presets import model_family
+
+    names = {name: f"{model_family(config.to_dict())} ({name})" for name, config in PRESETS.items()}
+    assert model_family(PRESETS["rofena2025-segcyclegan-g35"].to_dict()) == "Seg-CycleGAN"
+    assert model_family(PRESETS["rofena2024-cyclegan"].to_dict()) == "CycleGAN"
+    assert model_family(PRESETS["hosseinipour2024-pix2pix-expdamp-t2"].to_dict()) == "Pix2Pix U-Net, tau 2"
+    assert model_family(PRESETS["zormpas2026-cyclegan-patch"].to_dict()) == "patch CycleGAN"
+    assert model_family(PRESETS["rofena2024-autoencoder"].to_dict()) == "Autoencoder"
+    # A saved config from before the recipe field existed is a CycleGAN.
+    assert model_family({"gamma_lesion": 35.0}) == "Seg-CycleGAN"
+    assert len(set(names.values())) == len(names)

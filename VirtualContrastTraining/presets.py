@@ -335,6 +335,29 @@ CHOICES = {
 }
 
 
+_GENERATOR_NAMES = {"resnet": "ResNet", "unet": "U-Net", "ronneberger-unet": "U-Net", "attention-unet": "Attention U-Net",
+                    "iamnet": "IAMNet", "autoencoder": "Autoencoder"}
+
+
+def model_family(config: dict[str, Any]) -> str:
+    """Human name of the method a (saved) config trains, e.g. "Seg-CycleGAN", "Pix2Pix IAMNet, tau 2".
+
+    Used in tables, synthetic image metadata and DICOM descriptions, so that
+    two models of one comparison never share a name.
+    """
+    recipe, generator = config.get("recipe", "cyclegan"), config.get("generator", "resnet")
+    if recipe == "cyclegan":
+        name = "Seg-CycleGAN" if float(config.get("gamma_lesion", 0) or 0) > 0 else "CycleGAN"
+        if config.get("pipeline") == "patches":
+            name = f"patch {name}"
+    elif recipe == "pix2pix":
+        name = f"Pix2Pix {_GENERATOR_NAMES.get(generator, generator)}"
+    else:
+        name = _GENERATOR_NAMES.get(generator, generator)
+    tau = float(config.get("tau", 0) or 0)
+    return f"{name}, tau {tau:g}" if tau > 0 and recipe != "cyclegan" else name
+
+
 def parse_window(text: str) -> tuple[float, float] | None:
     """"1800,2900" -> (1800.0, 2900.0); "" -> None (the window then comes from the data)."""
     if not str(text).strip():

@@ -72,10 +72,10 @@ class Synthesizer:
     @property
     def model_name(self) -> str:
         """Human name, e.g. "Seg-CycleGAN (demo)", for tables and DICOM descriptions."""
+        from VirtualContrastTraining.presets import model_family
+
         config = self.sidecar.get("config", {})
-        preset = config.get("preset", "custom")
-        family = "Seg-CycleGAN" if float(config.get("gamma_lesion", 0) or 0) > 0 else "CycleGAN"
-        return f"{family} ({preset})"
+        return f"{model_family(config)} ({config.get('preset') or 'custom'})"
 
     def provenance(self) -> dict[str, str]:
         """Key/value facts written into every synthetic output's metadata."""
