@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +143,35 @@ def test_early_stopping_after_patience_epochs_without_improvement(manifest, tmp_
     assert train(config, manifest, tmp_path / "run", device="cpu", events=EventWriter(out)) == EXIT_OK
     finished = _events(out.getvalue())[-1]
     assert (finished["stopped_early"], finished["epochs_run"], finished["best_epoch"]) == (True, 3, 1)
+
+
+def test_warmup_keeps_early_stopping_from_counting(manifest, tmp_path):
+    # as above, but the first 3 epochs are warm-up (001's public code): patience counts from epoch 4
+    config = resolve_config("demo", {**TINY, "batch_size": 3, "epochs": 8, "patience": 2, "warmup": 3, "lr": 1e-15})
+    out = io.StringIO()
+    assert train(config, manifest, tmp_path / "run", device="cpu", events=EventWriter(out)) == EXIT_OK
+    finished = _events(out.getvalue())[-1]
+    assert (finished["stopped_early"], finished["epochs_run"], finished["best_epoch"]) == (True, 5, 1)
+
+
+def test_max_steps_ends_training_inside_an_epoch_and_validates_there(manifest, tmp_path):
+    config = resolve_config("demo", {**TINY, "batch_size": 2, "epochs": 10, "max_steps": 4})
+    out = io.StringIO()
+    assert train(config, manifest, tmp_path / "run", device="cpu", events=EventWriter(out)) == EXIT_OK
+    events = _events(out.getvalue())
+    assert [e["step"] for e in events if e["event"] == "progress"] == [1, 2, 3, 4]  # 3 steps per epoch
+    assert [e["epoch"] for e in events if e["event"] == "validation"] == [1, 2]
+    assert events[-1]["steps"] == 4 and not events[-1]["stopped_early"]
+
+
+def test_linear_decay_reaches_the_history_and_pins_the_schedule_on_resume(manifest, tmp_path):
+    run = tmp_path / "run"
+    config = resolve_config("demo", {**TINY, "batch_size": 3, "epochs": 4, "epochs_decay": 3, "lr": 1e-3})
+    assert train(config, manifest, run, device="cpu", events=EventWriter(io.StringIO())) == EXIT_OK
+    lrs = [float(r["lr"]) for r in csv.DictReader((run / "history.csv").open())]
+    assert lrs == pytest.approx([1e-3, 0.75e-3, 0.5e-3, 0.25e-3])  # pytorch-CycleGAN's "linear" policy
+    with pytest.raises(InputError, match="epochs 4 -> 6"):
+        train(replace(config, epochs=6), manifest, run, device="cpu", resume=True, events=EventWriter(io.StringIO()))
 
 
 def test_cli_lists_presets_and_reports_bad_arguments(capsys, manifest, tmp_path):

@@ -164,6 +164,8 @@ def _check_run_folder(run_dir: Path, resume: bool) -> None:
 def _check_resume_config(run_dir: Path, config: TrainConfig) -> None:
     saved = load_run_config(run_dir).to_dict()
     changed = sorted(k for k, v in config.to_dict().items() if saved.get(k) != v and k not in RESUMABLE_CHANGES)
+    if config.epochs_decay and saved.get("epochs") != config.epochs:
+        changed.append("epochs")  # the linear decay ends at the last epoch: moving it changes every later step
     if changed:
         detail = ", ".join(f"{k} {saved.get(k)!r} -> {config.to_dict()[k]!r}" for k in changed)
         raise InputError(run_dir / CONFIG_FILE, f"--resume with a different config ({detail}); "
