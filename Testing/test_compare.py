@@ -129,7 +129,7 @@ def test_compare_writes_the_table_with_every_preset(comparison):
 
     report = (out / "comparison.md").read_text(encoding="utf-8")
     table = [line for line in report.splitlines() if line.startswith("|")]
-    assert table[0] == "| model | folds | MSE ↓ | PSNR (dB) ↑ | VIF ↑ | SSIM ↑ | lesion MAE ↓ |"
+    assert table[0] == "| model | folds | MSE ↓ | PSNR (dB) ↑ | VIF ↑ | SSIM ↑ | lesion MAE ↓ | bright-pixel MAE ↓ |"
     rows = {line.split(" | ")[0].strip("| *"): line for line in table[2:]}
     assert list(rows) == [*PRESETS, IDENTITY_NAME, LINEAR_NAME]
     for line in rows.values():

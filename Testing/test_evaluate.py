@@ -16,7 +16,7 @@ from VirtualContrastTraining.commands import evaluate as evaluate_command
 from VirtualContrastTraining.data.manifest import Case, case_file_stem, write_manifest
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.evaluate import (
-    HEADLINE, _csv_text, evaluate_arrays, fit_linear_baseline, format_table, identity_baseline,
+    HEADLINE, csv_text, evaluate_arrays, fit_linear_baseline, format_table, identity_baseline,
     linear_baseline, summarize,
 )
 from VirtualContrastTraining.heatmaps import PANEL_INCHES, write_heatmap_panel
@@ -81,7 +81,7 @@ def test_summarize_means_sds_and_infinite_psnr(cases):
     header = table.splitlines()[0]
     assert all(title in header for _, title, _ in HEADLINE)
     assert "| perfect | 3 | 0.00000 ± 0.00000 | n/a |" in table
-    assert table.count("±") == 4 + 5
+    assert table.count("±") == 5 + 6  # PSNR of the perfect model is n/a
 
 
 def test_summarize_single_image_has_no_sd():
@@ -115,7 +115,7 @@ def test_linear_baseline_recovers_a_and_b():
 
 def test_csv_text_round_trip(cases):
     rows = evaluate_arrays(cases, {"perfect": [c["des"] for c in cases]})
-    back = list(csv.DictReader(_csv_text(rows).splitlines()))
+    back = list(csv.DictReader(csv_text(rows).splitlines()))
     assert [r["case_id"] for r in back] == ["P0_L_CC", "P1_L_CC", "P2_L_CC"]
     assert back[0]["PSNR"] == "inf" and back[2]["lesion_MAE"] == ""
     assert float(back[0]["SSIM"]) == pytest.approx(1.0)
@@ -222,7 +222,7 @@ def test_evaluate_run_end_to_end(tmp_path, capsys):
 
     report = (out / "summary.md").read_text()
     for needed in ("must not be used for diagnosis", "preset `demo`", "`f1ngerprint`", "split `test`: 2 images",
-                   "| model | n | MSE | PSNR (dB) | SSIM | VIF | lesion MAE |",
+                   "| model | n | MSE | PSNR (dB) | SSIM | VIF | lesion MAE | bright-pixel MAE |",
                    "(heatmaps/P2_L_CC.png)", "(heatmaps/P3_L_CC_2.png)"):
         assert needed in report, needed
     panels = sorted(p.name for p in (out / "heatmaps").iterdir())

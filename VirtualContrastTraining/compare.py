@@ -33,13 +33,13 @@ from typing import Any
 
 from VirtualContrastTraining.atomic import ensure_writable_dir, write_text_atomic
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.evaluate import (HEADLINE, IDENTITY_NAME, LINEAR_NAME, NOT_FOR_DIAGNOSIS, _cell,
-                                              _csv_text, summarize)
+from VirtualContrastTraining.evaluate import (HEADLINE, IDENTITY_NAME, LINEAR_NAME, NOT_FOR_DIAGNOSIS, format_cell,
+                                              csv_text, summarize)
 from VirtualContrastTraining.events import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EventWriter, parse_event
 
 # Columns of 001 Table 4.1 in its order, then the lesion-region MAE of 002; arrows as in 001.
-TABLE_METRICS = ("MSE", "PSNR", "VIF", "SSIM", "lesion_MAE")
-LOWER_IS_BETTER = ("MSE", "lesion_MAE")
+TABLE_METRICS = ("MSE", "PSNR", "VIF", "SSIM", "lesion_MAE", "bright_MAE")
+LOWER_IS_BETTER = ("MSE", "lesion_MAE", "bright_MAE")
 BASELINES = (IDENTITY_NAME, LINEAR_NAME)
 STRATIFY_TEXT = {"lesion": "stratified by lesion-mask presence (002)", "label": "stratified by class label (004)"}
 # evaluate_run writes summary.md last: its presence means the evaluation is complete.
@@ -207,7 +207,7 @@ def format_comparison(summary: list[dict[str, Any]], presets: list[str]) -> str:
     for e in summary:
         cells = []
         for m in TABLE_METRICS:
-            text = _cell(e, m, titles[m][1])
+            text = format_cell(e, m, titles[m][1])
             if m in best and e["model"] in presets and e[f"{m}_mean"] == best[m]:
                 text = f"**{text}**"
             if 0 < e[f"{m}_n"] < e["n_images"]:
@@ -324,7 +324,7 @@ def _compare(presets, manifest: Path, out_dir: Path, k, stratify, only_folds, ov
     table = format_comparison(summary, list(configs))
     result = ComparisonResult(out_dir, EXIT_OK, rows, summary, table)
     all_cases = read_manifest(manifest)
-    write_text_atomic(result.csv, _csv_text(_csv_rows(rows, summary)))
+    write_text_atomic(result.csv, csv_text(_csv_rows(rows, summary)))
     write_text_atomic(result.markdown, _report(table, configs, manifest, k, list(fold_paths), stratify, seed,
                                                overrides, len(all_cases), len({c.patient_id for c in all_cases})))
     events.emit("finished", comparison=str(result.markdown), csv=str(result.csv), runs=len(jobs),

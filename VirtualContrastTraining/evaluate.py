@@ -41,7 +41,7 @@ LINEAR_NAME = "linear LE->DES"
 ARRAY_KEYS = ("le", "des", "mask")
 # Headline table columns: (metric key, column title, number format).
 HEADLINE = (("MSE", "MSE", ".5f"), ("PSNR", "PSNR (dB)", ".2f"), ("SSIM", "SSIM", ".3f"),
-            ("VIF", "VIF", ".3f"), ("lesion_MAE", "lesion MAE", ".4f"))
+            ("VIF", "VIF", ".3f"), ("lesion_MAE", "lesion MAE", ".4f"), ("bright_MAE", "bright-pixel MAE", ".4f"))
 # Side of the square comparison images of patch models: the papers' 256 (PreprocessConfig's default).
 COMPARISON_SIZE = 256
 NOT_FOR_DIAGNOSIS = ("Synthetic DES images are computed by a neural network from the low-energy image. "
@@ -133,7 +133,7 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return summary
 
 
-def _cell(entry: dict[str, Any], metric: str, fmt: str) -> str:
+def format_cell(entry: dict[str, Any], metric: str, fmt: str) -> str:
     mean, sd = entry[f"{metric}_mean"], entry[f"{metric}_sd"]
     if mean is None:
         return "n/a"
@@ -145,12 +145,12 @@ def format_table(summary: list[dict[str, Any]]) -> str:
     head = ["model", "n", *(title for _, title, _ in HEADLINE)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for e in summary:
-        cells = [e["model"], str(e["n_images"]), *(_cell(e, m, f) for m, _, f in HEADLINE)]
+        cells = [e["model"], str(e["n_images"]), *(format_cell(e, m, f) for m, _, f in HEADLINE)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def _csv_text(rows: list[dict[str, Any]]) -> str:
+def csv_text(rows: list[dict[str, Any]]) -> str:
     """CSV with the union of the rows' keys; None becomes an empty cell, floats keep full precision."""
     columns = list(dict.fromkeys(k for r in rows for k in r))
     buf = io.StringIO()
@@ -288,8 +288,8 @@ def evaluate_run(model_path: str | os.PathLike, manifest_path: str | os.PathLike
                                 title=f"{case['case_id']} - {synth.model_name}", error_vmax=error_vmax or None)
             result.heatmaps.append(out_dir / "heatmaps" / name)
 
-    write_text_atomic(result.per_image_csv, _csv_text(rows))
-    write_text_atomic(result.summary_csv, _csv_text(result.summary))
+    write_text_atomic(result.per_image_csv, csv_text(rows))
+    write_text_atomic(result.summary_csv, csv_text(result.summary))
     write_text_atomic(result.summary_md, _report(result, synth, model_path, manifest_path, le.shape[-1], error_vmax))
     return result
 
