@@ -69,6 +69,23 @@ class Synthesizer:
         generator, sidecar = load_generator(model_path, device=str(dev))
         return cls(generator, sidecar, dev, os.fspath(model_path))
 
+    @classmethod
+    def untrained(cls, config, des_window: tuple[float, float], device: str = "cpu") -> "Synthesizer":
+        """A freshly initialised generator of `config` with the preprocessing `config` implies.
+
+        For benchmarks: the cost of synthesis does not depend on the weights.
+        """
+        from VirtualContrastTraining.data.preprocessing import PreprocessConfig
+        from VirtualContrastTraining.devices import resolve_device
+        from VirtualContrastTraining.models import build_generator
+
+        dev = resolve_device(device)
+        preprocessing = (PatchPipeline.from_config(config) if config.pipeline == "patches"
+                         else PreprocessConfig(size=config.image_size))
+        sidecar = {"config": config.to_dict(), "pipeline": config.pipeline, "preprocessing": preprocessing.to_dict(),
+                   "des_output_window": list(des_window)}
+        return cls(build_generator(config).to(dev).eval(), sidecar, dev)
+
     @property
     def model_name(self) -> str:
         """Human name, e.g. "Seg-CycleGAN (demo)", for tables and DICOM descriptions."""

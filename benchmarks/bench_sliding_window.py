@@ -57,9 +57,7 @@ def run_stride(le_path: str, stride: int, device: str, threads: int) -> dict:
     import torch
 
     from VirtualContrastTraining.data.imageio import read_image
-    from VirtualContrastTraining.data.patches import PatchPipeline, preprocess_patches
-    from VirtualContrastTraining.devices import resolve_device
-    from VirtualContrastTraining.models import build_generator
+    from VirtualContrastTraining.data.patches import preprocess_patches
     from VirtualContrastTraining.presets import resolve_config
     from VirtualContrastTraining.synthesis import Synthesizer
 
@@ -67,15 +65,11 @@ def run_stride(le_path: str, stride: int, device: str, threads: int) -> dict:
         torch.set_num_threads(threads)
     le = read_image(le_path)
     config = resolve_config(PRESET, {"sw_stride": stride})
-    dev = resolve_device(device)
     torch.manual_seed(0)
-    generator = build_generator(config).to(dev).eval()
+    synth = Synthesizer.untrained(config, (1700.0, 2400.0), device)
+    dev = synth.device
     windows = []
-    generator.register_forward_pre_hook(lambda module, args: windows.append(len(args[0])))
-    sidecar = {"config": config.to_dict(), "pipeline": "patches",
-               "preprocessing": PatchPipeline.from_config(config).to_dict(),
-               "des_output_window": [1700.0, 2400.0]}
-    synth = Synthesizer(generator, sidecar, dev)
+    synth.generator.register_forward_pre_hook(lambda module, args: windows.append(len(args[0])))
     before = _peak_mib()
     start = time.perf_counter()
     box, _ = preprocess_patches(le, synth.patch_pipeline)

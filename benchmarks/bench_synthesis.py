@@ -24,22 +24,6 @@ def full_size_le():
     return case.image(case.le)
 
 
-def untrained(preset: str, device: str):
-    from VirtualContrastTraining.data.preprocessing import PreprocessConfig
-    from VirtualContrastTraining.devices import resolve_device
-    from VirtualContrastTraining.models.networks import define_G
-    from VirtualContrastTraining.presets import resolve_config
-    from VirtualContrastTraining.synthesis import Synthesizer
-
-    config = resolve_config(preset, {})
-    dev = resolve_device(device)
-    generator = define_G(1, 1, config.ngf, config.n_blocks).to(dev).eval()
-    sidecar = {"config": {**config.to_dict(), "preset": preset},
-               "preprocessing": PreprocessConfig(size=config.image_size).to_dict(),
-               "des_output_window": [1700.0, 2400.0]}
-    return Synthesizer(generator, sidecar, dev)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", default="demo,rofena2025-segcyclegan-g35")
@@ -48,6 +32,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
+    from VirtualContrastTraining.presets import resolve_config
     from VirtualContrastTraining.synthesis import Synthesizer
 
     start = time.perf_counter()
@@ -55,7 +40,8 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}")
     print(f"full-size phantom LE {le.shape[0]} x {le.shape[1]} simulated in {time.perf_counter() - start:.1f} s")
     synths = ([("trained " + args.model, Synthesizer.load(args.model, args.device))] if args.model
-              else [(p, untrained(p, args.device)) for p in args.presets.split(",")])
+              else [(p, Synthesizer.untrained(resolve_config(p), (1700.0, 2400.0), args.device))
+                    for p in args.presets.split(",")])
     print("| model | model input | s per image (best of %d) | output shape |" % args.repeats)
     print("|---|---|---|---|")
     for name, synth in synths:
@@ -65,7 +51,9 @@ def main() -> None:
             out = synth.synthesize(le)
             times.append(time.perf_counter() - t)
         assert out.shape == le.shape
-        print(f"| {name} | {synth.preprocess_config.size}² | {min(times):.2f} | {out.shape[0]} x {out.shape[1]} |")
+        pp = synth.patch_pipeline
+        model_input = (f"{pp.patch_size}² patches, stride {pp.sw_stride}" if pp else f"{synth.preprocess_config.size}²")
+        print(f"| {name} | {model_input} | {min(times):.2f} | {out.shape[0]} x {out.shape[1]} |")
 
 
 if __name__ == "__main__":
