@@ -48,14 +48,16 @@ class PreparedCase:
     des_params: PreprocessParams | None = None  # of the DES: its intensity window
 
 
-def _lesion_mask(case: Case, le_image: Image) -> np.ndarray:
+def case_lesion_mask(case: Case, le_image: Image) -> np.ndarray:
+    """The case's lesion mask (bool) on the LE's grid; shared by both pipelines."""
     # Imported here: the segmentation reader pulls in slicerio only when a mask exists.
     from VirtualContrastTraining.data.segmentation import read_lesion_mask
 
     return np.asarray(read_lesion_mask(case.lesion_path, reference=le_image)) > 0
 
 
-def _window(case: Case, which: str) -> tuple[float, float] | None:
+def case_window(case: Case, which: str) -> tuple[float, float] | None:
+    """The manifest's (center, width) window of the case's LE or DES; a malformed one is an InputError naming the file."""
     try:
         return case.window(which)
     except ValueError:
@@ -83,12 +85,12 @@ def prepare_case(case: Case, config: PreprocessConfig) -> PreparedCase:
     """Read and preprocess one case. InputError names the file that cannot be used."""
     le_image, des_image = read_case_images(case)
     side = breast_side(le_image, case.laterality or str(le_image.meta.get("laterality", "")))
-    le, params = preprocess(le_image, window=_window(case, "le"), config=config, side=side)
+    le, params = preprocess(le_image, window=case_window(case, "le"), config=config, side=side)
     des = des_params = None
     if des_image is not None:
-        des, des_params = preprocess(des_image, window=_window(case, "des"), config=config, side=side)
+        des, des_params = preprocess(des_image, window=case_window(case, "des"), config=config, side=side)
     if case.lesion_path:
-        mask, has_mask = preprocess_mask(_lesion_mask(case, le_image), params, config), True
+        mask, has_mask = preprocess_mask(case_lesion_mask(case, le_image), params, config), True
     else:
         mask, has_mask = np.zeros((config.size, config.size), np.float32), False
     return PreparedCase(case, le, des, mask, has_mask, params, le_image.shape, des_params)

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from VirtualContrastTraining.data.dataset import _lesion_mask, _window, read_case_images
+from VirtualContrastTraining.data.dataset import case_lesion_mask, case_window, read_case_images
 from VirtualContrastTraining.data.image import Image
 from VirtualContrastTraining.data.manifest import Case
 from VirtualContrastTraining.data.preprocessing import PreprocessConfig, breast_mask, intensity_window
@@ -259,13 +259,13 @@ class PreparedPatchCase:
 def prepare_patch_case(case: Case, config: PatchPipeline) -> PreparedPatchCase:
     """Read and preprocess one case for the patch pipeline; the DES and the lesion mask are cut with the LE's box."""
     le_image, des_image = read_case_images(case)
-    le, params = preprocess_patches(le_image, config, which="le", window=_window(case, "le"))
+    le, params = preprocess_patches(le_image, config, which="le", window=case_window(case, "le"))
     des = des_params = None
     if des_image is not None:
-        des, des_params = preprocess_patches(des_image, config, which="des", window=_window(case, "des"),
+        des, des_params = preprocess_patches(des_image, config, which="des", window=case_window(case, "des"),
                                              box=params.box)
     if case.lesion_path:
-        mask, has_mask = preprocess_patch_mask(_lesion_mask(case, le_image), params), True
+        mask, has_mask = preprocess_patch_mask(case_lesion_mask(case, le_image), params), True
     else:
         mask, has_mask = np.zeros(params.resampled_shape, np.float32), False
     return PreparedPatchCase(case, le, des, mask, has_mask, params, des_params)
