@@ -23,13 +23,14 @@ def child(preset: str, steps: int, device: str) -> None:
 
     from VirtualContrastTraining.devices import resolve_device
     from VirtualContrastTraining.presets import resolve_config
-    from VirtualContrastTraining.recipes.cyclegan import CycleGAN
+    from VirtualContrastTraining.recipes import build_recipe
 
     torch.manual_seed(0)
     config = resolve_config(preset, {})
     dev = resolve_device(device)
-    recipe = CycleGAN(config, dev)
-    b, s = config.batch_size, config.image_size
+    recipe = build_recipe(config, dev)
+    b = config.batch_size
+    s = config.patch_size if config.pipeline == "patches" else config.image_size
     batch = {
         "le": torch.rand(b, 1, s, s),
         "des": torch.rand(b, 1, s, s),
@@ -45,7 +46,8 @@ def child(preset: str, steps: int, device: str) -> None:
         torch.cuda.synchronize()
     seconds = (time.perf_counter() - start) / steps
     print(json.dumps({
-        "preset": preset, "image_size": s, "batch_size": b, "n_blocks": config.n_blocks, "ngf": config.ngf,
+        "preset": preset, "image_size": s, "batch_size": b,
+        "model": f"{config.recipe}, {config.generator} ngf {config.ngf}",
         "s_per_step": seconds, "images_per_s": b / seconds,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None,
@@ -64,14 +66,14 @@ def main() -> None:
         child(args.child, args.steps, args.device)
         return
     print(f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}")
-    print("| preset | image | batch | blocks/ngf | s/step | images/s | peak RSS (MiB) | peak GPU (MiB) |")
+    print("| preset | model | image | batch | s/step | images/s | peak RSS (MiB) | peak GPU (MiB) |")
     print("|---|---|---|---|---|---|---|---|")
     for preset in args.presets.split(","):
         out = subprocess.run([sys.executable, __file__, "--child", preset, "--steps", str(args.steps),
                               "--device", args.device], capture_output=True, text=True, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
         gpu = f"{r['peak_gpu_mib']:.0f}" if r["peak_gpu_mib"] is not None else "-"
-        print(f"| {r['preset']} | {r['image_size']}² | {r['batch_size']} | {r['n_blocks']}/{r['ngf']} | "
+        print(f"| {r['preset']} | {r['model']} | {r['image_size']}² | {r['batch_size']} | "
               f"{r['s_per_step']:.2f} | {r['images_per_s']:.2f} | {r['peak_rss_mib']:.0f} | {gpu} |")
 
 
