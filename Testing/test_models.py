@@ -6,6 +6,8 @@ checked against the papers' descriptions (docs/models.md).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from monai.networks.nets.attentionunet import AttentionBlock
@@ -252,3 +254,13 @@ def test_every_generator_survives_a_checkpoint_round_trip(tmp_path):
         x = torch.rand(1, 1, side, side)
         with torch.no_grad():
             assert torch.equal(loaded(x), net.eval()(x)), name
+
+
+def test_the_parameter_table_of_docs_models_md_is_what_the_code_builds():
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("model_table", root / "benchmarks" / "model_table.py")
+    model_table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(model_table)
+    assert model_table.table() in (root / "docs" / "models.md").read_text(encoding="utf-8")

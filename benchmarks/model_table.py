@@ -9,6 +9,7 @@ table in docs/models.md is this script's output:
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from VirtualContrastTraining.models import build_discriminator, build_generator
@@ -58,10 +59,11 @@ def table() -> str:
              "| --- | --- | --- | --- | ---: | --- |"]
     for model, papers, shown, fields, input_nc, what in ROWS:
         config = TrainConfig(**fields)
-        if input_nc is None:
-            net, name = build_generator(config), f"generator `{config.generator}`"
-        else:
-            net, name = build_discriminator(config, input_nc), f"discriminator `{config.discriminator}`"
+        with torch.device("meta"):  # shapes only: counting needs no memory nor initialisation time
+            if input_nc is None:
+                net, name = build_generator(config), f"generator `{config.generator}`"
+            else:
+                net, name = build_discriminator(config, input_nc), f"discriminator `{config.discriminator}`"
         lines.append(f"| {model} | {name} | {papers} | {shown} | {parameters(net):,} | {what} |")
     return "\n".join(lines)
 
