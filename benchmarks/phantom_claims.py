@@ -32,13 +32,14 @@ import numpy as np
 
 PHANTOM = dict(cases=60, seed=7, pixel_mm=0.5)
 FRACTIONS = (0.7, 0.1, 0.2)
-# (claim, metric, baseline preset, treated preset, overrides for both, epochs)
+# (claim, its metric, baseline preset, treated preset, their short names, overrides for both)
 CLAIMS = (
     ("002: gamma 35 vs plain CycleGAN", "lesion_MAE", "rofena2024-cyclegan", "rofena2025-segcyclegan-g35",
+     ("CycleGAN", "Seg-CycleGAN γ 35"),
      dict(ngf=16, ndf=16, n_blocks=4, image_size=128, batch_size=4, lr=2e-4, weight_decay=0.0, patience=1000,
           warmup=0, epochs=30)),
     ("003: tau 2 vs tau 0 (pix2pix U-Net)", "bright_MAE", "hosseinipour2024-pix2pix-unet512",
-     "hosseinipour2024-pix2pix-expdamp-t2",
+     "hosseinipour2024-pix2pix-expdamp-t2", ("τ = 0", "τ = 2"),
      dict(ngf=16, ndf=16, unet_depth=7, image_size=128, batch_size=4, lr=2e-4, epochs=90, epochs_decay=60,
           patience=1000)),
 )
@@ -85,29 +86,47 @@ def model_values(per_image: Path, metric: str) -> dict[str, float]:
     return {r["case_id"]: float(r[metric]) for r in rows if r["model"] == model and r[metric] not in ("", "None")}
 
 
+# Every claim's table: its own metric first, then the whole-image figures and the other region.
+METRICS = ("lesion_MAE", "bright_MAE", "MAE", "PSNR", "SSIM")
+TITLES = {"lesion_MAE": "lesion MAE", "bright_MAE": "bright-pixel MAE", "MAE": "MAE (whole image)",
+          "PSNR": "PSNR (dB)", "SSIM": "SSIM"}
+HIGHER_IS_BETTER = ("PSNR", "SSIM")
+
+
+def paired_row(metric: str, seed: int, a: dict[str, float], b: dict[str, float]) -> str:
+    """One table row: mean ± sd of both models, images where the treated one is better, Wilcoxon p."""
+    from scipy.stats import wilcoxon
+
+    cases = sorted(set(a) & set(b))
+    x, y = np.array([a[c] for c in cases]), np.array([b[c] for c in cases])
+    better = int((y > x).sum() if metric in HIGHER_IS_BETTER else (y < x).sum())
+    p = wilcoxon(x, y).pvalue if len(cases) > 1 and np.any(x != y) else float("nan")
+    p_text = "< 0.001" if p < 0.001 else f"{p:.3f}"
+    fmt = {"PSNR": ".2f", "SSIM": ".3f"}.get(metric, ".4f")
+    return (f"| {TITLES[metric]} | {seed} | {x.mean():{fmt}} ± {x.std(ddof=1):{fmt}} | "
+            f"{y.mean():{fmt}} ± {y.std(ddof=1):{fmt}} | {better}/{len(cases)} | {p_text} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="folder for the phantom and the runs (reused)")
     parser.add_argument("--seeds", default="0", help="training seeds, e.g. 0,1")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    from scipy.stats import wilcoxon
 
     out = Path(args.out)
     manifest = phantom_manifest(out)
     seeds = [int(s) for s in args.seeds.split(",")]
-    print("| claim | seed | metric | baseline | treated | treated lower on | Wilcoxon p |")
-    print("|---|---|---|---|---|---|---|")
-    for claim, metric, base, treated, overrides in CLAIMS:
-        for seed in seeds:
-            a = model_values(trained_and_evaluated(base, overrides, seed, manifest, out / "runs", args.device), metric)
-            b = model_values(trained_and_evaluated(treated, overrides, seed, manifest, out / "runs", args.device), metric)
-            cases = sorted(set(a) & set(b))
-            x, y = np.array([a[c] for c in cases]), np.array([b[c] for c in cases])
-            p = wilcoxon(x, y).pvalue if len(cases) > 1 and np.any(x != y) else float("nan")
-            print(f"| {claim} | {seed} | {metric} (n={len(cases)}) | {x.mean():.4f} ± {x.std(ddof=1):.4f} | "
-                  f"{y.mean():.4f} ± {y.std(ddof=1):.4f} | {int((y < x).sum())}/{len(cases)} images | {p:.3f} |",
-                  flush=True)
+    for claim, metric, base, treated, (base_name, treated_name), overrides in CLAIMS:
+        runs = {(preset, seed): trained_and_evaluated(preset, overrides, seed, manifest, out / "runs", args.device)
+                for seed in seeds for preset in (base, treated)}
+        print(f"\n{claim}: `{base}` vs `{treated}`\n")
+        print(f"| metric | seed | {base_name} | {treated_name} | images where {treated_name} is better | Wilcoxon p |")
+        print("|---|---|---|---|---|---|")
+        for m in (metric, *(m for m in METRICS if m != metric)):
+            for seed in seeds:
+                print(paired_row(m, seed, model_values(runs[base, seed], m), model_values(runs[treated, seed], m)),
+                      flush=True)
 
 
 if __name__ == "__main__":
