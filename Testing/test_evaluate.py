@@ -169,7 +169,7 @@ def test_command_input_errors(tmp_path):
         real_model = make_tiny_model(tmp_path / "run")
         args.func(_parse(["--model", str(real_model), "--manifest", manifest, "--out", str(blocker / "sub")]))
     manifest = str(_manifest(tmp_path, ["train", ""]))
-    with pytest.raises(InputError, match="split column is empty for 1 case.*does not assign them"):
+    with pytest.raises(InputError, match="split column is empty for 1 case.*run folder assigns them"):
         args.func(_parse(["--model", str(model), "--manifest", manifest, "--out", out]))
     manifest = str(_manifest(tmp_path, ["train", "val"]))
     with pytest.raises(InputError, match=r"no cases in split 'test' \(splits present: train, val\)"):

@@ -23,9 +23,94 @@ the regions' means, for LE, real DES and synthetic DES (its Table 2).
 
 from __future__ import annotations
 
+import numpy as np
+
+from VirtualContrastTraining.metrics import EIGHT_BIT, breast_cnr, cnr, lesion_cnr, mae, ring_around, ssim
+
 SETTING_COLUMNS = ("breast_L1", "breast_L2", "breast_PSNR", "breast_CNR_real", "breast_CNR_synthetic", "breast_dCNR",
                    "mass_L1", "mass_L2", "mass_PSNR", "mass_CNR_real", "mass_CNR_synthetic", "mass_dCNR")
 CHANGE_COLUMNS = ("LE_DES_MAE", "LE_DES_SSIM", "LE_synthetic_MAE", "LE_synthetic_SSIM")
 TISSUE_IMAGES = ("LE", "DES", "synthetic")
 TISSUE_COLUMNS = tuple(f"{what}_{image}" for what in ("tissue_CNR", "fibroglandular_mean", "adipose_mean")
                        for image in TISSUE_IMAGES)
+# 003's mass CNR compares the mass with "its surrounding region"; at the evaluated 256x256 of a full-field
+# mammogram a pixel is about 1 mm, so this ring is about the 5 mm the Slicer module uses by default.
+MASS_RING_PX = 5.0
+# Automatic tissue regions when none were drawn: LE quartiles inside the breast (bright = fibroglandular).
+AUTO_TISSUE_PERCENTILES = (25.0, 75.0)
+
+
+def _region_errors(y: np.ndarray, yhat: np.ndarray, region: np.ndarray) -> tuple[float | None, float | None,
+                                                                                   float | None]:
+    """(L1, L2, PSNR) over the region's pixels, 0-255 scale; Nones for an empty region."""
+    if not region.any():
+        return None, None, None
+    diff = y[region] - yhat[region]
+    l2 = float(np.mean(diff**2))
+    peak = float(y[region].max())
+    value = None if peak <= 0 else (np.inf if l2 == 0 else float(10 * np.log10(peak**2 / l2)))
+    return EIGHT_BIT * float(np.mean(np.abs(diff))), EIGHT_BIT**2 * l2, value
+
+
+def _or_none(compute, *args) -> float | None:
+    """A CNR that is undefined on this image (uniform region, nothing around) is None, not an error."""
+    try:
+        return compute(*args)
+    except ValueError:
+        return None
+
+
+def setting_metrics(des: np.ndarray, synthetic: np.ndarray, breast: np.ndarray,
+                    mass: np.ndarray | None) -> dict[str, float | None]:
+    """003's values of one image (SETTING_COLUMNS): breast_* always, mass_* with a non-empty mass mask."""
+    des, synthetic = np.asarray(des, np.float64), np.asarray(synthetic, np.float64)
+    out: dict[str, float | None] = dict.fromkeys(SETTING_COLUMNS)
+    out["breast_L1"], out["breast_L2"], out["breast_PSNR"] = _region_errors(des, synthetic, breast)
+    real, fake = breast_cnr(des, breast), breast_cnr(synthetic, breast)
+    out["breast_CNR_real"], out["breast_CNR_synthetic"] = real, fake
+    out["breast_dCNR"] = None if real is None or fake is None else fake - real
+    mass = None if mass is None else np.asarray(mass) > 0.5
+    if mass is None or not mass.any():
+        return out
+    out["mass_L1"], out["mass_L2"], out["mass_PSNR"] = _region_errors(des, synthetic, mass)
+    ring = ring_around(mass, MASS_RING_PX) & breast
+    real, fake = _or_none(lesion_cnr, des, mass, ring), _or_none(lesion_cnr, synthetic, mass, ring)
+    out["mass_CNR_real"], out["mass_CNR_synthetic"] = real, fake
+    out["mass_dCNR"] = None if real is None or fake is None else fake - real
+    return out
+
+
+def change_metrics(le: np.ndarray, des: np.ndarray, synthetic: np.ndarray) -> dict[str, float]:
+    """000's LE-to-DES change (CHANGE_COLUMNS): MAE and SSIM of LE vs real DES and of LE vs synthetic DES."""
+    return {"LE_DES_MAE": mae(le, des), "LE_DES_SSIM": ssim(le, des),
+            "LE_synthetic_MAE": mae(le, synthetic), "LE_synthetic_SSIM": ssim(le, synthetic)}
+
+
+def automatic_tissue_regions(le: np.ndarray, breast: np.ndarray,
+                             lesion: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(fibroglandular, adipose) when no regions were drawn: the brightest and darkest quarter of the
+    LE inside the breast, lesion excluded (000's readers left enhancing areas out). A stand-in for a
+    reader's regions, reported as "automatic"; empty masks for an empty breast."""
+    inside = np.asarray(breast, bool).copy()
+    if lesion is not None:
+        inside &= ~(np.asarray(lesion) > 0.5)
+    if not inside.any():
+        return np.zeros_like(inside), np.zeros_like(inside)
+    low, high = np.percentile(le[inside], AUTO_TISSUE_PERCENTILES)
+    return inside & (le >= high), inside & (le <= low)
+
+
+def tissue_metrics(images: dict[str, np.ndarray], fibroglandular: np.ndarray,
+                   adipose: np.ndarray) -> dict[str, float | None]:
+    """000's tissue CNR and region means for each of TISSUE_IMAGES present in `images` (TISSUE_COLUMNS).
+
+    None where a region is empty or both are uniform: that image has no defined CNR.
+    """
+    out: dict[str, float | None] = {}
+    fibro, fat = np.asarray(fibroglandular, bool), np.asarray(adipose, bool)
+    for name, image in images.items():
+        pixels = np.asarray(image, np.float64)
+        out[f"tissue_CNR_{name}"] = _or_none(cnr, pixels[fat], pixels[fibro])
+        out[f"fibroglandular_mean_{name}"] = float(pixels[fibro].mean()) if fibro.any() else None
+        out[f"adipose_mean_{name}"] = float(pixels[fat].mean()) if fat.any() else None
+    return out

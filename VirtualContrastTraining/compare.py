@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from VirtualContrastTraining.atomic import ensure_writable_dir, write_text_atomic
+from VirtualContrastTraining.data.manifest import PATH_COLUMNS
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.evaluate import (HEADLINE, IDENTITY_NAME, LINEAR_NAME, NOT_FOR_DIAGNOSIS, format_cell,
                                               csv_text, summarize)
@@ -80,8 +81,8 @@ def _comparable(cases) -> list:
     def real(path: str) -> str:
         return os.path.realpath(path) if path else ""
 
-    return sorted((replace(c, le_path=real(c.le_path), des_path=real(c.des_path), lesion_path=real(c.lesion_path))
-                   for c in cases), key=lambda c: c.case_id)
+    return sorted((replace(c, **{key: real(getattr(c, key)) for key in PATH_COLUMNS}) for c in cases),
+                  key=lambda c: c.case_id)
 
 
 def write_folds(manifest: Path, out_dir: Path, k: int, seed: int, stratify: str, only: list[int] | None) -> dict[int, Path]:

@@ -17,10 +17,15 @@ in Rofena et al. 2024 (CMIG), section on metrics:
   4 scales with Gaussian windows of N = 17, 9, 5, 3 pixels (sigma N/5),
   visual noise variance sigma_nsq = 2 on images scaled to [0, 255], as the
   reference code assumes 8-bit images.
+- MAE, L1 and L2: mean absolute and squared difference; L1 and L2 are on the
+  0-255 scale that Hosseinipour et al. (003) report (L1 = 255 MAE,
+  L2 = 255^2 MSE), so their tables and ours read alike.
 Tissue CNR follows Zormpas-Petridis et al. 2026:
 |mean_a - mean_b| / (std_a + std_b).
 Lesion (mass) CNR follows Hosseinipour et al., eq. 9: (mean_mass - mean_ring) / std_ring,
 the ring being the pixels within a given distance (mm) outside the lesion.
+Breast CNR follows Hosseinipour et al., eqs. 10-11: 64x64 patches at stride 16,
+each against its 8 neighbouring patches, averaged over the breast.
 """
 
 from __future__ import annotations
@@ -30,7 +35,11 @@ import math
 import numpy as np
 from scipy import ndimage
 
-METRICS = ("MSE", "PSNR", "SSIM", "VIF", "MAE", "lesion_MAE", "bright_MAE")
+METRICS = ("MSE", "PSNR", "SSIM", "VIF", "MAE", "L1", "L2", "lesion_MAE", "bright_MAE")
+# 003 reports L1 and L2 on 8-bit intensities.
+EIGHT_BIT = 255.0
+# 003, Breast CNR: square patches of 64 pixels, stride = patch size / 4.
+BREAST_CNR_PATCH = 64
 # Bright pixels: above this percentile of the real DES inside the breast (where exponential dampening, 003, aims).
 BRIGHT_PERCENTILE = 95.0
 
@@ -56,6 +65,16 @@ def mse(y: np.ndarray, yhat: np.ndarray) -> float:
 def mae(y: np.ndarray, yhat: np.ndarray) -> float:
     y, yhat = _pair(y, yhat)
     return float(np.mean(np.abs(y - yhat)))
+
+
+def l1(y: np.ndarray, yhat: np.ndarray) -> float:
+    """003's L1: mean |y - yhat| on the 0-255 scale."""
+    return EIGHT_BIT * mae(y, yhat)
+
+
+def l2(y: np.ndarray, yhat: np.ndarray) -> float:
+    """003's L2: mean (y - yhat)^2 on the 0-255 scale."""
+    return EIGHT_BIT**2 * mse(y, yhat)
 
 
 def psnr(y: np.ndarray, yhat: np.ndarray) -> float:
@@ -205,6 +224,56 @@ def lesion_cnr(image: np.ndarray, lesion: np.ndarray, ring: np.ndarray) -> float
     return (float(inside.mean()) - float(around.mean())) / spread
 
 
+def _box_sums(values: np.ndarray, top: np.ndarray, left: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Sums of `values` over the boxes [top, top+height) x [left, left+width), clipped to the image,
+    from one summed-area table (so every patch of an image costs O(1))."""
+    table = np.zeros((values.shape[0] + 1, values.shape[1] + 1))
+    table[1:, 1:] = values.cumsum(0).cumsum(1)
+    r0, c0 = np.clip(top, 0, values.shape[0]), np.clip(left, 0, values.shape[1])
+    r1, c1 = np.clip(top + height, 0, values.shape[0]), np.clip(left + width, 0, values.shape[1])
+    return table[r1, c1] - table[r0, c1] - table[r1, c0] + table[r0, c0]
+
+
+def breast_cnr(image: np.ndarray, breast: np.ndarray, patch: int = BREAST_CNR_PATCH,
+               stride: int | None = None) -> float | None:
+    """003's breast CNR (eqs. 10-11): the mean over patches of (mean_patch - mean_around) / std_around.
+
+    Patches of `patch` x `patch` pixels at `stride` (default patch / 4) that
+    lie wholly inside the breast; "around" is the union of the 8 neighbouring
+    patches (the 3x3 block of patches minus the centre), restricted to breast
+    pixels so that the air outside cannot inflate the spread. A patch whose
+    surroundings hold fewer than one patch of breast pixels, or are uniform,
+    is skipped. None when no patch qualifies (a breast smaller than a patch).
+    """
+    image = np.asarray(image, dtype=np.float64)
+    breast = np.asarray(breast, dtype=bool)
+    if breast.shape != image.shape:
+        raise ValueError(f"breast mask shape {breast.shape} does not match the image shape {image.shape}")
+    stride = stride or patch // 4
+    rows = np.arange(0, image.shape[0] - patch + 1, stride)
+    cols = np.arange(0, image.shape[1] - patch + 1, stride)
+    if rows.size == 0 or cols.size == 0:
+        return None
+    top, left = np.meshgrid(rows, cols, indexing="ij")
+    weight = breast.astype(np.float64)
+    inside = _box_sums(weight, top, left, patch, patch) == patch * patch
+    top, left = top[inside], left[inside]
+    if top.size == 0:
+        return None
+    sums = [_box_sums(v, top, left, patch, patch) for v in (weight * image, weight * image**2)]
+    blocks = [_box_sums(v, top - patch, left - patch, 3 * patch, 3 * patch) for v in (weight, weight * image,
+                                                                                        weight * image**2)]
+    n_around = blocks[0] - patch * patch
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_around = (blocks[1] - sums[0]) / n_around
+        var_around = (blocks[2] - sums[1]) / n_around - mean_around**2
+        std_around = np.sqrt(np.maximum(var_around, 0.0))
+        values = (sums[0] / (patch * patch) - mean_around) / std_around
+    # A relative floor: summed-area tables of a uniform image leave round-off, not spread.
+    usable = (n_around >= patch * patch) & (std_around > 1e-9 * max(float(np.abs(image).max()), 1.0))
+    return float(values[usable].mean()) if usable.any() else None
+
+
 def bright_mae(y: np.ndarray, yhat: np.ndarray, breast: np.ndarray | None,
                percentile: float = BRIGHT_PERCENTILE) -> float | None:
     """Mean |y - yhat| over the breast pixels whose real DES is above its `percentile` inside the breast.
@@ -237,6 +306,8 @@ def image_metrics(y: np.ndarray, yhat: np.ndarray, mask: np.ndarray | None = Non
         "SSIM": ssim(y, yhat),
         "VIF": vif(y, yhat),
         "MAE": mae(y, yhat),
+        "L1": l1(y, yhat),
+        "L2": l2(y, yhat),
         "lesion_MAE": masked_mae(y, yhat, mask),
         "bright_MAE": bright_mae(y, yhat, breast),
     }

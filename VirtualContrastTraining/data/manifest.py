@@ -25,6 +25,8 @@ class Case:
     le_path: str
     des_path: str = ""             # empty for LE-only inputs (prediction on plain mammograms)
     lesion_path: str = ""          # .seg.nrrd or labelmap NRRD/NIfTI; empty when none
+    fibroglandular_path: str = ""  # tissue regions for 000's CNR (drawn ROIs or phantom truth); optional
+    adipose_path: str = ""
     study_uid: str = ""
     laterality: str = ""           # "L" or "R"
     view: str = ""                 # "CC", "MLO", ...
@@ -54,6 +56,7 @@ class Case:
 
 COLUMNS = [f.name for f in fields(Case)]
 REQUIRED = ("case_id", "patient_id", "le_path")
+PATH_COLUMNS = ("le_path", "des_path", "lesion_path", "fibroglandular_path", "adipose_path")
 WINDOW_COLUMNS = ("le_window_center", "le_window_width", "des_window_center", "des_window_width")
 
 
@@ -107,7 +110,7 @@ def read_manifest(path: str | os.PathLike, require_des: bool = False) -> list[Ca
                 raise InputError(path, f"line {lineno}: {key} {values[key]!r} is not a number")
         if require_des and not values["des_path"]:
             raise InputError(path, f"line {lineno}: case {values['case_id']} has no des_path")
-        for key in ("le_path", "des_path", "lesion_path"):
+        for key in PATH_COLUMNS:
             if values[key]:
                 values[key] = str(resolve(path, values[key]))
         cases.append(Case(**values))
@@ -129,7 +132,7 @@ def write_manifest(path: str | os.PathLike, cases: list[Case]) -> Path:
     writer.writeheader()
     for case in cases:
         row = asdict(case)
-        for key in ("le_path", "des_path", "lesion_path"):
+        for key in PATH_COLUMNS:
             if row[key]:
                 p = Path(row[key]).resolve()
                 row[key] = os.path.relpath(p, base) if p.is_relative_to(base) else str(p)

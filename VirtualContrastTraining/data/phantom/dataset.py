@@ -67,12 +67,14 @@ def _write_case(folder: Path, case: PhantomCase, *, case_id: str, patient_id: st
     if case.lesion_masks:
         lesion_path = str(write_lesion_segmentation(folder / f"{case_id}_lesions.seg.nrrd", case.lesion_masks, reference))
     truth = folder / "truth"
-    for name in ("breast", "fibroglandular", "adipose"):
-        write_nrrd(reference.with_array(getattr(case, name).astype(np.uint8)), truth / f"{case_id}_{name}.nrrd")
+    truth_paths = {name: write_nrrd(reference.with_array(getattr(case, name).astype(np.uint8)),
+                                    truth / f"{case_id}_{name}.nrrd")
+                   for name in ("breast", "fibroglandular", "adipose")}
     write_nrrd(reference.with_array(case.iodine), truth / f"{case_id}_iodine.nrrd", {"units": "mg/cm2"})
     return Case(
         case_id=case_id, patient_id=patient_id, le_path=str(le_path), des_path=str(des_path),
-        lesion_path=lesion_path, study_uid=study_uid, laterality=lat, view=view,
+        lesion_path=lesion_path, fibroglandular_path=str(truth_paths["fibroglandular"]),
+        adipose_path=str(truth_paths["adipose"]), study_uid=study_uid, laterality=lat, view=view,
         le_time=when.isoformat(timespec="seconds"), des_time=des_when.isoformat(timespec="seconds"),
         le_window_center=f"{c.le_window[0]:g}", le_window_width=f"{c.le_window[1]:g}",
         des_window_center=f"{c.des_window[0]:g}", des_window_width=f"{c.des_window[1]:g}",

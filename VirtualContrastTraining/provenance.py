@@ -1,0 +1,68 @@
+"""Where an evaluation's numbers come from: model, preset, files with their hashes, data, versions.
+
+A figure in a paper draft must be traceable to the exact model file, the
+exact manifest and the software that produced it; evaluate writes this
+record as provenance.json and the HTML report shows it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from VirtualContrastTraining import __version__
+from VirtualContrastTraining.evaluate import NOT_FOR_DIAGNOSIS
+
+# Distributions whose versions change the numbers (report them when installed).
+VERSIONED = ("numpy", "scipy", "scikit-image", "scikit-learn", "torch", "monai", "SimpleITK", "pydicom", "matplotlib")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def software_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version(), "VirtualContrastTraining": __version__}
+    for name in VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def evaluation_provenance(*, model_name: str, sidecar: dict[str, Any], model_file: str | os.PathLike | None,
+                          synthetic_list: str | os.PathLike | None, manifest: str | os.PathLike, split: str,
+                          n_images: int, image_size: int, comparison_space: str,
+                          linear_fit: tuple[float, float] | None, device: str, fold: int | None) -> dict[str, Any]:
+    """The provenance.json record of one evaluation (keys documented in docs/evaluation.md)."""
+    source = Path(model_file) if model_file else Path(synthetic_list)
+    return {
+        "version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model_name": model_name,
+        "preset": sidecar.get("config", {}).get("preset", "custom") if sidecar else "external",
+        "model_path": str(source.resolve()),
+        "model_sha256": file_sha256(source),
+        "data_fingerprint": sidecar.get("data_fingerprint", "unknown") if sidecar else "unknown",
+        "manifest": str(Path(manifest).resolve()),
+        "manifest_sha256": file_sha256(manifest),
+        "split": split,
+        "n_images": n_images,
+        "image_size": image_size,
+        "comparison_space": comparison_space,
+        "linear_fit": list(linear_fit) if linear_fit else None,
+        "device": device,
+        "fold": fold,
+        "versions": software_versions(),
+        "not_for_diagnosis": NOT_FOR_DIAGNOSIS,
+    }
