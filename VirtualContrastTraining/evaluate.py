@@ -222,6 +222,10 @@ class EvaluationResult:
         return self.out_dir / "summary.md"
 
     @property
+    def report_html(self) -> Path:
+        return self.out_dir / "report.html"
+
+    @property
     def table(self) -> str:
         return format_table(self.summary)
 
@@ -346,7 +350,8 @@ def intensity_histograms(cases: list[dict[str, Any]], predictions: dict[str, lis
 
 def evaluate_run(model_path: str | os.PathLike | None, manifest_path: str | os.PathLike, *, split: str = "test",
                  out_dir: str | os.PathLike, device: str = "auto", synthetic: str | os.PathLike | None = None,
-                 name: str | None = None, size: int = COMPARISON_SIZE, fold: int | None = None) -> EvaluationResult:
+                 name: str | None = None, size: int = COMPARISON_SIZE, fold: int | None = None,
+                 reader_study: str | os.PathLike | None = None) -> EvaluationResult:
     """Evaluate a trained model, or synthetic DES files made elsewhere, on one manifest split; write the
     report files (per_image.csv, summary.csv, histograms.csv, provenance.json, heatmaps/, report.html,
     summary.md last) into `out_dir`.
@@ -354,7 +359,8 @@ def evaluate_run(model_path: str | os.PathLike | None, manifest_path: str | os.P
     A resize model is measured at its own input size; a patch model (000)
     and external files (`synthetic`: a CSV of case_id, synthetic_path, each
     in its LE's geometry) at `size` after preparing them like the real DES
-    (module docstring), so all are comparable in one table.
+    (module docstring), so all are comparable in one table. `reader_study`
+    (a ratings CSV, reader_study.py) adds that analysis to the HTML report.
     """
     from VirtualContrastTraining.data.dataset import prepare_cases
     from VirtualContrastTraining.data.preprocessing import PreprocessConfig
@@ -431,6 +437,9 @@ def evaluate_run(model_path: str | os.PathLike | None, manifest_path: str | os.P
     write_text_atomic(result.summary_csv, csv_text(result.summary))
     write_text_atomic(out_dir / "histograms.csv", csv_text(intensity_histograms(cases, predictions)))
     write_text_atomic(out_dir / "provenance.json", json.dumps(provenance, indent=2) + "\n")
+    from VirtualContrastTraining.report import build_report
+
+    build_report([out_dir], result.report_html, reader_study=reader_study)
     write_text_atomic(result.summary_md, _report(result, provenance, error_vmax))
     return result
 

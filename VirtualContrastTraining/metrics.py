@@ -260,6 +260,8 @@ def breast_cnr(image: np.ndarray, breast: np.ndarray, patch: int = BREAST_CNR_PA
     top, left = top[inside], left[inside]
     if top.size == 0:
         return None
+    # Centred on the breast mean: CNR does not change, and the summed-area tables lose no precision.
+    image = image - image[breast].mean()
     sums = [_box_sums(v, top, left, patch, patch) for v in (weight * image, weight * image**2)]
     blocks = [_box_sums(v, top - patch, left - patch, 3 * patch, 3 * patch) for v in (weight, weight * image,
                                                                                         weight * image**2)]
@@ -269,8 +271,8 @@ def breast_cnr(image: np.ndarray, breast: np.ndarray, patch: int = BREAST_CNR_PA
         var_around = (blocks[2] - sums[1]) / n_around - mean_around**2
         std_around = np.sqrt(np.maximum(var_around, 0.0))
         values = (sums[0] / (patch * patch) - mean_around) / std_around
-    # A relative floor: summed-area tables of a uniform image leave round-off, not spread.
-    usable = (n_around >= patch * patch) & (std_around > 1e-9 * max(float(np.abs(image).max()), 1.0))
+    # Spread below round-off of the image's range is no spread (a uniform region).
+    usable = (n_around >= patch * patch) & (std_around > 1e-9 * float(np.ptp(image[breast])))
     return float(values[usable].mean()) if usable.any() else None
 
 
