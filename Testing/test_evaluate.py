@@ -208,7 +208,7 @@ def test_evaluate_run_end_to_end(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| CycleGAN (demo) |" not in printed and "| Seg-CycleGAN (demo) | 2 |" in printed
     assert "| identity (DES = LE) | 2 |" in printed and "| linear LE->DES | 2 |" in printed
-    assert str(out / "summary.md") in printed
+    assert str(out / "report.html") in printed
 
     rows = list(csv.DictReader((out / "per_image.csv").read_text().splitlines()))
     assert len(rows) == 3 * 2

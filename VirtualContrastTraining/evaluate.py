@@ -257,18 +257,21 @@ def _select_split(manifest_path: str | os.PathLike, split: str, run_dir: Path | 
     return chosen, [c for c in cases if c.split == "train"]
 
 
-def _like_real_des(image, prepared, space) -> np.ndarray:
+def _like_real_des(image, des_window: tuple[float, float], side: str, space) -> np.ndarray:
     """A synthetic DES image (in the LE's geometry) prepared exactly like the case's real DES: the real
-    DES's window, the same padding side, the same size. So patch models and external predictions are
-    measured in the space where the real DES is."""
+    DES's (lo, hi) window, the same padding side, the same size. So patch models and external
+    predictions are measured in the space where the real DES is."""
     from VirtualContrastTraining.data.preprocessing import preprocess
 
-    lo, hi = prepared.des_params.window
-    # The breast side that reproduces the LE's padding (padding goes opposite the breast; the side is
-    # ignored for square and landscape images).
-    side = "left" if prepared.params.pad_side == "right" else "right"
+    lo, hi = des_window
     out, _ = preprocess(image, window=((lo + hi) / 2, hi - lo), config=space, side=side)
     return out
+
+
+def _breast_side(prepared) -> str:
+    """The breast side that reproduces a prepared case's padding (padding goes opposite the breast; the
+    side is ignored for square and landscape images)."""
+    return "left" if prepared.params.pad_side == "right" else "right"
 
 
 def _patch_model_prediction(synth, prepared, space) -> np.ndarray:
@@ -277,7 +280,7 @@ def _patch_model_prediction(synth, prepared, space) -> np.ndarray:
 
     case = prepared.case
     fake = synth.synthesize(read_image(case.le_path), laterality=case.laterality, window=case.window("le"))
-    return _like_real_des(fake, prepared, space)
+    return _like_real_des(fake, prepared.des_params.window, _breast_side(prepared), space)
 
 
 def read_synthetic_list(path: str | os.PathLike, chosen) -> dict[str, str]:
@@ -313,7 +316,7 @@ def _synthetic_from_files(files: dict[str, str], prepared, space) -> list[np.nda
             (r, c), (lr, lc) = image.shape, p.le_image_shape
             raise InputError(files[p.case.case_id], f"synthetic DES is {c}x{r} pixels but the LE of case "
                                                     f"{p.case.case_id} is {lc}x{lr}: it must be in the LE's geometry")
-        out.append(_like_real_des(image, p, space))
+        out.append(_like_real_des(image, p.des_params.window, _breast_side(p), space))
     return out
 
 
@@ -346,6 +349,34 @@ def intensity_histograms(cases: list[dict[str, Any]], predictions: dict[str, lis
               for name, images in columns.items()}
     return [{"bin_lo": float(edges[i]), "bin_hi": float(edges[i + 1]),
              **{name: int(c[i]) for name, c in counts.items()}} for i in range(bins)]
+
+
+def evaluate_images(le, des, synthetic, *, lesion: np.ndarray | None = None,
+                    fibroglandular: np.ndarray | None = None, adipose: np.ndarray | None = None,
+                    size: int = COMPARISON_SIZE, laterality: str = "", case_id: str = "",
+                    model_name: str = "synthetic DES") -> dict[str, Any]:
+    """Every per-image value of evaluate for one LE / real DES / synthetic DES triple of Images (one
+    geometry) with optional masks on that grid: the row behind the Slicer module's metrics table.
+
+    Prepared as evaluate prepares a case: each image with its own window (the
+    synthetic one with the real DES's), padded on the breast's side, resized to `size`.
+    """
+    from VirtualContrastTraining.data.preprocessing import PreprocessConfig, breast_side, preprocess, preprocess_mask
+
+    for what, image in (("real DES", des), ("synthetic DES", synthetic)):
+        if image.shape != le.shape:
+            raise InputError(None, f"the {what} is {image.shape[1]}x{image.shape[0]} pixels but the LE is "
+                                   f"{le.shape[1]}x{le.shape[0]}: all three must share the LE's grid")
+    space = PreprocessConfig(size=size)
+    side = breast_side(le, laterality or str(le.meta.get("laterality", "")))
+    le01, params = preprocess(le, config=space, side=side)
+    des01, des_params = preprocess(des, config=space, side=side)
+    masks = {name: None if mask is None else preprocess_mask(mask, params, space) > 0.5
+             for name, mask in (("mask", lesion), ("fibroglandular", fibroglandular), ("adipose", adipose))}
+    if masks["mask"] is not None and not masks["mask"].any():
+        masks["mask"] = None
+    case = {"case_id": case_id, "le": le01, "des": des01, **masks}
+    return evaluate_arrays([case], {model_name: [_like_real_des(synthetic, des_params.window, side, space)]})[0]
 
 
 def evaluate_run(model_path: str | os.PathLike | None, manifest_path: str | os.PathLike, *, split: str = "test",
