@@ -140,3 +140,23 @@ def test_cancelled_synthesis_leaves_no_node(vc_logic, phantom_1mm, tiny_model):
     with pytest.raises(JobError, match="cancelled"):
         job.check()
     assert vc_logic.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == before
+
+
+def test_drawn_tissue_segments_export_to_the_manifest_tissue_columns(vc_logic, mrml_scene, phantom_1mm, tmp_path):
+    """Segments named fibroglandular and fat (adipose) become the case's tissue regions for 000's CNR."""
+    from VirtualContrastTraining.data.imageio import read_image
+
+    case = read_manifest(phantom_1mm)[0]
+    le, des = vc_logic.loadVolume(case.le_path), vc_logic.loadVolume(case.des_path)
+    truth = {kind: read_image(getattr(case, f"{kind}_path")).array > 0 for kind in ("fibroglandular", "adipose")}
+    segmentation = mrml_scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "regions")
+    segmentation.SetReferenceImageGeometryParameterFromVolumeNode(le)
+    for segmentId, mask in (("Fibroglandular tissue", truth["fibroglandular"]), ("fat", truth["adipose"])):
+        segmentation.GetSegmentation().AddEmptySegment(segmentId, segmentId, [0, 1, 0])
+        slicer.util.updateSegmentBinaryLabelmapFromArray(mask[np.newaxis].astype(np.uint8), segmentation,
+                                                         segmentId, le)
+    manifest = vc_logic.exportSceneCases([LoadedCase(le, des, segmentation)], tmp_path / "dataset")
+    (row,) = read_manifest(manifest)
+    assert row.lesion_path == ""                     # tissue is never a lesion
+    for kind, mask in truth.items():
+        assert np.array_equal(read_image(getattr(row, f"{kind}_path")).array > 0, mask)

@@ -4,7 +4,9 @@ A dataset is a manifest (the engine's format). "Cases from this scene" are
 exported to one: LE and DES as NRRD with their windows, lesion segments as
 `.seg.nrrd` on the LE's grid (segments named like tissue, e.g. the CNR
 regions "fibroglandular" / "adipose", are left out: a tissue map is never a
-lesion mask). The export is written to a temporary folder and renamed, so a
+lesion mask). Segments named fibroglandular (or glandular) and adipose (or
+fat) go to the manifest's tissue columns instead, as labelmap NRRDs, so
+`evaluate` computes 000's tissue CNR over the regions the user drew. The export is written to a temporary folder and renamed, so a
 failure leaves no half dataset.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,18 +46,29 @@ class LoadedCase:
     segmentation: object = None
 
 
-def _lesionMasks(segmentation, reference) -> dict[str, np.ndarray]:
-    masks = {}
+TISSUE_SEGMENTS = {"fibroglandular": re.compile(r"(?<![a-z])(fibro|glandular)", re.IGNORECASE),
+                   "adipose": re.compile(r"(?<![a-z])(adipose|fat)", re.IGNORECASE)}
+
+
+def _segmentMasks(segmentation, reference) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(lesion masks by segment name, tissue masks by TISSUE_SEGMENTS key), non-empty ones only;
+    several segments of one tissue are united."""
+    lesions, tissue = {}, {}
     segments = segmentation.GetSegmentation()
     for i in range(segments.GetNumberOfSegments()):
         segmentId = segments.GetNthSegmentID(i)
         name = segments.GetSegment(segmentId).GetName()
-        if is_tissue_name(name):
-            continue
         mask = np.asarray(slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentId, reference))[0] > 0
-        if mask.any():
-            masks[name] = mask
-    return masks
+        if not mask.any():
+            continue
+        if not is_tissue_name(name):
+            lesions[name] = mask
+            continue
+        for kind, pattern in TISSUE_SEGMENTS.items():
+            if pattern.search(name):
+                tissue[kind] = tissue[kind] | mask if kind in tissue else mask
+                break
+    return lesions, tissue
 
 
 def exportSceneCases(cases: list[LoadedCase], folder: str | os.PathLike) -> Path:
@@ -86,16 +100,20 @@ def exportSceneCases(cases: list[LoadedCase], folder: str | os.PathLike) -> Path
             for role, image in (("LE", le), ("DES", des)):
                 fields = {NRRD_WINDOW_FIELDS[k]: f"{image.meta[k]:g}" for k in NRRD_WINDOW_FIELDS if k in image.meta}
                 paths[role] = write_nrrd(image, tmp / f"{caseId}_{role}.nrrd", fields)
-            lesionPath = ""
+            lesionPath, tissuePaths = "", {}
             if case.segmentation is not None:
-                masks = _lesionMasks(case.segmentation, case.le)
+                masks, tissue = _segmentMasks(case.segmentation, case.le)
                 if masks:
                     lesionPath = str(write_lesion_segmentation(tmp / f"{caseId}_lesions.seg.nrrd", masks, le))
+                if len(tissue) == len(TISSUE_SEGMENTS):  # 000's CNR needs both regions
+                    tissuePaths = {f"{kind}_path": str(write_nrrd(le.with_array(mask.astype(np.uint8)),
+                                                                  tmp / f"{caseId}_{kind}.nrrd"))
+                                   for kind, mask in tissue.items()}
             window = {f"{role}_window_{part}": f"{img.meta[f'window_{part}']:g}"
                       for role, img in (("le", le), ("des", des)) for part in ("center", "width")
                       if f"window_{part}" in img.meta}
             rows.append(Case(case_id=caseId, patient_id=le.meta.get("patient_id", caseId), le_path=str(paths["LE"]),
-                             des_path=str(paths["DES"]), lesion_path=lesionPath,
+                             des_path=str(paths["DES"]), lesion_path=lesionPath, **tissuePaths,
                              laterality=le.meta.get("laterality", ""), view=le.meta.get("view", ""), **window))
         write_manifest(tmp / "manifest.csv", rows)
     # write_manifest stored paths relative to the manifest, so the rename keeps them valid.
