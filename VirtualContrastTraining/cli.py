@@ -15,7 +15,7 @@ from VirtualContrastTraining import __version__
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.events import EXIT_BAD_INPUT
 
-COMMANDS = ("phantom", "import_dicom", "train", "predict", "evaluate", "demo", "compare")
+COMMANDS = ("phantom", "import_dicom", "train", "predict", "evaluate", "demo", "compare", "report", "reader_study")
 
 
 def build_parser() -> argparse.ArgumentParser:

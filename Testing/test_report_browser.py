@@ -1,0 +1,106 @@
+"""The HTML report opens in a real browser and renders every figure (headless Debian Chromium via Playwright).
+
+The report is built from an evaluation folder made as in test_report.py,
+opened from disk with network access refused, and checked: every <img> has
+loaded (complete, naturalWidth > 0), their number is the number of figures
+the report says it embeds, nothing failed to load, and a full-page screenshot
+is not blank. With VC_UPDATE_DOCS=1 the screenshot replaces
+docs/report-screenshot.png, which a second test checks is not blank either.
+Skipped, with the reason, where Playwright or /usr/bin/chromium is missing
+(`make browser` installs Debian's chromium where it can).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from test_report import MODEL, make_evaluation
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOT = REPO / "docs" / "report-screenshot.png"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+VIEWPORT = {"width": 1280, "height": 900}
+MAX_BYTES = 1_000_000          # the committed screenshot stays small
+MIN_STD, MIN_COLOURS = 0.05, 200
+
+
+def _pixels(png: bytes) -> np.ndarray:
+    from matplotlib.image import imread
+
+    return imread(io.BytesIO(png), format="png")[..., :3]
+
+
+def assert_not_blank(png: bytes) -> None:
+    """A rendered page, not an empty or single-colour one: pixel spread and number of distinct colours."""
+    rgb = _pixels(png)
+    rgb8 = (rgb.reshape(-1, 3) * 255).round().astype(np.uint32)
+    colours = np.unique(rgb8[:, 0] << 16 | rgb8[:, 1] << 8 | rgb8[:, 2])
+    assert rgb.std() > MIN_STD, f"screenshot looks blank (pixel sd {rgb.std():.3f})"
+    assert len(colours) > MIN_COLOURS, f"screenshot has only {len(colours)} distinct colours"
+
+
+def _screenshot(page) -> bytes:
+    """Full page when that stays under MAX_BYTES, else the top of the page that does."""
+    png = page.screenshot(full_page=True, type="png")
+    height = page.evaluate("document.documentElement.scrollHeight")
+    while len(png) > MAX_BYTES and height > VIEWPORT["height"]:
+        height = int(height * 0.75)
+        png = page.screenshot(full_page=True, type="png", clip={"x": 0, "y": 0, "width": VIEWPORT["width"],
+                                                                "height": height})
+    return png
+
+
+def test_report_renders_every_figure_in_chromium(tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} is absent (run `make browser` as root to install Debian's chromium)")
+    from VirtualContrastTraining.report import build_report
+
+    folders = [make_evaluation(tmp_path / f"fold_{i}" / "evaluation", fold=i, seed=i, case_prefix=f"F{i}P")
+               for i in range(2)]
+    report = build_report(folders, tmp_path / "report.html", title="VirtualContrast report (made-up values)")
+
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            failed: list[str] = []
+            page.on("requestfailed", lambda request: failed.append(request.url[:80]))
+            page.on("console", lambda msg: failed.append(msg.text) if msg.type == "error" else None)
+            page.route("http*://**", lambda route: (failed.append(route.request.url), route.abort()))
+            page.goto(report.as_uri(), wait_until="load")
+            images = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth])")
+            stated = int(page.get_attribute("body", "data-figures"))
+            text = page.inner_text("body")
+            png = _screenshot(page)
+        finally:
+            browser.close()
+
+    # 2 folds: box plots per model, per density for the model, best/median/worst heatmaps, histograms.
+    assert stated == len(images) == 6
+    assert f"This report embeds {stated} figures." in text
+    assert all(complete and width > 0 for complete, width in images), images
+    assert failed == []
+    assert "Not for diagnosis." in text and MODEL in text
+    assert len(png) <= MAX_BYTES
+    assert _pixels(png).shape[1] == VIEWPORT["width"]
+    assert_not_blank(png)
+    if os.environ.get("VC_UPDATE_DOCS") == "1":
+        shot = tmp_path / "shot.png"
+        shot.write_bytes(png)
+        shutil.copyfile(shot, SCREENSHOT)
+
+
+def test_committed_report_screenshot_is_not_blank():
+    png = SCREENSHOT.read_bytes()
+    assert len(png) <= MAX_BYTES
+    assert _pixels(png).shape[1] == VIEWPORT["width"]
+    assert_not_blank(png)
