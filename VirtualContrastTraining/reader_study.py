@@ -1,0 +1,392 @@
+"""Reader studies of synthetic DES images: 000's BPE and lesion detection, 001's visual Turing test.
+
+The ratings file is long format, one rating per line, with the columns
+case_id, reader, endpoint, image, rating, truth:
+- image: "clinical" (the real DES; "real" is accepted) or "synthetic";
+- endpoint: free text. It is ordinal when its ratings are the letters a-d or
+  the numbers 1-4 with more than two distinct values (BPE, BI-RADS a-d);
+  binary otherwise, rated yes/no, 1/0, true/false or positive/negative
+  (lesion present; 001's "is this image real?" with truth "yes" for real images);
+- truth: the case's ground truth (e.g. biopsy), needed for binary endpoints.
+  An ordinal endpoint may leave it empty on every line: each reader's rating
+  of the clinical image is then the reference for that reader's rating of the
+  synthetic image of the same case (000 scored synthetic BPE against the clinical scores).
+
+Per endpoint, reader (and all readers pooled: 000 treats reader assessments
+as independent evaluations) and image, against the reference:
+- binary: accuracy, sensitivity, specificity (000's formulae);
+- ordinal: accuracy of the dichotomy minimal-mild (a-b) versus moderate-marked
+  (c-d), as 000 reports BPE, and the quadratic-weighted Cohen's kappa.
+Each with a 95 % percentile interval from bootstrap resampling of cases
+(000: "1,000-sample bootstrap resampling at the case level"); a resample
+where a value is undefined (no positive case drawn) is left out of its interval.
+Clinical against synthetic, per endpoint and reader: a two-sided Wilcoxon
+signed-rank test over the cases rated on both images, of the per-case
+correctness (1/0), or, where the clinical rating is the reference, of the
+ratings themselves (a systematic shift, 000's BPE overestimation); p-values
+are corrected by Benjamini-Hochberg across the endpoints (000, "Statistical analysis").
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from VirtualContrastTraining.atomic import ensure_writable_dir, write_text_atomic
+from VirtualContrastTraining.errors import InputError
+from VirtualContrastTraining.evaluate import NOT_FOR_DIAGNOSIS, csv_text
+from VirtualContrastTraining.statistics import benjamini_hochberg, wilcoxon_paired
+
+COLUMNS = ("case_id", "reader", "endpoint", "image", "rating", "truth")
+IMAGES = {"clinical": "clinical", "real": "clinical", "synthetic": "synthetic"}
+ALL_READERS = "all readers"
+BINARY = {"yes": 1, "no": 0, "1": 1, "0": 0, "true": 1, "false": 0, "positive": 1, "negative": 0}
+ORDINAL = {"a": 1, "b": 2, "c": 3, "d": 4, "1": 1, "2": 2, "3": 3, "4": 4}
+ORDINAL_LABELS = [1, 2, 3, 4]
+HIGH = 3  # ordinal values from c (3) up are "moderate-marked" in 000's dichotomy
+_CATEGORY = np.arange(len(ORDINAL_LABELS))
+_HIGH_SIDE = _CATEGORY >= ORDINAL_LABELS.index(HIGH)
+SAME_SIDE = _HIGH_SIDE[:, None] == _HIGH_SIDE[None, :]               # cells right in the a-b vs c-d dichotomy
+QUADRATIC = np.subtract.outer(_CATEGORY, _CATEGORY).astype(float) ** 2  # kappa's disagreement weights
+MEASURES = ("accuracy", "sensitivity", "specificity", "kappa")
+REFERENCE_TEXT = {"truth": "the truth column", "clinical": "each reader's own rating of the clinical image"}
+
+
+@dataclass(frozen=True)
+class Rating:
+    line: int
+    case_id: str
+    reader: str
+    endpoint: str
+    image: str          # "clinical" or "synthetic"
+    rating: int         # binary 0/1 or ordinal 1..4
+    truth: int | None
+
+
+@dataclass
+class Endpoint:
+    name: str
+    kind: str           # "binary" or "ordinal"
+    reference: str      # "truth" or "clinical" (see REFERENCE_TEXT)
+
+
+@dataclass
+class ReaderStudyResult:
+    path: Path
+    endpoints: list[Endpoint]
+    rows: list[dict[str, Any]]      # per endpoint, reader (or ALL_READERS), image: n, measures with 95 % CI
+    tests: list[dict[str, Any]]     # per endpoint and reader: Wilcoxon clinical vs synthetic, p_bh
+    n_resamples: int
+    seed: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def table(self) -> str:
+        return format_reader_table(self)
+
+
+# --- reading -------------------------------------------------------------------------------
+
+def _read_lines(path: Path) -> list[tuple[int, dict[str, str]]]:
+    """(line number, {column: stripped text}) of every non-blank data line; InputError for a bad file or header."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(path, "ratings file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(path, f"cannot read the ratings file as UTF-8 text ({exc})") from None
+    reader = csv.reader(io.StringIO(text))
+    header = [h.strip().lower() for h in next(reader, [])]
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        raise InputError(path, f"missing column(s) {', '.join(missing)}: a ratings file has the columns "
+                         f"{', '.join(COLUMNS)} (truth may be empty for ordinal endpoints)")
+    lines = []
+    for values in reader:
+        if not any(v.strip() for v in values):
+            continue
+        values = values + [""] * (len(header) - len(values))
+        lines.append((reader.line_num, {c: values[header.index(c)].strip() for c in COLUMNS}))
+    if not lines:
+        raise InputError(path, "the ratings file has no ratings")
+    return lines
+
+
+def _kind(ratings: list[str]) -> str:
+    """"ordinal" when the ratings are a-d or 1-4 with more than two distinct values, else "binary"."""
+    distinct = set(ratings)
+    letters, numbers = set("abcd"), {"1", "2", "3", "4"}
+    return "ordinal" if len(distinct) > 2 and (distinct <= letters or distinct <= numbers) else "binary"
+
+
+def read_ratings(path: str | os.PathLike) -> tuple[list[Rating], list[Endpoint]]:
+    """The ratings of a reader-study file and its endpoints (kind and reference); InputError naming the
+    file, line and column for anything that cannot be read."""
+    path = Path(path)
+    lines = _read_lines(path)
+
+    def bad(line: int, column: str, problem: str) -> InputError:
+        return InputError(path, f"line {line}, column {column!r}: {problem}")
+
+    for line, row in lines:
+        for column in ("case_id", "reader", "endpoint", "image", "rating"):
+            if not row[column]:
+                raise bad(line, column, "empty")
+        if row["image"].lower() not in IMAGES:
+            raise bad(line, "image", f"{row['image']!r} is neither 'clinical' (or 'real') nor 'synthetic'")
+        if row["reader"] == ALL_READERS:
+            raise bad(line, "reader", f"{ALL_READERS!r} is the name of the pooled rows; rename this reader")
+
+    by_endpoint: dict[str, list[tuple[int, dict[str, str]]]] = defaultdict(list)
+    for line, row in lines:
+        by_endpoint[row["endpoint"]].append((line, row))
+    ratings: list[Rating] = []
+    endpoints: list[Endpoint] = []
+    for name, members in by_endpoint.items():
+        kind = _kind([row["rating"].lower() for _, row in members])
+        values = BINARY if kind == "binary" else ORDINAL
+        needs_truth = kind == "binary" or any(row["truth"] for _, row in members)
+        endpoints.append(Endpoint(name, kind, "truth" if needs_truth else "clinical"))
+        truth_of: dict[str, tuple[int, int]] = {}
+        seen: dict[tuple[str, str, str], int] = {}
+        for line, row in members:
+            rating = values.get(row["rating"].lower())
+            if rating is None:
+                raise bad(line, "rating", f"{row['rating']!r} is not a rating of the {kind} endpoint {name!r} "
+                          + ("(yes/no, 1/0, true/false, positive/negative; an endpoint is ordinal when its ratings "
+                             "are a-d or 1-4 with more than two distinct values)" if kind == "binary" else "(a-d or 1-4)"))
+            if needs_truth and not row["truth"]:
+                raise bad(line, "truth", f"empty, but endpoint {name!r} is " + (
+                    "binary: every rating needs the case's truth (e.g. biopsy)" if kind == "binary" else
+                    "ordinal with truth on other lines: give it on every line or on none"))
+            truth = None
+            if row["truth"]:
+                truth = values.get(row["truth"].lower())
+                if truth is None:
+                    raise bad(line, "truth", f"{row['truth']!r} is not a value of the {kind} endpoint {name!r}")
+                first = truth_of.setdefault(row["case_id"], (line, truth))
+                if first[1] != truth:
+                    raise bad(line, "truth", f"case {row['case_id']!r} has another truth on line {first[0]}")
+            image = IMAGES[row["image"].lower()]
+            key = (row["case_id"], row["reader"], image)
+            if key in seen:
+                raise bad(line, "rating", f"reader {row['reader']!r} rated the {image} image of case "
+                          f"{row['case_id']!r} for {name!r} already on line {seen[key]}")
+            seen[key] = line
+            ratings.append(Rating(line, row["case_id"], row["reader"], name, image, rating, truth))
+    return ratings, endpoints
+
+
+# --- measures ------------------------------------------------------------------------------
+
+def _confusion(kind: str, reference: np.ndarray, rating: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Confusion matrices (..., k, k), rows the reference and columns the rating, counting each
+    rating `weights[..., i]` times: ones for the study itself, case multiplicities for a bootstrap resample."""
+    k, first = (2, 0) if kind == "binary" else (len(ORDINAL_LABELS), ORDINAL_LABELS[0])
+    onehot = np.zeros((rating.size, k * k))
+    onehot[np.arange(rating.size), (reference - first) * k + (rating - first)] = 1
+    return (weights @ onehot).reshape(*weights.shape[:-1], k, k)
+
+
+def _divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, NaN (undefined) where the denominator is 0."""
+    return np.divide(numerator, denominator, out=np.full(np.shape(numerator), np.nan), where=denominator != 0)
+
+
+def _measures(kind: str, confusion: np.ndarray) -> dict[str, np.ndarray]:
+    """MEASURES of one or many (bootstrap) confusion matrices; NaN where undefined or not applicable.
+
+    Binary: accuracy, sensitivity, specificity (000's formulae). Ordinal: accuracy of the
+    dichotomy a-b vs c-d and quadratic-weighted kappa, 1 - sum(w O) / sum(w E) with w = (i - j)^2
+    and E the product of the marginals, as sklearn.metrics.cohen_kappa_score computes it (the
+    tests check both against sklearn): thousands of resamples stay fast without a call per resample.
+    """
+    total = confusion.sum(axis=(-2, -1))
+    undefined = np.full(total.shape, np.nan)
+    if kind == "binary":
+        tn, fp, fn, tp = confusion[..., 0, 0], confusion[..., 0, 1], confusion[..., 1, 0], confusion[..., 1, 1]
+        return {"accuracy": _divide(tp + tn, total), "sensitivity": _divide(tp, tp + fn),
+                "specificity": _divide(tn, tn + fp), "kappa": undefined}
+    expected = confusion.sum(-1)[..., :, None] * confusion.sum(-2)[..., None, :] / total[..., None, None]
+    disagreement = _divide((QUADRATIC * confusion).sum(axis=(-2, -1)), (QUADRATIC * expected).sum(axis=(-2, -1)))
+    return {"accuracy": _divide((confusion * SAME_SIDE).sum(axis=(-2, -1)), total),
+            "sensitivity": undefined, "specificity": undefined, "kappa": 1 - disagreement}
+
+
+def _case_counts(n_cases: int, n_resamples: int, seed: int) -> np.ndarray:
+    """(n_resamples, n_cases): how often each case is drawn in each bootstrap resample.
+
+    The draws are numpy Generator(seed).integers(0, n_cases, (n_resamples, n_cases)), as
+    scipy.stats.bootstrap draws them: with one rating per case the intervals equal scipy's.
+    """
+    draws = np.random.default_rng(seed).integers(0, n_cases, size=(n_resamples, n_cases))
+    offsets = n_cases * np.arange(n_resamples)[:, None]
+    return np.bincount((draws + offsets).ravel(), minlength=n_resamples * n_cases).reshape(n_resamples, n_cases)
+
+
+def _row(endpoint: Endpoint, reader: str, image: str, items: list[tuple[Rating, int]],
+         n_resamples: int, seed: int) -> dict[str, Any]:
+    """One table row: the measures of `items` ((rating, reference) pairs), each with the 95 % percentile
+    interval of its bootstrap resamples where it is defined."""
+    cases = list(dict.fromkeys(r.case_id for r, _ in items))
+    case_index = np.array([cases.index(r.case_id) for r, _ in items])
+    rating = np.array([r.rating for r, _ in items])
+    reference = np.array([ref for _, ref in items])
+    confusion = _confusion(endpoint.kind, reference, rating, np.ones(len(items)))
+    point = _measures(endpoint.kind, confusion)
+    resampled = _measures(endpoint.kind, _confusion(endpoint.kind, reference, rating,
+                                                    _case_counts(len(cases), n_resamples, seed)[:, case_index]))
+    row: dict[str, Any] = {"endpoint": endpoint.name, "type": endpoint.kind, "reference": endpoint.reference,
+                           "reader": reader, "image": image, "n": len(items), "n_cases": len(cases)}
+    if endpoint.kind == "binary":
+        row.update(n_correct=int(np.trace(confusion)), n_positive=int(confusion[1].sum()),
+                   true_positive=int(confusion[1, 1]), n_negative=int(confusion[0].sum()),
+                   true_negative=int(confusion[0, 0]))
+    else:
+        row["n_correct"] = int((confusion * SAME_SIDE).sum())
+    for name in MEASURES:
+        value, samples = float(point[name]), resampled[name][~np.isnan(resampled[name])]
+        lo = hi = None
+        if not np.isnan(value) and samples.size:
+            lo, hi = (float(q) for q in np.percentile(samples, [2.5, 97.5]))
+        row.update({name: None if np.isnan(value) else value, f"{name}_lo": lo, f"{name}_hi": hi})
+    return row
+
+
+def _wilcoxon(endpoint: Endpoint, reader: str, ratings: list[Rating]) -> dict[str, Any]:
+    """Clinical against synthetic over the (reader, case) pairs rated on both images."""
+    by_image: dict[str, dict[tuple[str, str], Rating]] = {"clinical": {}, "synthetic": {}}
+    for r in ratings:
+        by_image[r.image][(r.reader, r.case_id)] = r
+    pairs = [(c, by_image["synthetic"][key]) for key, c in by_image["clinical"].items() if key in by_image["synthetic"]]
+
+    def score(r: Rating) -> int:
+        if endpoint.reference == "clinical":
+            return r.rating
+        if endpoint.kind == "binary":
+            return int(r.rating == r.truth)
+        return int((r.rating >= HIGH) == (r.truth >= HIGH))
+
+    clinical = np.array([score(c) for c, _ in pairs], dtype=np.float64)
+    synthetic = np.array([score(s) for _, s in pairs], dtype=np.float64)
+    test = wilcoxon_paired(clinical, synthetic)
+    return {"endpoint": endpoint.name, "reader": reader,
+            "compared": "rating (1-4)" if endpoint.reference == "clinical" else "correct (1/0)",
+            "n_pairs": test["n"], "clinical_mean": float(clinical.mean()) if pairs else None,
+            "synthetic_mean": float(synthetic.mean()) if pairs else None,
+            "statistic": test["statistic"], "p": test["p"], "note": test["note"]}
+
+
+def reader_study(path: str | os.PathLike, n_resamples: int = 1000, seed: int = 0) -> ReaderStudyResult:
+    """Analyse a reader-study ratings file (module docstring): measures with bootstrap CIs and Wilcoxon tests."""
+    if n_resamples < 1:
+        raise InputError(None, f"the number of bootstrap resamples must be at least 1, got {n_resamples}")
+    ratings, endpoints = read_ratings(path)
+    result = ReaderStudyResult(Path(path), endpoints, [], [], n_resamples, seed)
+    for endpoint in endpoints:
+        mine = [r for r in ratings if r.endpoint == endpoint.name]
+        clinical_of = {(r.reader, r.case_id): r.rating for r in mine if r.image == "clinical"}
+        readers = list(dict.fromkeys(r.reader for r in mine))
+        groups = [(reader, [r for r in mine if r.reader == reader]) for reader in readers]
+        if len(readers) > 1:
+            groups.append((ALL_READERS, mine))
+        unreferenced = 0
+        for reader, group in groups:
+            for image in ("clinical", "synthetic"):
+                items = []
+                for r in group:
+                    if r.image != image:
+                        continue
+                    reference = r.truth if endpoint.reference == "truth" else (
+                        clinical_of.get((r.reader, r.case_id)) if image == "synthetic" else None)
+                    if reference is not None:
+                        items.append((r, reference))
+                    elif image == "synthetic" and reader != ALL_READERS:
+                        unreferenced += 1
+                if items:
+                    result.rows.append(_row(endpoint, reader, image, items, n_resamples, seed))
+            result.tests.append(_wilcoxon(endpoint, reader, group))
+        if unreferenced:
+            result.notes.append(f"{endpoint.name}: {unreferenced} synthetic rating(s) without the same reader's "
+                                "clinical rating of the case have no reference and were left out.")
+    for reader in dict.fromkeys(t["reader"] for t in result.tests):
+        tests = [t for t in result.tests if t["reader"] == reader]
+        for test, q in zip(tests, benjamini_hochberg([t["p"] for t in tests])):
+            test["p_bh"] = q
+    return result
+
+
+# --- output --------------------------------------------------------------------------------
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f} %"
+
+
+def _cell(row: dict[str, Any], name: str, count: tuple[str, str] | None = None) -> str:
+    """"90.5 % (57/63) [83.3, 96.8]" for a proportion, "0.52 [0.22, 0.72]" for kappa, "n/a" where undefined."""
+    value = row[name]
+    if value is None:
+        return "n/a"
+    lo, hi = row[f"{name}_lo"], row[f"{name}_hi"]
+    if name == "kappa":
+        text = f"{value:.2f}" + (f" [{lo:.2f}, {hi:.2f}]" if lo is not None else "")
+    else:
+        text = _percent(value) + (f" ({row[count[0]]}/{row[count[1]]})" if count else "")
+        text += f" [{100 * lo:.1f}, {100 * hi:.1f}]" if lo is not None else ""
+    return text
+
+
+def _number(value: float | None, fmt: str) -> str:
+    return "n/a" if value is None else f"{value:{fmt}}"
+
+
+def format_reader_table(result: ReaderStudyResult) -> str:
+    """Markdown: the endpoints, the measures with their 95 % CIs, and the Wilcoxon tests."""
+    lines = [f"- **{e.name}**: {e.kind}" + (" (accuracy of a-b vs c-d, quadratic-weighted κ)" if e.kind == "ordinal" else
+                                          " (accuracy, sensitivity, specificity)")
+             + f", against {REFERENCE_TEXT[e.reference]}" for e in result.endpoints]
+    lines += ["", f"Measures with 95 % bootstrap CIs ({result.n_resamples} resamples of cases, seed {result.seed}):", "",
+              "| endpoint | reader | image | n | accuracy | sensitivity | specificity | κ (quadratic) |",
+              "|---|---|---|---|---|---|---|---|"]
+    for row in result.rows:
+        binary = row["type"] == "binary"
+        cells = [row["endpoint"], row["reader"], row["image"], str(row["n"]),
+                 _cell(row, "accuracy", ("n_correct", "n")),
+                 _cell(row, "sensitivity", ("true_positive", "n_positive") if binary else None),
+                 _cell(row, "specificity", ("true_negative", "n_negative") if binary else None),
+                 _cell(row, "kappa")]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Clinical vs synthetic, two-sided Wilcoxon signed-rank test over the cases rated on both images; "
+              "p (BH): Benjamini-Hochberg across the endpoints of each reader row:", "",
+              "| endpoint | reader | compared | pairs | clinical mean | synthetic mean | W | p | p (BH) |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for t in result.tests:
+        p = _number(t["p"], ".4f") if t["p"] is not None else (t["note"] or "n/a")
+        cells = [t["endpoint"], t["reader"], t["compared"], str(t["n_pairs"]), _number(t["clinical_mean"], ".3f"),
+                 _number(t["synthetic_mean"], ".3f"), _number(t["statistic"], "g"), p, _number(t["p_bh"], ".4f")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines + [f"\n{note}" for note in result.notes])
+
+
+def write_reader_study(result: ReaderStudyResult, out_dir: str | os.PathLike) -> list[Path]:
+    """reader_study.md (the tables with the method), reader_study.csv (one line per row) and
+    reader_study_wilcoxon.csv (one line per test), written atomically into `out_dir`."""
+    out_dir = ensure_writable_dir(out_dir)
+    markdown = "\n".join([
+        "# Reader study", "", f"> **{NOT_FOR_DIAGNOSIS}**", "",
+        f"Ratings: `{result.path.resolve()}`. Method of Zormpas-Petridis et al. 2026 (000): accuracy, "
+        "sensitivity and specificity of binary findings against the truth; BPE-like ordinal scores as "
+        "minimal-mild (a-b) vs moderate-marked (c-d) accuracy and quadratic-weighted Cohen's κ; "
+        f"\"{ALL_READERS}\" pools the readers' ratings as independent evaluations.", "",
+        format_reader_table(result), ""])
+    paths = [out_dir / "reader_study.md", out_dir / "reader_study.csv", out_dir / "reader_study_wilcoxon.csv"]
+    for dest, text in zip(paths, (markdown, csv_text(result.rows), csv_text(result.tests))):
+        write_text_atomic(dest, text)
+    return paths
