@@ -34,7 +34,8 @@ BPE = {
 }
 
 
-def write_ratings(path: Path, lines: list[list[str]], header=("case_id", "reader", "endpoint", "image", "rating", "truth")) -> Path:
+def write_ratings(path: Path, lines: list[list[str]],
+                  header=("case_id", "reader", "endpoint", "image", "rating", "truth")) -> Path:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
@@ -119,8 +120,8 @@ def test_ordinal_endpoint_dichotomy_accuracy_and_kappa(ratings_file):
 def test_kappa_keeps_ordinal_distances_when_a_middle_score_is_unused(tmp_path):
     # scores a, b, d only: sklearn without labels would put d next to b; here d is two steps from b
     clinical, synthetic = list("abdabd"), list("abdbbd")
-    lines = [[f"c{i}", "R1", "BPE", image, s, ""] for image, scores in (("clinical", clinical), ("synthetic", synthetic))
-             for i, s in enumerate(scores)]
+    lines = [[f"c{i}", "R1", "BPE", image, s, ""]
+             for image, scores in (("clinical", clinical), ("synthetic", synthetic)) for i, s in enumerate(scores)]
     row = row_of(reader_study(write_ratings(tmp_path / "r.csv", lines), n_resamples=20), "BPE", "R1", "synthetic")
     score = {"a": 1, "b": 2, "d": 4}
     assert row["kappa"] == pytest.approx(quadratic_kappa_by_hand([score[x] for x in clinical],
@@ -181,7 +182,8 @@ def test_wilcoxon_clinical_vs_synthetic_with_bh_across_endpoints(ratings_file):
     lesion_r2 = next(t for t in result.tests if (t["endpoint"], t["reader"]) == ("lesion", "R2"))
     expected = stats.wilcoxon(correct[("R2", "real")], correct[("R2", "synthetic")])
     assert lesion_r2["compared"] == "correct (1/0)" and lesion_r2["n_pairs"] == 6
-    assert lesion_r2["p"] == pytest.approx(expected.pvalue) and lesion_r2["statistic"] == pytest.approx(expected.statistic)
+    assert lesion_r2["p"] == pytest.approx(expected.pvalue)
+    assert lesion_r2["statistic"] == pytest.approx(expected.statistic)
     assert lesion_r2["clinical_mean"] == pytest.approx(5 / 6) and lesion_r2["synthetic_mean"] == pytest.approx(3 / 6)
     score = {"a": 1, "b": 2, "c": 3, "d": 4}
     bpe_all = next(t for t in result.tests if (t["endpoint"], t["reader"]) == ("BPE", ALL_READERS))

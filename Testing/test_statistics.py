@@ -25,8 +25,9 @@ def rows_of(model: str, values: dict[str, dict], **common) -> list[dict]:
 
 # --- as_float and pairing ------------------------------------------------------------------
 
-@pytest.mark.parametrize("value, expected", [(None, None), ("", None), ("  ", None), ("nan", None), (float("nan"), None),
-                                             ("1.5", 1.5), (" 2 ", 2.0), (3, 3.0), ("inf", math.inf)])
+@pytest.mark.parametrize("value, expected", [(None, None), ("", None), ("  ", None), ("nan", None),
+                                             (float("nan"), None), ("1.5", 1.5), (" 2 ", 2.0), (3, 3.0),
+                                             ("inf", math.inf)])
 def test_as_float_reads_csv_text_and_numbers(value, expected):
     assert as_float(value) == expected
 
@@ -58,7 +59,8 @@ def test_paired_values_rejects_a_case_twice_and_text_that_is_no_number():
 # --- Wilcoxon ------------------------------------------------------------------------------
 
 def exact_two_sided_p(differences: list[float]) -> tuple[float, float]:
-    """(exact two-sided Wilcoxon signed-rank p, min(W+, W-)) by enumerating every sign assignment of the ranks (no ties, no zeros)."""
+    """(exact two-sided Wilcoxon signed-rank p, min(W+, W-)) by enumerating every sign assignment
+    of the ranks (no ties, no zeros)."""
     ranks = stats.rankdata(np.abs(differences))
     total = ranks.sum()
     w_plus = ranks[np.asarray(differences) > 0].sum()

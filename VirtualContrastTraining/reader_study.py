@@ -61,7 +61,6 @@ REFERENCE_TEXT = {"truth": "the truth column", "clinical": "each reader's own ra
 
 @dataclass(frozen=True)
 class Rating:
-    line: int
     case_id: str
     reader: str
     endpoint: str
@@ -159,9 +158,9 @@ def read_ratings(path: str | os.PathLike) -> tuple[list[Rating], list[Endpoint]]
         for line, row in members:
             rating = values.get(row["rating"].lower())
             if rating is None:
-                raise bad(line, "rating", f"{row['rating']!r} is not a rating of the {kind} endpoint {name!r} "
-                          + ("(yes/no, 1/0, true/false, positive/negative; an endpoint is ordinal when its ratings "
-                             "are a-d or 1-4 with more than two distinct values)" if kind == "binary" else "(a-d or 1-4)"))
+                allowed = ("yes/no, 1/0, true/false, positive/negative; an endpoint is ordinal when its ratings "
+                           "are a-d or 1-4 with more than two distinct values" if kind == "binary" else "a-d or 1-4")
+                raise bad(line, "rating", f"{row['rating']!r} is not a rating of the {kind} endpoint {name!r} ({allowed})")
             if needs_truth and not row["truth"]:
                 raise bad(line, "truth", f"empty, but endpoint {name!r} is " + (
                     "binary: every rating needs the case's truth (e.g. biopsy)" if kind == "binary" else
@@ -180,7 +179,7 @@ def read_ratings(path: str | os.PathLike) -> tuple[list[Rating], list[Endpoint]]
                 raise bad(line, "rating", f"reader {row['reader']!r} rated the {image} image of case "
                           f"{row['case_id']!r} for {name!r} already on line {seen[key]}")
             seen[key] = line
-            ratings.append(Rating(line, row["case_id"], row["reader"], name, image, rating, truth))
+            ratings.append(Rating(row["case_id"], row["reader"], name, image, rating, truth))
     return ratings, endpoints
 
 
@@ -349,10 +348,11 @@ def _number(value: float | None, fmt: str) -> str:
 
 def format_reader_table(result: ReaderStudyResult) -> str:
     """Markdown: the endpoints, the measures with their 95 % CIs, and the Wilcoxon tests."""
-    lines = [f"- **{e.name}**: {e.kind}" + (" (accuracy of a-b vs c-d, quadratic-weighted κ)" if e.kind == "ordinal" else
-                                          " (accuracy, sensitivity, specificity)")
-             + f", against {REFERENCE_TEXT[e.reference]}" for e in result.endpoints]
-    lines += ["", f"Measures with 95 % bootstrap CIs ({result.n_resamples} resamples of cases, seed {result.seed}):", "",
+    measured = {"binary": "accuracy, sensitivity, specificity", "ordinal": "accuracy of a-b vs c-d, quadratic-weighted κ"}
+    lines = [f"- **{e.name}**: {e.kind} ({measured[e.kind]}), against {REFERENCE_TEXT[e.reference]}"
+             for e in result.endpoints]
+    lines += ["", f"Measures with 95 % bootstrap CIs ({result.n_resamples} resamples of cases, "
+              f"seed {result.seed}):", "",
               "| endpoint | reader | image | n | accuracy | sensitivity | specificity | κ (quadratic) |",
               "|---|---|---|---|---|---|---|---|"]
     for row in result.rows:

@@ -109,7 +109,8 @@ def wilcoxon_paired(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
     out: dict[str, Any] = {"n": n, "median_a": None, "median_b": None, "median_difference": None,
                            "statistic": None, "p": None, "note": None}
     if n:
-        out.update(median_a=float(np.median(a)), median_b=float(np.median(b)), median_difference=float(np.median(a - b)))
+        out.update(median_a=float(np.median(a)), median_b=float(np.median(b)),
+                   median_difference=float(np.median(a - b)))
     if n < 2:
         out["note"] = f"no test: {n} paired value(s), at least 2 needed"
     elif np.all(a == b):
@@ -131,7 +132,8 @@ def benjamini_hochberg(pvalues: Sequence[float | None]) -> list[float | None]:
     return adjusted
 
 
-def wilcoxon_models(rows: list[dict[str, Any]], model_a: str, model_b: str, metrics: Iterable[str]) -> list[dict[str, Any]]:
+def wilcoxon_models(rows: list[dict[str, Any]], model_a: str, model_b: str,
+                    metrics: Iterable[str]) -> list[dict[str, Any]]:
     """Model A against model B per metric, paired by case: wilcoxon_paired plus "metric" and "p_bh",
     the p-value adjusted by Benjamini-Hochberg over the metrics of this call (000)."""
     results = [{"metric": m, **wilcoxon_paired(*paired_values(rows, model_a, model_b, m))} for m in metrics]
@@ -166,7 +168,8 @@ def kruskal_by_group(rows: list[dict[str, Any]], model: str, metric: str, group:
         values = [v for v in (_cell(r, metric) for r in members) if v is not None]
         if values:
             samples[key] = values
-    out: dict[str, Any] = {"groups": {k: len(v) for k, v in samples.items()}, "statistic": None, "p": None, "note": None}
+    out: dict[str, Any] = {"groups": {k: len(v) for k, v in samples.items()},
+                           "statistic": None, "p": None, "note": None}
     if len(samples) < 2:
         out["note"] = f"no test: {len(samples)} {group} group(s) with values, at least 2 needed"
     elif len({v for values in samples.values() for v in values}) == 1:
@@ -224,7 +227,8 @@ def fold_table(per_fold_rows: dict[str, list[dict[str, Any]]], metrics: Iterable
     return table
 
 
-def density_table(rows: list[dict[str, Any]], model: str, metrics: Iterable[str], group: str = "density") -> list[dict[str, Any]]:
+def density_table(rows: list[dict[str, Any]], model: str, metrics: Iterable[str],
+                  group: str = "density") -> list[dict[str, Any]]:
     """One model's metrics per ACR density category with the Kruskal-Wallis test across them (001 Table 4.2).
 
     One entry per group value (a..d first, then others): {group: value, "n": images,

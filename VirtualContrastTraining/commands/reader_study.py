@@ -24,7 +24,8 @@ from VirtualContrastTraining.events import EXIT_OK
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("reader-study", help="reader-study statistics: accuracy, sensitivity, specificity, kappa, Wilcoxon",
+    p = sub.add_parser("reader-study",
+                       help="reader-study statistics: accuracy, sensitivity, specificity, kappa, Wilcoxon",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ratings", required=True, metavar="CSV", help="ratings, one per line (see above)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for reader_study.md and the CSVs")
