@@ -41,7 +41,8 @@ def _model_values(rng: np.random.Generator, quality: float, lesion: bool, tissue
               "VIF": float(rng.uniform(0.12, 0.2) * quality), "MAE": mae, "L1": 255 * mae, "L2": 255**2 * mse,
               "lesion_MAE": float(rng.uniform(0.08, 0.15) / quality) if lesion else None,
               "bright_MAE": float(rng.uniform(0.1, 0.2) / quality)}
-    values.update({"breast_L1": float(rng.uniform(7, 10) / quality), "breast_L2": float(rng.uniform(120, 300) / quality),
+    values.update({"breast_L1": float(rng.uniform(7, 10) / quality),
+                   "breast_L2": float(rng.uniform(120, 300) / quality),
                    "breast_PSNR": float(rng.uniform(25, 29) * quality), "breast_CNR_real": float(rng.uniform(0.5, 1)),
                    "breast_CNR_synthetic": float(rng.uniform(0.5, 1))})
     values["breast_dCNR"] = values["breast_CNR_synthetic"] - values["breast_CNR_real"]
@@ -381,7 +382,28 @@ def test_a_case_in_two_folders_is_counted_once(tmp_path):
     assert [r[0] for r in table[1:]] == ["m1", "m2", IDENTITY_NAME]
     assert row(table, IDENTITY_NAME)[1] == "3"
     assert "3 (model, case) rows found in more than one folder were counted once." in text
-    assert {f"m1 vs m2", f"m1 vs {IDENTITY_NAME}", f"m2 vs {IDENTITY_NAME}"} <= set(page.tables)
+    assert {"m1 vs m2", f"m1 vs {IDENTITY_NAME}", f"m2 vs {IDENTITY_NAME}"} <= set(page.tables)
+
+
+def test_reader_study_section_holds_format_reader_tables_tables(tmp_path):
+    from VirtualContrastTraining.reader_study import format_reader_table, reader_study
+
+    truth = ["yes", "yes", "yes", "no", "no", "no"]
+    ratings = {"clinical": truth, "synthetic": ["yes", "no", "yes", "no", "yes", "no"]}   # 4 of 6 right
+    lines = ["case_id,reader,endpoint,image,rating,truth"] + [
+        f"c{i},R1,lesion,{image},{r},{t}" for image, rs in ratings.items() for i, (r, t) in enumerate(zip(rs, truth))]
+    study = tmp_path / "ratings.csv"
+    study.write_text("\n".join(lines) + "\n")
+    folder = _tiny_folder(tmp_path / "ev", "m", [0.1, 0.2, 0.3])
+    text, page = parse(build_report([folder], tmp_path / "r.html", reader_study=study))
+    markdown = format_reader_table(reader_study(study))
+    expected = [[c.strip() for c in line.strip("|").split("|")] for line in markdown.splitlines()
+                if line.startswith("|") and not line.startswith("|---")]
+    found = [r for t in page.tables.values() for r in t if r and r[0] in ("endpoint", "lesion")]
+    assert found == expected
+    synthetic = [r for r in found if r[2] == "synthetic"][0]
+    assert synthetic[3] == "6" and synthetic[4].startswith("66.7 % (4/6)")
+    assert "<li><strong>lesion</strong>: binary" in text
 
 
 # ---------------------------------------------------------------- bad input
@@ -390,14 +412,17 @@ def test_a_case_in_two_folders_is_counted_once(tmp_path):
     (lambda f: (f / "per_image.csv").unlink(), "per_image.csv", "file not found"),
     (lambda f: (f / "provenance.json").unlink(), "provenance.json", "file not found"),
     (lambda f: (f / "provenance.json").write_text("{not json"), "provenance.json", "not valid JSON"),
-    (lambda f: (f / "provenance.json").write_text('{"model_name": "other"}'), "per_image.csv", "no rows of the evaluated model"),
+    (lambda f: (f / "provenance.json").write_text('{"model_name": "other"}'), "per_image.csv",
+     "no rows of the evaluated model"),
     (lambda f: (f / "provenance.json").write_text('{"model_name": "m", "fold": "x"}'), "provenance.json", "fold"),
-    (lambda f: (f / "per_image.csv").write_text("model,case_id\nm,c0\n"), "per_image.csv", "missing column(s): has_lesion_mask"),
+    (lambda f: (f / "per_image.csv").write_text("model,case_id\nm,c0\n"), "per_image.csv",
+     "missing column(s): has_lesion_mask"),
     (lambda f: (f / "per_image.csv").write_text((f / "per_image.csv").read_text().replace("0.01", "abc", 1)),
      "per_image.csv", "line 2, column 'MSE': 'abc' is not a number"),
     (lambda f: (f / "per_image.csv").write_text((f / "per_image.csv").read_text().replace("False", "maybe", 1)),
      "per_image.csv", "'maybe' is not True or False"),
-    (lambda f: (f / "histograms.csv").write_text("bin_lo,bin_hi\n0,1\n"), "histograms.csv", "missing column(s): real DES"),
+    (lambda f: (f / "histograms.csv").write_text("bin_lo,bin_hi\n0,1\n"), "histograms.csv",
+     "missing column(s): real DES"),
 ])
 def test_bad_evaluation_folder_is_an_input_error_naming_the_file(tmp_path, damage, file, message):
     folder = _tiny_folder(tmp_path / "ev", "m", [0.1, 0.2, 0.3])

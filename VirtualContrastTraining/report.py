@@ -30,9 +30,11 @@ from __future__ import annotations
 import base64
 import csv
 import html
+import itertools
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,19 +45,21 @@ from VirtualContrastTraining.analyses import CHANGE_COLUMNS, SETTING_COLUMNS, TI
 from VirtualContrastTraining.atomic import write_text_atomic
 from VirtualContrastTraining.data.manifest import case_file_stem
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.evaluate import (HEADLINE, IDENTITY_NAME, LINEAR_NAME, NOT_FOR_DIAGNOSIS, _mean_sd,
-                                              format_cell, summarize)
+from VirtualContrastTraining.evaluate import HEADLINE, NOT_FOR_DIAGNOSIS, format_cell, summarize
 from VirtualContrastTraining.metrics import METRICS
 from VirtualContrastTraining.statistics import (KRUSKAL_ROW, _describe, as_float, density_table, fold_table, pearson,
                                                 wilcoxon_models)
 
 REQUIRED_COLUMNS = ("model", "case_id", "has_lesion_mask", *METRICS)
 NUMERIC_COLUMNS = (*METRICS, *SETTING_COLUMNS, *CHANGE_COLUMNS, *TISSUE_COLUMNS)
-BASELINES = (IDENTITY_NAME, LINEAR_NAME)
 HISTOGRAM_REFERENCE = "real DES"
 # (title, number format) of each metric: evaluate's headline styles plus the metrics it leaves out.
 METRIC_STYLE = {"MAE": ("MAE", ".4f"), "L1": ("L1 (0-255)", ".2f"), "L2": ("L2 (0-255)", ".1f"),
                 **{key: (title, fmt) for key, title, fmt in HEADLINE}}
+def _style(metric: str) -> tuple[str, str]:
+    return METRIC_STYLE.get(metric, (metric, ".4g"))
+
+
 BOX_METRICS = ("PSNR", "SSIM", "VIF", "MAE", "lesion_MAE")
 DENSITY_METRICS = ("MSE", "PSNR", "VIF", "SSIM", "MAE")   # 001 Table 4.2's four, plus MAE
 # 003's settings: (title, region prefix, which images); formats of L1, L2, PSNR, dCNR as 003 prints them.
@@ -313,8 +317,8 @@ def _provenance(pooled: _Pooled) -> str:
 
 
 def _headline(pooled: _Pooled) -> str:
-    metrics = [m for m in METRICS if m in METRIC_STYLE]
-    titles = [METRIC_STYLE[m][0] for m in metrics]
+    metrics = list(METRICS)
+    titles = [_style(m)[0] for m in metrics]
     parts = []
     if len(pooled.folds) > 1:
         table = fold_table(pooled.folds, metrics)
@@ -322,13 +326,13 @@ def _headline(pooled: _Pooled) -> str:
                         f"{', '.join(str(f) for f in sorted(pooled.folds))}): mean ± sd across folds of each fold's "
                         "mean over its test images (001 Table 4.1)."))
         parts.append(_table(("Model", "Folds", *titles),
-                            [[e["model"], str(e["n_folds"]), *(format_cell(e, m, METRIC_STYLE[m][1]) for m in metrics)]
+                            [[e["model"], str(e["n_folds"]), *(format_cell(e, m, _style(m)[1]) for m in metrics)]
                              for e in table], caption="Across folds"))
         parts.append(_p("Pooled over the test images of all folds: mean ± sd over images."))
     summary = summarize(pooled.rows)
     parts.append(_table(("Model", "Images", "Lesion masks", *titles),
                         [[e["model"], str(e["n_images"]), str(e["n_lesion_masks"]),
-                          *(format_cell(e, m, METRIC_STYLE[m][1]) for m in metrics)] for e in summary],
+                          *(format_cell(e, m, _style(m)[1]) for m in metrics)] for e in summary],
                         caption="Per image"))
     infinite = [e["model"] for e in summary if e["PSNR_n"] < e["n_images"]]
     notes = ["MSE, PSNR, SSIM, VIF, MAE and the MAEs on preprocessed images in [0, 1]; L1 and L2 on the 0-255 scale "
@@ -343,7 +347,7 @@ def _headline(pooled: _Pooled) -> str:
 
 
 def _wilcoxon(pooled: _Pooled) -> str:
-    metrics = [m for m in METRICS if m in METRIC_STYLE]
+    metrics = list(METRICS)
     parts = [_p("Wilcoxon signed-rank test on the per-image values paired by case; p adjusted for the metrics of "
                 "each comparison by Benjamini-Hochberg (000, Statistical analysis). Difference = model − other.")]
     models = pooled.models
@@ -352,8 +356,8 @@ def _wilcoxon(pooled: _Pooled) -> str:
         return _p("There is only one model, so there is nothing to compare it with.")
     for a, b in pairs:
         results = wilcoxon_models(pooled.rows, a, b, metrics)
-        rows = [[METRIC_STYLE[r["metric"]][0], str(r["n"]),
-                 *(_fmt(r[k], METRIC_STYLE[r["metric"]][1]) for k in ("median_a", "median_b", "median_difference")),
+        rows = [[_style(r["metric"])[0], str(r["n"]),
+                 *(_fmt(r[k], _style(r["metric"])[1]) for k in ("median_a", "median_b", "median_difference")),
                  _fmt(r["statistic"], ".1f"), _fmt_p(r["p"]), _fmt_p(r["p_bh"])] for r in results]
         header = ["Metric", "Pairs", f"Median {a}", f"Median {b}", "Median difference", "W", "p", "p (BH)"]
         if any(r["note"] for r in results):
@@ -393,9 +397,10 @@ def _settings(pooled: _Pooled) -> str:
     for model in pooled.models:
         entry = _describe(_model_rows(pooled.rows, model), cnr_columns)
         cnr_rows.append([model, *(format_cell(entry, c, ".3f") for c in cnr_columns)])
-    return (_p("003 Tables 2-4: L1 and L2 on the 0-255 scale, PSNR in dB, ΔCNR = CNR(synthetic) − CNR(real) (eq. 12). "
-               "With mass: the breast of images with a lesion mask; without mass: the breast of images without; "
-               "mass only: the lesion pixels. Mean ± sd over images; n = images with values in each group.")
+    return (_p("003 Tables 2-4: L1 and L2 on the 0-255 scale, PSNR in dB, "
+               "ΔCNR = CNR(synthetic) − CNR(real) (eq. 12). With mass: the breast of images with a lesion mask; "
+               "without mass: the breast of images without; mass only: the lesion pixels. "
+               "Mean ± sd over images; n = images with values in each group.")
             + _table((), rows, head_html=head, caption="Three settings")
             + _table(("Model", "Breast CNR, real", "Breast CNR, synthetic", "Mass CNR, real", "Mass CNR, synthetic"),
                      cnr_rows, caption="CNR, real vs synthetic DES (breast: 64×64 patches, eqs. 10-11; mass: eq. 9)"))
@@ -444,8 +449,8 @@ def _tissue(pooled: _Pooled) -> str:
         parts.append(_table(("Metric", *(TISSUE_IMAGE_TITLES[i] for i in TISSUE_IMAGES)), rows,
                             caption=f"{model}: tissue CNR over {len(mine)} image(s)"))
         parts.append(_p(f"Regions of interest: {source_text}.", "note"))
-    return (_p("000 Table 2: tissue CNR = |mean adipose − mean fibroglandular| / (sd adipose + sd fibroglandular) and "
-               "the regions' mean intensities, mean ± sd over images with tissue regions.") + "".join(parts))
+    return (_p("000 Table 2: tissue CNR = |mean adipose − mean fibroglandular| / (sd adipose + sd fibroglandular) "
+               "and the regions' mean intensities, mean ± sd over images with tissue regions.") + "".join(parts))
 
 
 def _densities(rows: list[dict[str, Any]]) -> list[str]:
@@ -458,10 +463,10 @@ def _density(pooled: _Pooled) -> str:
                   "so there is no per-density table.")
     parts = [_p("001 Table 4.2: mean ± sd over the images of each ACR density category; Kruskal-Wallis p compares "
                 "the categories within the model.")]
-    titles = [METRIC_STYLE[m][0] for m in DENSITY_METRICS]
+    titles = [_style(m)[0] for m in DENSITY_METRICS]
     for model in pooled.trained:
         *groups, test = density_table(pooled.rows, model, DENSITY_METRICS)
-        rows = [[f"ACR {g['density']}", str(g["n"]), *(format_cell(g, m, METRIC_STYLE[m][1]) for m in DENSITY_METRICS)]
+        rows = [[f"ACR {g['density']}", str(g["n"]), *(format_cell(g, m, _style(m)[1]) for m in DENSITY_METRICS)]
                 for g in groups]
         rows.append([KRUSKAL_ROW, "", *(_fmt_p(test[f"{m}_p"]) for m in DENSITY_METRICS)])
         parts.append(_table(("ACR density", "Images", *titles), rows, caption=model))
@@ -483,6 +488,7 @@ def _heatmaps(pooled: _Pooled, figures: _Figures) -> str:
         if not ranked:
             parts.append(_p(f"{model}: no image has an MAE, so no case can be picked."))
             continue
+        # the lower median of an even count: a real case, not an average of two
         picks = {"best": ranked[0], "median": ranked[(len(ranked) - 1) // 2], "worst": ranked[-1]}
         seen = set()
         for which, row in picks.items():
@@ -515,20 +521,22 @@ def _histograms(pooled: _Pooled, figures: _Figures) -> str:
     counts: dict[str, list[float]] = {}
     for ev, table in tables:
         if table["bin_lo"] != first["bin_lo"] or table["bin_hi"] != first["bin_hi"]:
-            raise InputError(ev.folder / "histograms.csv", f"bins differ from those of {first_ev.folder / 'histograms.csv'}")
+            raise InputError(ev.folder / "histograms.csv",
+                             f"bins differ from those of {first_ev.folder / 'histograms.csv'}")
         for name, series in table.items():
             if name not in ("bin_lo", "bin_hi"):
                 counts[name] = [a + b for a, b in zip(counts[name], series)] if name in counts else list(series)
     png = intensity_histograms(first["bin_lo"], first["bin_hi"], counts, reference=HISTOGRAM_REFERENCE,
                                title="Breast-pixel intensities, real vs synthetic DES")
-    return figures.png(png, "intensity histograms", "Intensities of breast pixels of the real DES (black) and each "
-                       "model's DES over all evaluated images, as fractions of each series' pixels (log scale; 003 Fig. 5).")
+    return figures.png(png, "intensity histograms",
+                       "Intensities of breast pixels of the real DES (black) and each model's DES over all evaluated "
+                       "images, as fractions of each series' pixels (log scale; 003 Fig. 5).")
 
 
 def _figures(pooled: _Pooled, figures: _Figures) -> str:
     from VirtualContrastTraining.figures import box_plots
 
-    metrics = [(m, METRIC_STYLE[m][0]) for m in BOX_METRICS if m in METRICS]
+    metrics = [(m, _style(m)[0]) for m in BOX_METRICS]
     parts = [figures.png(box_plots({m: _values(_model_rows(pooled.rows, m), BOX_METRICS) for m in pooled.models},
                                    metrics), "box plots per model",
                          "Per-image values of each model (box: quartiles; line: median; whiskers: 1.5 IQR).")]
@@ -551,16 +559,34 @@ def _reader(path: Path | None) -> str:
         return _p("No reader study was given (--reader-study).")
     from VirtualContrastTraining.reader_study import format_reader_table, reader_study
 
-    return _markdown_table(format_reader_table(reader_study(path)))
+    return (_p(f"Ratings: {path}. Method of 000: accuracy, sensitivity and specificity of binary findings against "
+               "the truth; ordinal scores (BPE) as a-b vs c-d accuracy and quadratic-weighted Cohen's κ.")
+            + _markdown(format_reader_table(reader_study(path))))
 
 
-def _markdown_table(text: str) -> str:
-    """A Markdown pipe table (format_reader_table's output) as an HTML table; other lines as paragraphs."""
-    lines = [line.strip() for line in text.strip().splitlines()]
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines if line.startswith("|")]
-    rows = [r for r in rows if not all(set(c) <= set(":-") and c for c in r)]   # drop the |---| separator
-    other = [line for line in lines if line and not line.startswith("|")]
-    return "".join(_p(line) for line in other) + (_table(rows[0], rows[1:]) if rows else "")
+def _inline(text: str) -> str:
+    """Escaped text with Markdown's **bold** and `code` (all that format_reader_table uses)."""
+    text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", _e(text))
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+
+
+def _markdown(text: str) -> str:
+    """format_reader_table's Markdown as HTML: pipe tables, "- " lists, paragraphs (the subset it writes)."""
+    def kind(line: str) -> str:
+        return "table" if line.startswith("|") else "item" if line.startswith("- ") else "blank" if not line else "text"
+
+    out = []
+    for what, group in itertools.groupby((line.strip() for line in text.splitlines()), key=kind):
+        lines = list(group)
+        if what == "table":
+            rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+            rows = [r for r in rows if not all(c and set(c) <= set(":-") for c in r)]   # the |---| line
+            out.append(_table(rows[0], rows[1:]))
+        elif what == "item":
+            out.append("<ul>" + "".join(f"<li>{_inline(line[2:])}</li>" for line in lines) + "</ul>")
+        elif what == "text":
+            out.append(f"<p>{_inline(' '.join(lines))}</p>")
+    return "".join(out)
 
 
 CSS = """
