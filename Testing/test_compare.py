@@ -128,7 +128,8 @@ def test_compare_writes_the_table_with_every_preset(comparison):
     assert {e["run"] for e in events if e["event"] == "progress"} == {e["run"] for e in infos}
 
     report = (out / "comparison.md").read_text(encoding="utf-8")
-    table = [line for line in report.splitlines() if line.startswith("|")]
+    main, tests = report.split("## Paired tests between presets")
+    table = [line for line in main.splitlines() if line.startswith("|")]
     assert table[0] == "| model | folds | MSE ↓ | PSNR (dB) ↑ | VIF ↑ | SSIM ↑ | lesion MAE ↓ | bright-pixel MAE ↓ |"
     rows = {line.split(" | ")[0].strip("| *"): line for line in table[2:]}
     assert list(rows) == [*PRESETS, IDENTITY_NAME, LINEAR_NAME]
@@ -136,6 +137,16 @@ def test_compare_writes_the_table_with_every_preset(comparison):
         cells = line.strip("|").split(" | ")
         assert cells[1].strip() == "2" and all(" ± " in c for c in cells[2:]), line
     assert "\n".join(table) in stdout  # the table is printed too
+
+    # The two presets paired on the same test images of both folds, one line per metric.
+    pairs = [line for line in tests.splitlines() if line.startswith(f"| {PRESETS[0]} vs {PRESETS[1]} |")]
+    assert len(pairs) == 6
+    n_test = sum(int(r["n_images"]) for r in _read_csv(out / "comparison.csv")
+                 if r["model"] == PRESETS[0] and r["fold"] in ("0", "1"))
+    assert f"| PSNR (dB) | {n_test} |" in "".join(pairs)
+    for preset in PRESETS:
+        html = (out / "reports" / f"{preset}.html").read_text(encoding="utf-8")
+        assert "Cross-validation over 2 folds (folds 0, 1)" in html and f"{preset}: 2-fold" in html, preset
 
 
 def test_csv_values_are_means_over_each_folds_test_images_then_across_folds(comparison):

@@ -150,7 +150,8 @@ class _RunRelay(io.TextIOBase):
         self.log.close()
 
 
-def _run_one(config, fold_manifest: Path, run_dir: Path, device: str, relay: _RunRelay) -> tuple[str, int]:
+def _run_one(config, fold: int, fold_manifest: Path, run_dir: Path, device: str,
+             relay: _RunRelay) -> tuple[str, int]:
     """Train (or resume, or reuse) one run and evaluate its test split: (what was done, exit code)."""
     from VirtualContrastTraining.checkpoints import has_training_state
     from VirtualContrastTraining.evaluate import evaluate_run
@@ -166,7 +167,7 @@ def _run_one(config, fold_manifest: Path, run_dir: Path, device: str, relay: _Ru
         shutil.rmtree(evaluation)
     code = train(config, fold_manifest, run_dir, device=device, resume=started, events=EventWriter(relay))
     if code == EXIT_OK:
-        evaluate_run(run_dir, fold_manifest, split="test", out_dir=evaluation, device=device)
+        evaluate_run(run_dir, fold_manifest, split="test", out_dir=evaluation, device=device, fold=fold)
     return ("resumed" if started else "trained"), code
 
 
@@ -229,8 +230,50 @@ def _csv_rows(rows: list[dict[str, Any]], summary: list[dict[str, Any]]) -> list
     return out
 
 
+def _evaluations(out_dir: Path, preset: str, folds: list[int]) -> list[Path]:
+    return [out_dir / "runs" / preset / f"fold_{fold}" / "evaluation" for fold in folds]
+
+
+def _preset_reports(out_dir: Path, presets: list[str], folds: list[int], k: int) -> dict[str, Path]:
+    """One HTML report per preset over all its folds (report.py pools the test images and adds the
+    cross-validation table): DIR/reports/<preset>.html."""
+    from VirtualContrastTraining.report import build_report
+
+    return {name: build_report(_evaluations(out_dir, name, folds), out_dir / "reports" / f"{name}.html",
+                               title=f"{name}: {k}-fold cross-validation") for name in presets}
+
+
+def _paired_tests(out_dir: Path, presets: list[str], folds: list[int]) -> str:
+    """Markdown: the first preset against each other one, Wilcoxon signed-rank per metric over the test
+    images of all folds (each image is tested in exactly one fold, so the pairs are the same images),
+    Benjamini-Hochberg over the metrics (000's statistics); empty for one preset."""
+    from VirtualContrastTraining.report import read_evaluation
+    from VirtualContrastTraining.statistics import wilcoxon_models
+
+    if len(presets) < 2:
+        return ""
+    rows = []
+    for name in presets:
+        for folder in _evaluations(out_dir, name, folds):
+            evaluation = read_evaluation(folder)
+            rows += [{**r, "model": name} for r in evaluation.rows if r["model"] == evaluation.model_name]
+    titles = {key: title for key, title, _ in HEADLINE}
+    lines = ["## Paired tests between presets", "",
+             f"Wilcoxon signed-rank (two-sided) of `{presets[0]}` against each other preset, paired by test "
+             "image over all folds; p adjusted by Benjamini-Hochberg over the metrics of each pair.", "",
+             "| pair | metric | n | median difference (first − second) | p | p (BH) |", "|---|---|---|---|---|---|"]
+    for other in presets[1:]:
+        for entry in wilcoxon_models(rows, presets[0], other, TABLE_METRICS):
+            p, q = (f"{v:.3g}" if v is not None else "n/a" for v in (entry["p"], entry["p_bh"]))
+            diff = "n/a" if entry["median_difference"] is None else f"{entry['median_difference']:.4g}"
+            lines.append(f"| {presets[0]} vs {other} | {titles[entry['metric']]} | {entry['n']} | {diff} | "
+                         f"{p} | {q} |")
+    return "\n".join(lines) + "\n"
+
+
 def _report(table: str, configs: dict, manifest: Path, k: int, folds: list[int], stratify: str, seed: int,
-            overrides: dict[str, Any], n_cases: int, n_patients: int) -> str:
+            overrides: dict[str, Any], n_cases: int, n_patients: int, reports: dict[str, Path],
+            tests: str) -> str:
     first = next(iter(configs))
     set_text = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "none"
     lines = [
@@ -255,8 +298,12 @@ def _report(table: str, configs: dict, manifest: Path, k: int, folds: list[int],
         "",
         "Per-fold values: [comparison.csv](comparison.csv); each run: `runs/<preset>/fold_<i>/` "
         "(model, history, evaluation/summary.md with per-image values and error heatmaps).",
+        "",
+        "Full reports over all folds (every analysis of the papers, statistics, figures): "
+        + ", ".join(f"[{name}](reports/{path.name})" for name, path in reports.items()) + ".",
+        "",
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + (f"\n{tests}" if tests else "")
 
 
 def compare(presets: list[str], manifest: str | os.PathLike, out_dir: str | os.PathLike, *, k: int = 10,
@@ -304,7 +351,7 @@ def _compare(presets, manifest: Path, out_dir: Path, k, stratify, only_folds, ov
         print(f"\n== {title}", file=sys.stderr, flush=True)
         ensure_writable_dir(run_dir.parent)
         with _RunRelay(run_dir.parent / f"fold_{fold}-events.jsonl", events, tag) as relay:
-            done, code = _run_one(configs[name], fold_paths[fold], run_dir, device, relay)
+            done, code = _run_one(configs[name], fold, fold_paths[fold], run_dir, device, relay)
         if code == EXIT_CANCELLED:
             events.emit("cancelled", **tag, message="run the same compare command again to continue")
             return ComparisonResult(out_dir, code, rows, [])
@@ -326,8 +373,11 @@ def _compare(presets, manifest: Path, out_dir: Path, k, stratify, only_folds, ov
     result = ComparisonResult(out_dir, EXIT_OK, rows, summary, table)
     all_cases = read_manifest(manifest)
     write_text_atomic(result.csv, csv_text(_csv_rows(rows, summary)))
+    reports = _preset_reports(out_dir, list(configs), list(fold_paths), k)
+    tests = _paired_tests(out_dir, list(configs), list(fold_paths))
     write_text_atomic(result.markdown, _report(table, configs, manifest, k, list(fold_paths), stratify, seed,
-                                               overrides, len(all_cases), len({c.patient_id for c in all_cases})))
+                                               overrides, len(all_cases), len({c.patient_id for c in all_cases}),
+                                               reports, tests))
     events.emit("finished", comparison=str(result.markdown), csv=str(result.csv), runs=len(jobs),
                 summary=[{"model": e["model"], **{f"{m}_{s}": e[f"{m}_{s}"] for m in TABLE_METRICS
                                                   for s in ("mean", "sd")}} for e in summary])
