@@ -19,6 +19,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 DPI = 80
 PANEL_WIDTH_INCHES = 3.0
@@ -66,6 +67,7 @@ def box_plots(values: dict[str, dict[str, Sequence[float]]], metrics: Sequence[t
         else:
             ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes, color="#777777")
         ax.set_title(name, fontsize=10)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))   # readable tick labels in narrow panels
         ax.grid(axis="x", color="#dddddd", linewidth=0.6)
         ax.set_axisbelow(True)
         ax.tick_params(labelsize=8)
