@@ -8,6 +8,12 @@
     result = logic.computeCNR(fibroRoi, adiposeRoi, {"LE": case.le, "real DES": case.des,
                                                        "synthetic DES": synthetic})
     job = logic.startTraining("demo", "data/manifest.csv", "runs/mine"); job.wait()
+    # The papers' evaluation, as `virtual-contrast evaluate` / `report` compute it:
+    metrics = logic.measureImages(case.le, case.des, synthetic, lesion=case.segmentation,
+                                  fibroglandular=fibroRoi, adipose=adiposeRoi)   # metrics.table: a table node
+    report = logic.evaluate("data/manifest.csv", "runs/mine/evaluation", modelPath="runs/mine")  # report.html
+    logic.buildReport(["runs/a/evaluation", "runs/b/evaluation"], "comparison.html")
+    study = logic.readerStudy("ratings.csv")                                     # study.table, study.testsTable
 
 `VirtualContrastLogic` in VirtualContrast.py adds Slicer's base class to this
 one; here only MRML, vtk, numpy and the engine are used, so it runs on a bare
@@ -24,7 +30,7 @@ from pathlib import Path
 import slicer
 
 from VirtualContrastLib import cnr as cnrModule
-from VirtualContrastLib import display, heatmap, training
+from VirtualContrastLib import display, evaluation, heatmap, training
 from VirtualContrastLib.jobs import Job, JobError
 from VirtualContrastLib.nodes import imageFromVolume, isSynthetic, loadVolume, sourceWindow, volumeFromImage
 from VirtualContrastLib.training import LoadedCase
@@ -148,6 +154,53 @@ class VirtualContrastLogicBase:
     def showChart(self, chartNode) -> None:
         """Put a plot chart (e.g. a training job's `job.chart`) in the layout's chart view."""
         display.showChart(chartNode, self.scene)
+
+    # -- evaluation (the papers' analyses, as `virtual-contrast evaluate` and `report`) ---------------------
+    def measureImages(self, leNode, realDesNode, syntheticNode, lesion=None, fibroglandular=None, adipose=None,
+                      size: int = evaluation.COMPARISON_SIZE, tableNode=None) -> evaluation.MeasureResult:
+        """Every per-image value of `virtual-contrast evaluate` for one LE / real DES / synthetic DES triple:
+        `result.values` (the engine's row) and `result.table` (measure, value, paper, note).
+
+        Regions on the LE: a markups ROI or closed curve, or (segmentationNode, segmentId); the lesion
+        may also be a whole segmentation node (its lesion segments). Undefined values are NaN with a note.
+        """
+        return evaluation.measureImages(leNode, realDesNode, syntheticNode, lesion, fibroglandular, adipose, size,
+                                        tableNode, self.scene)
+
+    def startEvaluation(self, manifestPath, outDir, modelPath=None, synthetic=None, split: str = "test",
+                        device: str = "auto", readerStudy=None, name: str | None = None,
+                        size: int | None = None) -> Job:
+        """`virtual-contrast evaluate` of a trained model (or a CSV of synthetic images made elsewhere) on a
+        manifest split, in the background; on success `job.result` is the Path of its report.html."""
+        if modelPath is not None and not self.isRunFolder(modelPath):
+            raise InputError(modelPath, "not a trained model (a run folder holding model.safetensors)")
+        args = evaluation.evaluationArguments(manifestPath, outDir, modelPath, synthetic, split, device, readerStudy,
+                                              name, size)
+        job = Job(f"evaluate {Path(outDir).name}", args)
+        report = Path(outDir).resolve() / "report.html"
+
+        def setResult(job: Job) -> None:
+            if job.state == "finished":
+                job.result = report
+        job.onDone(setResult)
+        return job
+
+    def evaluate(self, manifestPath, outDir, modelPath=None, synthetic=None, split: str = "test",
+                 device: str = "auto", readerStudy=None, name: str | None = None, size: int | None = None,
+                 timeout: float | None = None) -> Path:
+        """startEvaluation, waited for: the Path of report.html (JobError when the evaluation fails)."""
+        return self.startEvaluation(manifestPath, outDir, modelPath, synthetic, split, device, readerStudy, name,
+                                    size).wait(timeout).check().result
+
+    def buildReport(self, evaluationDirs, outPath, readerStudy=None) -> Path:
+        """One self-contained HTML report of one or more evaluation folders (and a reader study)."""
+        return evaluation.buildReport(evaluationDirs, outPath, readerStudy)
+
+    def readerStudy(self, ratingsPath, tableNode=None, testsTableNode=None, nResamples: int = 1000,
+                    seed: int = 0) -> evaluation.ReaderStudyTables:
+        """000's reader-study statistics of a ratings CSV: `.result` (the engine's), `.table` (measures with
+        bootstrap CIs per endpoint, reader and image), `.testsTable` (clinical vs synthetic Wilcoxon)."""
+        return evaluation.readerStudy(ratingsPath, tableNode, testsTableNode, nResamples, seed, self.scene)
 
     # -- training -------------------------------------------------------------------------------------
     def exportSceneCases(self, cases: list[LoadedCase], folder) -> Path:
