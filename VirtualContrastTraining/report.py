@@ -47,7 +47,7 @@ from VirtualContrastTraining.data.manifest import case_file_stem
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.evaluate import HEADLINE, NOT_FOR_DIAGNOSIS, format_cell, summarize
 from VirtualContrastTraining.metrics import METRICS
-from VirtualContrastTraining.statistics import (KRUSKAL_ROW, _describe, as_float, density_table, fold_table, pearson,
+from VirtualContrastTraining.statistics import (KRUSKAL_ROW, as_float, describe, density_table, fold_table, pearson,
                                                 wilcoxon_models)
 
 REQUIRED_COLUMNS = ("model", "case_id", "has_lesion_mask", *METRICS)
@@ -383,7 +383,7 @@ def _settings(pooled: _Pooled) -> str:
         for seen, (_, region, with_mass) in zip(counts, SETTINGS):
             group = [r for r in mine if with_mass is None or r["has_lesion_mask"] == with_mass]
             columns = [f"{region}_{k}" for k, _, _ in SETTING_METRICS]
-            entry = _describe(group, columns)
+            entry = describe(group, columns)
             seen.add(max(entry[f"{c}_n"] for c in columns))
             cells += [format_cell(entry, c, fmt) for c, (_, _, fmt) in zip(columns, SETTING_METRICS)]
         rows.append(cells)
@@ -395,7 +395,7 @@ def _settings(pooled: _Pooled) -> str:
     cnr_columns = ("breast_CNR_real", "breast_CNR_synthetic", "mass_CNR_real", "mass_CNR_synthetic")
     cnr_rows = []
     for model in pooled.models:
-        entry = _describe(_model_rows(pooled.rows, model), cnr_columns)
+        entry = describe(_model_rows(pooled.rows, model), cnr_columns)
         cnr_rows.append([model, *(format_cell(entry, c, ".3f") for c in cnr_columns)])
     return (_p("003 Tables 2-4: L1 and L2 on the 0-255 scale, PSNR in dB, "
                "ΔCNR = CNR(synthetic) − CNR(real) (eq. 12). With mass: the breast of images with a lesion mask; "
@@ -416,7 +416,7 @@ def _change(pooled: _Pooled) -> str:
         cells = [model]
         for metric, fmt in (("MAE", ".4f"), ("SSIM", ".3f")):
             real, synth = f"LE_DES_{metric}", f"LE_synthetic_{metric}"
-            entry = _describe(mine, (real, synth))
+            entry = describe(mine, (real, synth))
             corr = pearson([r.get(real) for r in mine], [r.get(synth) for r in mine])
             cells += [format_cell(entry, real, fmt), format_cell(entry, synth, fmt), str(corr["n"]),
                       _fmt(corr["r"], ".3f"), _fmt_p(corr["p"])]
@@ -443,7 +443,7 @@ def _tissue(pooled: _Pooled) -> str:
             key = r.get("tissue_rois") or "unknown"
             sources[key] = sources.get(key, 0) + 1
         source_text = "; ".join(f"{ROI_SOURCES.get(k, k)}: {n} image(s)" for k, n in sources.items())
-        entry = _describe(mine, TISSUE_COLUMNS)
+        entry = describe(mine, TISSUE_COLUMNS)
         rows = [[title, *(format_cell(entry, f"{what}_{image}", fmt) for image in TISSUE_IMAGES)]
                 for what, title, fmt in TISSUE_ROWS]
         parts.append(_table(("Metric", *(TISSUE_IMAGE_TITLES[i] for i in TISSUE_IMAGES)), rows,

@@ -62,7 +62,7 @@ def _cell(row: dict[str, Any], column: str) -> float | None:
                          f"column {column!r}: {exc}") from None
 
 
-def _describe(rows: list[dict[str, Any]], metrics: Iterable[str]) -> dict[str, Any]:
+def describe(rows: list[dict[str, Any]], metrics: Iterable[str]) -> dict[str, Any]:
     """`<M>_mean`, `<M>_sd` (sample sd) and `<M>_n` over the finite values of each metric, as evaluate.summarize."""
     entry: dict[str, Any] = {}
     for m in metrics:
@@ -214,7 +214,7 @@ def fold_table(per_fold_rows: dict[str, list[dict[str, Any]]], metrics: Iterable
         for model in dict.fromkeys(r.get("model") for r in rows):
             mine = [r for r in rows if r.get("model") == model]
             n_images[model] += len(mine)
-            described = _describe(mine, metrics)
+            described = describe(mine, metrics)
             fold_means.setdefault(model, []).append({m: described[f"{m}_mean"] for m in metrics})
     table = []
     for model, folds in fold_means.items():
@@ -237,7 +237,7 @@ def density_table(rows: list[dict[str, Any]], model: str, metrics: Iterable[str]
     Rows with an empty group value are left out.
     """
     metrics = list(metrics)
-    table = [{group: key, "n": len(members), **_describe(members, metrics)}
+    table = [{group: key, "n": len(members), **describe(members, metrics)}
              for key, members in _groups(rows, model, group).items()]
     test: dict[str, Any] = {group: KRUSKAL_ROW, "n": None}
     for m in metrics:
