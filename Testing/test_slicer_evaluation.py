@@ -158,6 +158,26 @@ def test_undefined_values_are_nan_with_a_note_and_bad_regions_name_themselves(mr
         vc_logic.measureImages(loaded.le, loaded.des, loaded.le)
 
 
+RATINGS = """case_id,reader,endpoint,image,rating,truth
+c1,A,lesion,clinical,yes,yes
+c2,A,lesion,clinical,yes,yes
+c3,A,lesion,clinical,no,no
+c4,A,lesion,clinical,no,no
+c1,A,lesion,synthetic,yes,yes
+c2,A,lesion,synthetic,no,yes
+c3,A,lesion,synthetic,no,no
+c4,A,lesion,synthetic,yes,no
+c1,B,lesion,clinical,yes,yes
+c2,B,lesion,clinical,yes,yes
+c3,B,lesion,clinical,yes,no
+c4,B,lesion,clinical,no,no
+c1,B,lesion,synthetic,yes,yes
+c2,B,lesion,synthetic,yes,yes
+c3,B,lesion,synthetic,no,no
+c4,B,lesion,synthetic,no,no
+"""
+
+
 @pytest.fixture(scope="module")
 def evaluated(small_phantom, tmp_path_factory):
     """`virtual-contrast evaluate` of a tiny 64-pixel model on the 6-image phantom, split by patient (each
@@ -172,10 +192,16 @@ def evaluated(small_phantom, tmp_path_factory):
     manifest = write_manifest(folder / "manifest.csv", [replace(c, split=splits[c.patient_id]) for c in cases])
     assert [c.split for c in read_manifest(manifest)].count("test") == 2
     run = make_tiny_model(folder / "run", image_size=64)
+    ratings = folder / "ratings.csv"
+    ratings.write_text(RATINGS, encoding="utf-8")
     logic = VirtualContrastLogicBase(newScene())
-    job = logic.startEvaluation(manifest, folder / "evaluation", modelPath=run, device="cpu")
+    job = logic.startEvaluation(manifest, folder / "evaluation", modelPath=run, device="cpu", readerStudy=ratings)
     job.wait(TIMEOUT)
     return job, folder, manifest, run
+
+
+def _reader_section(page: str) -> str:
+    return page.split('id="reader"')[1]
 
 
 def _model_name(run: Path) -> str:
@@ -193,6 +219,7 @@ def test_evaluation_job_writes_the_report(evaluated):
     assert job.result == (folder / "evaluation" / "report.html").resolve() and job.result.is_file()
     page = job.result.read_text(encoding="utf-8")
     assert html.escape(_model_name(run)) in page and "Not for diagnosis" in page
+    assert html.escape(str(folder / "ratings.csv")) in _reader_section(page)   # --reader-study reached the child
     with open(folder / "evaluation" / "per_image.csv", encoding="utf-8", newline="") as fh:
         rows = list(csv.DictReader(fh))
     # The two test images for the model and both baselines (a train split exists: the linear one too).
@@ -219,24 +246,6 @@ def test_bad_manifest_fails_the_job_naming_the_file(vc_logic, evaluated, tmp_pat
         vc_logic.startEvaluation(manifest, tmp_path / "e", modelPath=tmp_path)
 
 
-RATINGS = """case_id,reader,endpoint,image,rating,truth
-c1,A,lesion,clinical,yes,yes
-c2,A,lesion,clinical,yes,yes
-c3,A,lesion,clinical,no,no
-c4,A,lesion,clinical,no,no
-c1,A,lesion,synthetic,yes,yes
-c2,A,lesion,synthetic,no,yes
-c3,A,lesion,synthetic,no,no
-c4,A,lesion,synthetic,yes,no
-c1,B,lesion,clinical,yes,yes
-c2,B,lesion,clinical,yes,yes
-c3,B,lesion,clinical,yes,no
-c4,B,lesion,clinical,no,no
-c1,B,lesion,synthetic,yes,yes
-c2,B,lesion,synthetic,yes,yes
-c3,B,lesion,synthetic,no,no
-c4,B,lesion,synthetic,no,no
-"""
 
 
 def test_reader_study_fills_tables_with_the_hand_counted_measures(vc_logic, tmp_path):
@@ -270,8 +279,8 @@ def test_build_report_in_process(vc_logic, evaluated, tmp_path):
     assert out == tmp_path / "again.html"
     page = out.read_text(encoding="utf-8")
     assert html.escape(_model_name(run)) in page and "Not for diagnosis" in page
-    assert "lesion" in page.split('id="reader"')[1]            # the reader study's section holds its endpoint
+    assert html.escape(str(ratings)) in _reader_section(page)
     single = vc_logic.buildReport(folder / "evaluation", tmp_path / "single.html")   # one folder, not a list
-    assert "Reader study" in single.read_text(encoding="utf-8")
+    assert "No reader study was given" in _reader_section(single.read_text(encoding="utf-8"))
     with pytest.raises(InputError):
         vc_logic.buildReport([tmp_path / "no evaluation here"], tmp_path / "x.html")
