@@ -124,9 +124,7 @@ def test_real_cdd_cesm_pairs_with_the_le_as_synthetic_give_finite_values(cdd_sam
     manifest = write_manifest(tmp_path / "manifest.csv", cases)
     listing = tmp_path / "le_as_synthetic.csv"
     listing.write_text("case_id,synthetic_path\n" + "".join(f"{c.case_id},{c.le_path}\n" for c in cases))
-    # At the copies' own 512 pixels: at 256 the narrowest breast has no 64-pixel patch with 8 neighbours.
-    result = evaluate_run(None, manifest, synthetic=listing, name="LE as synthetic", size=512,
-                          out_dir=tmp_path / "out")
+    result = evaluate_run(None, manifest, synthetic=listing, name="LE as synthetic", out_dir=tmp_path / "out")
     rows = [r for r in _rows(result.out_dir) if r["model"] == "LE as synthetic"]
     assert len(rows) == 5 and all(r["tissue_rois"] == "automatic" for r in rows)
     for r in rows:

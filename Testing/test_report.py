@@ -263,7 +263,8 @@ def test_three_settings_table_groups_images_by_lesion_mask(one_report):
     assert cells[5] == mean_sd(values(rows, MODEL, "breast_L1", has_lesion_mask="False"), ".2f")
     assert cells[8] == mean_sd(values(rows, MODEL, "breast_dCNR", has_lesion_mask="False"), ".3f")
     assert cells[10] == mean_sd(values(rows, MODEL, "mass_L2"), ".1f")
-    cnr = parse(out)[1].tables["CNR, real vs synthetic DES (breast: 64×64 patches, eqs. 10-11; mass: eq. 9)"]
+    cnr = parse(out)[1].tables["CNR, real vs synthetic DES (breast: 64×64 patches at 512², scaled with the image, "
+                               "eqs. 10-11; mass: eq. 9)"]
     assert row(cnr, MODEL)[4] == mean_sd(values(rows, MODEL, "mass_CNR_synthetic"), ".3f")
 
 

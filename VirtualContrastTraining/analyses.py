@@ -10,8 +10,9 @@ the target's maximum, in two regions:
 - breast_*: the segmented breast (Otsu on the LE). An image with a lesion mask
   belongs to the "breast with mass" setting, one without to "breast without mass";
 - mass_*: the lesion pixels only ("mass only").
-CNR: breast CNR of eqs. 10-11 (64x64 patches, stride 16, each against its 8
-neighbours) and mass CNR of eq. 9 (lesion against a ring around it), each on the
+CNR: breast CNR of eqs. 10-11 (64x64 patches at 003's 512x512, stride a quarter
+patch, each against its 8 neighbours; the patch scales with the evaluated size so
+that it covers the same share of the breast: 32 pixels at 256) and mass CNR of eq. 9 (lesion against a ring around it), each on the
 real and the synthetic DES; dCNR = CNR_synthetic - CNR_real (eq. 12).
 
 000 (Zormpas-Petridis et al. 2026): MAE and SSIM between LE and real DES and
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from VirtualContrastTraining.metrics import EIGHT_BIT, breast_cnr, cnr, lesion_cnr, mae, ring_around, ssim
+from VirtualContrastTraining.metrics import BREAST_CNR_PATCH, EIGHT_BIT, breast_cnr, cnr, lesion_cnr, mae, ring_around, ssim
 
 SETTING_COLUMNS = ("breast_L1", "breast_L2", "breast_PSNR", "breast_CNR_real", "breast_CNR_synthetic", "breast_dCNR",
                    "mass_L1", "mass_L2", "mass_PSNR", "mass_CNR_real", "mass_CNR_synthetic", "mass_dCNR")
@@ -36,6 +37,9 @@ TISSUE_COLUMNS = tuple(f"{what}_{image}" for what in ("tissue_CNR", "fibroglandu
 # 003's mass CNR compares the mass with "its surrounding region"; at the evaluated 256x256 of a full-field
 # mammogram a pixel is about 1 mm, so this ring is about the 5 mm the Slicer module uses by default.
 MASS_RING_PX = 5.0
+# 003 trains and measures at 512x512 (its U-Net 512), where its breast-CNR patch is 64 pixels.
+PAPER_SIZE_003 = 512
+MIN_PATCH = 8
 # Automatic tissue regions when none were drawn: LE quartiles inside the breast (bright = fibroglandular).
 AUTO_TISSUE_PERCENTILES = (25.0, 75.0)
 
@@ -60,13 +64,19 @@ def _or_none(compute, *args) -> float | None:
         return None
 
 
+def breast_cnr_patch(shape: tuple[int, int]) -> int:
+    """003's 64-pixel patch at 512x512, scaled to an image of `shape` (its longer side)."""
+    return max(MIN_PATCH, round(BREAST_CNR_PATCH * max(shape) / PAPER_SIZE_003))
+
+
 def setting_metrics(des: np.ndarray, synthetic: np.ndarray, breast: np.ndarray,
                     mass: np.ndarray | None) -> dict[str, float | None]:
     """003's values of one image (SETTING_COLUMNS): breast_* always, mass_* with a non-empty mass mask."""
     des, synthetic = np.asarray(des, np.float64), np.asarray(synthetic, np.float64)
     out: dict[str, float | None] = dict.fromkeys(SETTING_COLUMNS)
     out["breast_L1"], out["breast_L2"], out["breast_PSNR"] = _region_errors(des, synthetic, breast)
-    real, fake = breast_cnr(des, breast), breast_cnr(synthetic, breast)
+    patch = breast_cnr_patch(des.shape)
+    real, fake = breast_cnr(des, breast, patch), breast_cnr(synthetic, breast, patch)
     out["breast_CNR_real"], out["breast_CNR_synthetic"] = real, fake
     out["breast_dCNR"] = None if real is None or fake is None else fake - real
     mass = None if mass is None else np.asarray(mass) > 0.5

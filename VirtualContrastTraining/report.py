@@ -403,7 +403,8 @@ def _settings(pooled: _Pooled) -> str:
                "Mean ± sd over images; n = images with values in each group.")
             + _table((), rows, head_html=head, caption="Three settings")
             + _table(("Model", "Breast CNR, real", "Breast CNR, synthetic", "Mass CNR, real", "Mass CNR, synthetic"),
-                     cnr_rows, caption="CNR, real vs synthetic DES (breast: 64×64 patches, eqs. 10-11; mass: eq. 9)"))
+                     cnr_rows, caption="CNR, real vs synthetic DES (breast: 64×64 patches at 512², "
+                     "scaled with the image, eqs. 10-11; mass: eq. 9)"))
 
 
 def _change(pooled: _Pooled) -> str:

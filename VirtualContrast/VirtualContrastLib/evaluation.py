@@ -31,7 +31,7 @@ from VirtualContrastLib.training import _segmentMasks
 from VirtualContrastTraining.analyses import MASS_RING_PX, TISSUE_IMAGES
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.evaluate import COMPARISON_SIZE, NOT_FOR_DIAGNOSIS, evaluate_images
-from VirtualContrastTraining.metrics import BREAST_CNR_PATCH, BRIGHT_PERCENTILE
+from VirtualContrastTraining.metrics import BRIGHT_PERCENTILE
 
 P000, P001, P002, P003 = ("000 Zormpas-Petridis 2026", "001 Rofena 2024", "002 Rofena 2025",
                           "003 Hosseinipour 2024")
@@ -121,7 +121,7 @@ def _undefined(key: str, values: dict[str, Any]) -> str:
         if "CNR" in key:
             return f"undefined: the {MASS_RING_PX:g}-pixel ring around the lesion in the breast is empty or uniform"
     if key.startswith("breast_") and "CNR" in key:
-        return (f"undefined: no {BREAST_CNR_PATCH}x{BREAST_CNR_PATCH} patch lies inside the breast with "
+        return ("undefined: no patch (64 pixels at 512, scaled with the image) lies inside the breast with "
                 "non-uniform surroundings")
     if key == "bright_MAE":
         return "undefined: empty breast or a flat real DES"
