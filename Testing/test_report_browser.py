@@ -1,11 +1,14 @@
 """The HTML report opens in a real browser and renders every figure (headless Debian Chromium via Playwright).
 
-The report is built from an evaluation folder made as in test_report.py,
-opened from disk with network access refused, and checked: every <img> has
-loaded (complete, naturalWidth > 0), their number is the number of figures
-the report says it embeds, nothing failed to load, and a full-page screenshot
-is not blank. With VC_UPDATE_DOCS=1 the screenshot replaces
-docs/report-screenshot.png, which a second test checks is not blank either.
+The report is the one `evaluate` writes for a real evaluation (a tiny model
+saved as a real checkpoint, on the phantom's DICOM files), opened from disk
+with network access refused, and checked: every <img> has loaded (complete,
+naturalWidth > 0), their number is the number of figures the report says it
+embeds, nothing failed to load, and a full-page screenshot is not blank.
+With VC_UPDATE_DOCS=1 the screenshot replaces docs/report-screenshot.png
+(with VC_REPORT=path/report.html, of that report instead: the committed one
+is of a trained Seg-CycleGAN, see docs/evaluation.md), which a second test
+checks is not blank either.
 Skipped, with the reason, where Playwright or /usr/bin/chromium is missing
 (`make browser` installs Debian's chromium where it can).
 """
@@ -13,6 +16,7 @@ Skipped, with the reason, where Playwright or /usr/bin/chromium is missing
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 from pathlib import Path
@@ -20,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_report import MODEL, make_evaluation
+from conftest import make_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -58,16 +62,23 @@ def _screenshot(page) -> bytes:
     return png
 
 
-def test_report_renders_every_figure_in_chromium(tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    if not CHROMIUM.is_file():
-        pytest.skip(f"{CHROMIUM} is absent (run `make browser` as root to install Debian's chromium)")
-    from VirtualContrastTraining.report import build_report
+def _evaluated(tmp_path: Path, phantom: Path) -> Path:
+    """report.html of `evaluate` on the phantom's two test patients, for a tiny untrained model."""
+    from dataclasses import replace
 
-    folders = [make_evaluation(tmp_path / f"fold_{i}" / "evaluation", fold=i, seed=i, case_prefix=f"F{i}P")
-               for i in range(2)]
-    report = build_report(folders, tmp_path / "report.html", title="VirtualContrast report (made-up values)")
+    from VirtualContrastTraining.data.manifest import read_manifest, write_manifest
+    from VirtualContrastTraining.evaluate import evaluate_run
 
+    cases = read_manifest(phantom)
+    patients = list(dict.fromkeys(c.patient_id for c in cases))
+    splits = {p: ("train" if i == 0 else "val" if i == 1 else "test") for i, p in enumerate(patients)}
+    manifest = write_manifest(tmp_path / "manifest.csv", [replace(c, split=splits[c.patient_id]) for c in cases])
+    run = make_tiny_model(tmp_path / "run", image_size=64)
+    return evaluate_run(run, manifest, out_dir=tmp_path / "evaluation", device="cpu").report_html
+
+
+def _render(sync_api, report: Path) -> dict:
+    """Open the report in Chromium: its images' load state, stated figure count, text, failures, screenshot."""
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -77,23 +88,34 @@ def test_report_renders_every_figure_in_chromium(tmp_path):
             page.on("console", lambda msg: failed.append(msg.text) if msg.type == "error" else None)
             page.route("http*://**", lambda route: (failed.append(route.request.url), route.abort()))
             page.goto(report.as_uri(), wait_until="load")
-            images = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth])")
-            stated = int(page.get_attribute("body", "data-figures"))
-            text = page.inner_text("body")
-            png = _screenshot(page)
+            return {"images": page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth])"),
+                    "stated": int(page.get_attribute("body", "data-figures")), "text": page.inner_text("body"),
+                    "failed": failed, "png": _screenshot(page)}
         finally:
             browser.close()
 
-    # 2 folds: box plots per model, per density for the model, best/median/worst heatmaps, histograms.
-    assert stated == len(images) == 6
-    assert f"This report embeds {stated} figures." in text
-    assert all(complete and width > 0 for complete, width in images), images
-    assert failed == []
-    assert "Not for diagnosis." in text and MODEL in text
-    assert len(png) <= MAX_BYTES
-    assert _pixels(png).shape[1] == VIEWPORT["width"]
-    assert_not_blank(png)
+
+def test_report_renders_every_figure_in_chromium(tmp_path, small_phantom):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} is absent (run `make browser` as root to install Debian's chromium)")
+    report = _evaluated(tmp_path, small_phantom)
+    provenance = json.loads((report.parent / "provenance.json").read_text())
+    model = provenance["model_name"]
+    page = _render(sync_api, report)
+
+    # Box plots per model and per density, histograms, best/median/worst heatmaps (fewer for < 3 images).
+    assert page["stated"] == len(page["images"]) == 3 + min(3, provenance["n_images"])
+    assert f"This report embeds {page['stated']} figures." in page["text"]
+    assert all(complete and width > 0 for complete, width in page["images"]), page["images"]
+    assert page["failed"] == []
+    assert "Not for diagnosis." in page["text"] and model in page["text"]
+    assert len(page["png"]) <= MAX_BYTES
+    assert _pixels(page["png"]).shape[1] == VIEWPORT["width"]
+    assert_not_blank(page["png"])
     if os.environ.get("VC_UPDATE_DOCS") == "1":
+        png = _render(sync_api, Path(os.environ["VC_REPORT"]))["png"] if "VC_REPORT" in os.environ else page["png"]
+        assert_not_blank(png)
         shot = tmp_path / "shot.png"
         shot.write_bytes(png)
         shutil.copyfile(shot, SCREENSHOT)
