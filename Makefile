@@ -33,7 +33,7 @@ test: venv browser
 browser:
 	@if [ -x /usr/bin/chromium ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		(apt-get update -qq && apt-get install -y -qq chromium) \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
 			|| echo "chromium could not be installed: the browser test will be skipped"; \
 	else echo "no /usr/bin/chromium and no root apt-get to install it: the browser test will be skipped"; fi
 

@@ -127,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"  done in {time.perf_counter() - t:.0f} s", file=sys.stderr)
 
     print(result.table)
-    print(f"\nReport: {result.summary_md}")
+    print(f"\nReport (open in a browser): {result.report_html}")
+    print(f"Summary: {result.summary_md}")
     print(f"Heatmaps: {result.out_dir / 'heatmaps'}")
     print(f"Total time: {(time.perf_counter() - start) / 60:.1f} min", file=sys.stderr)
     return EXIT_OK
