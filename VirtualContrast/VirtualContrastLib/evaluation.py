@@ -27,7 +27,7 @@ import vtk
 
 from VirtualContrastLib.nodes import imageFromVolume, isSynthetic
 from VirtualContrastLib.regions import RegionError, regionMask
-from VirtualContrastLib.training import _segmentMasks
+from VirtualContrastLib.training import segmentMasks
 from VirtualContrastTraining.analyses import MASS_RING_PX, TISSUE_IMAGES
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.evaluate import COMPARISON_SIZE, NOT_FOR_DIAGNOSIS, evaluate_images
@@ -154,7 +154,7 @@ def _mask(role: str, region, leNode):
         if role != "lesion":
             raise InputError(None, f"{role} region: choose one segment of {region.GetName()!r}, "
                                    "as (segmentation, segmentId)")
-        masks = _segmentMasks(region, leNode)[0]
+        masks = segmentMasks(region, leNode)[0]
         if not masks:
             raise InputError(None, f"lesion region: segmentation {region.GetName()!r} has no lesion segment "
                                    "with pixels on the LE")

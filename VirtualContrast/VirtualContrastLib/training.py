@@ -50,7 +50,7 @@ TISSUE_SEGMENTS = {"fibroglandular": re.compile(r"(?<![a-z])(fibro|glandular)", 
                    "adipose": re.compile(r"(?<![a-z])(adipose|fat)", re.IGNORECASE)}
 
 
-def _segmentMasks(segmentation, reference) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def segmentMasks(segmentation, reference) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(lesion masks by segment name, tissue masks by TISSUE_SEGMENTS key), non-empty ones only;
     several segments of one tissue are united."""
     lesions, tissue = {}, {}
@@ -102,7 +102,7 @@ def exportSceneCases(cases: list[LoadedCase], folder: str | os.PathLike) -> Path
                 paths[role] = write_nrrd(image, tmp / f"{caseId}_{role}.nrrd", fields)
             lesionPath, tissuePaths = "", {}
             if case.segmentation is not None:
-                masks, tissue = _segmentMasks(case.segmentation, case.le)
+                masks, tissue = segmentMasks(case.segmentation, case.le)
                 if masks:
                     lesionPath = str(write_lesion_segmentation(tmp / f"{caseId}_lesions.seg.nrrd", masks, le))
                 if len(tissue) == len(TISSUE_SEGMENTS):  # 000's CNR needs both regions
