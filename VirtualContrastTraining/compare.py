@@ -247,7 +247,7 @@ def _paired_tests(out_dir: Path, presets: list[str], folds: list[int]) -> str:
     """Markdown: the first preset against each other one, Wilcoxon signed-rank per metric over the test
     images of all folds (each image is tested in exactly one fold, so the pairs are the same images),
     Benjamini-Hochberg over the metrics (000's statistics); empty for one preset."""
-    from VirtualContrastTraining.report import read_evaluation
+    from VirtualContrastTraining.evaluation_folder import read_evaluation
     from VirtualContrastTraining.statistics import wilcoxon_models
 
     if len(presets) < 2:
