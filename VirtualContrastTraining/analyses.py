@@ -12,8 +12,9 @@ the target's maximum, in two regions:
 - mass_*: the lesion pixels only ("mass only").
 CNR: breast CNR of eqs. 10-11 (64x64 patches at 003's 512x512, stride a quarter
 patch, each against its 8 neighbours; the patch scales with the evaluated size so
-that it covers the same share of the breast: 32 pixels at 256) and mass CNR of eq. 9 (lesion against a ring around it), each on the
-real and the synthetic DES; dCNR = CNR_synthetic - CNR_real (eq. 12).
+that it covers the same share of the breast: 32 pixels at 256) and mass CNR of
+eq. 9 (lesion against a ring around it), each on the real and the synthetic DES;
+dCNR = CNR_synthetic - CNR_real (eq. 12).
 
 000 (Zormpas-Petridis et al. 2026): MAE and SSIM between LE and real DES and
 between LE and synthetic DES (the change the contrast makes, per image; the
@@ -26,7 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from VirtualContrastTraining.metrics import BREAST_CNR_PATCH, EIGHT_BIT, breast_cnr, cnr, lesion_cnr, mae, ring_around, ssim
+from VirtualContrastTraining.metrics import (BREAST_CNR_PATCH, EIGHT_BIT, breast_cnr, cnr, lesion_cnr, mae,
+                                             ring_around, ssim)
 
 SETTING_COLUMNS = ("breast_L1", "breast_L2", "breast_PSNR", "breast_CNR_real", "breast_CNR_synthetic", "breast_dCNR",
                    "mass_L1", "mass_L2", "mass_PSNR", "mass_CNR_real", "mass_CNR_synthetic", "mass_dCNR")
