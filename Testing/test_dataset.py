@@ -178,3 +178,25 @@ def test_real_cdd_cesm_pair(cdd_sample):
     assert p.params.window_source == p.des_params.window_source == "percentile"
     assert p.le[:, 40:].max() == 0.0 and p.des[:, 40:].max() == 0.0  # padded half (32 of 64 columns) + margin
     assert p.le[:, :32].mean() > 0.05 and p.des[:, :32].mean() > 0.05
+
+
+def test_des_offset_moves_the_des_onto_the_le(tmp_path):
+    """des_offset_x/_y (CDD-CESM registration): aligned DES[r, c] = DES[r + y, c + x], background elsewhere."""
+    from dataclasses import replace
+
+    from VirtualContrastTraining.data.dataset import read_case_images
+
+    case = write_pair(tmp_path, "c1", laterality="L")
+    _, des = read_case_images(case)
+    _, moved = read_case_images(replace(case, des_offset_x="3", des_offset_y="-2"))
+    assert np.array_equal(moved.array[2:, :-3], des.array[:-2, 3:])
+    assert (moved.array[:2] == des.array.min()).all() and (moved.array[:, -3:] == des.array.min()).all()
+    assert moved.spacing == des.spacing
+
+
+def test_manifest_rejects_a_fractional_offset(tmp_path):
+    from VirtualContrastTraining.data.manifest import read_manifest, write_manifest
+
+    manifest = write_manifest(tmp_path / "m.csv", [write_pair(tmp_path, "c1", des_offset_x="1.5")])
+    with pytest.raises(InputError, match=r"line 2: des_offset_x '1.5' is not a whole number of pixels"):
+        read_manifest(manifest)

@@ -44,7 +44,8 @@ ENGINE_MODULES = {"torch": "torch", "monai": "monai>=1.4,<1.7", "scipy": "scipy>
                   "pydicom": "pydicom>=3.0,<4", "SimpleITK": "SimpleITK>=2.3,<3",
                   "skimage": "scikit-image>=0.22,<0.27", "slicerio": "slicerio>=1.1,<2", "nrrd": "pynrrd>=1.0,<2",
                   "safetensors": "safetensors>=0.4,<1", "matplotlib": "matplotlib>=3.8,<4", "tqdm": "tqdm>=4.66,<5",
-                  "sklearn": "scikit-learn>=1.4,<2"}
+                  "sklearn": "scikit-learn>=1.4,<2", "openpyxl": "openpyxl>=3.1,<4",
+                  "highdicom": "highdicom>=0.23,<1", "dicognito": "dicognito>=0.17,<1"}
 SYNTHETIC_SUFFIX = " \u2013 synthetic DES"
 
 

@@ -66,8 +66,23 @@ def case_window(case: Case, which: str) -> tuple[float, float] | None:
                          f"case {case.case_id}: window center/width {center!r}/{width!r} are not numbers") from None
 
 
+def shift_to_le(des: np.ndarray, offset: tuple[int, int]) -> np.ndarray:
+    """The DES moved onto the LE by the integer translation `offset` = (x, y): out[r, c] = des[r + y, c + x];
+    pixels that come from outside the image get the DES's minimum (its background)."""
+    x, y = offset
+    if not (x or y):
+        return des
+    rows, cols = des.shape
+    out = np.full_like(des, des.min())
+    dst = (slice(max(-y, 0), rows - max(y, 0)), slice(max(-x, 0), cols - max(x, 0)))
+    src = (slice(max(y, 0), rows + min(y, 0)), slice(max(x, 0), cols + min(x, 0)))
+    out[dst] = des[src]
+    return out
+
+
 def read_case_images(case: Case) -> tuple[Image, Image | None]:
-    """(LE, DES or None) of one case; InputError when the DES is not the LE's size (every pipeline needs that)."""
+    """(LE, DES or None) of one case, the DES moved by the manifest's des_offset (LE and DES of CDD-CESM
+    are not pixel-aligned); InputError when the DES is not the LE's size (every pipeline needs that)."""
     le_image = read_image(case.le_path)
     if not case.des_path:
         return le_image, None
@@ -78,6 +93,9 @@ def read_case_images(case: Case) -> tuple[Image, Image | None]:
             case.des_path,
             f"DES is {dc}x{dr} pixels but its LE {case.le_path} is {lc}x{lr}: a pair must have the same size",
         )
+    offset = case.des_offset()
+    if any(offset):
+        des_image = des_image.with_array(shift_to_le(des_image.array, offset))
     return le_image, des_image
 
 

@@ -36,6 +36,8 @@ class Case:
     le_window_width: str = ""
     des_window_center: str = ""
     des_window_width: str = ""
+    des_offset_x: str = ""         # integer translation (columns, rows) that aligns the DES with the LE:
+    des_offset_y: str = ""         # aligned DES[r, c] = DES[r + y, c + x] (CDD-CESM registration); empty = 0
     density: str = ""              # ACR a-d
     bpe: str = ""                  # minimal / mild / moderate / marked
     lesion_types: str = ""         # ";"-separated
@@ -45,6 +47,10 @@ class Case:
     @property
     def has_lesion_mask(self) -> bool:
         return bool(self.lesion_path)
+
+    def des_offset(self) -> tuple[int, int]:
+        """(x, y) of des_offset_x/_y, (0, 0) when empty; ValueError for a non-integer."""
+        return tuple(int(v) if v not in ("", None) else 0 for v in (self.des_offset_x, self.des_offset_y))
 
     def window(self, which: str) -> tuple[float, float] | None:
         """(center, width) of the LE ("le") or DES ("des") window, or None when not recorded."""
@@ -57,6 +63,7 @@ class Case:
 COLUMNS = [f.name for f in fields(Case)]
 REQUIRED = ("case_id", "patient_id", "le_path")
 PATH_COLUMNS = ("le_path", "des_path", "lesion_path", "fibroglandular_path", "adipose_path")
+OFFSET_COLUMNS = ("des_offset_x", "des_offset_y")
 WINDOW_COLUMNS = ("le_window_center", "le_window_width", "des_window_center", "des_window_width")
 
 
@@ -108,6 +115,9 @@ def read_manifest(path: str | os.PathLike, require_des: bool = False) -> list[Ca
         for key in WINDOW_COLUMNS:
             if values[key] and not _is_number(values[key]):
                 raise InputError(path, f"line {lineno}: {key} {values[key]!r} is not a number")
+        for key in OFFSET_COLUMNS:
+            if values[key] and not values[key].lstrip("+-").isdigit():
+                raise InputError(path, f"line {lineno}: {key} {values[key]!r} is not a whole number of pixels")
         if require_des and not values["des_path"]:
             raise InputError(path, f"line {lineno}: case {values['case_id']} has no des_path")
         for key in PATH_COLUMNS:
