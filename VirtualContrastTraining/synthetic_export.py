@@ -4,6 +4,10 @@ Every output says so three times: in its file name (`_SYNTHETIC-DES`), in its
 metadata (NRRD key/value fields) and, for DICOM, in ImageType
 (DERIVED\\SECONDARY\\\\SYNTHETIC), SeriesDescription and DerivationDescription,
 with a reference to the LE it was computed from. `import` skips such files.
+On request the DICOM also carries the warning in its pixels (a burned-in
+marker that survives screenshots and exports that drop the header) and is
+de-identified, for sharing synthetic images outside the hospital; the papers'
+synthetic DES are research output (000, 001-004), never a diagnosis.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from VirtualContrastTraining import __version__
+from VirtualContrastTraining.atomic import atomic_path
 from VirtualContrastTraining.data.image import Image
 from VirtualContrastTraining.data.imageio import NRRD_WINDOW_FIELDS, write_nrrd
 from VirtualContrastTraining.errors import InputError
@@ -22,6 +27,20 @@ SUFFIX = "_SYNTHETIC-DES"
 SERIES_DESCRIPTION = "SYNTHETIC DES \u2013 not for diagnosis"
 IMAGE_TYPE = ["DERIVED", "SECONDARY", "", "SYNTHETIC"]
 BITS_STORED = 14
+MARKER_TEXT = "SYNTHETIC - NOT FOR DIAGNOSIS"
+MARKER_HEIGHT = 0.03      # font size as a share of the image height: legible at full size
+MARKER_MAX_WIDTH = 0.45   # share of the image width: the marker stays in the corner, off the breast
+MARKER_MIN_FONT_PX = 8    # below this no text is legible, whatever the image size
+# Project view -> keyword of DICOM CID 4014 "View for Mammography" (pydicom's code dictionary).
+_VIEW_KEYWORDS = {
+    "CC": "CranioCaudal", "MLO": "MedioLateralObliqueProjection", "ML": "MedioLateralProjection",
+    "LM": "LateroMedial", "LMO": "LateroMedialOblique", "XCCL": "CranioCaudalExaggeratedLaterally",
+    "XCCM": "CranioCaudalExaggeratedMedially", "FB": "CaudoCranial", "SIO": "SuperolateralToInferomedialOblique",
+}
+# PatientOrientation (row direction \\ column direction) of a left breast under the project's display
+# convention (chest wall at column 0, breast_side); a right breast mirrors it (A<->P, R<->L).
+_LEFT_ORIENTATION = {"CC": ["A", "R"], "XCCL": ["A", "R"], "XCCM": ["A", "R"], "MLO": ["A", "FR"],
+                     "ML": ["A", "F"], "LM": ["A", "F"]}
 
 
 def synthetic_name(stem: str, fmt: str) -> str:
@@ -46,7 +65,16 @@ def write_synthetic_nrrd(image: Image, path: str | os.PathLike) -> Path:
     return write_nrrd(image, check_synthetic_name(path), fields=fields)
 
 
-def write_synthetic_dicom(image: Image, path: str | os.PathLike) -> Path:
+def new_anonymizer():
+    """One dicognito Anonymizer for all files of one export: it maps each name, ID, UID and date the
+    same way every time, so all synthetic images of a patient stay in one pseudonymous study."""
+    from dicognito.anonymizer import Anonymizer
+
+    return Anonymizer()
+
+
+def write_synthetic_dicom(image: Image, path: str | os.PathLike, *, burn_in: bool = False,
+                          deidentify=False) -> Path:
     """MG DICOM in the LE's study (new series), pixels in the LE's geometry, marked synthetic.
 
     The patient and study attributes are the LE's (name, ID, birth date, sex,
@@ -54,28 +82,43 @@ def write_synthetic_dicom(image: Image, path: str | os.PathLike) -> Path:
     meta) and so is the acquisition time, so that the file does not contradict
     its study; only SeriesDate/Time and ContentDate/Time say when it was made.
     An LE that is not DICOM has no study: the file then gets a new one.
+    SourceImageSequence names the LE's SOP instance and SOP class (an MG, or
+    the Secondary Capture of a digitised film such as CBIS-DDSM). An LE without
+    pixel spacing gives a file without it (empty, not an invented 1 mm).
+
+    `burn_in` draws MARKER_TEXT into the pixels (BurnedInAnnotation YES).
+    `deidentify` is False, True (a new Anonymizer for this file) or the
+    Anonymizer of the whole export (`new_anonymizer`): dicognito replaces
+    names, IDs, UIDs and dates; the synthetic markings stay.
     """
     from datetime import datetime
 
     from pydicom.dataset import Dataset
     from pydicom.uid import generate_uid
 
-    from VirtualContrastTraining.data.dicom_write import write_mg_dicom
+    from VirtualContrastTraining.data.dicom_write import MG_FOR_PRESENTATION, write_mg_dicom
 
     path = check_synthetic_name(path)
     meta = image.meta
     pixels = np.clip(np.rint(image.array), 0, 2**BITS_STORED - 1).astype(np.uint16)
+    window = (float(meta["window_center"]), float(meta["window_width"]))
+    if burn_in:
+        low, high = (np.clip([window[0] - window[1] / 2, window[0] + window[1] / 2], 0, 2**BITS_STORED - 1))
+        pixels, _ = burn_in_marker(pixels, laterality=str(meta.get("laterality", "")), low=low, high=high)
     extra = {
         "DerivationDescription": (
             f"{SERIES_DESCRIPTION}. Virtual contrast enhancement by {meta.get('VirtualContrast.Model', '?')}, "
             f"preset {meta.get('VirtualContrast.Preset', '?')}, VirtualContrast {__version__}"
         )[:1024],
-        "BurnedInAnnotation": "NO",
+        "BurnedInAnnotation": "YES" if burn_in else "NO",
         "SpecificCharacterSet": "ISO_IR 192",  # UTF-8: the description holds an en dash
+        **_mammography_attributes(str(meta.get("laterality", "")), str(meta.get("view", ""))),
     }
+    if str(meta.get("spacing_source", "")).startswith("none"):
+        extra["PixelSpacing"] = extra["ImagerPixelSpacing"] = None
     if meta.get("sop_uid"):
         source = Dataset()
-        source.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.2"
+        source.ReferencedSOPClassUID = meta.get("sop_class_uid") or MG_FOR_PRESENTATION
         source.ReferencedSOPInstanceUID = meta["sop_uid"]
         extra["SourceImageSequence"] = [source]
     for key, keyword in (("study_id", "StudyID"), ("accession_number", "AccessionNumber"),
@@ -87,24 +130,156 @@ def write_synthetic_dicom(image: Image, path: str | os.PathLike) -> Path:
         acquired = datetime.fromisoformat(str(meta.get("acquisition_time") or ""))
     except ValueError:  # not a DICOM LE, or no time in it
         acquired = None
-    return write_mg_dicom(
-        path,
-        pixels,
-        spacing_mm=image.spacing,
-        image_type=IMAGE_TYPE,
-        patient_id=meta.get("patient_id") or "UNKNOWN",
-        patient_name=meta.get("patient_name") or "UNKNOWN",
-        study_uid=meta.get("study_uid") or generate_uid(),
-        study_date=meta.get("study_date", "") if in_le_study else None,
-        study_time=meta.get("study_time", "") if in_le_study else None,
-        acquisition_datetime=acquired,
-        content_datetime=datetime.now(),
-        laterality=meta.get("laterality", ""),
-        view=meta.get("view", ""),
-        window=(meta["window_center"], meta["window_width"]),
-        bits_stored=BITS_STORED,
-        series_description=SERIES_DESCRIPTION,
-        series_number=9900,
-        manufacturer="VirtualContrast (synthetic)",
-        extra=extra,
-    )
+    with atomic_path(path) as tmp:
+        write_mg_dicom(
+            tmp,
+            pixels,
+            spacing_mm=image.spacing,
+            image_type=IMAGE_TYPE,
+            patient_id=meta.get("patient_id") or "UNKNOWN",
+            patient_name=meta.get("patient_name") or "UNKNOWN",
+            study_uid=meta.get("study_uid") or generate_uid(),
+            study_date=meta.get("study_date", "") if in_le_study else None,
+            study_time=meta.get("study_time", "") if in_le_study else None,
+            acquisition_datetime=acquired,
+            content_datetime=datetime.now(),
+            laterality=meta.get("laterality", ""),
+            view=meta.get("view", ""),
+            window=window,
+            bits_stored=BITS_STORED,
+            series_description=SERIES_DESCRIPTION,
+            series_number=9900,
+            manufacturer="VirtualContrast (synthetic)",
+            extra=extra,
+        )
+        if deidentify is not False:
+            _deidentify(tmp, new_anonymizer() if deidentify is True else deidentify)
+    return path
+
+
+def _mammography_attributes(laterality: str, view: str) -> dict:
+    """Attributes the MG For Presentation IOD requires beyond write_mg_dicom's, checked with dciodvfy.
+
+    A synthetic image had no detector or positioner of its own: DetectorType
+    (type 2) is empty; the positioner and organ are the LE's by definition.
+    Its pixels are stored uncompressed (LossyImageCompression 00). The
+    orientation follows the display convention the pipeline assumes (a left
+    breast's chest wall at column 0), which the pixels keep from the LE; left
+    empty for views without a standard orientation.
+    """
+    from pydicom.dataset import Dataset
+    from pydicom.sr.codedict import codes
+
+    def item(code) -> Dataset:
+        ds = Dataset()
+        ds.CodeValue, ds.CodingSchemeDesignator, ds.CodeMeaning = code.value, code.scheme_designator, code.meaning
+        return ds
+
+    keyword = _VIEW_KEYWORDS.get(view.upper())
+    orientation = _LEFT_ORIENTATION.get(view.upper(), [])
+    if orientation and laterality.upper() == "R":
+        orientation = [v.translate(str.maketrans("APRL", "PALR")) for v in orientation]
+    elif laterality.upper() != "L":
+        orientation = []
+    attributes = {
+        "PatientOrientation": orientation,
+        "AnatomicRegionSequence": [item(codes.SCT.Breast)],
+        "PositionerType": "MAMMOGRAPHIC",
+        "OrganExposed": "BREAST",
+        "DetectorType": "",
+        "LossyImageCompression": "00",
+        "AcquisitionContextSequence": [],
+    }
+    if keyword:  # Type 1: left out rather than empty when the LE does not say its view
+        view_item = item(getattr(codes.cid4014, keyword))
+        view_item.ViewModifierCodeSequence = []
+        attributes["ViewCodeSequence"] = [view_item]
+    return attributes
+
+
+def _deidentify(path: Path, anonymizer) -> None:
+    """dicognito on the written file; the file meta follows the new SOP Instance UID."""
+    from importlib.metadata import version
+
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    anonymizer.anonymize(ds)
+    ds.walk(_uuid_derived_uid)
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.PatientIdentityRemoved = "YES"
+    ds.DeidentificationMethod = f"dicognito {version('dicognito')}: consistent pseudonyms per export"[:64]
+    pydicom.dcmwrite(path, ds, enforce_file_format=True)
+
+
+def _uuid_derived_uid(_ds, element) -> None:
+    """dicognito's pseudonymous UIDs ("2." and 40 digits) lie under an unassigned arc of the joint
+    ISO/ITU-T root, which validators (dciodvfy) reject; 2.25.<128-bit integer> (ISO/IEC 9834-8) is the
+    root for UIDs made without an organisation's root. A name-based UUID of dicognito's UID keeps its
+    consistency: the same original UID gives the same new one in every file of the export."""
+    import uuid
+
+    if element.VR != "UI" or not element.value or element.keyword.endswith("ClassUID") \
+            or element.keyword == "TransferSyntaxUID":
+        return
+    element.value = f"2.25.{uuid.uuid5(uuid.NAMESPACE_OID, str(element.value)).int}"
+
+
+def burn_in_marker(pixels: np.ndarray, *, laterality: str, low: float, high: float
+                   ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """MARKER_TEXT drawn into a copy of `pixels`; returns it and the marker's box (row0, row1, col0, col1).
+
+    The text is rendered with Pillow in matplotlib's DejaVu Sans Bold, about
+    MARKER_HEIGHT of the image height (on two lines, and smaller, when one line
+    would be wider than MARKER_MAX_WIDTH of the image), `high` on a `low` box:
+    the two ends of the display window, so it reads in any viewer's default
+    window. The box sits in the corner across from the chest wall (breast_side),
+    top or bottom, whichever holds less tissue.
+    """
+    from PIL import Image as PILImage
+    from PIL import ImageDraw
+
+    from VirtualContrastTraining.data.preprocessing import breast_side
+
+    rows, cols = pixels.shape
+    font, text = _marker_font(rows, cols)
+    left, top, right, bottom = (round(v) for v in ImageDraw.Draw(PILImage.new("L", (1, 1))).multiline_textbbox(
+        (0, 0), text, font=font, align="center"))
+    pad, margin = max(1, round(font.size / 4)), max(1, round(0.01 * min(rows, cols)))
+    height = min(rows - 2 * margin, bottom - top + 2 * pad)
+    width = min(cols - 2 * margin, right - left + 2 * pad)
+    canvas = PILImage.new("L", (width, height), 0)
+    ImageDraw.Draw(canvas).multiline_text((pad - left, pad - top), text, fill=255, font=font, align="center")
+    alpha = np.asarray(canvas, dtype=np.float64) / 255.0
+
+    chest_wall = breast_side(pixels, laterality)
+    c0 = cols - margin - width if chest_wall == "left" else margin
+    tissue = pixels > pixels.min() + 0.05 * (float(pixels.max()) - float(pixels.min()))
+    top_r0, bottom_r0 = margin, rows - margin - height
+    r0 = top_r0 if (tissue[top_r0:top_r0 + height, c0:c0 + width].mean()
+                    <= tissue[bottom_r0:bottom_r0 + height, c0:c0 + width].mean()) else bottom_r0
+    out = pixels.copy()
+    out[r0:r0 + height, c0:c0 + width] = np.rint(low + alpha * (high - low)).astype(pixels.dtype)
+    return out, (r0, r0 + height, c0, c0 + width)
+
+
+def _marker_font(rows: int, cols: int):
+    """(Pillow font, text): one line when it fits MARKER_MAX_WIDTH at MARKER_HEIGHT, else two lines,
+    shrunk to fit that width but never below MARKER_MIN_FONT_PX unless the image itself is narrower."""
+    import matplotlib
+    from PIL import ImageFont
+
+    path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans-Bold.ttf"
+    size = max(MARKER_MIN_FONT_PX, round(MARKER_HEIGHT * rows))
+
+    def width(text: str, px: int) -> float:
+        font = ImageFont.truetype(str(path), px)
+        return max(font.getlength(line) for line in text.split("\n"))
+
+    text = MARKER_TEXT
+    if width(text, size) > MARKER_MAX_WIDTH * cols:
+        text = MARKER_TEXT.replace(" - ", "\n")
+        size = max(MARKER_MIN_FONT_PX, min(size, int(size * MARKER_MAX_WIDTH * cols / width(text, size))))
+    while size > 1 and width(text, size) > 0.9 * cols:  # a tiny image: fit it at all
+        size -= 1
+    return ImageFont.truetype(str(path), size), text

@@ -13,6 +13,7 @@ from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.events import EventWriter
 from VirtualContrastTraining.synthetic_export import (
     check_synthetic_name,
+    new_anonymizer,
     synthetic_name,
     write_synthetic_dicom,
     write_synthetic_nrrd,
@@ -35,6 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--le-window", metavar="CENTER,WIDTH", type=_window,
                    help="single LE file: intensity window for contrast stretching (default: the file's, "
                         "else percentiles); e.g. what a viewer shows for an NRRD that carries none")
+    p.add_argument("--burn-in", action="store_true",
+                   help="DICOM output: also draw 'SYNTHETIC - NOT FOR DIAGNOSIS' into the pixels, in a corner "
+                        "away from the breast (BurnedInAnnotation YES)")
+    p.add_argument("--deidentify", action="store_true",
+                   help="DICOM output: replace names, IDs, UIDs and dates with pseudonyms (dicognito), the same "
+                        "for all files of this run, so a patient's images stay in one pseudonymous study")
     p.set_defaults(func=run)
 
 
@@ -46,8 +53,15 @@ def _window(text: str) -> tuple[float, float]:
     return center, width
 
 
-def _writer(fmt: str):
-    return write_synthetic_dicom if fmt == "dicom" else write_synthetic_nrrd
+def _writer(fmt: str, args: argparse.Namespace):
+    """The output writer; --burn-in and --deidentify are DICOM's (an NRRD carries no patient data)."""
+    if fmt != "dicom":
+        if args.burn_in or args.deidentify:
+            flags = " and ".join(f for f, on in (("--burn-in", args.burn_in), ("--deidentify", args.deidentify)) if on)
+            raise InputError(None, f"{flags} apply to DICOM output only: add --format dicom (or --out NAME.dcm)")
+        return write_synthetic_nrrd
+    anonymizer = new_anonymizer() if args.deidentify else False  # one for the whole run: consistent pseudonyms
+    return lambda image, dest: write_synthetic_dicom(image, dest, burn_in=args.burn_in, deidentify=anonymizer)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(out, "a manifest gives several outputs: --out must be a folder")
     if single_file:
         check_synthetic_name(out)
+    writer = _writer(fmt, args)
     synth = Synthesizer.load(args.model, device=args.device)
     # Read before the output folder exists, so a bad input or model leaves nothing behind.
     first = read_image(inputs[0][1])
@@ -80,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         le = first if i == 1 else read_image(le_path)
         des = synth.synthesize(le, laterality=laterality, window=window)
         dest = out if single_file else out / synthetic_name(stem, fmt)
-        written.append(_writer(fmt)(des, dest))
+        written.append(writer(des, dest))
         events.emit("progress", step=i, total_steps=len(inputs), path=str(dest))
     events.emit("finished", job="predict", outputs=[str(p) for p in written])
     print(f"wrote {len(written)} synthetic DES image(s) to {out}", file=sys.stderr)

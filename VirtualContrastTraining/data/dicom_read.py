@@ -113,6 +113,7 @@ class DicomInfo:
             "patient_name": self.patient_name,
             "study_uid": self.study_uid,
             "sop_uid": self.sop_uid,
+            "sop_class_uid": self.sop_class_uid,  # a derived image references its source by both
             "image_type": list(self.image_type),
             "acquisition_time": self.acquisition_time.isoformat() if self.acquisition_time else "",
             "spacing_source": self.spacing_source or "none (1.0 mm assumed)",

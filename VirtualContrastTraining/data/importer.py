@@ -83,6 +83,7 @@ class _SegInfo:
     rows: int
     cols: int
     spacing: tuple[float, float]
+    references: frozenset[str] | None = None  # a DICOM SEG's source SOP Instance UIDs; None for other files
 
     @property
     def stem(self) -> str:
@@ -142,6 +143,8 @@ def _scan(root: Path, exclude: Path, skipped: list) -> tuple[list[DicomInfo], li
                     if ref not in seen:
                         seen.add(ref)
                         queue.append(ref)
+            elif info.modality == "SEG":
+                segs.append(path)
             else:
                 dicoms.append(info)
         elif _seg_suffix(path):
@@ -329,6 +332,8 @@ def _read_seg_info(path: Path) -> _SegInfo:
     """
     import SimpleITK as sitk
 
+    if is_dicom_file(path):
+        return _read_dicom_seg_info(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -356,6 +361,15 @@ def _read_seg_info(path: Path) -> _SegInfo:
         if ref:
             cols, rows, sx, sy = ref
     return _SegInfo(path=path, rows=rows, cols=cols, spacing=(sx, sy))
+
+
+def _read_dicom_seg_info(path: Path) -> _SegInfo:
+    """A DICOM SEG: its size and the LEs it segments, from the header (data/dicom_seg.py)."""
+    from VirtualContrastTraining.data.dicom_seg import referenced_instances
+
+    info = read_header(path)
+    return _SegInfo(path=path, rows=info.rows, cols=info.cols, spacing=info.spacing or (1.0, 1.0),
+                    references=frozenset(referenced_instances(path)))
 
 
 def _reference_geometry(params: str) -> tuple[int, int, float, float] | None:
@@ -432,10 +446,12 @@ def _attach_segmentations(pairs: list[_Pair], segs: list[_SegInfo], skipped: lis
     never a lesion mask, by name or by geometry: each is skipped with its reason,
     so a lesion-free case stays without a mask instead of getting a tissue map.
     When several files claim the same case, the best claim wins: closer name,
-    then a .seg.nrrd, then a lesion word, then path order.
+    then a .seg.nrrd, then a lesion word, then path order. A DICOM SEG names
+    the image it segments: it goes to the case of that LE before any other
+    file claims a case, and by nothing else (`_attach_dicom_segs`).
     """
     claims, unmatched = [], []
-    for seg in segs:
+    for seg in _attach_dicom_segs(pairs, segs, skipped):
         scored = []
         for pair in pairs:
             score, target = max((_name_score(seg.stem, t), t) for t in (pair.case_id, Path(pair.le.path).stem))
@@ -476,6 +492,34 @@ def _attach_segmentations(pairs: list[_Pair], segs: list[_SegInfo], skipped: lis
         else:
             where = "no LE" if not same else f"{len(same)} LEs"
             skipped.append((str(seg.path), f"segmentation matches no case by name and {where} of its folder by geometry"))
+
+
+def _attach_dicom_segs(pairs: list[_Pair], segs: list[_SegInfo], skipped: list) -> list[_SegInfo]:
+    """Each DICOM SEG to the cases whose LE it references by SOP Instance UID; returns the other files.
+
+    A SEG of a DES or of an image outside the pairs is skipped with its reason:
+    the lesion mask of a case lives on its LE's pixels.
+    """
+    le_by_sop = {p.le.sop_uid: p for p in pairs if p.le.sop_uid}
+    des_sops = {p.des.sop_uid for p in pairs if p.des.sop_uid}
+    others = []
+    for seg in segs:
+        if seg.references is None:
+            others.append(seg)
+            continue
+        targets = [le_by_sop[uid] for uid in sorted(seg.references) if uid in le_by_sop]
+        for pair in targets:
+            _give(pair, seg, skipped)
+        if targets:
+            continue
+        if seg.references & des_sops:
+            reason = "DICOM SEG of a DES image: a case's lesion mask must segment its LE"
+        elif seg.references:
+            reason = "DICOM SEG of an image that is no LE of an imported pair (by SOP Instance UID)"
+        else:
+            reason = "DICOM SEG names no source image: cannot tell which LE it segments"
+        skipped.append((str(seg.path), reason))
+    return others
 
 
 def _give(pair: _Pair, seg: _SegInfo, skipped: list) -> None:

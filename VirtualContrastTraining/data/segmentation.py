@@ -1,4 +1,4 @@
-"""Lesion masks as Slicer segmentations (.seg.nrrd) or plain labelmaps, always on the LE's pixel grid.
+"""Lesion masks as Slicer segmentations (.seg.nrrd), DICOM SEG or plain labelmaps, always on the LE's pixel grid.
 
 Why here: Seg-CycleGAN (Rofena 2025) weights its losses inside lesion masks
 that radiologists draw in 3D Slicer, so masks must round-trip with Slicer and
@@ -112,20 +112,47 @@ def _place_on(reference: Image, mask: Image, path: Path) -> np.ndarray:
                            f"LE: {reference.geometry_text()})")
 
 
-def read_lesion_mask(path: str | os.PathLike, reference: Image) -> np.ndarray:
-    """Union of all lesions (bool, rows x cols of `reference`) from a .seg.nrrd or a labelmap (nonzero = lesion)."""
-    import slicerio
+def lesion_segments(path: str | os.PathLike, reference: Image) -> dict[str, np.ndarray]:
+    """name -> bool mask (rows x cols of `reference`) for each lesion in a segmentation file.
+
+    A .seg.nrrd gives its segments by name; a DICOM SEG its segments by label,
+    checked to segment this very LE (data/dicom_seg.py); a labelmap one mask
+    per nonzero value ("label 1", ...).
+    """
+    from VirtualContrastTraining.data.imageio import is_dicom_file
 
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such file")
+    if is_dicom_file(path):
+        from VirtualContrastTraining.data.dicom_seg import read_dicom_seg
+
+        return read_dicom_seg(path, reference)
     if path.name.lower().endswith(".seg.nrrd"):
+        import slicerio
+
         seg, grid = _read_seg(path)
-        union = np.zeros(grid.shape, bool)
-        for s in seg["segments"]:
-            union |= slicerio.segment_mask(seg, s["id"])[:, :, 0].T
-        return _place_on(reference, grid.with_array(union), path)
+        return {s.get("name", s["id"]): _place_on(reference, grid.with_array(
+            slicerio.segment_mask(seg, s["id"])[:, :, 0].T), path) for s in seg["segments"]}
     from VirtualContrastTraining.data.imageio import read_image
 
+    image = read_image(path)
+    return {f"label {value:g}": _place_on(reference, image.with_array(image.array == value), path)
+            for value in np.unique(image.array) if value != 0}
+
+
+def read_lesion_mask(path: str | os.PathLike, reference: Image) -> np.ndarray:
+    """Union of all lesions (bool, rows x cols of `reference`) from a .seg.nrrd, a DICOM SEG of the LE
+    or a labelmap (nonzero = lesion)."""
+    from VirtualContrastTraining.data.imageio import is_dicom_file, read_image
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "no such file")
+    if is_dicom_file(path) or path.name.lower().endswith(".seg.nrrd"):
+        union = np.zeros(reference.shape, bool)
+        for mask in lesion_segments(path, reference).values():
+            union |= mask
+        return union
     image = read_image(path)
     return _place_on(reference, image.with_array(image.array != 0), path)
