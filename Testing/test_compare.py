@@ -11,6 +11,7 @@ import csv
 import io
 import shutil
 from collections import Counter, defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -229,3 +230,76 @@ def test_bad_input(comparison, small_phantom, tmp_path, capsys):
                  "--folds", "4", "--only-folds", "0"]) == EXIT_BAD_INPUT
     assert "holds a comparison with other folds" in capsys.readouterr().err
     assert not any((tmp_path / name).exists() for name in "abcd"), "refused before writing anything"
+
+
+# --- given fold manifests (--fold-manifests) -------------------------------------------------
+
+def _fold_args(folds: Path, out: Path, *extra: str) -> list[str]:
+    return ["compare", "--presets", ",".join(PRESETS), "--fold-manifests", str(folds), "--out", str(out),
+            "--device", "cpu", *(f"--set={k}={v}" for k, v in TINY.items()), *extra]
+
+
+def test_given_fold_manifests_identical_to_the_dealt_ones_reuse_every_run(comparison, tmp_path):
+    """The comparison's own folds/ given back as fold manifests are the same folds: every run is reused."""
+    src, _ = comparison
+    out = tmp_path / "cmp"
+    shutil.copytree(src, out)
+    models = sorted(out.glob("runs/*/fold_*/model.safetensors"))
+    before = {p: p.read_bytes() for p in models}
+    code, stdout = _run_cli(_fold_args(src / "folds", out))
+    assert code == EXIT_OK
+    events = _events(stdout)
+    assert events[0]["k"] == 2 and events[0]["folds"] == [0, 1] and events[0]["stratify"] is None
+    assert events[0]["manifest"] is None and events[0]["fold_manifests"] == str(src / "folds")
+    assert [e["message"].split()[0] for e in events if e["event"] == "info"] == ["reused"] * 4
+    assert {p: p.read_bytes() for p in models} == before
+    report = (out / "comparison.md").read_text(encoding="utf-8")
+    n_cases = len(read_manifest(src / "folds" / "fold_0.csv"))
+    assert f"- Fold manifests: `{(src / 'folds').resolve()}` (2 folds): {n_cases} images of 4 patients in all" in report
+    assert "stratified" not in report.split("| model |")[0]
+    # The same per-fold rows as the comparison that dealt the folds.
+    assert [r for r in _read_csv(out / "comparison.csv") if r["fold"] in ("0", "1")] == \
+           [r for r in _read_csv(src / "comparison.csv") if r["fold"] in ("0", "1")]
+
+
+def _leaking(cases: list[Case]) -> list[Case]:
+    """The cases with one image of a two-image patient moved to another split: that patient is in two splits."""
+    patient = next(p for p, n in Counter(c.patient_id for c in cases).items() if n > 1)
+    moved = next(c for c in cases if c.patient_id == patient)
+    other = "test" if moved.split == "train" else "train"
+    return [replace(c, split=other) if c.case_id == moved.case_id else c for c in cases]
+
+
+def test_fold_manifests_bad_input(comparison, tmp_path, capsys):
+    from VirtualContrastTraining.data.manifest import write_manifest
+
+    src, _ = comparison
+    folds = src / "folds"
+    assert main(_fold_args(folds, tmp_path / "a", "--folds", "3")) == EXIT_BAD_INPUT
+    assert "--folds and --stratify deal new folds from a manifest" in capsys.readouterr().err
+    assert main(_fold_args(tmp_path / "nowhere", tmp_path / "b")) == EXIT_BAD_INPUT
+    assert "folder of fold manifests not found" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(_fold_args(tmp_path / "empty", tmp_path / "c")) == EXIT_BAD_INPUT
+    assert "no fold manifests: expected fold_0.csv, fold_1.csv" in capsys.readouterr().err
+
+    cases = read_manifest(folds / "fold_0.csv")
+    write_manifest(tmp_path / "leak" / "fold_0.csv", _leaking(cases))
+    assert main(_fold_args(tmp_path / "leak", tmp_path / "d")) == EXIT_BAD_INPUT
+    assert "appear in more than one split" in capsys.readouterr().err
+    write_manifest(tmp_path / "notest" / "fold_0.csv", [replace(c, split="val") if c.split == "test" else c
+                                                        for c in cases])
+    assert main(_fold_args(tmp_path / "notest", tmp_path / "e")) == EXIT_BAD_INPUT
+    assert "fold_0.csv: no test images: every fold needs train, val and test images" in capsys.readouterr().err
+    write_manifest(tmp_path / "gap" / "fold_0.csv", cases)
+    write_manifest(tmp_path / "gap" / "fold_2.csv", read_manifest(folds / "fold_1.csv"))
+    assert main(_fold_args(tmp_path / "gap", tmp_path / "f", "--only-folds", "1")) == EXIT_BAD_INPUT
+    assert "folds to run must be distinct numbers among 0, 2, got [1]" in capsys.readouterr().err
+    # Given folds other than those of an existing comparison folder would mix two experiments.
+    write_manifest(tmp_path / "swap" / "fold_0.csv", read_manifest(folds / "fold_1.csv"))
+    assert main(_fold_args(tmp_path / "swap", src)) == EXIT_BAD_INPUT
+    assert "holds a comparison with other folds" in capsys.readouterr().err
+    assert not any((tmp_path / name).exists() for name in "abcdef"), "refused before writing anything"
+    with pytest.raises(SystemExit):  # argparse: one of --manifest and --fold-manifests, not both
+        main(["compare", "--presets", "demo", "--manifest", "m.csv", "--fold-manifests", str(folds), "--out", "x"])
+    assert "not allowed with argument" in capsys.readouterr().err

@@ -7,7 +7,9 @@ fold's test images (001 Table 4.1, 002 Table I); 002 adds the lesion region.
 kfold_splits: test fold i, val fold i+1, train the rest) and each preset it
 trains a run (train.py) and evaluates its test split (evaluate.py), then
 writes the table. All presets see the same folds, so the rows differ only by
-the recipe.
+the recipe. Given fold manifests (`fold_manifests`: fold_<i>.csv files, e.g.
+the public VCE_CESM folds of 001 imported by data/ucbm_folds.py) replace the
+dealt folds, so a comparison can run on another study's very splits.
 
     DIR/folds/fold_<i>.csv                     the manifest with fold i's splits
     DIR/runs/<preset>/fold_<i>/                a training run folder, with evaluation/ inside
@@ -25,6 +27,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass, replace
@@ -85,22 +88,48 @@ def _comparable(cases) -> list:
                   key=lambda c: c.case_id)
 
 
-def write_folds(manifest: Path, out_dir: Path, k: int, seed: int, stratify: str, only: list[int] | None) -> dict[int, Path]:
-    """{fold: DIR/folds/fold_<fold>.csv} for the folds to run.
+def read_fold_manifests(folder: str | os.PathLike) -> dict[int, list]:
+    """{fold: cases} of the fold_<i>.csv manifests in `folder`, in fold order: folds made elsewhere, used as
+    they are. Each must name a DES for every case and give every patient one of train/val/test, all three
+    present (check_splits), or the comparison would not be a fair cross-validation."""
+    from VirtualContrastTraining.data.manifest import read_manifest
+    from VirtualContrastTraining.data.splits import SPLITS, check_splits
 
-    An existing fold file must hold exactly the folds computed now: otherwise
-    the folder belongs to a comparison with another manifest, k, seed or
-    stratification, and reusing its runs would mix two experiments.
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(folder, "folder of fold manifests not found")
+    found = {int(m.group(1)): path for path in folder.iterdir()
+             if (m := re.fullmatch(r"fold_(\d+)\.csv", path.name)) and path.is_file()}
+    if not found:
+        raise InputError(folder, "no fold manifests: expected fold_0.csv, fold_1.csv, ... (as `virtual-contrast "
+                                 "import FOLDS_DIR` writes them from fold files)")
+    folds = {}
+    for fold, path in sorted(found.items()):
+        cases = read_manifest(path, require_des=True)
+        check_splits(cases, path)
+        empty = [s for s in SPLITS if not any(c.split == s for c in cases)]
+        if empty:
+            raise InputError(path, f"no {' or '.join(empty)} images: every fold needs train, val and test images")
+        folds[fold] = cases
+    return folds
+
+
+def write_folds(folds: dict[int, list], out_dir: Path, only: list[int] | None) -> dict[int, Path]:
+    """{fold: DIR/folds/fold_<fold>.csv} for the folds to run (`only`, default all of `folds`).
+
+    An existing fold file must hold exactly the fold given now: otherwise the
+    folder belongs to a comparison with another manifest, k, seed,
+    stratification or fold manifests, and reusing its runs would mix two
+    experiments.
     """
     from VirtualContrastTraining.data.manifest import read_manifest, write_manifest
-    from VirtualContrastTraining.data.splits import kfold_splits
 
-    cases = read_manifest(manifest, require_des=True)
-    folds = kfold_splits(cases, k, seed, stratify)
-    chosen = list(range(k)) if only is None else only
-    bad = [i for i in chosen if not 0 <= i < k]
-    if bad or len(set(chosen)) != len(chosen) or not chosen:
-        raise InputError(None, f"folds to run must be distinct numbers from 0 to {k - 1}, got {chosen}")
+    numbers = list(folds)
+    chosen = numbers if only is None else only
+    if not chosen or len(set(chosen)) != len(chosen) or any(i not in folds for i in chosen):
+        allowed = (f"from 0 to {len(numbers) - 1}" if numbers == list(range(len(numbers)))
+                   else f"among {', '.join(map(str, numbers))}")
+        raise InputError(None, f"folds to run must be distinct numbers {allowed}, got {chosen}")
     folds_dir = ensure_writable_dir(out_dir / "folds")
     paths = {}
     for i in chosen:
@@ -108,7 +137,7 @@ def write_folds(manifest: Path, out_dir: Path, k: int, seed: int, stratify: str,
         if path.is_file():
             if _comparable(read_manifest(path)) != _comparable(folds[i]):
                 raise InputError(path, "this folder holds a comparison with other folds (another manifest, "
-                                 "--folds, --seed or --stratify): use another --out")
+                                 "--folds, --seed, --stratify or --fold-manifests): use another --out")
         else:
             write_manifest(path, folds[i])
         paths[i] = path
@@ -271,9 +300,21 @@ def _paired_tests(out_dir: Path, presets: list[str], folds: list[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _report(table: str, configs: dict, manifest: Path, k: int, folds: list[int], stratify: str, seed: int,
-            overrides: dict[str, Any], n_cases: int, n_patients: int, reports: dict[str, Path],
-            tests: str) -> str:
+def _data_lines(manifest: Path | None, fold_manifests: Path | None, k: int, stratify: str | None, seed: int,
+                cases: list) -> list[str]:
+    """The report's lines on the data and on where the folds come from."""
+    size = f"{len(cases)} images of {len({c.patient_id for c in cases})} patients"
+    if fold_manifests is None:
+        return [f"- Manifest: `{manifest.resolve()}`: {size}",
+                f"- {k}-fold cross-validation, patient-level, {STRATIFY_TEXT[stratify]}, seed {seed}: fold i is the "
+                "test set, fold i+1 the validation set, the others train."]
+    return [f"- Fold manifests: `{fold_manifests.resolve()}` ({k} folds): {size} in all",
+            "- Cross-validation on the given folds (e.g. the public VCE_CESM folds of 001, imported with "
+            "`virtual-contrast import`): train, val and test as those manifests set them, one split per patient."]
+
+
+def _report(table: str, configs: dict, data_lines: list[str], folds: list[int], overrides: dict[str, Any],
+            reports: dict[str, Path], tests: str) -> str:
     first = next(iter(configs))
     set_text = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "none"
     lines = [
@@ -281,10 +322,8 @@ def _report(table: str, configs: dict, manifest: Path, k: int, folds: list[int],
         "",
         f"> **{NOT_FOR_DIAGNOSIS}**",
         "",
-        f"- Manifest: `{manifest.resolve()}`: {n_cases} images of {n_patients} patients",
-        f"- {k}-fold cross-validation, patient-level, {STRATIFY_TEXT[stratify]}, seed {seed}: fold i is the "
-        f"test set, fold i+1 the validation set, the others train. Folds run: {', '.join(map(str, folds))} "
-        f"(manifests in [folds/](folds/)).",
+        *data_lines,
+        f"- Folds run: {', '.join(map(str, folds))} (manifests in [folds/](folds/)).",
         "- Presets: " + "; ".join(f"`{n}` ({c.source or 'no source'})" for n, c in configs.items()),
         f"- Overrides applied to every preset: {set_text}",
         "- Each cell: mean ± sd across folds of the per-fold value, the mean over that fold's test images "
@@ -306,20 +345,26 @@ def _report(table: str, configs: dict, manifest: Path, k: int, folds: list[int],
     return "\n".join(lines) + "\n" + (f"\n{tests}" if tests else "")
 
 
-def compare(presets: list[str], manifest: str | os.PathLike, out_dir: str | os.PathLike, *, k: int = 10,
-            stratify: str = "lesion", only_folds: list[int] | None = None, overrides: dict[str, Any] | None = None,
-            seed: int = 0, device: str = "auto", events: EventWriter) -> ComparisonResult:
+def compare(presets: list[str], manifest: str | os.PathLike | None, out_dir: str | os.PathLike, *,
+            k: int | None = None, stratify: str | None = None, only_folds: list[int] | None = None,
+            overrides: dict[str, Any] | None = None, seed: int = 0, device: str = "auto", events: EventWriter,
+            fold_manifests: str | os.PathLike | None = None) -> ComparisonResult:
     """Train and evaluate every preset on every chosen fold; write comparison.md and .csv into `out_dir`.
 
-    `overrides` (field -> value, strings allowed) apply to every preset; `seed`
-    deals the folds and is every run's training seed unless `overrides` sets
-    "seed". Bad input raises InputError (after a "failed" event); a run that
-    fails or is cancelled ends the comparison with its exit code.
+    The folds are dealt from `manifest` (k folds, default 10; `stratify`
+    default "lesion") or read from the folder `fold_manifests`
+    (read_fold_manifests), one of the two. `overrides` (field -> value,
+    strings allowed) apply to every preset; `seed` deals the folds and is
+    every run's training seed unless `overrides` sets "seed". Bad input raises
+    InputError (after a "failed" event); a run that fails or is cancelled ends
+    the comparison with its exit code.
     """
-    out_dir, manifest = Path(out_dir), Path(manifest)
+    out_dir = Path(out_dir)
+    manifest = None if manifest is None else Path(manifest)
+    fold_manifests = None if fold_manifests is None else Path(fold_manifests)
     try:
-        return _compare(presets, manifest, out_dir, k, stratify, only_folds, dict(overrides or {}), seed, device,
-                        events)
+        return _compare(presets, manifest, fold_manifests, out_dir, k, stratify, only_folds, dict(overrides or {}),
+                        seed, device, events)
     except InputError as exc:
         events.emit("failed", error=str(exc))
         raise
@@ -331,14 +376,36 @@ def compare(presets: list[str], manifest: str | os.PathLike, out_dir: str | os.P
         return ComparisonResult(out_dir, EXIT_FAILED, [], [])
 
 
-def _compare(presets, manifest: Path, out_dir: Path, k, stratify, only_folds, overrides, seed, device,
-             events: EventWriter) -> ComparisonResult:
+def _folds(manifest: Path | None, fold_manifests: Path | None, k: int | None, stratify: str | None,
+           seed: int) -> tuple[dict[int, list], list, int, str | None]:
+    """(folds, all cases, k, stratification) from the manifest or the given fold manifests."""
+    from VirtualContrastTraining.data.manifest import read_manifest
+    from VirtualContrastTraining.data.splits import kfold_splits
+
+    if (manifest is None) == (fold_manifests is None):
+        raise InputError(None, "give one of the two: a manifest to deal folds from, or a folder of fold manifests")
+    if fold_manifests is None:
+        k, stratify = 10 if k is None else k, stratify or "lesion"
+        cases = read_manifest(manifest, require_des=True)
+        return dict(enumerate(kfold_splits(cases, k, seed, stratify))), cases, k, stratify
+    if k is not None or stratify is not None:
+        raise InputError(None, "--folds and --stratify deal new folds from a manifest: they do not apply to "
+                               "given fold manifests")
+    folds = read_fold_manifests(fold_manifests)
+    cases = list({c.case_id: c for fold in folds.values() for c in fold}.values())
+    return folds, cases, len(folds), None
+
+
+def _compare(presets, manifest: Path | None, fold_manifests: Path | None, out_dir: Path, k, stratify, only_folds,
+             overrides, seed, device, events: EventWriter) -> ComparisonResult:
     from VirtualContrastTraining.data.manifest import read_manifest
 
     configs = resolve_presets(presets, {"seed": seed, **overrides})
-    fold_paths = write_folds(manifest, out_dir, k, seed, stratify, only_folds)
+    folds, all_cases, k, stratify = _folds(manifest, fold_manifests, k, stratify, seed)
+    fold_paths = write_folds(folds, out_dir, only_folds)
     jobs = [(fold, name) for fold in fold_paths for name in configs]
-    events.emit("started", out=str(out_dir), manifest=str(manifest), presets=list(configs), k=k,
+    events.emit("started", out=str(out_dir), manifest=str(manifest) if manifest else None,
+                fold_manifests=str(fold_manifests) if fold_manifests else None, presets=list(configs), k=k,
                 folds=list(fold_paths), stratify=stratify, runs=len(jobs))
     rows: list[dict[str, Any]] = []
     for index, (fold, name) in enumerate(jobs, start=1):
@@ -371,13 +438,12 @@ def _compare(presets, manifest: Path, out_dir: Path, k, stratify, only_folds, ov
     summary = summarize([{**r, "has_lesion_mask": r["n_lesion_masks"] > 0} for r in rows])
     table = format_comparison(summary, list(configs))
     result = ComparisonResult(out_dir, EXIT_OK, rows, summary, table)
-    all_cases = read_manifest(manifest)
     write_text_atomic(result.csv, csv_text(_csv_rows(rows, summary)))
     reports = _preset_reports(out_dir, list(configs), list(fold_paths), k)
     tests = _paired_tests(out_dir, list(configs), list(fold_paths))
-    write_text_atomic(result.markdown, _report(table, configs, manifest, k, list(fold_paths), stratify, seed,
-                                               overrides, len(all_cases), len({c.patient_id for c in all_cases}),
-                                               reports, tests))
+    data_lines = _data_lines(manifest, fold_manifests, k, stratify, seed, all_cases)
+    write_text_atomic(result.markdown, _report(table, configs, data_lines, list(fold_paths), overrides, reports,
+                                               tests))
     events.emit("finished", comparison=str(result.markdown), csv=str(result.csv), runs=len(jobs),
                 summary=[{"model": e["model"], **{f"{m}_{s}": e[f"{m}_{s}"] for m in TABLE_METRICS
                                                   for s in ("mean", "sd")}} for e in summary])

@@ -4,6 +4,7 @@
         --manifest data/manifest.csv --out comparisons/cyclegan-vs-seg
     virtual-contrast compare --presets demo,rofena2024-cyclegan --manifest m.csv --out cmp \\
         --folds 10 --only-folds 0,1 --set epochs=2
+    virtual-contrast compare --presets rofena2024-cyclegan --fold-manifests ucbm-folds --out cmp-ucbm
 
 For each fold (patient-level, stratified; fold i test, fold i+1 val, the rest
 train: 80/10/10 at --folds 10, as 001 and 002) and each preset: train a run,
@@ -11,7 +12,10 @@ evaluate its test split. Then the table of 001 Table 4.1 / 002 Table I: per
 preset the mean ± sd across folds of MSE, PSNR, VIF, SSIM and lesion MAE,
 written to OUT/comparison.md and OUT/comparison.csv and printed at the end.
 
-The manifest's own split column is ignored: the folds decide. --set applies
+The manifest's own split column is ignored: the folds decide. --fold-manifests
+DIR runs on given folds instead, DIR/fold_<i>.csv as `virtual-contrast import
+FOLDS_DIR --images ROOT --out DIR` writes them from the public VCE_CESM fold
+files of CESM@UCBM (001): each file's splits are used as they are. --set applies
 to every preset (e.g. --set epochs=2 to fit a budget, --set init_from=RUN to
 fine-tune every fold from a pre-trained model as 002 does). --only-folds runs
 a subset of the folds. Stopped (Ctrl-C, SIGTERM: exit code 75) or failed, the
@@ -34,10 +38,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="k-fold cross-validation of several presets, with the papers' comparison table",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--presets", required=True, metavar="A,B,...", help="presets to compare, comma-separated")
-    p.add_argument("--manifest", required=True, metavar="M", help="manifest CSV of LE/DES pairs")
+    data = p.add_mutually_exclusive_group(required=True)
+    data.add_argument("--manifest", metavar="M", help="manifest CSV of LE/DES pairs to deal the folds from")
+    data.add_argument("--fold-manifests", metavar="DIR",
+                      help="folder of given folds, fold_0.csv, fold_1.csv, ... (e.g. imported VCE_CESM folds)")
     p.add_argument("--out", required=True, metavar="DIR", help="comparison folder (folds, runs, table)")
-    p.add_argument("--folds", type=int, default=10, metavar="K", help="number of folds (default 10)")
-    p.add_argument("--stratify", choices=("lesion", "label"), default="lesion",
+    p.add_argument("--folds", type=int, metavar="K", help="number of folds to deal (default 10)")
+    p.add_argument("--stratify", choices=("lesion", "label"),
                    help="spread patients with lesion masks (002, default) or each class label (004) over the folds")
     p.add_argument("--only-folds", metavar="0,1,...", help="run only these folds (numbered from 0)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
@@ -63,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     presets = [name.strip() for name in args.presets.split(",") if name.strip()]
     only = _numbers(args.only_folds, "--only-folds") if args.only_folds is not None else None
     result = compare(presets, args.manifest, args.out, k=args.folds, stratify=args.stratify, only_folds=only,
-                     overrides=parse_assignments(args.set), seed=args.seed, device=args.device, events=EventWriter())
+                     overrides=parse_assignments(args.set), seed=args.seed, device=args.device, events=EventWriter(),
+                     fold_manifests=args.fold_manifests)
     if result.code == EXIT_OK:
         print(f"\n{result.table}\n\nreport: {result.markdown}")
     return result.code
