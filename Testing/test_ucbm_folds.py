@@ -298,3 +298,15 @@ def test_compare_runs_on_the_imported_folds(ucbm, tmp_path):
     report = (out / "comparison.md").read_text(encoding="utf-8")
     assert f"- Fold manifests: `{ucbm['out'].resolve()}` (2 folds): 10 images of 5 patients in all" in report
     assert "- Folds run: 0, 1 (manifests in [folds/](folds/))." in report
+
+
+def test_the_import_command_recognises_fold_files(ucbm, tmp_path, capsys):
+    from VirtualContrastTraining.cli import main
+
+    out = tmp_path / "manifests"
+    assert main(["import", str(ucbm["folds"]), "--images", str(ucbm["images"]), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("fold 0: ") and f"-> {out / 'fold_1.csv'}" in printed
+    assert sorted(p.name for p in out.iterdir()) == ["fold_0.csv", "fold_1.csv"]
+    assert main(["import", str(ucbm["folds"]), "--out", str(out)]) == 2
+    assert "holds fold files: give --images" in capsys.readouterr().err

@@ -1,58 +1,75 @@
-"""`virtual-contrast import DICOM_DIR --out manifest.csv`: pair LE with DES and write the manifest.
+"""`virtual-contrast import PATH --out ...`: a dataset into manifests, whatever form it arrives in.
 
-The summary goes to stdout (pairs, pairs with a lesion mask, skipped files
-grouped by reason with a few example paths), so a user sees at once why a file
-was left out. Exit 0 with pairs; no pair is an InputError (exit 2, one line).
+PATH is recognised by its layout:
+- a CDD-CESM folder ("Low energy images of CDD-CESM/", "Subtracted images of CDD-CESM/", the annotation
+  workbook and VIA CSV): DM/CM pairs registered by mutual information, lesion masks, density, labels ->
+  one manifest (data/cdd_cesm.py);
+- VCE_CESM fold files (N/{train,val,test}.txt) with --images, the folder of the CESM@UCBM NRRDs ->
+  one manifest per fold in the --out folder (data/ucbm_folds.py), for `compare --fold-manifests`;
+- anything else is a DICOM folder: LE and DES paired by patient, study, side, view and time
+  (data/importer.py).
+The summary goes to stdout (pairs, pairs with a lesion mask, what was left out grouped by reason with a
+few examples), so a user sees at once why something was not imported. No pair at all is an InputError
+(exit 2, one line).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from VirtualContrastTraining.data.importer import DEFAULT_TIME_TOLERANCE_S, ImportReport, import_dicom
-
-EXAMPLES_PER_REASON = 3
+from VirtualContrastTraining.data.importer import DEFAULT_TIME_TOLERANCE_S, ImportReport
+from VirtualContrastTraining.errors import InputError
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "import",
-        help="pair CESM LE/DES DICOM files of a folder into a manifest",
+        help="a DICOM folder, a CDD-CESM folder or VCE_CESM fold files into manifests",
         description=(
-            "Scan DICOM_DIR recursively (and any DICOMDIR), pair each recombined (DES) image with the "
-            "low-energy (LE) image of the same patient, study, side and view nearest in time, attach "
-            "lesion segmentations (.seg.nrrd, labelmap NRRD/NIfTI) and write a manifest CSV."
+            "DICOM folder: scan recursively (and any DICOMDIR), pair each recombined (DES) image with the "
+            "low-energy (LE) image of the same patient, study, side and view nearest in time, attach lesion "
+            "segmentations (.seg.nrrd, labelmap NRRD/NIfTI, DICOM SEG) and write the manifest --out. "
+            "CDD-CESM folder: pair DM (LE) with CM (DES), register each pair by mutual information, draw the "
+            "VIA annotations as lesion masks, take density and pathology from the workbook. VCE_CESM fold "
+            "files (folds/N/{train,val,test}.txt) with --images: one manifest per fold into the folder --out."
         ),
     )
-    parser.add_argument("dicom_dir", metavar="DICOM_DIR", help="folder with the DICOM files")
-    parser.add_argument("--out", required=True, metavar="MANIFEST.csv", help="manifest to write")
+    parser.add_argument("path", metavar="PATH", help="DICOM folder, CDD-CESM folder, or folds folder")
+    parser.add_argument("--out", required=True, metavar="OUT",
+                        help="manifest CSV to write (a folder for fold files)")
+    parser.add_argument("--images", metavar="DIR", help="fold files only: the folder holding the NRRD images")
     parser.add_argument(
         "--time-tolerance",
         type=float,
         default=DEFAULT_TIME_TOLERANCE_S,
         metavar="SECONDS",
-        help="largest acquisition-time gap between an LE and its DES (default %(default)g)",
+        help="DICOM only: largest acquisition-time gap between an LE and its DES (default %(default)g)",
     )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    report = import_dicom(args.dicom_dir, args.out, time_tolerance_s=args.time_tolerance)
+    from VirtualContrastTraining.data import cdd_cesm, ucbm_folds
+    from VirtualContrastTraining.data.importer import import_dicom
+
+    path = Path(args.path)
+    if ucbm_folds.is_fold_folder(path):
+        if not args.images:
+            raise InputError(path, "holds fold files: give --images, the folder with their NRRD images")
+        print(ucbm_folds.summary(ucbm_folds.import_folds(path, args.images, args.out)))
+        return 0
+    if args.images:
+        raise InputError(path, "--images is for fold files (N/train.txt, val.txt, test.txt); this folder has none")
+    if cdd_cesm.is_cdd_cesm_folder(path):
+        report = cdd_cesm.import_cdd_cesm(path, args.out)
+    else:
+        report = import_dicom(path, args.out, time_tolerance_s=args.time_tolerance)
     print(summary(report), file=sys.stdout)
     return 0
 
 
 def summary(report: ImportReport) -> str:
-    lines = [
-        f"{len(report.cases)} LE/DES pairs, {report.n_with_lesion} with a lesion mask -> {report.manifest_path}",
-    ]
-    groups = report.skipped_by_reason()
-    if groups:
-        lines.append(f"skipped {len(report.skipped)} files:")
-    for reason, paths in groups.items():
-        lines.append(f"  {len(paths)} x {reason}")
-        lines += [f"      {p}" for p in paths[:EXAMPLES_PER_REASON]]
-        if len(paths) > EXAMPLES_PER_REASON:
-            lines.append(f"      ... and {len(paths) - EXAMPLES_PER_REASON} more")
-    return "\n".join(lines)
+    head = f"{len(report.cases)} LE/DES pairs, {report.n_with_lesion} with a lesion mask -> {report.manifest_path}"
+    return "\n".join([head, *report.skipped_lines()])

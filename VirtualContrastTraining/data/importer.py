@@ -68,6 +68,18 @@ class ImportReport:
             groups[reason].append(path)
         return dict(sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])))
 
+    def skipped_lines(self, heading: str = "skipped {n} files:", examples: int = 3) -> list[str]:
+        """The import summary's lines for what was left out: `heading` (with {n}, the count), then per
+        reason (most frequent first) the count and a few example paths; none when nothing was skipped."""
+        groups = self.skipped_by_reason()
+        lines = [heading.format(n=len(self.skipped))] if groups else []
+        for reason, paths in groups.items():
+            lines.append(f"  {len(paths)} x {reason}")
+            lines += [f"      {p}" for p in paths[:examples]]
+            if len(paths) > examples:
+                lines.append(f"      ... and {len(paths) - examples} more")
+        return lines
+
 
 @dataclass
 class _Pair:

@@ -65,7 +65,6 @@ WINDOW_COLUMNS = {("wc_x", "ww_x"): ("le_window_center", "le_window_width"),
 SIDES = {"r": "R", "l": "L", "right": "R", "left": "L"}
 ACR = {**{c: c for c in "abcd"}, **{str(i): c for i, c in enumerate("abcd", start=1)}}
 NOT_GIVEN = ("", "nan", "none", "na", "n/a", "-")
-EXAMPLES_PER_REASON = 3
 
 _INDEX_COLUMN = re.compile(r"^(unnamed: ?\d+)?$")
 _PATIENT = re.compile(r"^(P\d+)(?=[_\-. ]|$)", re.IGNORECASE)
@@ -307,12 +306,4 @@ def summary(reports: dict[int, ImportReport]) -> str:
                      f"{len({c.patient_id for c in report.cases})} patients ({patients}) -> "
                      f"{report.manifest_path or 'no manifest'}")
     merged = ImportReport(cases=[], skipped=[p for r in reports.values() for p in r.skipped])
-    groups = merged.skipped_by_reason()
-    if groups:
-        lines.append(f"{len(merged.skipped)} problems (rows, files or folds left out):")
-    for reason, places in groups.items():
-        lines.append(f"  {len(places)} x {reason}")
-        lines += [f"      {p}" for p in places[:EXAMPLES_PER_REASON]]
-        if len(places) > EXAMPLES_PER_REASON:
-            lines.append(f"      ... and {len(places) - EXAMPLES_PER_REASON} more")
-    return "\n".join(lines)
+    return "\n".join(lines + merged.skipped_lines("{n} problems (rows, files or folds left out):"))
