@@ -148,3 +148,33 @@ def test_case_ids_cannot_write_outside_the_output_folder(small_phantom, tiny_mod
                  "--device", "cpu"]) == 0
     assert [p.name for p in out.iterdir()] == ["_.._escaped_SYNTHETIC-DES.nrrd"]
     assert sorted(p.name for p in (tmp_path / "deep").iterdir()) == ["out"]
+
+
+@pytest.mark.parametrize("flags", [["--burn-in"], ["--deidentify"], ["--burn-in", "--deidentify"]])
+def test_burn_in_and_deidentify_are_for_dicom_output(tiny_model, small_phantom, tmp_path, capsys, flags):
+    out = tmp_path / "out"
+    code = main(["predict", "--model", str(tiny_model), "--input", _first_case(small_phantom).le_path,
+                 "--out", str(out), "--device", "cpu", *flags])
+    err = capsys.readouterr().err.strip()
+    assert code == EXIT_BAD_INPUT and len(err.splitlines()) == 1
+    assert all(flag in err for flag in flags) and "--format dicom" in err
+    assert not out.exists()
+
+
+def test_predict_manifest_burn_in_deidentified_one_pseudonymous_study_per_patient(small_phantom, tiny_model, tmp_path):
+    """One Anonymizer for the run: the images of a patient share one pseudonymous patient and study."""
+    cases = read_manifest(small_phantom)
+    out = tmp_path / "out"
+    assert main(["predict", "--model", str(tiny_model), "--input", str(small_phantom), "--out", str(out),
+                 "--device", "cpu", "--format", "dicom", "--burn-in", "--deidentify"]) == 0
+    written = {c.case_id: pydicom.dcmread(out / f"{c.case_id}_SYNTHETIC-DES.dcm") for c in cases}
+    for case in cases:
+        ds = written[case.case_id]
+        assert ds.BurnedInAnnotation == "YES" and ds.PatientIdentityRemoved == "YES"
+        assert ds.PatientID != case.patient_id and "SYNTHETIC" in list(ds.ImageType)
+    by_patient = {}
+    for case in cases:
+        by_patient.setdefault(case.patient_id, set()).add(
+            (written[case.case_id].PatientID, written[case.case_id].StudyInstanceUID))
+    assert all(len(pseudonyms) == 1 for pseudonyms in by_patient.values())
+    assert len({next(iter(p)) for p in by_patient.values()}) == len(by_patient)  # different patients stay apart
