@@ -16,7 +16,6 @@ from VirtualContrastTraining.data.dataset import case_lesion_mask
 from VirtualContrastTraining.data.dicom_read import read_mg_dicom
 from VirtualContrastTraining.data.dicom_seg import (
     SEG_SOP_CLASS,
-    is_dicom_seg,
     read_dicom_seg,
     referenced_instances,
     seg_nrrd_to_dicom_seg,
@@ -74,7 +73,9 @@ def test_the_object_is_a_valid_binary_seg_of_the_le(le_cc, tmp_path):
         assert segment.SegmentedPropertyCategoryCodeSequence[0].CodeValue == "49755003"  # SCT abnormal structure
         assert segment.SegmentedPropertyTypeCodeSequence[0].CodeValue == "52988006"      # SCT lesion
         assert segment.SegmentAlgorithmType == "MANUAL"
-    assert referenced_instances(out) == {le.meta["sop_uid"]} and is_dicom_seg(out) and not is_dicom_seg(path)
+    assert referenced_instances(out) == {le.meta["sop_uid"]}
+    measures = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    assert [float(v) for v in measures.PixelSpacing] == [2.0, 2.0] and float(measures.SliceThickness) == 1.0
     assert dciodvfy_problems(out) == []
     automatic = pydicom.dcmread(write_dicom_seg({"x": _masks(le.shape)["mass A"]}, path, tmp_path / "auto.dcm",
                                                 algorithm="Seg-CycleGAN lesion head"))

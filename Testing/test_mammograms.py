@@ -15,6 +15,7 @@ from conftest import make_tiny_model
 from test_synthetic_export import dciodvfy_problems, ijk_to_ras, load_like_slicer_dicom
 from VirtualContrastTraining.cli import main
 from VirtualContrastTraining.data.dicom_read import read_header, read_mg_dicom
+from VirtualContrastTraining.data.dicom_seg import read_dicom_seg, write_dicom_seg
 from VirtualContrastTraining.data.importer import import_dicom
 from VirtualContrastTraining.data.manifest import read_manifest
 from VirtualContrastTraining.synthesis import Synthesizer
@@ -146,3 +147,13 @@ def test_reimport_skips_every_synthetic_and_pairs_the_real(small_phantom, synthe
     skipped = dict(report.skipped)
     for path in (own, cbis_copy):
         assert skipped[str(path.resolve())] == "synthetic image: never paired as a real DES"
+
+
+def test_dicom_seg_of_a_plain_mammogram(cbis, exported, tmp_path):
+    """A lesion SEG of the film (Secondary Capture, no pixel spacing): valid, and read back exactly."""
+    le = exported[0]
+    mask = np.zeros(le.shape, bool)
+    mask[1000:1300, 500:900] = True
+    out = write_dicom_seg({"calcification cluster": mask}, cbis, tmp_path / "lesion_seg.dcm")
+    assert dciodvfy_problems(out) == []
+    assert np.array_equal(read_dicom_seg(out, le)["calcification cluster"], mask)

@@ -103,7 +103,7 @@ def write_synthetic_dicom(image: Image, path: str | os.PathLike, *, burn_in: boo
     pixels = np.clip(np.rint(image.array), 0, 2**BITS_STORED - 1).astype(np.uint16)
     window = (float(meta["window_center"]), float(meta["window_width"]))
     if burn_in:
-        low, high = (np.clip([window[0] - window[1] / 2, window[0] + window[1] / 2], 0, 2**BITS_STORED - 1))
+        low, high = np.clip([window[0] - window[1] / 2, window[0] + window[1] / 2], 0, 2**BITS_STORED - 1)
         pixels, _ = burn_in_marker(pixels, laterality=str(meta.get("laterality", "")), low=low, high=high)
     extra = {
         "DerivationDescription": (
@@ -219,10 +219,9 @@ def _uuid_derived_uid(_ds, element) -> None:
     consistency: the same original UID gives the same new one in every file of the export."""
     import uuid
 
-    if element.VR != "UI" or not element.value or element.keyword.endswith("ClassUID") \
-            or element.keyword == "TransferSyntaxUID":
-        return
-    element.value = f"2.25.{uuid.uuid5(uuid.NAMESPACE_OID, str(element.value)).int}"
+    keeps_its_value = element.keyword.endswith("ClassUID") or element.keyword == "TransferSyntaxUID"
+    if element.VR == "UI" and element.value and not keeps_its_value:
+        element.value = f"2.25.{uuid.uuid5(uuid.NAMESPACE_OID, str(element.value)).int}"
 
 
 def burn_in_marker(pixels: np.ndarray, *, laterality: str, low: float, high: float

@@ -46,12 +46,14 @@ def write_dicom_seg(masks: dict[str, np.ndarray], le_dicom_path: str | os.PathLi
     from pydicom.sr.codedict import codes
 
     from VirtualContrastTraining import __version__
+    from VirtualContrastTraining.data.dicom_read import info_from_dataset
 
     le_dicom_path, out_path = Path(le_dicom_path), Path(out_path)
     if not masks:
         raise InputError(out_path, "no lesion masks to write: a DICOM SEG needs at least one segment")
     le = _read_dataset(le_dicom_path, stop_before_pixels=True)
-    shape = (int(le.get("Rows") or 0), int(le.get("Columns") or 0))
+    info = info_from_dataset(le, le_dicom_path)
+    shape = (info.rows, info.cols)
     stack = []
     for name, mask in masks.items():
         mask = np.asarray(mask)
@@ -75,8 +77,8 @@ def write_dicom_seg(masks: dict[str, np.ndarray], le_dicom_path: str | os.PathLi
             **kind)
         for number, name in enumerate(masks, start=1)
     ]
-    spacing = _floats(le.get("PixelSpacing")) or _floats(le.get("ImagerPixelSpacing")) or [1.0, 1.0]
-    measures = hd.PixelMeasuresSequence(pixel_spacing=spacing, slice_thickness=NOMINAL_SLICE_THICKNESS_MM)
+    x, y = info.spacing or (1.0, 1.0)  # the LE's, as read_mg_dicom and Slicer take it
+    measures = hd.PixelMeasuresSequence(pixel_spacing=[y, x], slice_thickness=NOMINAL_SLICE_THICKNESS_MM)
     try:
         seg = hd.seg.Segmentation(
             source_images=[le], pixel_array=np.stack(stack, axis=-1)[np.newaxis].astype(np.uint8),
@@ -84,17 +86,18 @@ def write_dicom_seg(masks: dict[str, np.ndarray], le_dicom_path: str | os.PathLi
             series_instance_uid=hd.UID(), series_number=9901, sop_instance_uid=hd.UID(), instance_number=1,
             manufacturer="VirtualContrast", manufacturer_model_name="VirtualContrast", software_versions=__version__,
             device_serial_number="0", series_description=SERIES_DESCRIPTION, omit_empty_frames=False,
-            pixel_measures=None if "PixelSpacing" in le or "ImagerPixelSpacing" in le else measures)
+            pixel_measures=measures)
     except (ValueError, TypeError, AttributeError) as exc:  # highdicom's checks of the source image
         raise InputError(le_dicom_path, f"cannot make a DICOM SEG of this image ({exc})") from None
-    _declare_slicer_grid(seg, spacing)
+    _declare_slicer_grid(seg)
     with atomic_path(out_path) as tmp:
         pydicom.dcmwrite(tmp, seg, enforce_file_format=True)
     return out_path
 
 
-def _declare_slicer_grid(seg, spacing: list[float]) -> None:
-    """Frame of reference, plane orientation and positions, slice thickness: what dcmqi needs (module doc)."""
+def _declare_slicer_grid(seg) -> None:
+    """Frame of reference, plane orientation and positions: what dcmqi needs besides the pixel
+    measures (module doc)."""
     import highdicom as hd
     from pydicom.dataset import Dataset
 
@@ -102,11 +105,6 @@ def _declare_slicer_grid(seg, spacing: list[float]) -> None:
         seg.FrameOfReferenceUID = hd.UID()
         seg.PositionReferenceIndicator = ""
     shared = seg.SharedFunctionalGroupsSequence[0]
-    measures = shared.PixelMeasuresSequence[0]
-    if "SliceThickness" not in measures:
-        measures.SliceThickness = NOMINAL_SLICE_THICKNESS_MM
-    if "PixelSpacing" not in measures:
-        measures.PixelSpacing = spacing
     if "PlaneOrientationSequence" not in shared:
         orientation = Dataset()
         orientation.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
@@ -196,19 +194,6 @@ def referenced_instances(path: str | os.PathLike) -> set[str]:
     return uids
 
 
-def is_dicom_seg(path: str | os.PathLike) -> bool:
-    """True for a DICOM file whose SOP class is Segmentation Storage (header only)."""
-    from VirtualContrastTraining.data.imageio import is_dicom_file
-
-    if not is_dicom_file(path):
-        return False
-    try:
-        ds = _read_dataset(Path(path), stop_before_pixels=True)
-    except InputError:
-        return False
-    return str(ds.get("SOPClassUID", "")) == SEG_SOP_CLASS or str(ds.get("Modality", "")) == "SEG"
-
-
 def seg_nrrd_to_dicom_seg(seg_path: str | os.PathLike, le_dicom_path: str | os.PathLike,
                           out_path: str | os.PathLike, *, algorithm: str = "") -> Path:
     """A Slicer .seg.nrrd (or labelmap) of the LE as a DICOM SEG, segment names kept.
@@ -237,9 +222,3 @@ def _read_dataset(path: Path, stop_before_pixels: bool = False):
     except Exception as exc:  # pydicom raises many types on truncated/corrupt files
         raise InputError(path, f"unreadable DICOM ({type(exc).__name__}: {str(exc)[:160]})") from None
 
-
-def _floats(value) -> list[float]:
-    try:
-        return [float(v) for v in value] if value else []
-    except (TypeError, ValueError):
-        return []
