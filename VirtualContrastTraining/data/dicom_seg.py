@@ -58,8 +58,8 @@ def write_dicom_seg(masks: dict[str, np.ndarray], le_dicom_path: str | os.PathLi
     for name, mask in masks.items():
         mask = np.asarray(mask)
         if mask.shape != shape:
-            raise InputError(le_dicom_path, f"mask {name!r} is {mask.shape[0]}x{mask.shape[1]} pixels (rows x columns), "
-                                            f"the LE {shape[0]}x{shape[1]}")
+            raise InputError(le_dicom_path, f"mask {name!r} is {mask.shape[0]}x{mask.shape[1]} pixels "
+                                            f"(rows x columns), the LE {shape[0]}x{shape[1]}")
         stack.append(mask.astype(bool))
     if algorithm:
         identification = hd.AlgorithmIdentificationSequence(
@@ -68,12 +68,13 @@ def write_dicom_seg(masks: dict[str, np.ndarray], le_dicom_path: str | os.PathLi
                 "algorithm_identification": identification}
     else:
         kind = {"algorithm_type": hd.seg.SegmentAlgorithmTypeValues.MANUAL}
+    colours = [hd.color.CIELabColor.from_rgb(*(round(255 * v) for v in rgb)) for rgb in PALETTE]
     descriptions = [
         hd.seg.SegmentDescription(
             segment_number=number, segment_label=name[:64],
             segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
             segmented_property_type=codes.SCT.Lesion,
-            display_color=hd.color.CIELabColor.from_rgb(*(round(255 * v) for v in PALETTE[(number - 1) % len(PALETTE)])),
+            display_color=colours[(number - 1) % len(colours)],
             **kind)
         for number, name in enumerate(masks, start=1)
     ]
@@ -169,8 +170,8 @@ def _fill_slice_thickness(ds) -> None:
     """highdicom's reader demands SliceThickness in every Pixel Measures item, which DICOM requires only
     with a frame of reference (CP 1426): SEGs of mammograms written by highdicom itself lack it. The
     value read here is never used for a 2-D mask."""
-    groups = list(ds.get("SharedFunctionalGroupsSequence") or []) + list(ds.get("PerFrameFunctionalGroupsSequence") or [])
-    for group in groups:
+    shared, per_frame = ds.get("SharedFunctionalGroupsSequence") or [], ds.get("PerFrameFunctionalGroupsSequence") or []
+    for group in [*shared, *per_frame]:
         for item in group.get("PixelMeasuresSequence") or []:
             if "SliceThickness" not in item:
                 item.SliceThickness = NOMINAL_SLICE_THICKNESS_MM
