@@ -267,3 +267,10 @@ def test_volumes_logic_archetype_load(r_cc, tmp_path, mrml_scene):
     node = slicer.modules.volumes.logic().AddArchetypeScalarVolume(str(out), "synthetic", 0, files)
     assert node is not None and node.GetImageData().GetDimensions() == (synthetic.shape[1], synthetic.shape[0], 1)
     assert node.GetSpacing() == (2.0, 2.0, 1.0)
+
+
+def test_the_phantoms_own_le_and_des_are_valid_mg_objects(phantom_1mm):
+    """write_mg_dicom writes the MG IOD's view, orientation and detector attributes for every caller."""
+    case = read_manifest(phantom_1mm)[0]
+    assert dciodvfy_problems(Path(case.le_path)) == []
+    assert dciodvfy_problems(Path(case.des_path)) == []

@@ -31,18 +31,6 @@ MARKER_TEXT = "SYNTHETIC - NOT FOR DIAGNOSIS"
 MARKER_HEIGHT = 0.03      # font size as a share of the image height: legible at full size
 MARKER_MAX_WIDTH = 0.45   # share of the image width: the marker stays in the corner, off the breast
 MARKER_MIN_FONT_PX = 8    # below this no text is legible, whatever the image size
-# Project view -> keyword of DICOM CID 4014 "View for Mammography" (pydicom's code dictionary).
-_VIEW_KEYWORDS = {
-    "CC": "CranioCaudal", "MLO": "MedioLateralObliqueProjection", "ML": "MedioLateralProjection",
-    "LM": "LateroMedial", "LMO": "LateroMedialOblique", "XCCL": "CranioCaudalExaggeratedLaterally",
-    "XCCM": "CranioCaudalExaggeratedMedially", "FB": "CaudoCranial", "SIO": "SuperolateralToInferomedialOblique",
-}
-# PatientOrientation (row direction \\ column direction) of a left breast under the project's display
-# convention (chest wall at column 0, breast_side); a right breast mirrors it (A<->P, R<->L).
-_LEFT_ORIENTATION = {"CC": ["A", "R"], "XCCL": ["A", "R"], "XCCM": ["A", "R"], "MLO": ["A", "FR"],
-                     "ML": ["A", "F"], "LM": ["A", "F"]}
-
-
 def synthetic_name(stem: str, fmt: str) -> str:
     return f"{stem}{SUFFIX}.{'nrrd' if fmt == 'nrrd' else 'dcm'}"
 
@@ -112,7 +100,6 @@ def write_synthetic_dicom(image: Image, path: str | os.PathLike, *, burn_in: boo
         )[:1024],
         "BurnedInAnnotation": "YES" if burn_in else "NO",
         "SpecificCharacterSet": "ISO_IR 192",  # UTF-8: the description holds an en dash
-        **_mammography_attributes(str(meta.get("laterality", "")), str(meta.get("view", ""))),
     }
     if str(meta.get("spacing_source", "")).startswith("none"):
         extra["PixelSpacing"] = extra["ImagerPixelSpacing"] = None
@@ -155,46 +142,6 @@ def write_synthetic_dicom(image: Image, path: str | os.PathLike, *, burn_in: boo
         if deidentify is not False:
             _deidentify(tmp, new_anonymizer() if deidentify is True else deidentify)
     return path
-
-
-def _mammography_attributes(laterality: str, view: str) -> dict:
-    """Attributes the MG For Presentation IOD requires beyond write_mg_dicom's, checked with dciodvfy.
-
-    A synthetic image had no detector or positioner of its own: DetectorType
-    (type 2) is empty; the positioner and organ are the LE's by definition.
-    Its pixels are stored uncompressed (LossyImageCompression 00). The
-    orientation follows the display convention the pipeline assumes (a left
-    breast's chest wall at column 0), which the pixels keep from the LE; left
-    empty for views without a standard orientation.
-    """
-    from pydicom.dataset import Dataset
-    from pydicom.sr.codedict import codes
-
-    def item(code) -> Dataset:
-        ds = Dataset()
-        ds.CodeValue, ds.CodingSchemeDesignator, ds.CodeMeaning = code.value, code.scheme_designator, code.meaning
-        return ds
-
-    keyword = _VIEW_KEYWORDS.get(view.upper())
-    orientation = _LEFT_ORIENTATION.get(view.upper(), [])
-    if orientation and laterality.upper() == "R":
-        orientation = [v.translate(str.maketrans("APRL", "PALR")) for v in orientation]
-    elif laterality.upper() != "L":
-        orientation = []
-    attributes = {
-        "PatientOrientation": orientation,
-        "AnatomicRegionSequence": [item(codes.SCT.Breast)],
-        "PositionerType": "MAMMOGRAPHIC",
-        "OrganExposed": "BREAST",
-        "DetectorType": "",
-        "LossyImageCompression": "00",
-        "AcquisitionContextSequence": [],
-    }
-    if keyword:  # Type 1: left out rather than empty when the LE does not say its view
-        view_item = item(getattr(codes.cid4014, keyword))
-        view_item.ViewModifierCodeSequence = []
-        attributes["ViewCodeSequence"] = [view_item]
-    return attributes
 
 
 def _deidentify(path: Path, anonymizer) -> None:

@@ -24,6 +24,18 @@ from VirtualContrastTraining.atomic import atomic_path
 MG_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
 
 
+# Project view -> keyword of DICOM CID 4014 "View for Mammography" (pydicom's code dictionary).
+_VIEW_KEYWORDS = {
+    "CC": "CranioCaudal", "MLO": "MedioLateralObliqueProjection", "ML": "MedioLateralProjection",
+    "LM": "LateroMedial", "LMO": "LateroMedialOblique", "XCCL": "CranioCaudalExaggeratedLaterally",
+    "XCCM": "CranioCaudalExaggeratedMedially", "FB": "CaudoCranial", "SIO": "SuperolateralToInferomedialOblique",
+}
+# PatientOrientation (row direction \\ column direction) of a left breast under the project's display
+# convention (chest wall at column 0, breast_side); a right breast mirrors it (A<->P, R<->L).
+_LEFT_ORIENTATION = {"CC": ["A", "R"], "XCCL": ["A", "R"], "XCCM": ["A", "R"], "MLO": ["A", "FR"],
+                     "ML": ["A", "F"], "LM": ["A", "F"]}
+
+
 def _ds(value: float) -> str:
     """Decimal String without float noise (e.g. 0.1, not 0.10000000000000001)."""
     return f"{value:.10g}"
@@ -146,7 +158,7 @@ def write_mg_dicom(
     ds.RescaleType = "US"
     ds.PixelData = pixels.astype("<u2", copy=False).tobytes()
 
-    for keyword, value in (extra or {}).items():
+    for keyword, value in {**mammography_attributes(laterality, view), **(extra or {})}.items():
         if tag_for_keyword(keyword) is None:
             raise ValueError(f"{keyword!r} is not a DICOM keyword")
         setattr(ds, keyword, value)
@@ -155,3 +167,43 @@ def write_mg_dicom(
     with atomic_path(path) as tmp:
         pydicom.dcmwrite(tmp, ds, enforce_file_format=True)
     return path
+
+
+def mammography_attributes(laterality: str, view: str) -> dict:
+    """Attributes the MG For Presentation IOD requires (checked with dciodvfy) that follow from the
+    laterality and view; write_mg_dicom sets them and `extra` may override them.
+
+    DetectorType (type 2) is empty: the phantom and a synthetic image have no
+    detector of their own. Pixels are stored uncompressed (LossyImageCompression 00). The
+    orientation follows the display convention the pipeline assumes (a left
+    breast's chest wall at column 0), which the pixels keep from the LE; left
+    empty for views without a standard orientation.
+    """
+    from pydicom.dataset import Dataset
+    from pydicom.sr.codedict import codes
+
+    def item(code) -> Dataset:
+        ds = Dataset()
+        ds.CodeValue, ds.CodingSchemeDesignator, ds.CodeMeaning = code.value, code.scheme_designator, code.meaning
+        return ds
+
+    keyword = _VIEW_KEYWORDS.get(view.upper())
+    orientation = _LEFT_ORIENTATION.get(view.upper(), [])
+    if orientation and laterality.upper() == "R":
+        orientation = [v.translate(str.maketrans("APRL", "PALR")) for v in orientation]
+    elif laterality.upper() != "L":
+        orientation = []
+    attributes = {
+        "PatientOrientation": orientation,
+        "AnatomicRegionSequence": [item(codes.SCT.Breast)],
+        "PositionerType": "MAMMOGRAPHIC",
+        "OrganExposed": "BREAST",
+        "DetectorType": "",
+        "LossyImageCompression": "00",
+        "AcquisitionContextSequence": [],
+    }
+    if keyword:  # Type 1: left out rather than empty when the LE does not say its view
+        view_item = item(getattr(codes.cid4014, keyword))
+        view_item.ViewModifierCodeSequence = []
+        attributes["ViewCodeSequence"] = [view_item]
+    return attributes
