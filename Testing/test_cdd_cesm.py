@@ -12,6 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
+import matplotlib.image
 import numpy as np
 import openpyxl
 import pytest
@@ -70,8 +71,10 @@ def build_folder(sample: Path, root: Path, *, sheet=True, via=True) -> Path:
     shutil.copy(sample / "P10_L_DM_CC.png", le_dir / "P11_R_DM_CC.png")           # unpaired LE
     (le_dir / "P13_L_DM_CC.jpg").write_bytes(b"not a jpeg at all")              # unreadable
     shutil.copy(sample / "P10_L_CM_CC.png", des_dir / "P13_L_CM_CC.png")
-    shutil.copy(sample / "P207_L_DM_MLO.jpg", le_dir / "P15_R_DM_CC.jpg")        # 512x512 LE ...
-    shutil.copy(sample / "P10_L_CM_CC.png", des_dir / "P15_R_CM_CC.png")         # ... with a 256x512 DES
+    shutil.copy(sample / "P207_L_DM_MLO.jpg", le_dir / "P15_R_DM_CC.jpg")        # 512x512 LE with a DES
+    des = read_image(sample / "P207_L_CM_MLO.jpg").array                          # 40 rows longer (004's P1)
+    matplotlib.image.imsave(des_dir / "P15_R_CM_CC.png", np.vstack([des, np.zeros((40, 512))]), cmap="gray",
+                            vmin=0, vmax=255)
     shutil.copy(sample / "P10_L_CM_CC.png", le_dir / "P16_L_CM_CC.png")          # a CM in the LE folder
     shutil.copy(sample / "P10_L_CM_MLO.png", des_dir / "P10_L_CM_MLO .png")      # the same breast twice
     (des_dir / "notes.txt").write_text("not an image")
@@ -123,7 +126,8 @@ def _disc(shape, cx, cy, r):
 def test_cases_offsets_density_and_label(imported):
     root, report = imported
     cases = read_manifest(report.manifest_path, require_des=True)
-    assert [c.case_id for c in cases] == ["P10_L_CC", "P10_L_MLO", "P12_L_CC", "P12_L_MLO", "P207_L_MLO"]
+    assert [c.case_id for c in cases] == ["P10_L_CC", "P10_L_MLO", "P12_L_CC", "P12_L_MLO", "P15_R_CC",
+                                          "P207_L_MLO"]
     by_id = {c.case_id: c for c in cases}
     p12 = by_id["P12_L_MLO"]
     assert (p12.patient_id, p12.laterality, p12.view) == ("P12", "L", "MLO")
@@ -132,6 +136,10 @@ def test_cases_offsets_density_and_label(imported):
     for case in cases:
         x, y = case.des_offset()
         assert abs(x) <= 10 and abs(y) <= 10
+    # A DES of another size than its LE (004's P1_L_MLO: 1393x2129 vs 1390x2341) lands on the LE's grid.
+    p15 = by_id["P15_R_CC"]
+    assert read_case_images(p15)[1].shape == read_image(p15.le_path).shape == (512, 512)
+    assert p15.des_offset() == by_id["P207_L_MLO"].des_offset()
     le, des = read_image(p12.le_path).array, read_image(p12.des_path).array
     assert p12.des_offset() == register_translation(le, des).offset != (0, 0)
     # read_case_images applies the stored offset with shift_to_le
@@ -140,6 +148,7 @@ def test_cases_offsets_density_and_label(imported):
     assert facts == {
         "P10_L_CC": ("c", "malignant"),   # the LE's first row; malignant beats the DES row's benign
         "P10_L_MLO": ("", ""),            # no row in the sheet
+        "P15_R_CC": ("", ""),
         "P12_L_CC": ("b", "normal"),      # density 2 -> b
         "P12_L_MLO": ("d", "benign"),     # only the DES row, stray spaces in name and value
         "P207_L_MLO": ("d", "benign"),    # the LE row's E and Suspicious are unusable; the DES row's 4.0
@@ -192,8 +201,6 @@ def test_import_summary_lists_each_problem_with_its_reason(imported):
             f"{cdd.SEGMENTATION_CSV} line 12 (scan.jpg)"]),
         cdd.UNPAIRED_LE: [str((le_dir / "P11_R_DM_CC.png").resolve())],
         cdd.UNREADABLE: [groups[cdd.UNREADABLE][0]],
-        cdd.SIZE_MISMATCH: [
-            f"{(des_dir / 'P15_R_CM_CC.png').resolve()} is 256x512 px, its LE P15_R_DM_CC.jpg 512x512 px"],
         cdd.WRONG_FOLDER: [str((le_dir / "P16_L_CM_CC.png").resolve())],
         cdd.DUPLICATE: [f"{(des_dir / 'P10_L_CM_MLO.png').resolve()} (same as P10_L_CM_MLO .png)"],
         cdd.BAD_NAME: [str((des_dir / "notes.txt").resolve())],
@@ -201,7 +208,7 @@ def test_import_summary_lists_each_problem_with_its_reason(imported):
         cdd.OUTSIDE: [f"{cdd.SEGMENTATION_CSV} line 5 (P10_L_DM_CC.jpg: ellipse 3)"],
         cdd.CLIPPED: [groups[cdd.CLIPPED][0]],
         cdd.BAD_SHEET_NAME: [f"{cdd.WORKBOOK} row 9 ('overview')"],
-        cdd.NO_SHEET_ROW: ["P10_L_MLO"],
+        cdd.NO_SHEET_ROW: ["P10_L_MLO", "P15_R_CC"],
         cdd.DENSITY_CONFLICT: ["P10_L_CC (c, b, c)"],
         cdd.BAD_DENSITY: [f"{cdd.WORKBOOK} row 7 ('E')"],
         cdd.BAD_LABEL: [f"{cdd.WORKBOOK} row 7 ('Suspicious')"],

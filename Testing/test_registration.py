@@ -127,11 +127,25 @@ def test_sample_stride_by_hand():
 def test_bad_inputs_are_input_errors():
     rng = np.random.default_rng(0)
     image = rng.random((64, 64))
-    with pytest.raises(InputError, match="one size"):
-        register_translation(image, image[:60])
+    with pytest.raises(InputError, match="must be 2-D"):
+        register_translation(image, image[None])
     with pytest.raises(InputError, match="too small"):
         register_translation(image[:20], image[:20])
     with pytest.raises(InputError, match="LE is uniform"):
         register_translation(np.zeros((64, 64)), image)
     with pytest.raises(InputError, match="DES is uniform"):
         register_translation(image, np.ones((64, 64)))
+
+
+def test_a_des_of_another_size_is_registered_from_the_shared_top_left_corner():
+    """004: CDD-CESM's P1_L_MLO is 1393x2129 (LE) against 1390x2341 (DES), yet at most 10 px apart."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    scene = ndimage.gaussian_filter(rng.random((300, 220)), 3)
+    le = scene[:260, :200]
+    des = 1.0 - scene[6:296, 3:210]                   # taller and wider, content moved by (x 3, y 6)
+    result = register_translation(le, des)
+    assert result.offset == (-3, -6)
+    assert np.allclose(shift_to_le(des, result.offset, le.shape)[10:-10, 10:-10], 1.0 - le[10:-10, 10:-10])
+

@@ -22,10 +22,11 @@ What the manifest gets, and why:
   most severe over the breast's rows, since one breast may hold several findings.
   BIRADS, Findings and Tags are free text or per finding and are not carried.
 
-An LE and DES of different sizes are not imported (reported): 004 found this
-collection's mismatch to be a translation of at most 10 px, which cannot
-reconcile two fields of view of different extent, and every later step needs
-one grid. Nothing else aborts the import either: unreadable files, unpaired
+LE and DES often differ in size (004: P1_L_MLO is 1393x2129 against
+1390x2341) while lying at most 10 px apart from their shared top-left corner:
+the DES is put on the LE's grid from that corner and registered there, and
+read_case_images does the same with the stored offset, so every later step
+sees one grid. Nothing aborts the import: unreadable files, unpaired
 images, bad names, sheet or CSV problems and lesion shapes outside their image
 go to `ImportReport.skipped` with one short reason per kind, the detail (line,
 row, shape, sizes) in the path column.
@@ -68,7 +69,6 @@ DUPLICATE = "duplicate: another file has the same patient, side, DM/CM and view"
 UNPAIRED_LE = "unpaired low-energy (DM) image: no subtracted (CM) image of the same breast and view"
 UNPAIRED_DES = "unpaired subtracted (CM) image: no low-energy (DM) image of the same breast and view"
 UNREADABLE = "image cannot be read or is not greyscale: its pair is not imported"
-SIZE_MISMATCH = f"LE and DES differ in size: a translation of at most {SEARCH_PX} px cannot align them (004)"
 NOT_REGISTERED = "registration failed: pair not imported"
 NO_CSV = "no segmentation CSV: no lesion masks"
 BAD_CSV = "segmentation CSV unusable: no lesion masks"
@@ -205,10 +205,6 @@ def _import_pair(le_key: ImageKey, le_path: Path, des_path: Path, regions: dict,
     except InputError as exc:
         skipped.append((f"{exc.path} ({exc.problem})", UNREADABLE))
         return None
-    if le.shape != des.shape:
-        (lr, lc), (dr, dc) = le.shape, des.shape
-        skipped.append((f"{des_path} is {dc}x{dr} px, its LE {le_path.name} {lc}x{lr} px", SIZE_MISMATCH))
-        return None
     try:
         result = register_translation(le.array, des.array)
     except InputError as exc:
@@ -217,8 +213,8 @@ def _import_pair(le_key: ImageKey, le_path: Path, des_path: Path, regions: dict,
     case = Case(case_id=le_key.case_id, patient_id=f"P{le_key.patient}", le_path=str(le_path),
                 des_path=str(des_path), laterality=le_key.side, view=le_key.view,
                 des_offset_x=str(result.offset[0]), des_offset_y=str(result.offset[1]))
-    masks = _lesion_masks(regions.get(le_key, []), regions.get(le_key.partner(), []), le.shape, result.offset,
-                          skipped)
+    masks = _lesion_masks(regions.get(le_key, []), regions.get(le_key.partner(), []), le.shape, des.shape,
+                          result.offset, skipped)
     if masks:
         name = f"{case.case_id}.seg.nrrd"
         write_lesion_segmentation(tmp / name, masks, le)
@@ -250,10 +246,12 @@ def _read_regions(folder: Path, skipped: list) -> dict[ImageKey, list[Region]]:
     return by_key
 
 
-def _lesion_masks(le_regions: list[Region], des_regions: list[Region], shape: tuple[int, int],
-                  offset: tuple[int, int], skipped: list) -> dict[str, np.ndarray]:
-    """Segment name -> mask on the LE grid: the LE's shapes, else the DES's moved by the registered offset."""
+def _lesion_masks(le_regions: list[Region], des_regions: list[Region], le_shape: tuple[int, int],
+                  des_shape: tuple[int, int], offset: tuple[int, int], skipped: list) -> dict[str, np.ndarray]:
+    """Segment name -> mask on the LE grid: the LE's shapes, else the DES's (drawn on the DES's grid)
+    moved onto the LE's grid by the registered offset."""
     regions, on_des = (le_regions, False) if le_regions else (des_regions, True)
+    shape = des_shape if on_des else le_shape
     masks = {}
     for region in regions:
         mask, outside = shape_mask(region, shape), pixels_outside(region, shape)
@@ -263,7 +261,7 @@ def _lesion_masks(le_regions: list[Region], des_regions: list[Region], shape: tu
             continue
         if outside:
             skipped.append((f"{where}: {outside} of {outside + int(mask.sum())} px outside", CLIPPED))
-        masks[f"lesion {len(masks) + 1} ({region.shape})"] = shift_to_le(mask, offset) if on_des else mask
+        masks[f"lesion {len(masks) + 1} ({region.shape})"] = shift_to_le(mask, offset, le_shape) if on_des else mask
     return masks
 
 

@@ -63,6 +63,7 @@ class _MutualInformation:
 
         self.sitk = sitk
         self.moving = moving
+        self.shape = fixed.shape
         rows, cols = fixed.shape
         self.stride = sample_stride(fixed.shape, search)
         self.window = (slice(search, rows - search, self.stride), slice(search, cols - search, self.stride))
@@ -79,7 +80,7 @@ class _MutualInformation:
 
     def __call__(self, offset: tuple[int, int]) -> float:
         if offset not in self.values:
-            sampled = shift_to_le(self.moving, offset)[self.window]
+            sampled = shift_to_le(self.moving, offset, self.shape)[self.window]
             if np.ptp(sampled) == 0:
                 raise InputError(None, "the DES is uniform: no structure to register on")
             moving = self.sitk.GetImageFromArray(np.ascontiguousarray(sampled, dtype=np.float32))
@@ -97,11 +98,13 @@ def register_translation(fixed_le: np.ndarray, moving_des: np.ndarray, search: i
     fixed_le: level 1 on the grid {-k*coarse .. k*coarse}^2 (k = search // coarse), level 2 over the
     coarse x coarse neighbourhood of its best point, inside +-search (004). Ties go to the smaller shift.
 
-    InputError when the images differ in size, are too small for the search, or one is uniform.
+    The DES may differ in size from the LE: both share their top-left corner
+    (shift_to_le puts the DES on the LE's grid). InputError when an image is
+    not 2-D, is too small for the search, or is uniform.
     """
     fixed_le, moving_des = np.asarray(fixed_le), np.asarray(moving_des)
-    if fixed_le.ndim != 2 or fixed_le.shape != moving_des.shape:
-        raise InputError(None, f"LE {fixed_le.shape} and DES {moving_des.shape} must be 2-D images of one size")
+    if fixed_le.ndim != 2 or moving_des.ndim != 2:
+        raise InputError(None, f"LE {fixed_le.shape} and DES {moving_des.shape} must be 2-D images")
     if min(fixed_le.shape) <= 2 * search:
         raise InputError(None, f"image {fixed_le.shape} too small for a +-{search} px search")
     mi = _MutualInformation(fixed_le, moving_des, search, bins)
