@@ -294,3 +294,15 @@ def test_folder_detection_and_names(tmp_path):
     assert image_key("P3_R_DM_CC.JPEG").case_id == "P3_R_CC"
     assert image_key("P3_R_DM_CC.txt") is None and image_key("P3_X_DM_CC.jpg") is None
     assert image_key("P3_R_DM_CC_2.jpg") is None
+
+
+def test_the_import_command_recognises_a_cdd_cesm_folder(cdd_sample, tmp_path, capsys):
+    from VirtualContrastTraining.cli import main
+
+    root = build_folder(cdd_sample, tmp_path / "CDD-CESM")
+    out = tmp_path / "out" / "cdd.csv"
+    assert main(["import", str(root), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"6 LE/DES pairs, 3 with a lesion mask -> {out}")
+    assert f"  1 x {cdd.UNREADABLE}" in printed and (out.parent / "cdd_masks").is_dir()
+    assert [c.case_id for c in read_manifest(out)][0] == "P10_L_CC"
