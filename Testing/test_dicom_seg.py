@@ -210,3 +210,24 @@ def test_import_attaches_a_dicom_seg_to_the_le_it_references(small_phantom, case
     assert skipped[str(of_des.resolve())] == "DICOM SEG of a DES image: a case's lesion mask must segment its LE"
     assert "no LE of an imported pair" in skipped[str(of_outside.resolve())]
     assert len(report.cases) == len(cases)
+
+
+def test_the_slicer_logic_loads_a_dicom_seg_onto_its_le(le_cc, cases, tmp_path, vc_logic):
+    """loadCase with a DICOM SEG: one segment per lesion, the exact pixels on the LE volume's grid."""
+    import slicer
+
+    path, le = le_cc
+    masks = {k: v for k, v in _masks(le.shape).items() if v.any()}
+    out = write_dicom_seg(masks, path, tmp_path / "lesions.dcm")
+    case = vc_logic.loadCase(str(path), segmentationPath=str(out))
+    segments = case.segmentation.GetSegmentation()
+    names = [segments.GetNthSegment(i).GetName() for i in range(segments.GetNumberOfSegments())]
+    assert names == list(masks)
+    for i, name in enumerate(names):
+        array = slicer.util.arrayFromSegmentBinaryLabelmap(case.segmentation, segments.GetNthSegmentID(i), case.le)
+        assert np.array_equal(np.asarray(array)[0] > 0, masks[name]), name
+    with pytest.raises(InputError, match="give its LE volume"):
+        vc_logic.loadSegmentation(str(out))
+    other = cases["PHANTOM-0001_R_MLO"].le_path
+    with pytest.raises(InputError, match="lesions.dcm"):
+        vc_logic.loadCase(other, segmentationPath=str(out))

@@ -63,10 +63,16 @@ class VirtualContrastLogicBase:
         return loadVolume(path, name, self.scene)
 
     def loadSegmentation(self, path, referenceVolume=None):
-        """A `.seg.nrrd` (Segment Editor's format) -> segmentation node, on `referenceVolume`'s geometry."""
+        """A `.seg.nrrd` (Segment Editor's format) or a DICOM SEG -> segmentation node on `referenceVolume`'s
+        geometry. A DICOM SEG is read by the engine (highdicom), which checks that it segments that very
+        image, so it needs the reference volume (the LE it was drawn on)."""
         path = Path(path)
         if not path.is_file():
             raise InputError(path, "no such file")
+        from VirtualContrastTraining.data.imageio import is_dicom_file
+
+        if is_dicom_file(path):
+            return self._loadDicomSegmentation(path, referenceVolume)
         node = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", path.name.split(".")[0])
         storage = self.scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
         storage.SetFileName(str(path))
@@ -74,10 +80,25 @@ class VirtualContrastLogicBase:
         if not storage.ReadData(node):
             self.scene.RemoveNode(node)
             self.scene.RemoveNode(storage)
-            raise InputError(path, "not a segmentation Slicer can read (expected a .seg.nrrd)")
+            raise InputError(path, "not a segmentation Slicer can read (expected a .seg.nrrd or a DICOM SEG)")
         if referenceVolume is not None:
             node.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolume)
         node.CreateDefaultDisplayNodes()
+        return node
+
+    def _loadDicomSegmentation(self, path: Path, referenceVolume):
+        from VirtualContrastTraining.data.dicom_seg import read_dicom_seg
+
+        if referenceVolume is None:
+            raise InputError(path, "a DICOM SEG is loaded onto the image it segments: give its LE volume")
+        masks = read_dicom_seg(path, imageFromVolume(referenceVolume))
+        node = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", path.stem)
+        node.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolume)
+        node.CreateDefaultDisplayNodes()
+        for name, mask in masks.items():
+            segmentId = node.GetSegmentation().AddEmptySegment(name, name)
+            slicer.util.updateSegmentBinaryLabelmapFromArray(mask[None].astype("uint8"), node, segmentId,
+                                                             referenceVolume)
         return node
 
     def loadCase(self, lePath, desPath=None, segmentationPath=None) -> LoadedCase:

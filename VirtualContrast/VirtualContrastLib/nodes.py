@@ -30,8 +30,9 @@ ATTR_SYNTHETIC = "VirtualContrast.Synthetic"
 ATTR_LATERALITY = "VirtualContrast.Laterality"
 ATTR_WINDOW = "VirtualContrast.SourceWindow"  # "center,width" of the file the pixels came from
 # Image meta -> node attribute, kept so that "cases from this scene" export with patient and view.
+# sop_uid: a DICOM SEG is checked against the very image it segments.
 META_ATTRIBUTES = {"laterality": ATTR_LATERALITY, "patient_id": "VirtualContrast.PatientID",
-                   "view": "VirtualContrast.View"}
+                   "view": "VirtualContrast.View", "sop_uid": "VirtualContrast.SOPInstanceUID"}
 ATTR_PROVENANCE_PREFIX = "VirtualContrast."
 
 
