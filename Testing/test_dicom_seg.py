@@ -231,3 +231,18 @@ def test_the_slicer_logic_loads_a_dicom_seg_onto_its_le(le_cc, cases, tmp_path, 
     other = cases["PHANTOM-0001_R_MLO"].le_path
     with pytest.raises(InputError, match="lesions.dcm"):
         vc_logic.loadCase(other, segmentationPath=str(out))
+
+
+def test_the_seg_command_converts_both_ways(cases, tmp_path, capsys):
+    """A phantom .seg.nrrd -> DICOM SEG -> .seg.nrrd keeps every lesion by name, pixel for pixel."""
+    from VirtualContrastTraining.cli import main
+
+    case = next(c for c in cases.values() if c.lesion_path)
+    le = read_mg_dicom(case.le_path)
+    dcm, back = tmp_path / "lesions.dcm", tmp_path / "lesions.seg.nrrd"
+    assert main(["seg", "--to-dicom", case.lesion_path, "--le", case.le_path, "--out", str(dcm)]) == 0
+    assert main(["seg", "--to-nrrd", str(dcm), "--le", case.le_path, "--out", str(back)]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"wrote {dcm}", f"wrote {back}"]
+    original, again = lesion_segments(case.lesion_path, le), lesion_segments(back, le)
+    assert list(again) == list(original) and all(np.array_equal(again[k], original[k]) for k in original)
+    assert pydicom.dcmread(dcm).Modality == "SEG"

@@ -15,7 +15,8 @@ from VirtualContrastTraining import __version__
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.events import EXIT_BAD_INPUT
 
-COMMANDS = ("phantom", "import_dicom", "train", "predict", "evaluate", "demo", "compare", "report", "reader_study")
+COMMANDS = ("phantom", "import_dicom", "train", "predict", "evaluate", "demo", "compare", "report", "reader_study",
+            "seg")
 
 
 def build_parser() -> argparse.ArgumentParser:
