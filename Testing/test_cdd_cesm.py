@@ -306,3 +306,41 @@ def test_the_import_command_recognises_a_cdd_cesm_folder(cdd_sample, tmp_path, c
     assert printed.startswith(f"6 LE/DES pairs, 3 with a lesion mask -> {out}")
     assert f"  1 x {cdd.UNREADABLE}" in printed and (out.parent / "cdd_masks").is_dir()
     assert [c.case_id for c in read_manifest(out)][0] == "P10_L_CC"
+
+
+def test_a_phantom_collection_imports_without_the_shared_samples(tmp_path):
+    """The same code path on phantom images (no ../shared needed): 8-bit PNGs in CDD-CESM's layout, the
+    DES moved by a known offset and 30 rows longer; registration, masks, sheet facts. The DES stand-in is
+    the inverted LE: the phantom's real DES cancels the tissue texture (as recombination does), which
+    leaves a horizontal shift along the chest wall without a unique MI optimum."""
+    from VirtualContrastTraining.data.phantom import simulate_case
+
+    root = tmp_path / "CDD-CESM"
+    le_dir, des_dir = root / cdd.LE_FOLDER, root / cdd.DES_FOLDER
+    le_dir.mkdir(parents=True)
+    des_dir.mkdir()
+    shifts = {"P1_L_{}_CC.png": (3, -5), "P1_L_{}_MLO.png": (-6, 2)}
+    for n, (name, (x, y)) in enumerate(shifts.items()):
+        case = simulate_case(np.random.default_rng(n), pixel_mm=1.0, laterality="L",
+                             view=name.split("_")[-1][:-4], density="c", lesions=[])
+        le = np.interp(case.le, (1700, 3000), (0, 255))
+        des = 255 - le
+        moved = np.vstack([shift_to_le(des, (-x, -y)), np.zeros((30, des.shape[1]))])  # aligned by (x, y)
+        matplotlib.image.imsave(le_dir / name.format("DM"), le, cmap="gray", vmin=0, vmax=255)
+        matplotlib.image.imsave(des_dir / name.format("CM"), moved, cmap="gray", vmin=0, vmax=255)
+    write_sheet(root / cdd.WORKBOOK, [_sheet_row("P1_L_DM_CC", "B", "Benign"),
+                                      _sheet_row("P1_L_DM_MLO", 3, "Malignant")])
+    write_via(root / cdd.SEGMENTATION_CSV, [("P1_L_DM_CC.jpg", {"name": "point", "cx": 60, "cy": 80}),
+                                            ("P1_L_CM_MLO.jpg", {"name": "circle", "cx": 70, "cy": 90, "r": 12})])
+    report = import_cdd_cesm(root, tmp_path / "out" / "cases.csv")
+    cases = {c.case_id: c for c in read_manifest(report.manifest_path)}
+    assert {k: (c.des_offset(), c.density, c.label) for k, c in cases.items()} == {
+        "P1_L_CC": ((3, -5), "b", "benign"), "P1_L_MLO": ((-6, 2), "c", "malignant")}
+    cc, mlo = cases["P1_L_CC"], cases["P1_L_MLO"]
+    le_cc, le_mlo = read_image(cc.le_path), read_image(cc.le_path.replace("CC", "MLO"))
+    assert np.array_equal(read_lesion_mask(cc.lesion_path, le_cc), _disc(le_cc.shape, 60, 80, 25))
+    # Drawn on the DES only: moved onto the LE's grid by the registered offset.
+    expected = shift_to_le(_disc(read_image(mlo.des_path).shape, 70, 90, 12), (-6, 2), le_mlo.shape)
+    assert np.array_equal(read_lesion_mask(mlo.lesion_path, le_mlo), expected)
+    assert read_case_images(mlo)[1].shape == le_mlo.shape
+    assert report.skipped == []
