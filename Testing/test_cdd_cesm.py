@@ -308,14 +308,13 @@ def test_the_import_command_recognises_a_cdd_cesm_folder(cdd_sample, tmp_path, c
     assert [c.case_id for c in read_manifest(out)][0] == "P10_L_CC"
 
 
-def test_a_phantom_collection_imports_without_the_shared_samples(tmp_path):
-    """The same code path on phantom images (no ../shared needed): 8-bit PNGs in CDD-CESM's layout, the
-    DES moved by a known offset and 30 rows longer; registration, masks, sheet facts. The DES stand-in is
-    the inverted LE: the phantom's real DES cancels the tissue texture (as recombination does), which
-    leaves a horizontal shift along the chest wall without a unique MI optimum."""
+def build_phantom_collection(root: Path) -> Path:
+    """Phantom images as 8-bit PNGs in CDD-CESM's layout, each DES moved by a known offset and 30 rows
+    longer, a sheet and VIA rows. The DES stand-in is the inverted LE: the phantom's real DES cancels
+    the tissue texture (as recombination does), which leaves a horizontal shift along the chest wall
+    without a unique MI optimum."""
     from VirtualContrastTraining.data.phantom import simulate_case
 
-    root = tmp_path / "CDD-CESM"
     le_dir, des_dir = root / cdd.LE_FOLDER, root / cdd.DES_FOLDER
     le_dir.mkdir(parents=True)
     des_dir.mkdir()
@@ -332,6 +331,13 @@ def test_a_phantom_collection_imports_without_the_shared_samples(tmp_path):
                                       _sheet_row("P1_L_DM_MLO", 3, "Malignant")])
     write_via(root / cdd.SEGMENTATION_CSV, [("P1_L_DM_CC.jpg", {"name": "point", "cx": 60, "cy": 80}),
                                             ("P1_L_CM_MLO.jpg", {"name": "circle", "cx": 70, "cy": 90, "r": 12})])
+    return root
+
+
+def test_a_phantom_collection_imports_without_the_shared_samples(tmp_path):
+    """The same code path as the real samples, on phantom images (no ../shared needed): registration of
+    a DES of another size, masks from DM and CM-only annotations, sheet facts."""
+    root = build_phantom_collection(tmp_path / "CDD-CESM")
     report = import_cdd_cesm(root, tmp_path / "out" / "cases.csv")
     cases = {c.case_id: c for c in read_manifest(report.manifest_path)}
     assert {k: (c.des_offset(), c.density, c.label) for k, c in cases.items()} == {
@@ -344,3 +350,18 @@ def test_a_phantom_collection_imports_without_the_shared_samples(tmp_path):
     assert np.array_equal(read_lesion_mask(mlo.lesion_path, le_mlo), expected)
     assert read_case_images(mlo)[1].shape == le_mlo.shape
     assert report.skipped == []
+
+
+def test_the_slicer_logic_loads_a_registered_case_on_the_les_grid(tmp_path, vc_logic):
+    import slicer
+
+    manifest = import_cdd_cesm(build_phantom_collection(tmp_path / "CDD-CESM"),
+                               tmp_path / "out" / "cases.csv").manifest_path
+    case = vc_logic.loadManifestCase(manifest, "P1_L_MLO")
+    le, des = slicer.util.arrayFromVolume(case.le)[0], slicer.util.arrayFromVolume(case.des)[0]
+    row = {c.case_id: c for c in read_manifest(manifest)}["P1_L_MLO"]
+    assert des.shape == le.shape and np.array_equal(des, read_case_images(row)[1].array)
+    assert case.segmentation.GetSegmentation().GetNumberOfSegments() == 1
+    with pytest.raises(InputError, match="no case 'P9_L_CC'"):
+        vc_logic.loadManifestCase(manifest, "P9_L_CC")
+

@@ -108,6 +108,27 @@ class VirtualContrastLogicBase:
         segmentation = self.loadSegmentation(segmentationPath, le) if segmentationPath else None
         return LoadedCase(le, des, segmentation)
 
+    def loadManifestCase(self, manifestPath, caseId: str) -> LoadedCase:
+        """One case of a manifest (`virtual-contrast import`'s output): the LE, its real DES on the LE's
+        grid and its lesion segmentation. A registered pair (CDD-CESM: des_offset set) gets its DES moved
+        by the stored offset exactly as training and evaluation read it (the engine's read_case_images)."""
+        from VirtualContrastTraining.data.dataset import read_case_images
+        from VirtualContrastTraining.data.manifest import read_manifest
+
+        cases = {c.case_id: c for c in read_manifest(manifestPath)}
+        if caseId not in cases:
+            raise InputError(manifestPath, f"no case {caseId!r} (cases: {', '.join(list(cases)[:5])}"
+                                           f"{', ...' if len(cases) > 5 else ''})")
+        case = cases[caseId]
+        le = self.loadVolume(case.le_path, f"{caseId} LE")
+        des = None
+        if case.des_path and (case.des_offset_x or case.des_offset_y):
+            des = volumeFromImage(read_case_images(case)[1], f"{caseId} DES (registered)", self.scene)
+        elif case.des_path:
+            des = self.loadVolume(case.des_path, f"{caseId} DES")
+        segmentation = self.loadSegmentation(case.lesion_path, le) if case.lesion_path else None
+        return LoadedCase(le, des, segmentation)
+
     # -- synthesis ----------------------------------------------------------------------------------
     def startSynthesis(self, leNode, modelPath, device: str = "auto") -> Job:
         """Run the engine's predict in the background; on success `job.result` is the synthetic DES node
