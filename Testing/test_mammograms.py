@@ -130,7 +130,8 @@ def test_predict_cli_on_a_plain_mammogram(cbis, model, tmp_path):
     assert (ds.Rows, ds.Columns) == (4432, 2864)
 
 
-def test_reimport_skips_every_synthetic_and_pairs_the_real(small_phantom, synthesizer_256, exported, tmp_path):
+def test_reimport_skips_every_synthetic_and_pairs_the_real(small_phantom, synthesizer_256, exported, tmp_path,
+                                                          capsys):
     """A folder with a real LE, its real DES, their synthetic DES (same patient, study, side, view and
     acquisition time as the LE: it would pair if it were not recognised) and a synthetic of a plain
     mammogram: the real pair is paired, both synthetics are skipped as synthetic."""
@@ -147,6 +148,10 @@ def test_reimport_skips_every_synthetic_and_pairs_the_real(small_phantom, synthe
     skipped = dict(report.skipped)
     for path in (own, cbis_copy):
         assert skipped[str(path.resolve())] == "synthetic image: never paired as a real DES"
+    # The same through the command a user runs.
+    assert main(["import", str(folder), "--out", str(tmp_path / "cli.csv")]) == 0
+    assert "1 LE/DES pairs" in capsys.readouterr().out
+    assert [Path(c.des_path).name for c in read_manifest(tmp_path / "cli.csv")] == [des_path.name]
 
 
 def test_dicom_seg_of_a_plain_mammogram(cbis, exported, tmp_path):
