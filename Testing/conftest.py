@@ -15,9 +15,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def cdd_sample() -> Path:
-    """Real CDD-CESM sample pairs from ../shared (skipped where that folder is absent)."""
+    """Real CDD-CESM sample pairs from ../shared (skipped where that folder is absent: a clone without the
+    project's shared data; CI has it beside the clone). The one place this skip is decided."""
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real CDD-CESM sample folder {SHARED_DATA} is absent on this machine")
     return SHARED_DATA

@@ -108,12 +108,8 @@ def build_folder(sample: Path, root: Path, *, sheet=True, via=True) -> Path:
 
 
 @pytest.fixture(scope="module")
-def imported(tmp_path_factory):
-    from conftest import SHARED_DATA
-
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"real CDD-CESM sample folder {SHARED_DATA} is absent on this machine")
-    root = build_folder(SHARED_DATA, tmp_path_factory.mktemp("cdd") / "CDD-CESM")
+def imported(cdd_sample, tmp_path_factory):
+    root = build_folder(cdd_sample, tmp_path_factory.mktemp("cdd") / "CDD-CESM")
     out = root.parent / "out" / "cases.csv"
     return root, import_cdd_cesm(root, out)
 

@@ -49,15 +49,11 @@ def _mi_grid(le: np.ndarray, des: np.ndarray) -> dict[tuple[int, int], float]:
 
 
 @pytest.fixture(scope="module")
-def real_pairs():
-    from conftest import SHARED_DATA
-
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"real CDD-CESM sample folder {SHARED_DATA} is absent on this machine")
+def real_pairs(cdd_sample):
     out = {}
     for name in PAIRS:
-        le = read_image(SHARED_DATA / name.format("DM")).array.astype(np.float32)
-        des = read_image(SHARED_DATA / name.format("CM")).array.astype(np.float32)
+        le = read_image(cdd_sample / name.format("DM")).array.astype(np.float32)
+        des = read_image(cdd_sample / name.format("CM")).array.astype(np.float32)
         out[name.format("*")] = (le, des, register_translation(le, des))
     return out
 
