@@ -115,7 +115,7 @@ def _kind(annotation: ast.expr, aliases: dict[str, ast.expr]) -> str:
         return _kind(annotation.slice.elts[0], aliases)
     if isinstance(annotation, ast.Subscript) and ast.unparse(annotation.value) in ("Union", "Optional"):
         members = annotation.slice.elts if isinstance(annotation.slice, ast.Tuple) else [annotation.slice]
-        kinds = {_kind(m, aliases) for m in members}
+        kinds = {_kind(m, aliases) for m in members if ast.unparse(m) != "None"}
         assert kinds == {"node"}, f"unsupported union {ast.unparse(annotation)}"
         return "node"
     text = ast.unparse(annotation)

@@ -47,8 +47,10 @@ POLL_INTERVAL_MS = 500
 #: Labels of the dataset kinds offered by the Train section (index = page of datasetSourceStackedWidget).
 DATASET_KINDS = ["Manifest", "DICOM folder", "Cases from this scene"]
 
-#: A region for CNR: drawn as markups, or painted as a segment in the Segment Editor.
-RegionNode = Union[vtkMRMLMarkupsROINode, vtkMRMLMarkupsClosedCurveNode, vtkMRMLSegmentationNode]
+#: A region for CNR: drawn as markups, or painted as a segment in the Segment Editor. None is part of
+#: the type: the wrapper writes each field's default (None) when it creates the parameter node, and
+#: Slicer's union serializer refuses a None that the union does not name.
+RegionNode = Union[vtkMRMLMarkupsROINode, vtkMRMLMarkupsClosedCurveNode, vtkMRMLSegmentationNode, None]
 
 
 #
