@@ -7,13 +7,16 @@ reference volume through its IJK-to-RAS matrix, so the same region gives the
 same pixels on LE, real DES and synthetic DES (they share the LE's geometry).
 A region that selects no pixel is a RegionError naming it, never an empty
 array that would turn into NaN later.
+
+Only numpy and Slicer are used: this module is imported when Slicer loads
+the module, before the engine's packages (scikit-image among them) are
+installed, so the closed-curve fill is done here by scanlines.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import slicer
-from skimage.draw import polygon2mask
 
 from VirtualContrastLib.nodes import ijkToRasArray
 
@@ -66,7 +69,28 @@ def curveMask(curve, reference) -> np.ndarray:
     if curve.GetNumberOfControlPoints() < 3 or len(ras) < 3:
         raise RegionError(f"{regionName(curve)} has fewer than 3 points: draw a closed outline")
     ijk = np.linalg.inv(ijkToRasArray(reference)) @ np.c_[ras, np.ones(len(ras))].T
-    return polygon2mask((rows, cols), np.stack([ijk[1], ijk[0]], axis=1))
+    return polygonMask((rows, cols), ijk[0], ijk[1])
+
+
+def polygonMask(shape: tuple[int, int], x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pixels of a (rows, cols) grid whose centre (column i, row j) lies inside the polygon with
+    vertices (x, y), by the even-odd rule on each row: the edges crossing the row's centre line
+    (half-open in y, so a vertex on the line counts once) cut it into inside and outside runs."""
+    rows, cols = shape
+    mask = np.zeros(shape, dtype=bool)
+    x0, y0 = np.asarray(x, float), np.asarray(y, float)
+    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+    for j in range(max(int(np.ceil(y0.min())), 0), min(int(np.floor(y0.max())), rows - 1) + 1):
+        crossing = (y0 <= j) != (y1 <= j)
+        if not crossing.any():
+            continue
+        t = (j - y0[crossing]) / (y1[crossing] - y0[crossing])
+        xs = np.sort(x0[crossing] + t * (x1[crossing] - x0[crossing]))
+        for left, right in zip(xs[0::2], xs[1::2]):
+            start, stop = max(int(np.ceil(left)), 0), min(int(np.floor(right)), cols - 1)
+            if start <= stop:
+                mask[j, start:stop + 1] = True
+    return mask
 
 
 def segmentMask(segmentation, segmentId: str, reference) -> np.ndarray:

@@ -8,6 +8,11 @@ What a CESM file is (LE, DES, HE, or a vendor's synthetic image) is not stored
 in one standard place: GE writes it in ImageType and in
 AcquisitionDeviceProcessingCode, other exports only in the series description.
 `detect_role` tries these in order of reliability.
+
+Slicer's own process reads DICOM through this module (the Logic's volume
+loading) with the pydicom Slicer ships, 2.4: only APIs that pydicom 2.4 and 3
+share are used here, except the decoder check, which asks each version in its
+own words (`pydicom.pixels` in 3, the pixel data handlers in 2).
 """
 
 from __future__ import annotations
@@ -306,8 +311,10 @@ def _decoder_problem(transfer_syntax: str) -> str | None:
     uid = pydicom.uid.UID(transfer_syntax)
     if not uid.is_compressed:
         return None
-    from pydicom.pixels import get_decoder
-
+    try:
+        from pydicom.pixels import get_decoder
+    except ImportError:  # pydicom 2, which Slicer's own Python ships: its pixel data handlers
+        return _handler_problem(uid)
     try:
         decoder = get_decoder(uid)
     except NotImplementedError:
@@ -316,6 +323,19 @@ def _decoder_problem(transfer_syntax: str) -> str | None:
         return None
     needs = "; ".join(decoder.missing_dependencies) or "a pixel data plugin"
     return f"compressed pixel data ({_syntax_name(transfer_syntax)}) and no decoder installed ({needs})"
+
+
+def _handler_problem(uid: pydicom.uid.UID) -> str | None:
+    """_decoder_problem under pydicom 2 (no pydicom.pixels): the configured pixel data handlers that
+    support the syntax, and the packages (DEPENDENCIES) of those that cannot run."""
+    handlers = [h for h in pydicom.config.pixel_data_handlers if h.supports_transfer_syntax(uid)]
+    if not handlers:
+        return f"compressed pixel data ({_syntax_name(uid)}) that pydicom cannot decode"
+    if any(h.is_available() for h in handlers):
+        return None
+    needs = "; ".join(f"{h.HANDLER_NAME} needs {', '.join(label for _url, label in h.DEPENDENCIES.values())}"
+                      for h in handlers) or "a pixel data plugin"
+    return f"compressed pixel data ({_syntax_name(uid)}) and no decoder installed ({needs})"
 
 
 def _syntax_name(transfer_syntax: str) -> str:

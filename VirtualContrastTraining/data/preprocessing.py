@@ -16,8 +16,9 @@ both ends of the window, and only the window version can be inverted, which
 `postprocess` needs to give a prediction back the LE's intensities and
 geometry.
 
-Pure numpy/scipy/scikit-image: prediction inside Slicer uses this module
-before torch is installed.
+Pure numpy/scipy/scikit-image, and scikit-image only where it is used:
+Slicer's own process imports this module when the module loads (breast_mask
+for the difference heatmaps), before the engine's packages are installed.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage
-from skimage.transform import resize
 
 from VirtualContrastTraining.data.image import Image
 from VirtualContrastTraining.errors import InputError
@@ -212,6 +212,8 @@ def _crop(arr: np.ndarray, params: PreprocessParams) -> np.ndarray:
 
 def _resize(arr: np.ndarray, size: int) -> np.ndarray:
     """Bilinear, anti-aliased (Gaussian prefilter) when shrinking, values kept as they are."""
+    from skimage.transform import resize
+
     out = resize(arr, (size, size), order=1, mode="edge", anti_aliasing=size < arr.shape[0], preserve_range=True)
     return out.astype(np.float32)
 
@@ -285,6 +287,8 @@ def postprocess(
             _source(reference),
             f"image is {reference.shape} but the preprocessing parameters are for {tuple(params.original_shape)}",
         )
+    from skimage.transform import resize
+
     full = resize(pred, (params.padded_size, params.padded_size), order=1, mode="edge",
                   anti_aliasing=params.padded_size < pred.shape[0], preserve_range=True)
     lo, hi = float(out_window[0]), float(out_window[1])
