@@ -85,6 +85,10 @@ def _formatted_ui_names(node: ast.AST, loop_values: dict[str, set[str]]) -> set[
     template = node.args[1]
     if isinstance(template, ast.Constant):
         return {template.value}
+    if isinstance(template, ast.Name):
+        # A loop over a literal tuple gives the names; other variables (names from VirtualContrastLib.panel
+        # or a class table) are checked by test_widget_name_tables_name_ui_widgets.
+        return loop_values.get(template.id, set())
     parts = template.values if isinstance(template, ast.JoinedStr) else []
     resolvable = (len(parts) == 2 and isinstance(parts[0], ast.FormattedValue)
                   and isinstance(parts[0].value, ast.Name) and parts[0].value.id in loop_values
@@ -116,8 +120,8 @@ def _kind(annotation: ast.expr, aliases: dict[str, ast.expr]) -> str:
     if isinstance(annotation, ast.Subscript) and ast.unparse(annotation.value) in ("Union", "Optional"):
         members = annotation.slice.elts if isinstance(annotation.slice, ast.Tuple) else [annotation.slice]
         kinds = {_kind(m, aliases) for m in members if ast.unparse(m) != "None"}
-        assert kinds == {"node"}, f"unsupported union {ast.unparse(annotation)}"
-        return "node"
+        assert len(kinds) == 1, f"unsupported union {ast.unparse(annotation)}"
+        return kinds.pop()  # Optional[X] binds as X; a union of node classes as a node
     text = ast.unparse(annotation)
     if text in aliases:
         return _kind(aliases[text], aliases)
@@ -200,11 +204,11 @@ def test_ui_top_level_is_the_module_widget(loaded_ui):
     assert loaded_ui.objectName() == "VirtualContrast"
 
 
-def test_ui_has_the_four_sections(loaded_ui):
-    """Inputs, Synthesize, CNR, Train, as collapsible sections in this order."""
+def test_ui_has_the_five_sections(loaded_ui):
+    """Inputs, Synthesize, CNR, Train, Evaluate, as collapsible sections in this order."""
     widgets = ui_widgets()
     sections = [(name, _property(w, "text")) for name, w in widgets.items() if w.get("class") == "ctkCollapsibleButton"]
-    assert [text for _, text in sections] == ["Inputs", "Synthesize", "CNR", "Train"]
+    assert [text for _, text in sections] == ["Inputs", "Synthesize", "CNR", "Train", "Evaluate"]
     for name, _ in sections:
         assert loaded_ui.findChild(QWidget, name) is not None
 
@@ -212,10 +216,24 @@ def test_ui_has_the_four_sections(loaded_ui):
 def test_every_ui_name_used_by_the_widget_exists(loaded_ui):
     """Each self.ui.<name> in VirtualContrast.py is a child of the loaded .ui (Slicer would raise AttributeError)."""
     used = ui_names_used(_module_tree())
-    # The Widget uses some 35 names: far fewer means this parser stopped seeing them.
-    assert len(used) > 25, f"suspiciously few self.ui names found: {sorted(used)}"
+    # The Widget names some 25 widgets itself (buttons and progress widgets come from tables checked by
+    # test_widget_name_tables_name_ui_widgets): far fewer means this parser stopped seeing them.
+    assert len(used) > 20, f"suspiciously few self.ui names found: {sorted(used)}"
     missing = sorted(name for name in used if loaded_ui.findChild(QObject, name) is None)
     assert not missing, f"used in VirtualContrast.py but absent from the .ui: {missing}"
+
+
+def test_widget_name_tables_name_ui_widgets(loaded_ui):
+    """The names the Widget takes from tables (panel.buttonStates, JOB_WIDGETS) are widgets of the .ui."""
+    from VirtualContrastLib import panel
+
+    tables = [node for node in ast.walk(_module_tree()) if isinstance(node, ast.Assign)
+              and any(isinstance(t, ast.Name) and t.id == "JOB_WIDGETS" for t in node.targets)]
+    assert len(tables) == 1, "VirtualContrastWidget.JOB_WIDGETS not found"
+    jobWidgets = {name for pair in ast.literal_eval(tables[0].value).values() for name in pair}
+    names = set(panel.buttonStates(panel.PanelState())) | jobWidgets
+    missing = sorted(name for name in names if loaded_ui.findChild(QObject, name) is None)
+    assert not missing, f"named by the Widget's tables but absent from the .ui: {missing}"
 
 
 def test_parameter_names_name_fields_and_bindable_widgets(loaded_ui):

@@ -1,26 +1,38 @@
 """VirtualContrast: virtual contrast enhancement for contrast-enhanced spectral mammography (CESM).
 
-Slicer's four scripted-module classes. The Widget only connects the GUI to
-VirtualContrastLogic; all work (loading, background synthesis and training,
-heatmaps, CNR, layouts) lives in VirtualContrastLib so that it can be scripted
-from the Python console and tested without the Slicer application.
+Slicer's four scripted-module classes. The Widget only wires the panel to
+VirtualContrastLogic and to the panel rules of VirtualContrastLib.panel; all
+work (loading, background synthesis, training and evaluation, heatmaps, CNR,
+layouts) lives in VirtualContrastLib so that it can be scripted from the
+Python console and tested without the Slicer application.
 """
 
+import contextlib
 import logging
 import math
 import pathlib
 import shutil
 import tempfile
 import time
+import traceback
 import unittest
-from typing import Annotated, Union
+from typing import Annotated, Optional, Union
 
 import numpy as np
+import ctk
 import qt
 import vtk
 
 import slicer
-from slicer import (
+
+#: The oldest Slicer this module runs in: Slicer 5.8 has Python 3.9, and the module and its engine
+#: need Python 3.10 or newer. Checked before anything else is imported, so an older Slicer says why.
+MINIMUM_SLICER = (5, 10)
+if hasattr(slicer, "app") and (slicer.app.majorVersion, slicer.app.minorVersion) < MINIMUM_SLICER:
+    raise ImportError("Virtual Contrast needs 3D Slicer {}.{} or newer; this is Slicer {}: install a current "
+                      "Slicer release.".format(*MINIMUM_SLICER, slicer.app.applicationVersion))
+
+from slicer import (  # noqa: E402 (after the version check)
     vtkMRMLMarkupsClosedCurveNode,
     vtkMRMLMarkupsROINode,
     vtkMRMLPlotChartNode,
@@ -28,29 +40,38 @@ from slicer import (
     vtkMRMLSegmentationNode,
     vtkMRMLTableNode,
 )
-from slicer.i18n import tr as _
-from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (
+from slicer.i18n import tr as _  # noqa: E402
+from slicer.parameterNodeWrapper import (  # noqa: E402
+    Choice,
+    GuiConnector,
+    WithinRange,
+    parameterNodeGuiConnector,
+    parameterNodeWrapper,
+)
+from slicer.ScriptedLoadableModule import (  # noqa: E402
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
-from slicer.util import VTKObservationMixin
+from slicer.util import VTKObservationMixin  # noqa: E402
 
-from VirtualContrastLib.logic import ENGINE_MODULES, LoadedCase, VirtualContrastLogicBase
+from VirtualContrastLib import panel, sampledata  # noqa: E402
+from VirtualContrastLib.logic import ENGINE_MODULES, LoadedCase, VirtualContrastLogicBase  # noqa: E402
+from VirtualContrastTraining.errors import InputError  # noqa: E402
 
-#: How often the Widget reads the background job's progress lines (ms): fast enough for a
+#: How often the Widget reads the background jobs' progress lines (ms): fast enough for a
 #: smooth progress bar, slow enough that the GUI thread stays free.
 POLL_INTERVAL_MS = 500
-
-#: Labels of the dataset kinds offered by the Train section (index = page of datasetSourceStackedWidget).
-DATASET_KINDS = ["Manifest", "DICOM folder", "Cases from this scene"]
 
 #: A region for CNR: drawn as markups, or painted as a segment in the Segment Editor. None is part of
 #: the type: the wrapper writes each field's default (None) when it creates the parameter node, and
 #: Slicer's union serializer refuses a None that the union does not name.
 RegionNode = Union[vtkMRMLMarkupsROINode, vtkMRMLMarkupsClosedCurveNode, vtkMRMLSegmentationNode, None]
+
+#: A path the user may leave empty. Slicer's own Path connector shows an unset pathlib.Path as "."
+#: (str(Path(""))); this type and its connector below keep "not chosen" as None and an empty field.
+OptionalPath = Optional[pathlib.Path]
 
 
 #
@@ -59,7 +80,7 @@ RegionNode = Union[vtkMRMLMarkupsROINode, vtkMRMLMarkupsClosedCurveNode, vtkMRML
 
 
 class VirtualContrast(ScriptedLoadableModule):
-    """Module description shown in Slicer's module list and help panel."""
+    """Module description shown in Slicer's module list and help panel; registers the sample case."""
 
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
@@ -72,19 +93,65 @@ class VirtualContrast(ScriptedLoadableModule):
         self.parent.helpText = _(
             "Synthesize the dual-energy subtracted (DES) image of contrast-enhanced mammography from the "
             "low-energy (LE) image with a trained Seg-CycleGAN (or peer) model, compare it with the real DES "
-            "through difference heatmaps, measure contrast-to-noise ratios on drawn regions, and train models "
-            "in the background. Synthetic images are research output, not for diagnosis. "
-            'See the <a href="https://github.com/VirtualContrast/SlicerVirtualContrast">extension documentation</a>.'
+            "through difference heatmaps, measure contrast-to-noise ratios on drawn regions, and train and "
+            "evaluate models in the background. Needs Slicer 5.10 or newer. Synthetic images are research output, "
+            'not for diagnosis. See the <a href="https://github.com/VirtualContrast/SlicerVirtualContrast">'
+            "extension documentation</a>."
         )
         self.parent.acknowledgementText = _(
             "Built on 3D Slicer, PyTorch (through SlicerPyTorch) and MONAI. The recipes follow the published "
             "CycleGAN and Seg-CycleGAN work on virtual contrast enhancement for CESM."
         )
+        # Sample Data registers sources once the application has started (as Slicer's module template does).
+        slicer.app.connect("startupCompleted()", registerSampleData)
+
+
+def registerSampleData() -> None:
+    """A phantom CESM case (LE, DES, lesion segmentation) in the Sample Data module: one click, offline."""
+    import SampleData
+
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(
+        category="Virtual Contrast", sampleName=sampledata.SAMPLE_NAME, uris=sampledata.SAMPLE_NAME,
+        fileNames=sampledata.SAMPLE_NAME, thumbnailFileName=str(sampledata.THUMBNAIL),
+        customDownloader=lambda source: VirtualContrastLogic().loadSampleCase())
 
 
 #
 # VirtualContrastParameterNode
 #
+
+
+@parameterNodeGuiConnector
+class OptionalPathLineEditConnector(GuiConnector):
+    """ctkPathLineEdit <-> Optional[pathlib.Path]: an empty field is None, and None shows as empty."""
+
+    @staticmethod
+    def canRepresent(widget, datatype) -> bool:
+        return type(widget) == ctk.ctkPathLineEdit and datatype == OptionalPath
+
+    @staticmethod
+    def create(widget, datatype):
+        return OptionalPathLineEditConnector(widget) if OptionalPathLineEditConnector.canRepresent(
+            widget, datatype) else None
+
+    def __init__(self, widget):
+        super().__init__()
+        self._widget = widget
+
+    def _connect(self):
+        self._widget.currentPathChanged.connect(self.changed)
+
+    def _disconnect(self):
+        self._widget.currentPathChanged.disconnect(self.changed)
+
+    def widget(self):
+        return self._widget
+
+    def read(self):
+        return pathlib.Path(self._widget.currentPath) if self._widget.currentPath else None
+
+    def write(self, value) -> None:
+        self._widget.currentPath = "" if value is None else str(value)
 
 
 @parameterNodeWrapper
@@ -102,7 +169,7 @@ class VirtualContrastParameterNode:
     realDesVolume: vtkMRMLScalarVolumeNode
     lesionSegmentation: vtkMRMLSegmentationNode
     # Synthesize
-    modelPath: pathlib.Path
+    modelPath: OptionalPath
     device: str = "auto"
     syntheticVolume: vtkMRMLScalarVolumeNode
     heatmapVolume: vtkMRMLScalarVolumeNode
@@ -117,9 +184,9 @@ class VirtualContrastParameterNode:
     ringWidthMm: Annotated[float, WithinRange(0.5, 50.0)] = 5.0
     cnrTable: vtkMRMLTableNode
     # Train
-    datasetKind: Annotated[str, Choice(DATASET_KINDS)] = DATASET_KINDS[0]
-    manifestPath: pathlib.Path
-    dicomFolder: pathlib.Path
+    datasetKind: Annotated[str, Choice(list(panel.DATASET_KINDS))] = panel.DATASET_KINDS[0]
+    manifestPath: OptionalPath
+    dicomFolder: OptionalPath
     preset: str = ""
     epochs: Annotated[int, WithinRange(1, 100000)] = 200
     batchSize: Annotated[int, WithinRange(1, 1024)] = 8
@@ -127,15 +194,12 @@ class VirtualContrastParameterNode:
     gamma: Annotated[float, WithinRange(0.0, 10000.0)] = 0.0
     imageSize: Annotated[int, WithinRange(32, 4096)] = 256
     trainDevice: str = "auto"
-    outputFolder: pathlib.Path
+    outputFolder: OptionalPath
     lossChart: vtkMRMLPlotChartNode
-
-
-def _givenPath(path) -> pathlib.Path | None:
-    """A path the user actually entered, or None: the wrapper stores an empty path as '.'."""
-    if path is None or str(path) in ("", "."):
-        return None
-    return pathlib.Path(path)
+    # Evaluate
+    evaluationManifestPath: OptionalPath
+    evaluationSplit: Annotated[str, Choice(list(panel.EVALUATION_SPLITS))] = panel.EVALUATION_SPLITS[0]
+    evaluationFolder: OptionalPath
 
 
 #
@@ -144,35 +208,37 @@ def _givenPath(path) -> pathlib.Path | None:
 
 
 class VirtualContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """Connects the panel to VirtualContrastLogic; holds no image computation."""
+    """Wires the panel to VirtualContrastLogic and to VirtualContrastLib.panel; computes nothing itself."""
+
+    #: Each background job kind and its progress bar and status label in the .ui.
+    JOB_WIDGETS = {"synthesis": ("synthesisProgressBar", "synthesisStatusLabel"),
+                   "training": ("trainingProgressBar", "trainingStatusLabel"),
+                   "evaluation": ("evaluationProgressBar", "evaluationStatusLabel")}
 
     def __init__(self, parent=None) -> None:
-        """Called when the user opens the module the first time and the widget is initialized."""
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)  # needed for parameter node observation
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._updatingGui = False
-        self._synthesisJob = None
+        self._jobs = dict.fromkeys(self.JOB_WIDGETS)
+        self._jobMessages = dict.fromkeys(self.JOB_WIDGETS, "")
         self._synthesisInputs = None
-        self._trainingJob = None
-        self._sceneCases: list[LoadedCase] = []
+        self._sceneCases = panel.SceneCases()
         self._dependenciesChecked = False
 
     def setup(self) -> None:
-        """Load the .ui, create the logic and connect signals."""
+        """Load the .ui, create the logic, fill the lists, connect signals, restore the remembered settings."""
         ScriptedLoadableModuleWidget.setup(self)
-
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/VirtualContrast.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         # The .ui connects mrmlSceneChanged of the top-level qMRMLWidget to every MRML widget.
         uiWidget.setMRMLScene(slicer.mrmlScene)
-
         self.logic = VirtualContrastLogic()
 
-        # Lists that only the logic knows: devices (torch may find GPUs) and presets.
+        # Lists that only the logic knows: devices (found without importing torch here) and presets.
         for combo in (self.ui.deviceComboBox, self.ui.trainDeviceComboBox):
             combo.addItems(self.logic.availableDevices())
         for name, description in self.logic.listPresets():
@@ -180,50 +246,52 @@ class VirtualContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.presetComboBox.setItemData(self.ui.presetComboBox.count - 1, description, qt.Qt.ToolTipRole)
 
         # Background jobs are polled from the GUI thread, as SlicerMONAIAuto3DSeg does.
-        self._synthesisTimer = qt.QTimer()
-        self._synthesisTimer.setInterval(POLL_INTERVAL_MS)
-        self._synthesisTimer.timeout.connect(self.onSynthesisTimer)
-        self._trainingTimer = qt.QTimer()
-        self._trainingTimer.setInterval(POLL_INTERVAL_MS)
-        self._trainingTimer.timeout.connect(self.onTrainingTimer)
+        self._pollTimer = qt.QTimer()
+        self._pollTimer.setInterval(POLL_INTERVAL_MS)
+        self._pollTimer.timeout.connect(self.onPollTimer)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeRemovedEvent, self.onNodeRemoved)
 
-        # Inputs
-        self.ui.loadCaseButton.clicked.connect(self.onLoadCase)
-        # Synthesize
-        self.ui.deviceComboBox.currentTextChanged.connect(lambda text: self._setParameter("device", text))
-        self.ui.synthesizeButton.clicked.connect(self.onSynthesize)
-        self.ui.cancelSynthesisButton.clicked.connect(self.onCancelSynthesis)
-        self.ui.showComparisonButton.clicked.connect(self.onShowComparison)
-        # CNR
+        ui = self.ui
+        ui.loadCaseButton.clicked.connect(self.onLoadCase)
+        ui.deviceComboBox.currentTextChanged.connect(lambda text: self._setParameter("device", text))
+        ui.synthesizeButton.clicked.connect(self.onSynthesize)
+        ui.cancelSynthesisButton.clicked.connect(lambda: self._cancel("synthesis"))
+        ui.showComparisonButton.clicked.connect(self.onShowComparison)
         for key in ("fibroglandular", "adipose", "lesion"):
-            segmentSelector = getattr(self.ui, f"{key}SegmentSelector")
-            segmentSelector.currentSegmentChanged.connect(
+            getattr(ui, f"{key}SegmentSelector").currentSegmentChanged.connect(
                 lambda segmentId, key=key: self._setParameter(f"{key}SegmentId", segmentId))
-        self.ui.computeCnrButton.clicked.connect(self.onComputeCnr)
-        self.ui.saveCnrCsvButton.clicked.connect(self.onSaveCnrCsv)
-        # Train
-        self.ui.presetComboBox.connect("activated(int)", self.onPresetChosen)
-        self.ui.trainDeviceComboBox.currentTextChanged.connect(lambda text: self._setParameter("trainDevice", text))
-        self.ui.addSceneCaseButton.clicked.connect(self.onAddSceneCase)
-        self.ui.removeSceneCaseButton.clicked.connect(self.onRemoveSceneCase)
-        self.ui.trainButton.clicked.connect(lambda: self.onTrain(resume=False))
-        self.ui.resumeTrainingButton.clicked.connect(lambda: self.onTrain(resume=True))
-        self.ui.cancelTrainingButton.clicked.connect(self.onCancelTraining)
+        ui.computeCnrButton.clicked.connect(self.onComputeCnr)
+        ui.saveCnrCsvButton.clicked.connect(self.onSaveCnrCsv)
+        ui.presetComboBox.connect("activated(int)", self.onPresetChosen)
+        ui.trainDeviceComboBox.currentTextChanged.connect(lambda text: self._setParameter("trainDevice", text))
+        ui.addSceneCaseButton.clicked.connect(self.onAddSceneCase)
+        ui.removeSceneCaseButton.clicked.connect(self.onRemoveSceneCase)
+        ui.trainButton.clicked.connect(lambda: self.onTrain(resume=False))
+        ui.resumeTrainingButton.clicked.connect(lambda: self.onTrain(resume=True))
+        ui.cancelTrainingButton.clicked.connect(lambda: self._cancel("training"))
+        ui.evaluateButton.clicked.connect(self.onEvaluate)
+        ui.cancelEvaluationButton.clicked.connect(lambda: self._cancel("evaluation"))
+        ui.openReportButton.clicked.connect(self.onOpenReport)
 
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
-        """Called when the application closes: stop observing, and stop children so none outlives Slicer.
-
-        A cancelled training writes its checkpoint first, so it can be resumed next time.
-        """
+        """Called when the application closes or the module reloads: stop polling and observing, and stop
+        every running job so that none outlives Slicer. A running training is asked about first: stopped
+        with a checkpoint (Resume continues it) or at once."""
+        self._pollTimer.stop()
         self.removeObservers()
-        for job in (self._synthesisJob, self._trainingJob):
-            if job is not None and not job.done:
-                job.cancel()
+        self.setParameterNode(None)
+        for kind, job in self._jobs.items():
+            if job is None or job.done:
+                continue
+            checkpoint = kind == "training" and slicer.util.confirmYesNoDisplay(_(
+                "A training is running. Write a checkpoint before it stops, so that Resume can continue it later? "
+                "(No stops it at once.)"))
+            job.stop(checkpoint=checkpoint)
 
     def enter(self) -> None:
         """Called each time the user opens this module."""
@@ -239,30 +307,51 @@ class VirtualContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneStartClose(self, caller, event) -> None:
         """The parameter node, the scene cases and a running synthesis (its LE is going) end with the scene.
 
-        A running training goes on: it reads only files, and its model is still wanted.
-        """
-        if self._synthesisJob is not None and not self._synthesisJob.done:
-            self._synthesisJob.cancel()
+        A running training and evaluation go on: they read only files; the training's chart moves to the
+        next scene (onSceneEndClose)."""
+        if self._jobs["synthesis"] is not None and not self._jobs["synthesis"].done:
+            self._jobs["synthesis"].cancel()
         self.setParameterNode(None)
-        self._sceneCases = []
+        self._sceneCases.clear()
         self.ui.sceneCasesListWidget.clear()
 
     def onSceneEndClose(self, caller, event) -> None:
-        """If the module is shown while the scene closes, start again with a fresh parameter node."""
+        """A running training's loss chart is rebuilt in the new scene; a shown module gets a fresh node."""
+        training = self._jobs["training"]
+        if training is not None and not training.done:
+            training.lossChart.moveTo(slicer.mrmlScene)
         if self.parent.isEntered:
             self.initializeParameterNode()
+            if training is not None and not training.done:
+                self._parameterNode.lossChart = training.lossChart.chart
+
+    @vtk.calldata_type(vtk.VTK_OBJECT)
+    def onNodeRemoved(self, caller, event, node) -> None:
+        """A deleted LE/DES/segmentation leaves the training-case list with it."""
+        if self._sceneCases.prune(slicer.mrmlScene):
+            self._showSceneCases()
 
     def initializeParameterNode(self) -> None:
-        """Ensure the parameter node exists, is observed, and has a preset and an LE to start from."""
+        """Ensure the parameter node exists and is observed, with an LE, a preset and the remembered settings."""
         self.setParameterNode(self.logic.getParameterNode())
-        if not self._parameterNode.leVolume:
-            firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
-            if firstVolumeNode:
-                self._parameterNode.leVolume = firstVolumeNode
-        if not self._parameterNode.preset and self.ui.presetComboBox.count:
-            self._applyPreset(self.ui.presetComboBox.itemText(0))
+        p = self._parameterNode
+        if not p.leVolume:
+            p.leVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+        if not p.preset:
+            self._applyPreset(panel.DEFAULT_PRESET if self.ui.presetComboBox.findText(panel.DEFAULT_PRESET) >= 0
+                              else self.ui.presetComboBox.itemText(0))
+        settings = qt.QSettings()
+        with slicer.util.NodeModify(p):
+            remembered = {"modelPath": settings.value(panel.SETTINGS["lastModel"]) or self.logic.starterModelPath(),
+                          "outputFolder": settings.value(panel.SETTINGS["outputFolder"])}
+            for name, value in remembered.items():
+                if getattr(p, name) is None and value:
+                    setattr(p, name, pathlib.Path(value))
+            device = settings.value(panel.SETTINGS["device"])
+            if device and self.ui.deviceComboBox.findText(device) >= 0:
+                p.device = p.trainDevice = device
 
-    def setParameterNode(self, inputParameterNode: VirtualContrastParameterNode | None) -> None:
+    def setParameterNode(self, inputParameterNode: Optional[VirtualContrastParameterNode]) -> None:
         """Bind the GUI to a parameter node (and unbind the previous one)."""
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
@@ -280,7 +369,7 @@ class VirtualContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             setattr(self._parameterNode, name, value)
 
     def updateGuiFromParameterNode(self, caller=None, event=None) -> None:
-        """Refresh what the wrapper does not bind: combo selections, region helpers, button states."""
+        """Refresh what the wrapper does not bind: combo selections, region helpers, γ, estimate, buttons."""
         p = self._parameterNode
         if p is None or self._updatingGui:
             return
@@ -290,7 +379,12 @@ class VirtualContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                  (self.ui.presetComboBox, p.preset)):
                 if value and combo.findText(value) >= 0:
                     combo.currentText = value
-            self.ui.datasetSourceStackedWidget.currentIndex = DATASET_KINDS.index(p.datasetKind)
+            self.ui.datasetSourceStackedWidget.currentIndex = panel.DATASET_KINDS.index(p.datasetKind)
+            fields = self.logic.presetFields(p.preset) if p.preset else {}
+            for name in ("gammaLabel", "gammaSpinBox"):
+                getattr(self.ui, name).visible = panel.usesGamma(fields)
+            self.ui.trainingEstimateLabel.text = self.logic.trainingEstimate(
+                p.preset, p.epochs, p.manifestPath if p.datasetKind == "Manifest" else None, p.trainDevice)
             # A newly chosen segmentation pre-selects a segment: record it once the refresh is over.
             chosenSegments = {key: self._updateRegionWidgets(key) for key in ("fibroglandular", "adipose", "lesion")}
         finally:
@@ -301,7 +395,7 @@ class VirtualContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     setattr(p, f"{key}SegmentId", segmentId)
         self._updateButtonStates()
 
-    def _updateRegionWidgets(self, key: str) -> str | None:
+    def _updateRegionWidgets(self, key: str) -> Optional[str]:
         """Show the segment picker for a segmentation region and the place widget for a markups region.
 
         Returns the segment the picker shows for a segmentation region (None otherwise).
@@ -332,40 +426,48 @@ class VirtualContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return shownSegment
 
     def _updateButtonStates(self) -> None:
-        """Enable each action only when its inputs are there and no job of its kind runs."""
+        """Enable each action only when its inputs are there and no job of its kind runs (panel.buttonStates)."""
         p = self._parameterNode
         if p is None:
             return
-        synthesizing = self._synthesisJob is not None and not self._synthesisJob.done
-        training = self._trainingJob is not None and not self._trainingJob.done
-        modelPath = _givenPath(p.modelPath)
-        self.ui.synthesizeButton.enabled = bool(p.leVolume and modelPath and not synthesizing)
-        self.ui.synthesizeButton.toolTip = (
-            _("Run the model on the LE volume in a background process.") if p.leVolume and modelPath
-            else _("Select an LE volume and a model (run folder)."))
-        self.ui.cancelSynthesisButton.enabled = synthesizing
-        self.ui.showComparisonButton.enabled = bool(
-            p.leVolume and p.realDesVolume and p.syntheticVolume and p.heatmapVolume)
-        self.ui.computeCnrButton.enabled = bool(
-            p.leVolume and self._region("fibroglandular") and self._region("adipose"))
-        self.ui.saveCnrCsvButton.enabled = p.cnrTable is not None
-        hasOutput = _givenPath(p.outputFolder) is not None
-        self.ui.trainButton.enabled = hasOutput and not training
-        self.ui.resumeTrainingButton.enabled = hasOutput and not training
-        self.ui.cancelTrainingButton.enabled = training
-        self.ui.removeSceneCaseButton.enabled = self.ui.sceneCasesListWidget.count > 0
+        evaluation = self._jobs["evaluation"]
+        state = panel.PanelState(
+            le=bool(p.leVolume), realDes=bool(p.realDesVolume), synthetic=bool(p.syntheticVolume),
+            heatmap=bool(p.heatmapVolume), modelPath=p.modelPath,
+            tissueRegions=bool(self._region("fibroglandular") and self._region("adipose")),
+            cnrTable=bool(p.cnrTable), outputFolder=p.outputFolder, evaluationManifest=p.evaluationManifestPath,
+            evaluationFolder=p.evaluationFolder, sceneCases=len(self._sceneCases.cases),
+            reportReady=evaluation is not None and evaluation.state == "finished",
+            running={kind for kind, job in self._jobs.items() if job is not None and not job.done})
+        for name, (enabled, toolTip) in panel.buttonStates(state).items():
+            button = getattr(self.ui, name)
+            button.enabled = enabled
+            button.toolTip = toolTip
 
     def _region(self, key: str):
         """The logic's form of a region: the markups node, or (segmentation, segment id); None if incomplete."""
         node = getattr(self._parameterNode, f"{key}Region")
-        if node is None:
-            return None
-        if node.IsA("vtkMRMLSegmentationNode"):
-            segmentId = getattr(self._parameterNode, f"{key}SegmentId")
-            return (node, segmentId) if segmentId else None
-        return node
+        if node is None or not node.IsA("vtkMRMLSegmentationNode"):
+            return node
+        segmentId = getattr(self._parameterNode, f"{key}SegmentId")
+        return (node, segmentId) if segmentId else None
 
-    # ------------------------------------------------------------------ dependencies
+    # ------------------------------------------------------------------ background jobs
+    @contextlib.contextmanager
+    def _reporting(self, message: str):
+        """Run a panel action under a wait cursor; a failure becomes one dialog and a log line, not a traceback
+        in the console. Bad input (InputError: a file, a region, a missing choice) is shown in its own words."""
+        try:
+            with slicer.util.WaitCursor():
+                yield
+        except InputError as error:
+            self._log("error", str(error))
+            slicer.util.errorDisplay(f"{message}\n\n{error}")
+        except Exception as error:
+            logging.exception(message)
+            self._log("error", f"{message} {error}")
+            slicer.util.errorDisplay(f"{message}\n\n{error}", detailedText=traceback.format_exc())
+
 
     def _ensureDependencies(self) -> bool:
         """Before the first synthesis or training: offer to install what the engine needs.
@@ -384,7 +486,7 @@ class VirtualContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                       "This can take several minutes. Install now?").format(
                         packages=", ".join(ENGINE_MODULES.get(name, name) for name in missing))):
                 return False
-            with slicer.util.tryWithErrorDisplay(_("Failed to install the required Python packages."), waitCursor=True):
+            with self._reporting(_("Failed to install the required Python packages.")):
                 if "torch" in missing:
                     try:
                         import PyTorchUtils
@@ -404,25 +506,67 @@ class VirtualContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._dependenciesChecked = True
         return True
 
-    def _advance(self, job, timer, progressBar, statusLabel) -> bool:
-        """One timer tick of a background job: read its new progress lines into the progress bar and the
-        status label; True once the job has ended (the timer is then stopped). If reading the job itself
-        fails, polling stops too (a timer must not raise every 500 ms)."""
-        try:
-            job.poll()
-        except Exception as error:
-            timer.stop()
-            logging.exception("Polling the background job failed")
-            statusLabel.text = _("Failed.")
-            slicer.util.errorDisplay(_("Lost track of the background process: {error}").format(error=error))
-            self._updateButtonStates()
-            return False
-        progressBar.value = int(round(100 * job.progress))
-        statusLabel.text = job.message  # the job words it, e.g. "epoch 3/35, about 4 min 10 s left"
-        if not job.done:
-            return False
-        timer.stop()
-        return True
+    def _start(self, kind: str, start, startingText: str) -> None:
+        """Start a job (`start()` returns it) unless the engine's packages are refused; errors go to a dialog."""
+        if not self._ensureDependencies():
+            return
+        with self._reporting(_("Failed to start the {kind}.").format(kind=kind)):
+            job = start()
+            if job is None:
+                return
+            self._jobs[kind] = job
+            progressBar, statusLabel = (getattr(self.ui, name) for name in self.JOB_WIDGETS[kind])
+            progressBar.value = 0
+            statusLabel.text = startingText
+            self._log(kind, " ".join(job.command))
+            self._pollTimer.start()
+        self._updateButtonStates()
+
+    def _cancel(self, kind: str) -> None:
+        """Ask the job to stop; a training writes a checkpoint first. The poll reports the end."""
+        if self._jobs[kind] is not None:
+            self._jobs[kind].cancel()
+
+    def onPollTimer(self) -> None:
+        """One tick: read every running job's new output into its progress bar, status label and the log;
+        report the ones that ended. The timer stops when nothing runs."""
+        for kind, job in self._jobs.items():
+            if job is None or job.done:
+                continue
+            progressBar, statusLabel = (getattr(self.ui, name) for name in self.JOB_WIDGETS[kind])
+            try:
+                job.poll()
+            except Exception as error:  # a timer must not raise every tick: report once and let it go
+                logging.exception("Polling the background job failed")
+                job.kill()
+                job.state, job.error = "failed", f"lost track of the background process: {error}"
+            progressBar.value = int(round(100 * job.progress))
+            if job.message != self._jobMessages[kind]:
+                self._jobMessages[kind] = statusLabel.text = job.message
+                self._log(kind, job.message)
+            if job.done:
+                self._jobEnded(kind, job, statusLabel)
+        if not any(job is not None and not job.done for job in self._jobs.values()):
+            self._pollTimer.stop()
+        self._updateButtonStates()
+
+    def _jobEnded(self, kind: str, job, statusLabel) -> None:
+        """Show what the job left: the synthetic DES, the new model, the report; or why it failed."""
+        text, error = panel.jobEndText(kind, job)
+        if job.state == "finished" and kind == "synthesis" and self._parameterNode is not None:
+            text = self._showSynthesisResult(job.result)
+        elif job.state == "finished" and kind == "training":
+            # The new model becomes the current one and joins the recent-models list.
+            self.ui.modelPathLineEdit.currentPath = str(job.result)
+            self.ui.modelPathLineEdit.addCurrentPathToHistory()
+        statusLabel.text = text
+        self._log(kind, text if error is None else f"{error}\n{job.stderrTail()}")
+        if error is not None:
+            slicer.util.errorDisplay(error, detailedText=job.stderrTail())
+
+    def _log(self, kind: str, text: str) -> None:
+        """A line in the panel's log: what the background processes said, for the user to read or copy."""
+        self.ui.logTextEdit.appendPlainText(f"[{time.strftime('%H:%M:%S')}] {kind}: {text}")
 
     # ------------------------------------------------------------------ inputs
 
@@ -432,7 +576,7 @@ class VirtualContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not lePath:
             slicer.util.errorDisplay(_("Choose an LE file first."))
             return
-        with slicer.util.tryWithErrorDisplay(_("Failed to load the case."), waitCursor=True):
+        with self._reporting(_("Failed to load the case.")):
             case = self.logic.loadCase(lePath, self.ui.desPathLineEdit.currentPath or None,
                                        self.ui.segmentationPathLineEdit.currentPath or None)
             with slicer.util.NodeModify(self._parameterNode):
@@ -444,98 +588,60 @@ class VirtualContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # ------------------------------------------------------------------ synthesize
 
     def onSynthesize(self) -> None:
-        """Start the engine's predict as a background process and poll it."""
-        if not self._ensureDependencies():
-            return
+        """Start the engine's predict as a background process; remember model and device for next time."""
         p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay(_("Failed to start synthesis."), waitCursor=True):
-            self._synthesisInputs = (p.leVolume, p.realDesVolume)
-            self._synthesisJob = self.logic.startSynthesis(p.leVolume, str(_givenPath(p.modelPath)), device=p.device)
-            self._synthesisTimer.start()
-            self.ui.synthesisProgressBar.value = 0
-            self.ui.synthesisStatusLabel.text = _("Starting...")
-        self._updateButtonStates()
+        self._synthesisInputs = (p.leVolume, p.realDesVolume)
+        settings = qt.QSettings()
+        settings.setValue(panel.SETTINGS["lastModel"], str(p.modelPath))
+        settings.setValue(panel.SETTINGS["device"], p.device)
+        self._start("synthesis", lambda: self.logic.startSynthesis(p.leVolume, str(p.modelPath), device=p.device),
+                    _("Starting..."))
 
-    def onCancelSynthesis(self) -> None:
-        """Stop the running synthesis; the timer reports the end."""
-        if self._synthesisJob is not None:
-            self._synthesisJob.cancel()
-
-    def onSynthesisTimer(self) -> None:
-        """Read the job's new progress lines; on the end, show the result."""
-        job = self._synthesisJob
-        if not self._advance(job, self._synthesisTimer, self.ui.synthesisProgressBar, self.ui.synthesisStatusLabel):
-            return
-        try:
-            if job.state == "finished":
-                if self._parameterNode is not None:  # None when the scene was closed meanwhile
-                    self._showSynthesisResult(job.result)
-            elif job.state == "cancelled":
-                self.ui.synthesisStatusLabel.text = _("Cancelled.")
-            else:
-                self.ui.synthesisStatusLabel.text = _("Failed.")
-                slicer.util.errorDisplay(_("Synthesis failed: {error}").format(error=job.error))
-        finally:
-            self._updateButtonStates()
-
-    def _showSynthesisResult(self, syntheticNode) -> None:
-        """Record the synthetic DES; with a real DES, add heatmaps and the four-view comparison."""
+    def _showSynthesisResult(self, syntheticNode) -> str:
+        """Record the synthetic DES; with a real DES, add heatmaps and the four-view comparison.
+        Returns the status line."""
         leNode, realDesNode = self._synthesisInputs
         self._parameterNode.syntheticVolume = syntheticNode
         # The model worked: remember its run folder in the drop-down list of recent models.
         self.ui.modelPathLineEdit.addCurrentPathToHistory()
         if realDesNode is None:
             slicer.util.setSliceViewerLayers(background=syntheticNode, foreground=None, fit=True)
-            self.ui.synthesisStatusLabel.text = _("Done: {name}").format(name=syntheticNode.GetName())
-            return
-        with slicer.util.tryWithErrorDisplay(_("Failed to compute the difference heatmap."), waitCursor=True):
+            return _("Done: {name}").format(name=syntheticNode.GetName())
+        with self._reporting(_("Failed to compute the difference heatmap.")):
             heatmap = self.logic.differenceHeatmap(realDesNode, syntheticNode, leNode)
             with slicer.util.NodeModify(self._parameterNode):
                 self._parameterNode.heatmapVolume = heatmap.absolute
                 self._parameterNode.signedHeatmapVolume = heatmap.signed
             self.logic.showComparison(leNode, realDesNode, syntheticNode, heatmap.absolute)
-            self.ui.synthesisStatusLabel.text = _("Done: {name}, with heatmaps").format(name=syntheticNode.GetName())
+        return _("Done: {name}, with heatmaps (synthetic − real)").format(name=syntheticNode.GetName())
 
     def onShowComparison(self) -> None:
         """Show the four linked views again (e.g. after changing the layout by hand)."""
         p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay(_("Failed to show the comparison."), waitCursor=True):
+        with self._reporting(_("Failed to show the comparison.")):
             self.logic.showComparison(p.leVolume, p.realDesVolume, p.syntheticVolume, p.heatmapVolume)
 
     # ------------------------------------------------------------------ CNR
 
     def onComputeCnr(self) -> None:
-        """CNR on every available image; region problems are shown as the logic words them."""
+        """CNR on every available image; a region problem is shown as the logic words it."""
         p = self._parameterNode
-        volumes = {"LE": p.leVolume}
-        if p.realDesVolume:
-            volumes["real DES"] = p.realDesVolume
-        if p.syntheticVolume:
-            volumes["synthetic DES"] = p.syntheticVolume
-        try:
-            with slicer.util.WaitCursor():
-                result = self.logic.computeCNR(
-                    self._region("fibroglandular"), self._region("adipose"), volumes,
-                    lesion=self._region("lesion"), ringWidthMm=p.ringWidthMm, tableNode=p.cnrTable)
-        except ValueError as error:  # RegionError: empty or degenerate region, with a message for the user
-            slicer.util.errorDisplay(str(error))
-            return
-        except Exception as error:
-            logging.exception("CNR failed")
-            slicer.util.errorDisplay(_("Failed to compute CNR: {error}").format(error=error))
-            return
-        p.cnrTable = result.table
-        self.logic.showTable(result.table)
+        with self._reporting(_("Failed to compute CNR.")):
+            result = self.logic.computeCNR(
+                self._region("fibroglandular"), self._region("adipose"),
+                panel.cnrVolumes(p.leVolume, p.realDesVolume, p.syntheticVolume),
+                lesion=self._region("lesion"), ringWidthMm=p.ringWidthMm, tableNode=p.cnrTable)
+            p.cnrTable = result.table
+            self.logic.showTable(result.table)
 
     def onSaveCnrCsv(self) -> None:
         """Ask for a file name and write the results table as CSV."""
         table = self._parameterNode.cnrTable
         path = qt.QFileDialog.getSaveFileName(
             slicer.util.mainWindow(), _("Save CNR table"), f"{table.GetName()}.csv", _("CSV files (*.csv)"))
-        if not path:
-            return
-        with slicer.util.tryWithErrorDisplay(_("Failed to save the table."), waitCursor=True):
-            self.logic.saveTable(table, path)
+        if path:
+            with self._reporting(_("Failed to save the table.")):
+                self.logic.saveTable(table, path)
 
     # ------------------------------------------------------------------ train
 
@@ -545,113 +651,63 @@ class VirtualContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _applyPreset(self, name: str) -> None:
         """Copy a preset's main fields into the parameter node (and so into the spin boxes)."""
-        fields = self.logic.presetFields(name)
-        p = self._parameterNode
-        with slicer.util.NodeModify(p):
-            p.preset = name
-            p.epochs = int(fields["epochs"])
-            p.batchSize = int(fields["batch_size"])
-            p.learningRate = float(fields["lr"])
-            p.gamma = float(fields["gamma_lesion"])
-            p.imageSize = int(fields["image_size"])
+        with slicer.util.NodeModify(self._parameterNode):
+            self._parameterNode.preset = name
+            for field, value in panel.presetParameters(self.logic.presetFields(name)).items():
+                setattr(self._parameterNode, field, value)
 
     def onAddSceneCase(self) -> None:
         """Take the LE, DES and lesion segmentation of the Inputs section as one training case."""
         p = self._parameterNode
-        if not (p.leVolume and p.realDesVolume):
-            slicer.util.errorDisplay(_("A training case needs an LE volume and a real DES volume (Inputs section)."))
-            return
-        case = LoadedCase(le=p.leVolume, des=p.realDesVolume, segmentation=p.lesionSegmentation)
-        self._sceneCases.append(case)
-        label = f"{case.le.GetName()} + {case.des.GetName()}"
-        if case.segmentation:
-            label += f" + {case.segmentation.GetName()}"
-        self.ui.sceneCasesListWidget.addItem(label)
-        self._updateButtonStates()
+        with self._reporting(_("Cannot add the case.")):
+            self._sceneCases.add(p.leVolume, p.realDesVolume, p.lesionSegmentation)
+        self._showSceneCases()
 
     def onRemoveSceneCase(self) -> None:
         """Drop the selected scene case from the list."""
-        row = self.ui.sceneCasesListWidget.currentRow
-        if 0 <= row < len(self._sceneCases):
-            del self._sceneCases[row]
-            self.ui.sceneCasesListWidget.takeItem(row)
+        self._sceneCases.remove(self.ui.sceneCasesListWidget.currentRow)
+        self._showSceneCases()
+
+    def _showSceneCases(self) -> None:
+        self.ui.sceneCasesListWidget.clear()
+        self.ui.sceneCasesListWidget.addItems(self._sceneCases.labels())
         self._updateButtonStates()
-
-    def _datasetManifest(self, outputFolder: pathlib.Path, resume: bool) -> pathlib.Path | None:
-        """The manifest for the chosen dataset kind, importing or exporting beside the run folder when needed.
-
-        The dataset goes next to the run folder, not inside it, because the
-        engine keeps a run folder for its own files. Resume reuses the dataset
-        the run started from.
-        """
-        p = self._parameterNode
-        datasetFolder = outputFolder.parent / f"{outputFolder.name}-dataset"
-        if resume and p.datasetKind != "Manifest" and (datasetFolder / "manifest.csv").is_file():
-            return datasetFolder / "manifest.csv"
-        if p.datasetKind == "Manifest":
-            manifest = _givenPath(p.manifestPath)
-            if manifest is None:
-                slicer.util.errorDisplay(_("Choose a manifest file."))
-            return manifest
-        if p.datasetKind == "DICOM folder":
-            folder = _givenPath(p.dicomFolder)
-            if folder is None:
-                slicer.util.errorDisplay(_("Choose a DICOM folder."))
-                return None
-            return self.logic.importDicomFolder(folder, datasetFolder)
-        if not self._sceneCases:
-            slicer.util.errorDisplay(_("Add at least one case from the scene (LE + real DES)."))
-            return None
-        return self.logic.exportSceneCases(self._sceneCases, datasetFolder)
 
     def onTrain(self, resume: bool) -> None:
         """Start (or resume) the engine's train as a background process with a live loss chart.
 
         A resumed run keeps its saved configuration; only Epochs applies, so that a run can be extended.
         """
-        if not self._ensureDependencies():
-            return
         p = self._parameterNode
-        outputFolder = _givenPath(p.outputFolder)
-        with slicer.util.tryWithErrorDisplay(_("Failed to start training."), waitCursor=True):
-            manifest = self._datasetManifest(outputFolder, resume)
-            if manifest is None:
-                return
-            fields = {} if resume else dict(batchSize=p.batchSize, learningRate=p.learningRate, gamma=p.gamma,
-                                            imageSize=p.imageSize)
-            self._trainingJob = self.logic.startTraining(
-                p.preset, str(manifest), str(outputFolder), device=p.trainDevice, resume=resume, epochs=p.epochs,
-                plotChartNode=p.lossChart, **fields)
-            self._trainingTimer.start()
-            self.ui.trainingProgressBar.value = 0
-            self.ui.trainingStatusLabel.text = _("Resuming...") if resume else _("Starting...")
-            p.lossChart = self._trainingJob.chart
-            self.logic.showChart(self._trainingJob.chart)
-        self._updateButtonStates()
+        qt.QSettings().setValue(panel.SETTINGS["outputFolder"], str(p.outputFolder))
 
-    def onCancelTraining(self) -> None:
-        """Ask the child to stop; it writes a checkpoint first, so Resume can continue."""
-        if self._trainingJob is not None:
-            self._trainingJob.cancel()
+        def start():
+            manifest = panel.datasetManifest(p.datasetKind, p.outputFolder, resume, manifestPath=p.manifestPath,
+                                             dicomFolder=p.dicomFolder, sceneCases=self._sceneCases.cases,
+                                             logic=self.logic)
+            fields = {} if resume else dict(batchSize=p.batchSize, learningRate=p.learningRate,
+                                            gamma=p.gamma, imageSize=p.imageSize)
+            job = self.logic.startTraining(p.preset, str(manifest), str(p.outputFolder), device=p.trainDevice,
+                                           resume=resume, epochs=p.epochs, plotChartNode=p.lossChart, **fields)
+            p.lossChart = job.chart
+            self.logic.showChart(job.chart)
+            return job
 
-    def onTrainingTimer(self) -> None:
-        """Read the job's new progress lines (the logic's callbacks update the loss chart); on the end, report."""
-        job = self._trainingJob
-        if not self._advance(job, self._trainingTimer, self.ui.trainingProgressBar, self.ui.trainingStatusLabel):
-            return
-        try:
-            if job.state == "finished":
-                # The new model becomes the current one and joins the recent-models list.
-                self.ui.modelPathLineEdit.currentPath = str(job.result)
-                self.ui.modelPathLineEdit.addCurrentPathToHistory()
-                self.ui.trainingStatusLabel.text = _("Finished: the model is selected under Synthesize.")
-            elif job.state == "cancelled":
-                self.ui.trainingStatusLabel.text = _("Cancelled: the checkpoint is kept; press Resume to continue.")
-            else:
-                self.ui.trainingStatusLabel.text = _("Failed.")
-                slicer.util.errorDisplay(_("Training failed: {error}").format(error=job.error))
-        finally:
-            self._updateButtonStates()
+        self._start("training", start, _("Resuming...") if resume else _("Starting..."))
+
+    # ------------------------------------------------------------------ evaluate
+
+    def onEvaluate(self) -> None:
+        """The engine's evaluate of the current model on a manifest split, in the background."""
+        p = self._parameterNode
+        self._start("evaluation", lambda: self.logic.startEvaluation(
+            str(p.evaluationManifestPath), str(p.evaluationFolder), modelPath=str(p.modelPath),
+            split=p.evaluationSplit, device=p.device), _("Starting..."))
+
+    def onOpenReport(self) -> None:
+        """Open the finished evaluation's report.html in the system's web browser."""
+        report = self._jobs["evaluation"].result
+        qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(report)))
 
 
 #

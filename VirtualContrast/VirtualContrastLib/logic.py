@@ -30,7 +30,7 @@ from pathlib import Path
 import slicer
 
 from VirtualContrastLib import cnr as cnrModule
-from VirtualContrastLib import display, evaluation, heatmap, training
+from VirtualContrastLib import display, evaluation, heatmap, panel, sampledata, training
 from VirtualContrastLib.jobs import Job, JobError
 from VirtualContrastLib.nodes import imageFromVolume, isSynthetic, loadVolume, sourceWindow, volumeFromImage
 from VirtualContrastLib.training import LoadedCase
@@ -267,13 +267,27 @@ class VirtualContrastLogicBase:
         job = Job(f"train {Path(outputFolder).name}", args)
         chart = training.LossChart(Path(outputFolder).name, self.scene, plotChartNode)
         chart.follow(job)
-        job.chart = chart.chart
+        job.chart, job.lossChart = chart.chart, chart  # lossChart.moveTo(scene) after a scene close
 
         def setResult(job: Job) -> None:
             if job.state == "finished":
                 job.result = Path(outputFolder)
         job.onDone(setResult)
         return job
+
+    def trainingEstimate(self, preset: str, epochs: int, manifestPath=None, device: str = "auto") -> str:
+        """A rough training duration from measured CPU throughput (panel.trainingEstimate), counting the
+        training images of the manifest when one is given."""
+        count = None
+        if manifestPath is not None and Path(manifestPath).is_file():
+            from VirtualContrastTraining.data.manifest import read_manifest
+
+            try:
+                cases = read_manifest(manifestPath)
+            except InputError:
+                cases = []
+            count = sum(1 for case in cases if case.split in ("train", "")) or None
+        return panel.trainingEstimate(preset, epochs, count, device)
 
     def listPresets(self) -> list[tuple[str, str]]:
         from VirtualContrastTraining.presets import PRESETS
@@ -286,6 +300,22 @@ class VirtualContrastLogicBase:
 
         config = PRESETS[name]
         return {key: getattr(config, key) for key in ("epochs", "batch_size", "lr", "gamma_lesion", "image_size")}
+
+    @staticmethod
+    def starterModelPath() -> Path | None:
+        """The bundled phantom-trained model (sampledata.STARTER_MODEL_LABEL), when the extension has it."""
+        return sampledata.STARTER_MODEL if (sampledata.STARTER_MODEL / "model.safetensors").is_file() else None
+
+    def loadSampleCase(self) -> LoadedCase:
+        """The bundled phantom case (Sample Data): LE, DES, lesion segmentation, and a tissue segmentation
+        with "fibroglandular" and "adipose" segments, ready for CNR. Returns the case (tissue: `.tissue`)."""
+        files = {role: sampledata.SAMPLE_FOLDER / name for role, name in sampledata.SAMPLE_FILES.items()}
+        case = self.loadCase(files["LE"], files["DES"], files["lesions"])
+        for role, node in (("LE", case.le), ("DES", case.des), ("lesions", case.segmentation)):
+            node.SetName(sampledata.sampleNodeName(role))
+        case.tissue = self.loadSegmentation(files["tissue"], case.le)
+        case.tissue.SetName(sampledata.sampleNodeName("tissue"))
+        return case
 
     @staticmethod
     def isRunFolder(path) -> bool:

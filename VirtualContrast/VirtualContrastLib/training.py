@@ -44,6 +44,7 @@ class LoadedCase:
     le: object
     des: object = None
     segmentation: object = None
+    tissue: object = None  # a segmentation with fibroglandular / adipose segments, when one came with the case
 
 
 TISSUE_SEGMENTS = {"fibroglandular": re.compile(r"(?<![a-z])(fibro|glandular)", re.IGNORECASE),
@@ -140,15 +141,20 @@ class LossChart:
     """A table of losses per training step and a plot chart with one line per loss, filled live."""
 
     def __init__(self, name: str, scene=None, chartNode=None):
-        self.scene = scene or slicer.mrmlScene
-        self.table = self.scene.AddNewNodeByClass("vtkMRMLTableNode", f"{name} losses")
-        self.chart = chartNode or self.scene.AddNewNodeByClass("vtkMRMLPlotChartNode", f"{name} loss chart")
-        self.chart.RemoveAllPlotSeriesNodeIDs()
-        self.chart.SetTitle(f"{name}: training losses")
-        self.chart.SetXAxisTitle("step")
-        self.chart.SetYAxisTitle("loss")
+        self.name = name
         self._columns: list[str] = []
         self._lastRefresh = -math.inf
+        self._newNodes(scene or slicer.mrmlScene, chartNode)
+
+    def _newNodes(self, scene, chartNode=None) -> None:
+        """An empty table and a chart (`chartNode` reused when given) in `scene`."""
+        self.scene = scene
+        self.table = scene.AddNewNodeByClass("vtkMRMLTableNode", f"{self.name} losses")
+        self.chart = chartNode or scene.AddNewNodeByClass("vtkMRMLPlotChartNode", f"{self.name} loss chart")
+        self.chart.RemoveAllPlotSeriesNodeIDs()
+        self.chart.SetTitle(f"{self.name}: training losses")
+        self.chart.SetXAxisTitle("step")
+        self.chart.SetYAxisTitle("loss")
 
     def _addColumn(self, name: str) -> vtk.vtkDoubleArray:
         table = self.table.GetTable()
@@ -189,6 +195,20 @@ class LossChart:
     def refresh(self) -> None:
         self._lastRefresh = time.monotonic()
         self.table.Modified()
+
+    def moveTo(self, scene) -> None:
+        """Rebuild the table, its series and the chart in `scene` (the scene after a close), rows kept.
+
+        Closing a scene removes these nodes while the training goes on; without this the chart would be
+        filled on a table that no scene holds."""
+        rows = vtk.vtkTable()
+        rows.DeepCopy(self.table.GetTable())
+        columns, self._columns = self._columns, []
+        self._newNodes(scene)
+        for column in columns:
+            self._addColumn(column)
+        self.table.GetTable().DeepCopy(rows)
+        self.refresh()
 
     def follow(self, job: Job) -> None:
         """Fill the chart from the job's progress events."""
