@@ -2,32 +2,45 @@
 
 A long job (train, predict) prints one JSON object per line on stdout:
 
-    {"event": "started", ...}
+    {"event": "started", "pid": 4242, ...}
     {"event": "progress", "step": 12, "total_steps": 400, "epoch": 1, "epochs": 20,
      "losses": {"G": 1.2, ...}, "eta_s": 95.0}
     {"event": "validation", "epoch": 1, "metrics": {"val_l1": 0.08}}
     {"event": "checkpoint", "path": "...", "epoch": 1, "reason": "best"}
     {"event": "finished", ...}      or      {"event": "failed", "error": "..."}
 
-Humans get a tqdm progress bar on stderr when stderr is a terminal. The reader
-side (`parse_event`) is used by the Slicer module and by tests.
+"started" carries the pid of the engine's own interpreter: behind a launcher
+(PythonSlicer) it is not the pid the runner started. Humans get a tqdm
+progress bar on stderr when stderr is a terminal. The reader side
+(`parse_event`) is used by the Slicer module and by tests; it checks the
+type of every field it knows, so a consumer can use them without checking.
 
-Exit codes of the CLI are part of the protocol.
+The other direction: the runner asks the engine to stop with SIGTERM (or
+Ctrl-C) and, where no signal can reach the engine (Windows, an interpreter
+behind a launcher), by creating the file named in the environment variable
+STOP_FILE_ENV. A command that has state to save reads both through
+StopRequest. Exit codes of the CLI are part of the protocol.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import sys
+import threading
 from typing import Any, TextIO
 
 EXIT_OK = 0
 EXIT_FAILED = 1        # unexpected failure; the "failed" event carries the message
 EXIT_BAD_INPUT = 2     # InputError: a file or argument that cannot be used (one-line message)
-EXIT_CANCELLED = 75    # SIGTERM/SIGINT received: a checkpoint was written, `--resume` continues
+EXIT_CANCELLED = 75    # stop requested (SIGTERM/SIGINT or the stop file): a checkpoint was written, `--resume` continues
 
 EVENT_TYPES = ("started", "progress", "validation", "checkpoint", "finished", "failed", "cancelled", "info")
+
+#: The environment variable that names the runner's stop file: once that file exists, the engine stops as on SIGTERM.
+STOP_FILE_ENV = "VIRTUAL_CONTRAST_STOP_FILE"
 
 
 def _clean(value: Any) -> Any:
@@ -55,19 +68,119 @@ class EventWriter:
             raise ValueError(f"unknown event type {event!r}")
         if not self.enabled:
             return
+        if event == "started":
+            fields = {"pid": os.getpid(), **fields}
         self.stream.write(json.dumps({"event": event, **_clean(fields)}, allow_nan=False) + "\n")
         self.stream.flush()
 
 
+class StopRequest:
+    """Whether the runner asked the engine to stop: SIGTERM, SIGINT (Ctrl-C), or its stop file.
+
+    Used as a context manager around a long loop that checks `if stop:` between
+    steps: the signal handlers only set a flag (a step is never cut in half),
+    and the previous handlers come back on exit. The stop file (path in
+    STOP_FILE_ENV) is the request that reaches the engine where no signal
+    does: on Windows, and behind a launcher that a signal would stop instead
+    of passing it on. It is looked at each time the flag is read (one stat).
+    """
+
+    def __init__(self):
+        self.signal: int | None = None
+        self.stop_file = os.environ.get(STOP_FILE_ENV) or None
+        self.file_seen = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():  # Python only allows handlers there
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.signal = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def __bool__(self) -> bool:
+        if self.signal is None and not self.file_seen and self.stop_file:
+            self.file_seen = os.path.exists(self.stop_file)
+        return self.signal is not None or self.file_seen
+
+    @property
+    def by(self) -> str | None:
+        """What asked to stop, for the "cancelled" event: "SIGTERM", "SIGINT", "stop file" (None: nothing yet)."""
+        if self.signal is not None:
+            return signal.Signals(self.signal).name
+        return "stop file" if self.file_seen else None
+
+
+def _number(value: Any) -> float | None:
+    """A finite real number as float, else None (bool is no number; NaN, inf and 400-digit ints are refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _count(value: Any) -> int | None:
+    """An integer 0 <= n <= 2**53 (an integral float such as 3.0 becomes 3), else None."""
+    number = _number(value)
+    if number is None or not number.is_integer() or not 0 <= number <= 2**53:
+        return None
+    return int(number)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _number_map(value: Any) -> dict[str, float | None] | None:
+    """A dict of numbers; an entry that is no number stays as null, the protocol's "no value" (a NaN loss)."""
+    return {k: _number(v) for k, v in value.items()} if isinstance(value, dict) else None
+
+
+# The fields whose type parse_event guarantees, and the check of each. Any other field passes as it came.
+_FIELD_CHECKS = {
+    **dict.fromkeys(("step", "total_steps", "epoch", "epochs", "best_epoch", "epochs_run", "steps", "steps_per_epoch",
+                     "resumed_at_step", "n_train", "n_val", "n_images", "pid", "signal", "run_index", "runs"), _count),
+    **dict.fromkeys(("eta_s", "images_per_s", "lr", "val_l1"), _number),
+    **dict.fromkeys(("message", "error", "path", "checkpoint", "model", "run", "reason", "by"), _text),
+    **dict.fromkeys(("losses", "metrics"), _number_map),
+}
+
+
 def parse_event(line: str) -> dict | None:
-    """One stdout line -> event dict, or None for lines that are not protocol events."""
+    """One stdout line -> event dict, or None for lines that are not protocol events (shown as text).
+
+    Whatever the line holds, this returns None or an event whose known fields
+    have their documented types: counts are ints in [0, 2**53], numbers finite
+    floats, texts str, losses/metrics dicts of float-or-None. A known field
+    that is null or of another type is left out; the rest of the event stays.
+    Other fields pass as they came, except that NaN and Infinity (not JSON,
+    but Python's json reads them) become null. Truncated or non-object JSON
+    and unknown event kinds are plain text.
+    """
     line = line.strip()
     if not line.startswith("{"):
         return None
     try:
-        obj = json.loads(line)
-    except json.JSONDecodeError:
+        obj = json.loads(line, parse_constant=lambda _: None)
+    except (ValueError, RecursionError):  # truncated or invalid JSON, 5000-digit ints, nesting too deep
         return None
-    if isinstance(obj, dict) and obj.get("event") in EVENT_TYPES:
-        return obj
-    return None
+    if not isinstance(obj, dict) or not isinstance(obj.get("event"), str) or obj["event"] not in EVENT_TYPES:
+        return None
+    event = {}
+    for name, value in obj.items():
+        check = _FIELD_CHECKS.get(name)
+        if check is not None:
+            value = check(value)
+            if value is None:
+                continue
+        event[name] = value
+    return event

@@ -13,8 +13,10 @@ makes exactly the steps k+1, k+2, ... an uninterrupted run would have made.
 On CPU, torch.use_deterministic_algorithms(True) makes those steps bitwise
 repeatable.
 
-Cancel. SIGTERM and SIGINT only set a flag; after the current step the loop
-writes the full training state, emits "cancelled" and returns EXIT_CANCELLED.
+Cancel. SIGTERM, SIGINT and the runner's stop file (events.StopRequest: the
+one request that reaches an engine behind a launcher on Windows) only set a
+flag; after the current step the loop writes the full training state, emits
+"cancelled" and returns EXIT_CANCELLED.
 """
 
 from __future__ import annotations
@@ -27,9 +29,7 @@ import math
 import os
 import platform
 import random
-import signal
 import sys
-import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,7 +41,7 @@ from VirtualContrastTraining import __version__
 from VirtualContrastTraining.atomic import ensure_writable_dir, write_text_atomic
 from VirtualContrastTraining.checkpoints import read_json_object
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.events import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EventWriter
+from VirtualContrastTraining.events import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EventWriter, StopRequest
 from VirtualContrastTraining.presets import TrainConfig
 
 CONFIG_FILE = "config.json"
@@ -74,30 +74,6 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     g = torch.Generator()
     g.manual_seed(int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0]))
     return torch.randperm(n, generator=g).tolist()
-
-
-class _StopFlag:
-    """Set by SIGTERM/SIGINT; the loop looks at it between steps. Handlers are restored on exit."""
-
-    def __init__(self):
-        self.signal: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> "_StopFlag":
-        if threading.current_thread() is threading.main_thread():  # Python only allows handlers there
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        self.signal = signum
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def __bool__(self) -> bool:
-        return self.signal is not None
 
 
 @contextlib.contextmanager
@@ -228,7 +204,7 @@ class _Trainer:
     """One run: data, recipe, counters; `run()` returns the exit code."""
 
     def __init__(self, config: TrainConfig, manifest_path: Path, run_dir: Path, device, resume: bool,
-                 events: EventWriter, stop: _StopFlag):
+                 events: EventWriter, stop: StopRequest):
         from torch.utils.data import DataLoader
 
         from VirtualContrastTraining.data.manifest import fingerprint, write_manifest
@@ -290,7 +266,7 @@ class _Trainer:
         path = str(self.run_dir / "checkpoint.safetensors")
         self.events.emit("checkpoint", path=path, epoch=self.state["epoch"], step=self.state["global_step"],
                          reason="cancelled")
-        self.events.emit("cancelled", signal=self.stop.signal, epoch=self.state["epoch"],
+        self.events.emit("cancelled", signal=self.stop.signal, by=self.stop.by, epoch=self.state["epoch"],
                          step=self.state["global_step"], checkpoint=path,
                          message="training state saved; run again with --resume to continue")
         return EXIT_CANCELLED
@@ -419,7 +395,7 @@ def train(config: TrainConfig, manifest_path: str | os.PathLike, run_dir: str | 
         _check_run_folder(run_dir, resume)
         if resume:
             _check_resume_config(run_dir, config)
-        with _StopFlag() as stop, _deterministic(dev.type == "cpu"):
+        with StopRequest() as stop, _deterministic(dev.type == "cpu"):
             return _Trainer(config, Path(manifest_path), run_dir, dev, resume, events, stop).run()
     except InputError as exc:
         events.emit("failed", error=str(exc))
