@@ -57,7 +57,7 @@ from slicer.ScriptedLoadableModule import (  # noqa: E402
 from slicer.util import VTKObservationMixin  # noqa: E402
 
 from VirtualContrastLib import panel, sampledata  # noqa: E402
-from VirtualContrastLib.logic import ENGINE_MODULES, LoadedCase, VirtualContrastLogicBase  # noqa: E402
+from VirtualContrastLib.logic import LoadedCase, VirtualContrastLogicBase  # noqa: E402
 from VirtualContrastTraining.errors import InputError  # noqa: E402
 
 #: How often the Widget reads the background jobs' progress lines (ms): fast enough for a
@@ -470,38 +470,26 @@ class VirtualContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
     def _ensureDependencies(self) -> bool:
-        """Before the first synthesis or training: offer to install what the engine needs.
-
-        Torch comes through SlicerPyTorch, which picks the build that matches the
-        GPU driver; the engine's other packages come through pip. Nothing is
-        installed without the user's consent.
-        """
+        """Before the first synthesis or training: ONE dialog that lists what will be installed, where, and
+        what stays (VirtualContrastLib.dependencies words it), then the install: torch through SlicerPyTorch,
+        the rest into the module's own package folder. Nothing is installed without the user's consent, and
+        no package that Slicer ships is upgraded in Slicer's own Python."""
         if self._dependenciesChecked:
             return True
-        missing = self.logic.missingDependencies()
-        if missing:
-            if not slicer.util.confirmOkCancelDisplay(
-                    _("Virtual Contrast needs Python packages that are not installed yet: {packages}.\n\n"
-                      "PyTorch is installed through the PyTorch extension (SlicerPyTorch), the others through pip. "
-                      "This can take several minutes. Install now?").format(
-                        packages=", ".join(ENGINE_MODULES.get(name, name) for name in missing))):
+        from VirtualContrastLib import dependencies
+
+        plan = dependencies.dependencyPlan()
+        if plan.missing:
+            if not slicer.util.confirmOkCancelDisplay(plan.summary(), windowTitle=_("Install Python packages")):
                 return False
+            installed = None
             with self._reporting(_("Failed to install the required Python packages.")):
-                if "torch" in missing:
-                    try:
-                        import PyTorchUtils
-                    except ImportError:
-                        slicer.util.errorDisplay(_("The PyTorch extension (SlicerPyTorch) is not installed: install it "
-                                                   "from the Extensions Manager and restart Slicer."))
-                        return False
-                    if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True) is None:
-                        return False
-                others = [ENGINE_MODULES[name] for name in missing if name != "torch"]
-                if others:
-                    slicer.util.pip_install(others)
-            missing = self.logic.missingDependencies()
-            if missing:
-                slicer.util.errorDisplay(_("Still missing: {packages}.").format(packages=", ".join(missing)))
+                installed = dependencies.installDependencies(plan)
+            if installed is None:
+                return False
+            if installed.missing:
+                slicer.util.errorDisplay(_("Still missing: {packages}.").format(
+                    packages=", ".join(str(package.requirement) for package in installed.missing)))
                 return False
         self._dependenciesChecked = True
         return True
@@ -725,6 +713,10 @@ class VirtualContrastLogic(ScriptedLoadableModuleLogic, VirtualContrastLogicBase
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
         VirtualContrastLogicBase.__init__(self, scene=slicer.mrmlScene)
+        # What the module installed into its own package folder imports here too, after Slicer's own packages.
+        from VirtualContrastLib.dependencies import activate
+
+        activate()
 
     def getParameterNode(self) -> VirtualContrastParameterNode:
         """The module's parameter node in the scene, with typed access."""

@@ -6,3 +6,6 @@ torch is installed; torch and monai are imported where models are built.
 """
 
 __version__ = "0.1.0"
+# A package folder that `python -m VirtualContrastTraining` puts first on its path (__main__.py): in
+# Slicer, the module's own folder of the engine's packages (VirtualContrastLib/dependencies.py).
+PACKAGES_VARIABLE = "VIRTUALCONTRAST_PACKAGES"

@@ -22,14 +22,17 @@ slicer-core scene as well (the tests do).
 
 from __future__ import annotations
 
-import importlib.util
+import itertools
+import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
 import slicer
 
 from VirtualContrastLib import cnr as cnrModule
+from VirtualContrastLib import dependencies
 from VirtualContrastLib import display, evaluation, heatmap, panel, sampledata, training
 from VirtualContrastLib.jobs import Job, JobError
 from VirtualContrastLib.nodes import imageFromVolume, isSynthetic, loadVolume, sourceWindow, volumeFromImage
@@ -39,13 +42,6 @@ from VirtualContrastTraining.data.imageio import read_image, write_nrrd
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.synthetic_export import SERIES_DESCRIPTION
 
-# What the engine imports beyond numpy (import name -> pip requirement); torch comes from SlicerPyTorch.
-ENGINE_MODULES = {"torch": "torch", "monai": "monai>=1.4,<1.7", "scipy": "scipy>=1.11,<2",
-                  "pydicom": "pydicom>=3.0,<4", "SimpleITK": "SimpleITK>=2.3,<3",
-                  "skimage": "scikit-image>=0.22,<0.27", "slicerio": "slicerio>=1.1,<2", "nrrd": "pynrrd>=1.0,<2",
-                  "safetensors": "safetensors>=0.4,<1", "matplotlib": "matplotlib>=3.8,<4", "tqdm": "tqdm>=4.66,<5",
-                  "sklearn": "scikit-learn>=1.4,<2", "openpyxl": "openpyxl>=3.1,<4",
-                  "highdicom": "highdicom>=0.23,<1", "dicognito": "dicognito>=0.17,<1"}
 SYNTHETIC_SUFFIX = " \u2013 synthetic DES"
 
 
@@ -328,18 +324,29 @@ class VirtualContrastLogicBase:
 
     @staticmethod
     def availableDevices() -> list[str]:
-        """auto, cpu and each CUDA GPU (when torch is importable and sees one)."""
+        """auto, cpu and cuda:N for each NVIDIA GPU that `nvidia-smi -L` lists, as many as
+        CUDA_VISIBLE_DEVICES lets the engine see. torch is never imported here: the panel opens at once,
+        a broken torch cannot break it, and the engine's child resolves the device itself."""
         devices = ["auto", "cpu"]
-        if importlib.util.find_spec("torch") is not None:
-            import torch
-
-            devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-        return devices
+        smi = shutil.which("nvidia-smi")
+        try:
+            listed = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=5) if smi else None
+        except (OSError, subprocess.SubprocessError):
+            listed = None
+        if listed is None or listed.returncode != 0:
+            return devices
+        count = sum(line.startswith("GPU ") for line in listed.stdout.splitlines())
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if visible is not None:  # CUDA stops at the first entry that is not a device
+            count = min(count, sum(1 for _ in itertools.takewhile(
+                lambda entry: entry.strip() and not entry.strip().startswith("-"), visible.split(","))))
+        return devices + [f"cuda:{index}" for index in range(count)]
 
     @staticmethod
     def missingDependencies() -> list[str]:
-        """Import names of the engine's dependencies that this Python cannot import (torch first)."""
-        return [name for name in ENGINE_MODULES if importlib.util.find_spec(name) is None]
+        """The engine's requirements (pyproject.toml) that its environment does not satisfy, checked by version:
+        torch in Slicer's Python, the others in the module's package folder or Slicer's (dependencies.py)."""
+        return [str(package.requirement) for package in dependencies.dependencyPlan().missing]
 
 
 __all__ = ["VirtualContrastLogicBase", "LoadedCase", "Job", "JobError"]
