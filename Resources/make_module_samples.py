@@ -61,13 +61,16 @@ def write_sample_case(work: Path) -> None:
 
 
 def write_thumbnail(le: np.ndarray, des: np.ndarray) -> None:
-    """LE | DES side by side, each at its own 1-99 % window, as the Sample Data button's icon."""
+    """LE | DES side by side, each at the 1-99 % window of its breast pixels, as the Sample Data button's icon."""
     from matplotlib.figure import Figure
 
+    from VirtualContrastTraining.data.preprocessing import breast_mask
+
+    breast = breast_mask(le)
     figure = Figure(figsize=(2.4, 1.6), dpi=80)
     for index, image in enumerate((le, des)):
         axes = figure.add_axes((index / 2, 0, 0.5, 1))
-        low, high = np.percentile(image, (1, 99))
+        low, high = np.percentile(image[breast], (1, 99))
         axes.imshow(image, cmap="gray", vmin=low, vmax=high)
         axes.set_axis_off()
     sampledata.THUMBNAIL.parent.mkdir(parents=True, exist_ok=True)

@@ -152,10 +152,15 @@ class VirtualContrastLogicBase:
         def loadResult(job: Job) -> None:
             if job.state == "finished":
                 name = leNode.GetName() + SYNTHETIC_SUFFIX
+                starter = sampledata.isStarterModel(modelPath)
+                if starter:  # the bundled model learned phantom images only: its output says so
+                    name += " (phantom-trained demo model)"
                 # Through the engine's reader (provenance and window fields), without a storage node that
                 # would point into the temporary folder: Slicer's Save then asks where to write it.
                 node = volumeFromImage(read_image(outputPath), name, self.scene)
                 node.SetDescription(SERIES_DESCRIPTION)
+                node.SetAttribute("VirtualContrast.Model",
+                                  sampledata.STARTER_MODEL_LABEL if starter else str(modelPath.resolve()))
                 job.result = node
             shutil.rmtree(work, ignore_errors=True)  # the node holds the pixels now
 
@@ -291,11 +296,13 @@ class VirtualContrastLogicBase:
         return [(name, config.description) for name, config in PRESETS.items()]
 
     def presetFields(self, name: str) -> dict:
-        """The Train panel's fields of a preset (epochs, batch_size, lr, gamma_lesion, image_size)."""
+        """The Train panel's fields of a preset (epochs, batch_size, lr, gamma_lesion, image_size) and its recipe
+        (which decides whether gamma_lesion acts)."""
         from VirtualContrastTraining.presets import PRESETS
 
         config = PRESETS[name]
-        return {key: getattr(config, key) for key in ("epochs", "batch_size", "lr", "gamma_lesion", "image_size")}
+        return {key: getattr(config, key)
+                for key in ("recipe", "epochs", "batch_size", "lr", "gamma_lesion", "image_size")}
 
     @staticmethod
     def starterModelPath() -> Path | None:
