@@ -1,18 +1,32 @@
-"""Background jobs: real `python -m VirtualContrastTraining` children, followed through the progress protocol."""
+"""Background jobs: real `python -m VirtualContrastTraining` children, followed through the progress protocol.
+
+The process-tree tests run the engine (or a small fake engine) behind
+launcher_stand_in.py, which behaves like PythonSlicer: the interpreter is the
+Job's grandchild, and a signal to the launcher stops the launcher only.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import sys
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 import slicer
+import torch
 
+from launcher_stand_in import write_launcher, write_script
 from VirtualContrastLib import nodes
-from VirtualContrastLib.jobs import CANCELLED, FAILED, FINISHED, JobError
-from VirtualContrastLib.training import LoadedCase
-from VirtualContrastTraining.data.manifest import read_manifest
-from VirtualContrastTraining.events import EXIT_BAD_INPUT, EXIT_CANCELLED
+from VirtualContrastLib.jobs import CANCELLED, CHILD_EXIT_GRACE_S, FAILED, FINISHED, RUNNING, Job, JobError, stopAll
+from VirtualContrastLib.training import LoadedCase, LossChart
+from VirtualContrastTraining.checkpoints import load_training_state, read_pair
+from VirtualContrastTraining.data.manifest import read_manifest, write_manifest
+from VirtualContrastTraining.events import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_OK, parse_event
 from VirtualContrastTraining.synthetic_export import SERIES_DESCRIPTION
 
 TIMEOUT = 300
@@ -160,3 +174,282 @@ def test_drawn_tissue_segments_export_to_the_manifest_tissue_columns(vc_logic, m
     assert row.lesion_path == ""                     # tissue is never a lesion
     for kind, mask in truth.items():
         assert np.array_equal(read_image(getattr(row, f"{kind}_path")).array > 0, mask)
+
+
+# -- malformed events ------------------------------------------------------------------------------------------
+
+HUGE = "9" * 400  # a valid JSON integer that float() cannot hold
+
+HOSTILE_LINES = [  # (stdout line, what parse_event makes of it)
+    ('{"event": "progress", "step": "x", "total_steps": null}', {"event": "progress"}),
+    ('{"event": "progress", "step": 3, "epoch": {"n": 1}, "epochs": [2], "eta_s": "soon", "losses": [1, 2]}',
+     {"event": "progress", "step": 3}),
+    ('{"event": "progress", "step": NaN, "total_steps": Infinity, "eta_s": -Infinity, "lr": NaN}', {"event": "progress"}),
+    (f'{{"event": "progress", "step": 1e999, "total_steps": {HUGE}, "eta_s": {HUGE}, "epoch": -1, "epochs": 2.5}}',
+     {"event": "progress"}),
+    ('{"event": "progress", "step": true, "total_steps": 4.0, "epoch": 1152921504606846976}',
+     {"event": "progress", "total_steps": 4}),
+    ('{"event": "progress", "step": 2, "losses": {"G": "big", "D": NaN, "F": 1e400, "H": 0.5, "I": 3}}',
+     {"event": "progress", "step": 2, "losses": {"G": None, "D": None, "F": None, "H": 0.5, "I": 3.0}}),
+    ('{"event": "validation", "epoch": "one", "metrics": {"val_l1": "low", "ssim": [0.9]}}',
+     {"event": "validation", "metrics": {"val_l1": None, "ssim": None}}),
+    ('{"event": "validation", "metrics": "none", "best": "yes"}', {"event": "validation", "best": "yes"}),
+    ('{"event": "failed", "error": {"code": 1}}', {"event": "failed"}),
+    ('{"event": "info", "message": 42, "extra": NaN}', {"event": "info", "extra": None}),
+    ('{"event": "started", "pid": "me"}', {"event": "started"}),
+    ('{"event": "cancelled", "signal": 15, "by": "SIGTERM", "step": 7}',
+     {"event": "cancelled", "signal": 15, "by": "SIGTERM", "step": 7}),
+    ('[1, 2, 3]', None),
+    ('"progress"', None),
+    ('{"event": "progress", "step": ', None),
+    ('{"event": "explode"}', None),
+    ('{"event": ["progress"]}', None),
+    ('{"event": null}', None),
+    ('{"step": 3}', None),
+    (f'{{"event": "progress", "step": {"9" * 5000}}}', None),  # beyond Python's int digits limit
+    ('{"event": "info", "deep": ' + "[" * 100_000 + "]" * 100_000 + "}", None),
+    ("not json at all", None),
+    ("", None),
+]
+
+
+@pytest.mark.parametrize("line, expected", HOSTILE_LINES)
+def test_parse_event_gives_typed_fields_or_plain_text(line, expected):
+    assert parse_event(line) == expected
+
+
+def _fake_engine(folder: Path, name: str, code: str) -> Path:
+    """An executable that runs `code` instead of the engine (it ignores the `-m VirtualContrastTraining ...` it gets)."""
+    script = folder / f"{name}.py"
+    script.write_text(code, encoding="utf-8")
+    return write_script(folder / name, [sys.executable, str(script)])
+
+
+def _behindLauncher(folder: Path, code: str) -> str:
+    """The stand-in launcher in front of a fake engine running `code`: a Job's `python`."""
+    folder.mkdir()
+    return str(write_launcher(folder, _fake_engine(folder, "engine", code)))
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` still runs: a zombie does not (here PID 1 does not reap orphans)."""
+    try:
+        os.kill(pid, 0)
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def _noneAlive(pids, within: float = 2.0) -> bool:
+    """True once none of `pids` runs (SIGKILL is delivered asynchronously), False if one still does after `within` s."""
+    deadline = time.monotonic() + within
+    while any(_alive(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _pollUntil(job: Job, condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{job.name}: still waiting; state {job.state}, stderr:\n{job.stderrTail()}"
+        job.poll()
+        time.sleep(0.01)
+
+
+HOSTILE_ENGINE = f"""
+import json
+lines = {[line for line, _ in HOSTILE_LINES]!r}
+for line in lines:
+    print(line, flush=True)
+print(json.dumps({{"event": "progress", "step": 1, "total_steps": 2, "epoch": 1, "epochs": 1, "losses": {{"G": 1.5}}}}))
+print(json.dumps({{"event": "finished"}}))
+"""
+
+
+def test_hostile_events_never_break_poll(tmp_path, mrml_scene):
+    """Every line of the table above from a real child, followed by the job and by the live loss chart."""
+    job = Job("hostile", [], python=str(_fake_engine(tmp_path, "hostile", HOSTILE_ENGINE)))
+    chart = LossChart("hostile", mrml_scene)
+    chart.follow(job)
+    seen = []
+    job.onEvent(lambda _job, event: seen.append((_job.progress, _job.message, _job.epoch, _job.etaSeconds)))
+    job.wait(30)
+    assert job.state == FINISHED and job.returncode == EXIT_OK, job.stderrTail()
+    assert [e["event"] for e in job.events][-2:] == ["progress", "finished"]
+    assert all(0.0 <= progress <= 1.0 and isinstance(message, str) for progress, message, _, _ in seen)
+    assert all(epoch is None or type(epoch) is int for _, _, epoch, _ in seen)
+    assert all(eta is None or isinstance(eta, float) for _, _, _, eta in seen)
+    assert chart.table.GetTable().GetNumberOfRows() == 2  # the two progress events with a losses dict
+
+
+# -- the process tree: launcher, engine, grandchildren ------------------------------------------------------------
+
+GRANDCHILD_ENGINE = """
+import json, subprocess, sys
+sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])  # inherits stdout and stderr
+print(json.dumps({"event": "info", "message": f"grandchild {sleeper.pid}"}), flush=True)
+print(json.dumps({"event": "finished"}), flush=True)
+"""
+
+
+def test_job_ends_with_its_child_even_if_a_grandchild_holds_the_pipes(tmp_path):
+    start = time.monotonic()
+    job = Job("leaves a sleeper", [], python=str(_fake_engine(tmp_path, "engine", GRANDCHILD_ENGINE))).wait(30)
+    took = time.monotonic() - start
+    assert job.state == FINISHED and job.returncode == EXIT_OK, job.stderrTail()
+    assert took < CHILD_EXIT_GRACE_S + 3.0, took  # not the sleeper's 120 s
+    sleeper = int(next(e["message"] for e in job.events if e["event"] == "info").split()[1])
+    assert _noneAlive([sleeper]), "the job's end kills what is left of its process group"
+
+
+STEPPING_ENGINE = """
+import json, os, time
+print(json.dumps({"event": "started", "pid": os.getpid()}), flush=True)
+for step in range(1, 100000):
+    print(json.dumps({"event": "progress", "step": step, "total_steps": 100000}), flush=True)
+    time.sleep(0.02)
+"""
+
+
+def test_an_engine_that_outlives_its_launcher_runs_on_until_killed(tmp_path):
+    job = Job("orphan", [], python=_behindLauncher(tmp_path / "orphan", STEPPING_ENGINE))
+    _pollUntil(job, lambda: job.enginePid is not None)
+    assert job.enginePid != job._process.pid  # the engine is the launcher's child, as behind PythonSlicer
+    os.kill(job._process.pid, signal.SIGKILL)  # the launcher goes (as when a signal stops the launcher only)
+    _pollUntil(job, lambda: job._process.poll() is not None)
+    stepBefore = job.events[-1].get("step", 0)
+    time.sleep(CHILD_EXIT_GRACE_S + 0.5)
+    job.poll()
+    assert job.state == RUNNING and job.events[-1]["step"] > stepBefore, "the engine runs on and is followed"
+    job.kill()  # the launcher is gone: the kill must reach the engine through its group
+    job.wait(10)
+    assert job.state == CANCELLED
+    assert _noneAlive([job.enginePid])
+
+
+STUBBORN_ENGINE = """
+import json, os, signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # deaf to cancel(): no handler, no look at the stop file
+child = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                          "time.sleep(120)"])
+print(json.dumps({"event": "started", "pid": os.getpid()}), flush=True)
+print(json.dumps({"event": "info", "message": str(child.pid)}), flush=True)
+time.sleep(120)
+"""
+
+POLITE_ENGINE = """
+import json, os, signal, sys, time
+stop = []
+signal.signal(signal.SIGTERM, lambda *_: stop.append("SIGTERM"))
+print(json.dumps({"event": "started", "pid": os.getpid()}), flush=True)
+while not stop and not os.path.exists(os.environ["VIRTUAL_CONTRAST_STOP_FILE"]):
+    time.sleep(0.02)
+time.sleep(0.5)  # writing a checkpoint, after the launcher has died of the SIGTERM
+print(json.dumps({"event": "cancelled"}), flush=True)
+sys.exit(75)
+"""
+
+
+def test_stop_all_leaves_no_process_of_any_tree(tmp_path):
+    stubborn = Job("stubborn", [], python=_behindLauncher(tmp_path / "stubborn", STUBBORN_ENGINE))
+    polite = Job("polite", [], python=_behindLauncher(tmp_path / "polite", POLITE_ENGINE))
+    _pollUntil(stubborn, lambda: len(stubborn.events) == 2)
+    _pollUntil(polite, lambda: polite.enginePid is not None)
+    grandchild = int(stubborn.events[1]["message"])
+    pids = [stubborn._process.pid, stubborn.enginePid, grandchild, polite._process.pid, polite.enginePid]
+    assert all(_alive(pid) for pid in pids)
+    start = time.monotonic()
+    stopAll([stubborn, None, polite], timeoutS=1.5)
+    took = time.monotonic() - start
+    assert took < 1.5 + CHILD_EXIT_GRACE_S + 1.0, took
+    # Its launcher died of cancel()'s SIGTERM; the deaf engine, killed later, had no last event to tell its code.
+    assert stubborn.state == CANCELLED and stubborn.returncode == -signal.SIGTERM
+    # The polite engine saved and exited 75 on its own; its launcher had died of the SIGTERM.
+    assert polite.state == CANCELLED and polite.returncode == EXIT_CANCELLED and polite._process.returncode < 0
+    assert _noneAlive(pids, within=0.5)
+    assert not stubborn.stopFile.exists() and not polite.stopFile.exists()
+
+
+# -- a real training behind the launcher: cancel, checkpoint, exact resume ----------------------------------------
+
+TRAIN = ["--device", "cpu", "--image-size", "32", "--epochs", "2", "--batch-size", "1",
+         "--set", "ngf=4", "--set", "ndf=4", "--set", "n_blocks=1"]
+
+
+@pytest.fixture(scope="module")
+def tiny_phantom(tmp_path_factory) -> Path:
+    """The 4-image phantom (2 patients): one patient trains (2 steps per epoch), the other validates."""
+    from VirtualContrastTraining.data.phantom import generate_dataset
+
+    manifest = generate_dataset(tmp_path_factory.mktemp("tiny") / "ph", 4, seed=7, pixel_mm=2.0)
+    cases = read_manifest(manifest)
+    patients = sorted({c.patient_id for c in cases})
+    return write_manifest(manifest, [replace(c, split="train" if c.patient_id == patients[0] else "val")
+                                     for c in cases])
+
+
+def _train(manifest: Path, out: Path, python: str, *extra: str) -> Job:
+    args = ["train", "--manifest", str(manifest), "--out", str(out), *extra]
+    return Job(f"train {out.name}", args if "--resume" in extra else [*args, "--preset", "demo", *TRAIN],
+               python=python)
+
+
+@pytest.fixture(scope="module")
+def straight_run(tiny_phantom, tmp_path_factory) -> Path:
+    """The uninterrupted run (no launcher), the reference of the resumed ones."""
+    out = tmp_path_factory.mktemp("straight") / "run"
+    _train(tiny_phantom, out, sys.executable).wait(120).check()
+    return out
+
+
+def _weights(run: Path) -> dict[str, str]:
+    """sha256 of the tensors of the model and of the final training state (networks, optimisers, RNG states)."""
+    return {name: read_pair(run / f"{name}.safetensors")[1]["weights_sha256"] for name in ("model", "checkpoint")}
+
+
+def _cancelledAndResumed(tiny_phantom, straight_run, tmp_path, stop) -> tuple[Job, dict]:
+    """Train behind the stand-in launcher, `stop(job)` at the first progress event, resume; checks shared by both
+    ways of stopping. Returns the cancelled job and its "cancelled" event."""
+    launcher = str(write_launcher(tmp_path))
+    out = tmp_path / "run"
+    job = _train(tiny_phantom, out, launcher)
+    _pollUntil(job, lambda: job.done or any(e["event"] == "progress" for e in job.events))
+    stop(job)
+    job.wait(60)
+    assert job.state == CANCELLED and job.returncode == EXIT_CANCELLED, (job.state, job.returncode, job.stderrTail())
+    cancelled = job.events[-1]
+    assert cancelled["event"] == "cancelled" and 1 <= cancelled["step"] < 4
+    assert load_training_state(out)["global_step"] == cancelled["step"]
+    assert job.enginePid != job._process.pid and not _alive(job.enginePid)
+    assert not job.stopFile.exists()
+
+    resumed = _train(tiny_phantom, out, launcher, "--resume").wait(120)
+    assert resumed.state == FINISHED and resumed.returncode == EXIT_OK, resumed.stderrTail()
+    assert resumed.events[0]["resumed_at_step"] == cancelled["step"]
+    # Bit-identical to the uninterrupted run: the best model, and the whole final training state.
+    assert _weights(out) == _weights(straight_run)
+    model, straight = read_pair(out / "model.safetensors")[0], read_pair(straight_run / "model.safetensors")[0]
+    assert model.keys() == straight.keys() and all(torch.equal(model[k], straight[k]) for k in model)
+    print(f"\n{job.name}: stopped by {cancelled['by']} at step {cancelled['step']}/4, engine pid {job.enginePid} "
+          f"behind launcher pid {job._process.pid} (launcher code {job._process.returncode}); resumed -> "
+          f"{_weights(out)} == uninterrupted {_weights(straight_run)}; {len(model)} model tensors equal")
+    return job, cancelled
+
+
+def test_training_behind_a_launcher_cancels_with_a_checkpoint_and_resumes_bit_exactly(
+        tiny_phantom, straight_run, tmp_path):
+    job, cancelled = _cancelledAndResumed(tiny_phantom, straight_run, tmp_path, Job.cancel)
+    assert cancelled["by"] == "SIGTERM" and cancelled["signal"] == signal.SIGTERM
+    # The SIGTERM to the group stopped the launcher too (it has no handler): the 75 is the engine's own,
+    # as its last event states, not one a launcher passed on.
+    assert job._process.returncode == -signal.SIGTERM
+
+
+def test_the_stop_file_alone_checkpoints_and_exits_75(tiny_phantom, straight_run, tmp_path):
+    """What cancel() does on Windows: no signal at all, only the request the engine reads itself."""
+    job, cancelled = _cancelledAndResumed(tiny_phantom, straight_run, tmp_path, lambda job: job.stopFile.touch())
+    assert cancelled["by"] == "stop file" and "signal" not in cancelled
+    assert job._process.returncode == EXIT_CANCELLED  # the launcher, never signalled, passed the engine's code on

@@ -200,6 +200,16 @@ def _datasets(config: TrainConfig, train_cases: list, val_cases: list):
             PairedDataset(val_prepared, augment=False, seed=config.seed), des_output_window(train_prepared))
 
 
+def _loader_generator():
+    """A DataLoader's own generator, for the worker base seed it draws each time it is iterated (unused with
+    num_workers=0). Drawn from the global RNG instead, that seed would make a run resumed mid-epoch, which
+    iterates a second loader for that epoch, one draw off the uninterrupted run, and the image pool and the
+    checkpoint's RNG state use the global RNG."""
+    import torch
+
+    return torch.Generator()
+
+
 class _Trainer:
     """One run: data, recipe, counters; `run()` returns the exit code."""
 
@@ -214,7 +224,8 @@ class _Trainer:
         cases, train_cases, val_cases = _split_cases(manifest_path, config.seed)
         self.preprocessing, self.train_set, val_set, self.des_window = _datasets(config, train_cases, val_cases)
         self.fingerprint = fingerprint(train_cases + val_cases)
-        self.val_loader = DataLoader(val_set, batch_size=config.batch_size, shuffle=False, num_workers=0)
+        self.val_loader = DataLoader(val_set, batch_size=config.batch_size, shuffle=False, num_workers=0,
+                                     generator=_loader_generator())
         self.steps_per_epoch = math.ceil(len(self.train_set) / config.batch_size)
         self.total_steps = config.epochs * self.steps_per_epoch
         if config.max_steps:
@@ -279,7 +290,8 @@ class _Trainer:
         order = epoch_order(len(self.train_set), cfg.seed, epoch)
         batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
         self.train_set.set_epoch(epoch)
-        loader = DataLoader(self.train_set, batch_sampler=batches[s["position"]:], num_workers=0)
+        loader = DataLoader(self.train_set, batch_sampler=batches[s["position"]:], num_workers=0,
+                            generator=_loader_generator())
         for batch in loader:
             if s["global_step"] >= self.total_steps:  # max_steps reached within the epoch
                 break

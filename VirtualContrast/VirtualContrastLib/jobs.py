@@ -6,30 +6,70 @@ or kills Slicer. Two reader threads collect its stdout (JSON-lines events, see
 VirtualContrastTraining.events) and stderr; nothing touches MRML from those
 threads. `poll()` is called from the main thread (a QTimer in the widget,
 `wait()` on the console): it applies the new events to the job's state and,
-once the child has exited, runs the completion callbacks, which may create
-nodes. Cancel sends SIGTERM: train writes a checkpoint and exits with
-EXIT_CANCELLED, so `--resume` continues where it stopped.
+once the job has ended, runs the completion callbacks, which may create nodes.
+
+The process tree. PythonSlicer is a CTK launcher: it starts the real
+interpreter as ITS child and waits, and a signal sent to the launcher stops
+the launcher only. So everything here addresses the whole tree. The child is
+started in a new session, so on POSIX it leads a process group that the
+engine and its own children inherit.
+
+- cancel() asks the engine to stop in the two ways it reads
+  (events.StopRequest): it creates the job's stop file (the path is in the
+  child's environment, events.STOP_FILE_ENV; the only request that reaches an
+  engine behind a launcher on Windows) and, on POSIX, sends SIGTERM to the
+  whole group. train then writes a checkpoint and exits with EXIT_CANCELLED;
+  a command with nothing to save simply dies of the SIGTERM. Whatever still
+  runs KILL_AFTER_S later is killed.
+- kill() stops the tree now, without checkpoint: SIGKILL to the group on
+  POSIX; on Windows `taskkill /T /F` of the child and of the engine (the pid
+  its "started" event reports), as Windows knows no process groups. The
+  Windows path is not exercised by the tests (they run on Linux).
+- stop(timeoutS) and stopAll(jobs, timeoutS) cancel, wait, then kill: for the
+  Widget's cleanup and application exit, so that no training outlives Slicer.
+
+When a job ends. The engine writes to the pipes the child was given (the
+launcher passes them on), so their end (EOF) is the end of the engine.
+- The child exited by itself: its exit code is the engine's (a launcher
+  passes it through). The readers get CHILD_EXIT_GRACE_S to drain, then the
+  job ends even if a stray grandchild still holds the pipes open.
+- The child died of a signal (SIGTERM of cancel() reaches a launcher, which
+  has no handler; or someone killed it): the engine may live on, e.g. while
+  it writes its checkpoint. The job runs, and follows its events, until the
+  pipes close or kill() is called. Its code is then the one the engine's last
+  event stands for ("cancelled": EXIT_CANCELLED), since no launcher passed it on.
+Either way the job's end kills what is left of its process group (POSIX), so
+no process of a job outlives it.
 """
 
 from __future__ import annotations
 
 import collections
+import logging
 import os
 import queue
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
-from VirtualContrastTraining.events import EXIT_CANCELLED, EXIT_OK, parse_event
+from VirtualContrastTraining.events import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, STOP_FILE_ENV, parse_event
 
 RUNNING, FINISHED, FAILED, CANCELLED = "running", "finished", "failed", "cancelled"
 STDERR_LINES_KEPT = 40
-KILL_AFTER_S = 30.0  # a child that ignores SIGTERM this long after cancel() is killed
+KILL_AFTER_S = 30.0        # a tree still running this long after cancel() is killed
+CHILD_EXIT_GRACE_S = 2.0   # after the child's exit (or a kill): time for the readers to drain the pipes
+STOP_TIMEOUT_S = 10.0      # stop()/stopAll(): time for the current step and a checkpoint before the kill
+POLL_INTERVAL_S = 0.05     # how often stop()/stopAll() look at the jobs
+# The exit code an engine's last event stands for: what a launcher stopped by cancel()'s SIGTERM cannot pass on.
+ENDING_CODES = {"finished": EXIT_OK, "cancelled": EXIT_CANCELLED, "failed": EXIT_FAILED}
+_POSIX = hasattr(os, "killpg")
 
 
 class JobError(RuntimeError):
@@ -59,11 +99,22 @@ def engineEnvironment() -> dict[str, str]:
     return env
 
 
+def _signalGroup(pgid: int, sig: int) -> None:
+    """Send `sig` to every process of the group; an empty group is no error (the tree has gone)."""
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):  # macOS answers EPERM for a group of zombies only
+        pass
+
+
 class Job:
-    """One engine command running in a child process.
+    """One engine command running in a child process (and whatever that child starts).
 
     State for a progress bar: `state`, `progress` (0..1), `message`,
-    `etaSeconds`, `epoch`/`epochs`; `events` holds every protocol event seen.
+    `etaSeconds`, `epoch`/`epochs`; `events` holds every protocol event seen;
+    `returncode` is the engine's exit code once the job has ended;
+    `enginePid` the pid of the engine's interpreter (from its "started"
+    event; behind a launcher it is not the child's pid).
     """
 
     def __init__(self, name: str, args: list[str], python: str | None = None):
@@ -80,14 +131,21 @@ class Job:
         self.error = ""
         self.returncode: int | None = None
         self.result = None
+        self.enginePid: int | None = None
+        # cancel() creates it; the engine looks for it between steps. Unique per job, removed when the job ends.
+        self.stopFile = Path(tempfile.gettempdir()) / f"VirtualContrast-{os.getpid()}-{uuid.uuid4().hex}.stop"
         self._onEvent: list[Callable[["Job", dict], None]] = []
         self._onDone: list[Callable[["Job"], None]] = []
         self._queue: queue.Queue = queue.Queue()
         self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_LINES_KEPT)
         self._cancelAt: float | None = None
+        self._killedAt: float | None = None
+        self._exitSeenAt: float | None = None
+        env = {**engineEnvironment(), STOP_FILE_ENV: str(self.stopFile)}
+        # A new session: on POSIX the child leads a process group that the engine behind a launcher shares.
         self._process = subprocess.Popen(
             self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            encoding="utf-8", errors="replace", bufsize=1, env=engineEnvironment(), start_new_session=True)
+            encoding="utf-8", errors="replace", bufsize=1, env=env, start_new_session=True)
         self._readers = [threading.Thread(target=self._read, args=(self._process.stdout, True), daemon=True),
                          threading.Thread(target=self._read, args=(self._process.stderr, False), daemon=True)]
         for reader in self._readers:
@@ -116,13 +174,33 @@ class Job:
             callback(self)
 
     def poll(self) -> list[dict]:
-        """Apply what the child said since the last call; returns the new protocol events."""
+        """Apply what the engine said since the last call and, once its tree has ended, end the job
+        (see the module docstring); returns the new protocol events."""
+        if self.done:
+            return []
+        code = self._process.poll()
+        readersDone = not any(reader.is_alive() for reader in self._readers)  # then all they read is queued
+        new = self._drain()
+        now = time.monotonic()
+        if self._cancelAt is not None and self._killedAt is None and now > self._cancelAt + KILL_AFTER_S:
+            self.kill()
+        if code is None:
+            return new
+        self._exitSeenAt = self._exitSeenAt or now
+        # A child that died of a signal may have left its engine running (a launcher): no grace, the job
+        # follows that engine until it closes the pipes, or until kill().
+        graceFrom = max(self._exitSeenAt, self._killedAt or 0.0) if code >= 0 or self._killedAt else None
+        if readersDone or (graceFrom is not None and now > graceFrom + CHILD_EXIT_GRACE_S):
+            self._finish(self._engineCode(code))
+        return new
+
+    def _drain(self) -> list[dict]:
         new = []
         while True:
             try:
                 kind, item = self._queue.get_nowait()
             except queue.Empty:
-                break
+                return new
             if kind == "text":
                 if item.strip():
                     self._stderr.append(item)
@@ -131,38 +209,45 @@ class Job:
             self._apply(item)
             for callback in self._onEvent:
                 callback(self, item)
-        if self.state == RUNNING and self._cancelAt is not None and time.monotonic() > self._cancelAt + KILL_AFTER_S:
-            self.kill()
-        if self.state == RUNNING and self._process.poll() is not None and not any(r.is_alive() for r in self._readers) \
-                and self._queue.empty():
-            self._finish(self._process.returncode)
-        return new
 
     def _apply(self, event: dict) -> None:
+        """Update the state from one event; parse_event has checked the type of every field used here."""
         self.events.append(event)
         kind = event["event"]
-        if kind == "progress":
+        if kind == "started" and self.enginePid is None:
+            self.enginePid = event.get("pid")
+        elif kind == "progress":
             step, total = event.get("step"), event.get("total_steps")
             if step is not None and total:
-                self.progress = min(1.0, float(step) / float(total))
+                self.progress = min(1.0, step / total)
             self.epoch, self.epochs = event.get("epoch", self.epoch), event.get("epochs", self.epochs)
             self.etaSeconds = event.get("eta_s")
             where = f"epoch {self.epoch}/{self.epochs}" if self.epoch is not None else f"{step}/{total}"
             eta = f", about {_duration(self.etaSeconds)} left" if self.etaSeconds is not None else ""
             self.message = f"{self.name}: {where}{eta}"
         elif kind == "validation":
-            metrics = ", ".join(f"{k} {v:.4g}" for k, v in (event.get("metrics") or {}).items() if v is not None)
+            metrics = ", ".join(f"{k} {v:.4g}" for k, v in event.get("metrics", {}).items() if v is not None)
             self.message = f"{self.name}: epoch {event.get('epoch')} validation {metrics}"
         elif kind == "failed":
-            self.error = str(event.get("error") or "")
+            self.error = event.get("error", "")
         elif kind == "info" and event.get("message"):
             self.message = f"{self.name}: {event['message']}"
 
+    def _engineCode(self, code: int) -> int:
+        """The engine's exit code: the child's, except where the child died of a signal and the engine's
+        last event says how it ended (the engine behind a launcher stopped by cancel() goes on to exit 75)."""
+        if code < 0 and self.events and self.events[-1]["event"] in ENDING_CODES:
+            return ENDING_CODES[self.events[-1]["event"]]
+        return code
+
     def _finish(self, returncode: int) -> None:
         self.returncode = returncode
+        if _POSIX:  # a stray grandchild, still holding the pipes or not, does not outlive the job
+            _signalGroup(self._process.pid, signal.SIGKILL)
+        self.stopFile.unlink(missing_ok=True)
         if returncode == EXIT_OK:
             self.state, self.progress, self.message = FINISHED, 1.0, f"{self.name}: finished"
-        elif returncode == EXIT_CANCELLED or (self._cancelAt is not None and returncode < 0):
+        elif returncode == EXIT_CANCELLED or self._killedAt is not None or (self._cancelAt is not None and returncode < 0):
             self.state, self.message = CANCELLED, f"{self.name}: cancelled"
         else:
             self.state = FAILED
@@ -180,22 +265,42 @@ class Job:
         return "\n".join(self._stderr)
 
     def cancel(self) -> None:
-        """Ask the child to stop (SIGTERM): train checkpoints and exits; killed if it does not."""
-        if self._process.poll() is None and self._cancelAt is None:
-            self._cancelAt = time.monotonic()
-            self._process.send_signal(signal.SIGTERM)
+        """Ask the engine to stop: train writes a checkpoint and exits with EXIT_CANCELLED (`--resume`
+        continues), a command with nothing to save just stops. Returns at once; poll() sees the end, and
+        kills the tree if it still runs KILL_AFTER_S later."""
+        if self.done or self._cancelAt is not None:
+            return
+        self._cancelAt = time.monotonic()
+        try:
+            self.stopFile.touch()
+        except OSError as exc:  # the signal (POSIX) and the kill after KILL_AFTER_S remain
+            logging.warning("%s: could not create the stop file %s: %s", self.name, self.stopFile, exc)
+        if _POSIX:
+            _signalGroup(self._process.pid, signal.SIGTERM)
 
     def kill(self) -> None:
-        """Stop the child and everything it started, now (no checkpoint)."""
-        if self._process.poll() is None:
-            self._cancelAt = self._cancelAt or time.monotonic()
-            if not hasattr(os, "killpg"):  # Windows: no process groups; the child alone
-                self._process.kill()
-                return
-            try:
-                os.killpg(self._process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        """Stop the child and everything it started, now (no checkpoint); the job ends as cancelled."""
+        if self.done:
+            return
+        self._killedAt = time.monotonic()
+        self._cancelAt = self._cancelAt or self._killedAt
+        if _POSIX:
+            _signalGroup(self._process.pid, signal.SIGKILL)
+            return
+        # Windows: no process groups; /T follows parent pids, from the child while it lives, and from the
+        # engine that outlived its launcher (it still holds the pipes).
+        pids = [self._process.pid] if self._process.poll() is None else []
+        if self.enginePid and self.enginePid not in pids and any(reader.is_alive() for reader in self._readers):
+            pids.append(self.enginePid)
+        for pid in pids:
+            subprocess.run(["taskkill", "/T", "/F", "/PID", str(pid)], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
+
+    def stop(self, timeoutS: float = STOP_TIMEOUT_S) -> "Job":
+        """cancel(), wait up to `timeoutS` for the engine to checkpoint and exit, then kill(); see stopAll()."""
+        stopAll([self], timeoutS)
+        return self
 
     def wait(self, timeout: float | None = None, interval: float = 0.1) -> "Job":
         """Poll until the job ends (for the console and tests); TimeoutError after `timeout` s."""
@@ -216,6 +321,36 @@ class Job:
         if self.state == CANCELLED:
             raise JobError(f"{self.name} was cancelled")
         return self
+
+
+def stopAll(jobs: Iterable[Job | None], timeoutS: float = STOP_TIMEOUT_S) -> None:
+    """Stop every job of `jobs` that still runs (None entries are skipped) and return once all have ended.
+
+    For the Widget's cleanup() and application exit. All jobs are cancelled
+    at once, so they write their checkpoints side by side; those still running
+    `timeoutS` later are killed, and the call returns about
+    CHILD_EXIT_GRACE_S after that at the latest. A training whose current
+    step outlasts `timeoutS` keeps only its last epoch checkpoint. On return
+    no process of these jobs runs (short of one stuck in the kernel, which no
+    signal ends). It polls the jobs, so their callbacks run in the calling
+    (main) thread, as with wait().
+    """
+    running = [job for job in jobs if job is not None and not job.done]
+    for job in running:
+        job.cancel()
+    _pollUntilDone(running, time.monotonic() + timeoutS)
+    for job in running:
+        job.kill()
+    _pollUntilDone(running, time.monotonic() + CHILD_EXIT_GRACE_S + 1.0)
+
+
+def _pollUntilDone(jobs: list[Job], deadline: float) -> None:
+    while True:
+        for job in jobs:
+            job.poll()
+        if all(job.done for job in jobs) or time.monotonic() > deadline:
+            return
+        time.sleep(POLL_INTERVAL_S)
 
 
 def _duration(seconds: float) -> str:
