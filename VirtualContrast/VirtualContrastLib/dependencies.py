@@ -277,7 +277,8 @@ def _installTorch(versionRange: str) -> None:
     except ImportError:
         raise DependencyError("The PyTorch extension (SlicerPyTorch) is not installed: install it from the "
                               "Extensions Manager, restart Slicer and try again.") from None
-    if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False, torchVersionRequirement=versionRange) is None:
+    torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False, torchVersionRequirement=versionRange)
+    if torch is None:
         raise DependencyError("PyTorch was not installed.")
 
 
