@@ -1,5 +1,8 @@
 """Message boxes and file dialogs are recorded and answered, never shown.
 
+Opening a URL (QDesktopServices.openUrl: a web browser, a file manager) is
+recorded the same way, as kind "url".
+
 Slicer's errorDisplay / warningDisplay / infoDisplay / confirmOkCancelDisplay /
 confirmYesNoDisplay all end in `ctk.ctkMessageBox(...).exec_()` (slicer.app is
 not in testing mode here, so util.py takes its real path), and the module asks
@@ -15,7 +18,7 @@ import re
 from collections import deque
 from dataclasses import dataclass, field
 
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from .pythonqt import pythonQtClass
 
@@ -27,7 +30,7 @@ _KINDS = {QtWidgets.QMessageBox.Icon.Critical: "error", QtWidgets.QMessageBox.Ic
 
 @dataclass
 class Dialog:
-    kind: str            # error | warning | info | question | message | file
+    kind: str            # error | warning | info | question | message | file | url
     text: str
     title: str = ""
     detail: str = ""     # detailed text of a message box; method, folder and filter of a file dialog
@@ -168,3 +171,11 @@ class QFileDialog(pythonQtClass(QtWidgets.QFileDialog)):
         raise NotImplementedError("a QFileDialog opened with exec() is not recorded yet; use the static getters")
 
     exec_ = exec
+
+
+class QDesktopServices(QtGui.QDesktopServices):
+    """openUrl would start a browser or a file manager: recorded as a "url" dialog (answer: True)."""
+
+    @staticmethod
+    def openUrl(url) -> bool:
+        return bool(current.respond(Dialog("url", url.toString() if hasattr(url, "toString") else str(url)), True))

@@ -54,7 +54,7 @@ def _qtModule() -> types.ModuleType:
 
     module = types.ModuleType("qt", "PySide6 behind PythonQt's `qt` module (see slicer_gui.pythonqt)")
     overrides = {"QUiLoader": pythonqt.QUiLoader, "QTimer": pythonqt.QTimer, "QMessageBox": dialogs.QMessageBox,
-                 "QFileDialog": dialogs.QFileDialog}
+                 "QFileDialog": dialogs.QFileDialog, "QDesktopServices": dialogs.QDesktopServices}
 
     def __getattr__(name):
         value = overrides.get(name)
@@ -229,6 +229,7 @@ class Session:
             QtWidgets.QApplication.instance(), str(self.folder / "tmp"), self.mainWindow)
         self._processesBefore = descendants()
         self.module = None
+        self.closed = False
 
     def _onSlotError(self, kind, error, traceback) -> None:
         self.slotErrors.append(error)
@@ -258,6 +259,7 @@ class Session:
         from . import pythonqt
 
         problems = []
+        self.closed = True
         try:
             representation = self.module.widgetRepresentation() if self.module and self.module._widget else None
             if representation is not None and representation.isEntered:

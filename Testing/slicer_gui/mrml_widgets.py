@@ -3,10 +3,12 @@ Modules/Loadable/*/Widgets sources), kept to what the module and parameterNodeWr
 
 - qMRMLWidget / qSlicerWidget: `setMRMLScene` emits `mrmlSceneChanged(vtkMRMLScene*)`.
 - qMRMLNodeComboBox: lists the scene's nodes of `nodeTypes` (exact classes when
-  `showChildNodeTypes` is false; hidden nodes only with `showHidden`); with
-  `noneEnabled` false it selects the first node when the scene is set and when
-  the first node arrives; when the current node is removed the next node (else the
-  previous, else none) becomes current, as QComboBox moves its row; after a batch
+  `showChildNodeTypes` is false; hidden nodes only with `showHidden`). With
+  `noneEnabled` false it selects the first node when the scene is set, and when
+  the first node arrives into a list without action rows: QComboBox selects row 0
+  only when rows arrive in an empty list, and add/remove/edit/rename put "Create
+  new ..." rows there. When the current node is removed the next node (else the
+  previous, else none) becomes current, as QComboBox keeps the row; after a batch
   (scene close, import) a vanished current node becomes none. `addNode()` is the
   "Create new ..." action (`addEnabled`), `removeCurrentNode()` "Delete current".
   Emits `currentNodeChanged(vtkMRMLNode*)` and `currentNodeIDChanged(QString)` on
@@ -100,6 +102,7 @@ class qMRMLNodeComboBox(PythonQtObject, QtWidgets.QWidget):
         self._requestedNode = None     # set before the scene: applied when the scene comes
         self._observations: list = []
         self._batch = 0
+        self._emptyBeforeBatch = False
         self._comboBox = QtWidgets.QComboBox(self)
         self._comboBox.activated.connect(self._onActivated)
         QtWidgets.QHBoxLayout(self).addWidget(self._comboBox)
@@ -222,7 +225,7 @@ class qMRMLNodeComboBox(PythonQtObject, QtWidgets.QWidget):
         wasEmpty = not self._ids
         self._ids.append(node.GetID())
         self.nodeAdded.emit(node)
-        self._select(self._currentID, autoSelect=wasEmpty)
+        self._select(self._currentID, autoSelect=wasEmpty and not self._hasActionRows())
 
     def _onNodeAboutToBeRemoved(self, node) -> None:
         if not self._batch and node is not None and node.GetID() in self._ids:
@@ -239,14 +242,18 @@ class qMRMLNodeComboBox(PythonQtObject, QtWidgets.QWidget):
         # QComboBox keeps the row: the next node, else the previous one, else none.
         self._select(self._ids[min(row, len(self._ids) - 1)] if self._ids else "")
 
+    def _hasActionRows(self) -> bool:
+        return self._addEnabled or self._removeEnabled or self._editEnabled or self._renameEnabled
+
     def _onStartBatch(self) -> None:
         self._batch += 1
+        self._emptyBeforeBatch = not self._ids
 
     def _onEndBatch(self) -> None:
         self._batch = max(0, self._batch - 1)
         if not self._batch:
             self._ids = self._sceneIDs()
-            self._select(self._currentID if self._currentID in self._ids else "", autoSelect=True)
+            self._select(self._currentID, autoSelect=self._emptyBeforeBatch and not self._hasActionRows())
 
     # -- selection --------------------------------------------------------------------------------
     def _select(self, nodeID: str, autoSelect: bool = False) -> None:
@@ -263,7 +270,7 @@ class qMRMLNodeComboBox(PythonQtObject, QtWidgets.QWidget):
 
     def _refresh(self) -> None:
         self._ids = self._sceneIDs()
-        self._select(self._currentID, autoSelect=True)
+        self._select(self._currentID)
 
     def _rows(self) -> list[str]:
         return ([""] if self._noneEnabled else []) + self._ids

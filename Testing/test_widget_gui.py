@@ -1,0 +1,191 @@
+"""The module's real Widget, driven through its widgets as a user would (issue 12, part A).
+
+Every other test of the module runs one layer below the panel; here Slicer 5.10's
+own ScriptedLoadableModule, parameterNodeWrapper and util.py run the real
+VirtualContrastWidget on a slicer-core scene, with PySide6 widgets offscreen
+(Testing/slicer_gui explains the harness). Buttons are clicked, combo boxes
+picked, path edits typed into, the Widget's own QTimer polls real child
+processes, and every dialog must be expected by the test.
+
+A user's drawing in a slice view is the one thing not emulated: a region is
+made with its selector's "Create new ..." action and then given the geometry the
+drag would give it.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pytest
+
+import slicer_gui
+from conftest import make_tiny_model
+
+JOB_TIMEOUT = 120  # s: a child that imports torch and trains for seconds on 2 busy cores
+
+
+@pytest.fixture(scope="module")
+def harness():
+    """Installs the harness once for this file and gives the process its plain slicer-core back after it."""
+    if slicer_gui.SKIP_REASON:
+        pytest.skip(slicer_gui.SKIP_REASON)
+    from slicer_gui import harness
+
+    harness.install()
+    yield harness
+    harness.uninstall()
+
+
+@pytest.fixture
+def session(harness, tmp_path):
+    """A fresh application per test; on teardown Slicer's exit runs and leftovers fail the test."""
+    session = harness.Session(tmp_path / "app")
+    yield session
+    if not session.closed:
+        problems = session.close()
+        assert not problems, problems
+
+
+@pytest.fixture
+def widget(session):
+    """The module as a user first sees it: loaded by the module manager, then selected (setup + enter)."""
+    session.loadModule()
+    return session.openModule()
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    """One phantom case at 2 mm (the module's own self-test case): files, truth masks and its manifest."""
+    from VirtualContrastTraining.data.manifest import read_manifest, resolve
+    from VirtualContrastTraining.data.phantom import generate_dataset
+
+    manifest = generate_dataset(tmp_path_factory.mktemp("case") / "phantom", 1, seed=11, pixel_mm=2.0)
+    row = read_manifest(manifest)[0]
+    le = resolve(manifest, row.le_path)
+    truth = le.parent / "truth"
+    return {"manifest": manifest, "le": le, "des": resolve(manifest, row.des_path),
+            "lesions": resolve(manifest, row.lesion_path),
+            "fibroglandular": truth / f"{row.case_id}_fibroglandular.nrrd",
+            "adipose": truth / f"{row.case_id}_adipose.nrrd"}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("model") / "run")
+
+
+# ---------------------------------------------------------------- what a user does
+
+def click(button) -> None:
+    """A click; a disabled button would ignore it, so the test says why the panel disabled it."""
+    assert button.enabled, f"{button.objectName} is disabled: {button.toolTip}"
+    button.click()
+
+
+def pick(combo, text: str) -> None:
+    """Choosing an item of a drop-down list: the current item changes, then `activated(index)`."""
+    index = combo.findText(text)
+    assert index >= 0, f"{combo.objectName} has no item {text!r}"
+    combo.currentIndex = index
+    combo.activated.emit(index)
+
+
+def typePath(pathEdit, path) -> None:
+    """Typing a path into a ctkPathLineEdit (its line edit's text, then its own signals)."""
+    pathEdit.currentPath = str(path)
+
+
+def expand(section) -> None:
+    section.collapsed = False
+
+
+def loadCase(widget, case, lesions=True) -> None:
+    typePath(widget.ui.lePathLineEdit, case["le"])
+    typePath(widget.ui.desPathLineEdit, case["des"])
+    if lesions:
+        typePath(widget.ui.segmentationPathLineEdit, case["lesions"])
+    click(widget.ui.loadCaseButton)
+
+
+def drawRoiInside(widget, selector, maskPath):
+    """The region selector's "Create new ROI", then the box a user would drag inside the tissue of a
+    truth mask: around its deepest pixel, small enough to hold that tissue only."""
+    import slicer
+    import vtk
+    from scipy import ndimage
+
+    maskNode = widget.logic.loadVolume(str(maskPath), name="truth mask")
+    depth = ndimage.distance_transform_edt(slicer.util.arrayFromVolume(maskNode) > 0)
+    k, j, i = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    ijkToRas = vtk.vtkMatrix4x4()
+    maskNode.GetIJKToRASMatrix(ijkToRas)
+    center = ijkToRas.MultiplyPoint([float(i), float(j), float(k), 1.0])[:3]
+    side = 2 * (depth[k, j, i] - 1) / math.sqrt(2) * min(maskNode.GetSpacing()[:2])
+    slicer.mrmlScene.RemoveNode(maskNode)
+    roi = selector.addNode("vtkMRMLMarkupsROINode")
+    assert roi is not None and selector.currentNode() is roi
+    roi.SetCenter(center)
+    roi.SetSize(side, side, side)
+    return roi
+
+
+# ---------------------------------------------------------------- tests
+
+def test_module_comes_up_as_slicer_brings_it_up(session):
+    """Module(parent) -> Widget(parent) -> setup() -> enter(), with what Slicer registers along the way."""
+    import slicer
+
+    module = session.loadModule()
+    assert slicer.modules.virtualcontrast is module and module.title == "Virtual Contrast"
+    assert type(slicer.modules.VirtualContrastInstance).__name__ == "VirtualContrast"
+    assert "VirtualContrast" in slicer.selfTests and slicer.moduleNames.VirtualContrast == "VirtualContrast"
+    # startupCompleted registered the phantom case with Sample Data.
+    assert [s.sampleName for s in session.sampleData.SampleDataLogic.sources] == ["CESM phantom case"]
+    widget = session.openModule()
+    assert slicer.modules.VirtualContrastWidget is widget is slicer.util.getModuleWidget("VirtualContrast")
+    assert slicer.util.getModuleLogic("VirtualContrast") is widget.logic
+    assert widget.parent.isEntered and slicer.util.mainWindow() is session.mainWindow
+    # The .ui's connections gave every MRML widget the scene.
+    for name in ("leVolumeSelector", "fibroglandularSegmentSelector", "lesionPlaceWidget", "lossChartSelector"):
+        assert getattr(widget.ui, name).mrmlScene() is slicer.mrmlScene, name
+    # A fresh panel: demo preset's numbers in the spin boxes, actions waiting for their inputs.
+    p = widget.logic.getParameterNode()
+    assert widget.ui.presetComboBox.currentText == p.preset == "demo"
+    assert widget.ui.epochsSpinBox.value == p.epochs == widget.logic.presetFields("demo")["epochs"]
+    assert not widget.ui.computeCnrButton.enabled and "tissue regions" in widget.ui.computeCnrButton.toolTip
+    assert not widget.ui.trainButton.enabled and not widget.ui.cancelTrainingButton.enabled
+    # The parameter node and the panel follow each other while entered, not after exit().
+    widget.ui.ringWidthSpinBox.value = 7.5
+    assert p.ringWidthMm == 7.5
+    p.ringWidthMm = 6.0
+    assert widget.ui.ringWidthSpinBox.value == 6.0
+    widget.parent.exit()
+    widget.ui.ringWidthSpinBox.value = 9.0
+    assert p.ringWidthMm == 6.0 and not widget.parent.isEntered
+    widget.parent.enter()
+    assert widget.ui.ringWidthSpinBox.value == 6.0
+
+
+def test_load_case_from_files(widget, case, session):
+    """LE, DES and lesions from files become the Inputs; a missing or unreadable LE is one error dialog."""
+    import slicer
+
+    session.dialogs.expect("error", "Choose an LE file first")
+    click(widget.ui.loadCaseButton)
+    typePath(widget.ui.lePathLineEdit, case["le"].parent / "missing_LE.dcm")
+    session.dialogs.expect("error", "Failed to load the case")
+    click(widget.ui.loadCaseButton)
+    assert slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 0
+
+    loadCase(widget, case)
+    p = widget.logic.getParameterNode()
+    assert p.leVolume is not None and p.realDesVolume is not None and p.lesionSegmentation is not None
+    assert widget.ui.leVolumeSelector.currentNode() is p.leVolume
+    assert widget.ui.realDesVolumeSelector.currentNode() is p.realDesVolume
+    assert widget.ui.lesionSegmentationSelector.currentNode() is p.lesionSegmentation
+    assert p.leVolume.GetImageData().GetDimensions()[:2] == p.realDesVolume.GetImageData().GetDimensions()[:2]
+    # Picking another LE in its selector reaches the parameter node.
+    widget.ui.leVolumeSelector.setCurrentNode(p.realDesVolume)
+    assert p.leVolume is widget.ui.leVolumeSelector.currentNode()
