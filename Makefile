@@ -8,7 +8,7 @@ DEMO   ?= demo-output
 TORCH_VERSION ?= 2.13.0
 TORCH_INDEX ?=
 
-.PHONY: venv demo test browser bench clean
+.PHONY: venv demo test browser slicer-packages bench clean
 
 # Torch is installed first and pinned, so that nothing pulls a newer one. On our machines pip
 # finds the CPU wheel of 2.13.0 on disk (pip's find-links); elsewhere plain PyPI serves the CUDA
@@ -25,8 +25,13 @@ venv: $(BIN)/.installed
 demo: venv
 	$(BIN)/python -m VirtualContrastTraining demo --out $(DEMO)
 
-test: venv browser
+test: venv browser slicer-packages
 	$(BIN)/python -m pytest -q
+
+# Slicer 5.10's own pydicom (2.4.4) for Testing/fresh_slicer.py, whose child interpreters run the module's
+# in-process code with a fresh Slicer's packages: pip --no-deps into build/slicer-packages (seconds, once).
+slicer-packages: venv
+	$(BIN)/python Testing/fresh_slicer.py
 
 # Testing/test_report_browser.py opens the HTML report in Debian's chromium (headless, via playwright).
 # Installed here when absent and we are root with apt-get; otherwise that test is skipped. Never fails the build.
