@@ -375,8 +375,9 @@ def test_stop_all_leaves_no_process_of_any_tree(tmp_path):
 
 # -- a real training behind the launcher: cancel, checkpoint, exact resume ----------------------------------------
 
-TRAIN = ["--device", "cpu", "--image-size", "32", "--epochs", "2", "--batch-size", "1",
+TRAIN = ["--preset", "demo", "--device", "cpu", "--image-size", "32", "--epochs", "2", "--batch-size", "1",
          "--set", "ngf=4", "--set", "ndf=4", "--set", "n_blocks=1"]
+TOTAL_STEPS = 4  # 2 epochs of the 2 training images
 
 
 @pytest.fixture(scope="module")
@@ -391,65 +392,64 @@ def tiny_phantom(tmp_path_factory) -> Path:
                                      for c in cases])
 
 
-def _train(manifest: Path, out: Path, python: str, *extra: str) -> Job:
-    args = ["train", "--manifest", str(manifest), "--out", str(out), *extra]
-    return Job(f"train {out.name}", args if "--resume" in extra else [*args, "--preset", "demo", *TRAIN],
-               python=python)
-
-
-@pytest.fixture(scope="module")
-def straight_run(tiny_phantom, tmp_path_factory) -> Path:
-    """The uninterrupted run (no launcher), the reference of the resumed ones."""
-    out = tmp_path_factory.mktemp("straight") / "run"
-    _train(tiny_phantom, out, sys.executable).wait(120).check()
-    return out
-
-
 def _weights(run: Path) -> dict[str, str]:
-    """sha256 of the tensors of the model and of the final training state (networks, optimisers, RNG states)."""
+    """sha256 of the tensors of the best model and of the final training state (networks, optimisers, RNG states)."""
     return {name: read_pair(run / f"{name}.safetensors")[1]["weights_sha256"] for name in ("model", "checkpoint")}
 
 
-def _cancelledAndResumed(tiny_phantom, straight_run, tmp_path, stop) -> tuple[Job, dict]:
-    """Train behind the stand-in launcher, `stop(job)` at the first progress event, resume; checks shared by both
-    ways of stopping. Returns the cancelled job and its "cancelled" event."""
+def _waitAll(jobs: dict[str, Job], onProgress=None, timeout: float = 180.0) -> None:
+    """Poll the jobs side by side until all have ended; `onProgress[name](job)` once, at its first progress event."""
+    pending = dict(onProgress or {})
+    deadline = time.monotonic() + timeout
+    while not all(job.done for job in jobs.values()):
+        assert time.monotonic() < deadline, {name: (job.state, job.stderrTail()) for name, job in jobs.items()}
+        for name, job in jobs.items():
+            job.poll()
+            if name in pending and any(e["event"] == "progress" for e in job.events):
+                pending.pop(name)(job)
+        time.sleep(0.01)
+
+
+def test_training_behind_a_launcher_stops_with_a_checkpoint_and_resumes_bit_exactly(tiny_phantom, tmp_path):
+    """A real `train` behind the stand-in launcher, stopped at its first progress event by Job.cancel() (SIGTERM
+    to the group and the stop file) or by the stop file alone (what reaches the engine on Windows), resumed
+    with --resume, ends with the weights and the whole training state of an uninterrupted run, bit for bit.
+    The three runs, then the two resumes, run side by side to keep the test short."""
     launcher = str(write_launcher(tmp_path))
-    out = tmp_path / "run"
-    job = _train(tiny_phantom, out, launcher)
-    _pollUntil(job, lambda: job.done or any(e["event"] == "progress" for e in job.events))
-    stop(job)
-    job.wait(60)
-    assert job.state == CANCELLED and job.returncode == EXIT_CANCELLED, (job.state, job.returncode, job.stderrTail())
-    cancelled = job.events[-1]
-    assert cancelled["event"] == "cancelled" and 1 <= cancelled["step"] < 4
-    assert load_training_state(out)["global_step"] == cancelled["step"]
-    assert job.enginePid != job._process.pid and not _alive(job.enginePid)
-    assert not job.stopFile.exists()
+    runs = {name: tmp_path / name for name in ("straight", "cancel", "stop file")}
+    args = lambda name: ["train", "--manifest", str(tiny_phantom), "--out", str(runs[name])]
+    jobs = {"straight": Job("straight", [*args("straight"), *TRAIN]),  # no launcher: the reference
+            "cancel": Job("cancel", [*args("cancel"), *TRAIN], python=launcher),
+            "stop file": Job("stop file", [*args("stop file"), *TRAIN], python=launcher)}
+    _waitAll(jobs, {"cancel": Job.cancel, "stop file": lambda job: job.stopFile.touch()})
+    assert jobs["straight"].state == FINISHED, jobs["straight"].stderrTail()
+    for name in ("cancel", "stop file"):
+        job = jobs[name]
+        assert job.state == CANCELLED and job.returncode == EXIT_CANCELLED, (name, job.returncode, job.stderrTail())
+        cancelled = job.events[-1]
+        assert cancelled["event"] == "cancelled" and 1 <= cancelled["step"] < TOTAL_STEPS
+        assert load_training_state(runs[name])["global_step"] == cancelled["step"]
+        assert job.enginePid != job._process.pid and not _alive(job.enginePid)  # the engine was the grandchild
+        assert not job.stopFile.exists()
+    assert jobs["cancel"].events[-1]["by"] == "SIGTERM" and jobs["cancel"].events[-1]["signal"] == signal.SIGTERM
+    # The SIGTERM to the group stopped the launcher too (it has no handler): that 75 is the engine's own, as its
+    # last event states. With the stop file alone the launcher, never signalled, passed the engine's 75 on.
+    assert jobs["cancel"]._process.returncode == -signal.SIGTERM
+    assert jobs["stop file"].events[-1]["by"] == "stop file" and "signal" not in jobs["stop file"].events[-1]
+    assert jobs["stop file"]._process.returncode == EXIT_CANCELLED
 
-    resumed = _train(tiny_phantom, out, launcher, "--resume").wait(120)
-    assert resumed.state == FINISHED and resumed.returncode == EXIT_OK, resumed.stderrTail()
-    assert resumed.events[0]["resumed_at_step"] == cancelled["step"]
-    # Bit-identical to the uninterrupted run: the best model, and the whole final training state.
-    assert _weights(out) == _weights(straight_run)
-    model, straight = read_pair(out / "model.safetensors")[0], read_pair(straight_run / "model.safetensors")[0]
-    assert model.keys() == straight.keys() and all(torch.equal(model[k], straight[k]) for k in model)
-    print(f"\n{job.name}: stopped by {cancelled['by']} at step {cancelled['step']}/4, engine pid {job.enginePid} "
-          f"behind launcher pid {job._process.pid} (launcher code {job._process.returncode}); resumed -> "
-          f"{_weights(out)} == uninterrupted {_weights(straight_run)}; {len(model)} model tensors equal")
-    return job, cancelled
-
-
-def test_training_behind_a_launcher_cancels_with_a_checkpoint_and_resumes_bit_exactly(
-        tiny_phantom, straight_run, tmp_path):
-    job, cancelled = _cancelledAndResumed(tiny_phantom, straight_run, tmp_path, Job.cancel)
-    assert cancelled["by"] == "SIGTERM" and cancelled["signal"] == signal.SIGTERM
-    # The SIGTERM to the group stopped the launcher too (it has no handler): the 75 is the engine's own,
-    # as its last event states, not one a launcher passed on.
-    assert job._process.returncode == -signal.SIGTERM
-
-
-def test_the_stop_file_alone_checkpoints_and_exits_75(tiny_phantom, straight_run, tmp_path):
-    """What cancel() does on Windows: no signal at all, only the request the engine reads itself."""
-    job, cancelled = _cancelledAndResumed(tiny_phantom, straight_run, tmp_path, lambda job: job.stopFile.touch())
-    assert cancelled["by"] == "stop file" and "signal" not in cancelled
-    assert job._process.returncode == EXIT_CANCELLED  # the launcher, never signalled, passed the engine's code on
+    resumed = {name: Job(f"resume {name}", [*args(name), "--resume"], python=launcher) for name in ("cancel", "stop file")}
+    _waitAll(resumed)
+    reference = _weights(runs["straight"])
+    straightModel = read_pair(runs["straight"] / "model.safetensors")[0]
+    for name, job in resumed.items():
+        assert job.state == FINISHED and job.returncode == EXIT_OK, job.stderrTail()
+        assert job.events[0]["resumed_at_step"] == jobs[name].events[-1]["step"]
+        assert _weights(runs[name]) == reference
+        model = read_pair(runs[name] / "model.safetensors")[0]
+        assert model.keys() == straightModel.keys() and all(torch.equal(model[k], straightModel[k]) for k in model)
+        print(f"\n{name}: stopped by {jobs[name].events[-1]['by']} at step {jobs[name].events[-1]['step']}/"
+              f"{TOTAL_STEPS}, engine pid {jobs[name].enginePid} behind launcher pid {jobs[name]._process.pid} "
+              f"(launcher exit {jobs[name]._process.returncode}, job returncode {jobs[name].returncode}); resumed: "
+              f"sha256 {_weights(runs[name])}, {len(model)} model tensors torch.equal to the uninterrupted run's")
+    print(f"uninterrupted: sha256 {reference}")
