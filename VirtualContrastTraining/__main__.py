@@ -3,7 +3,8 @@
 A package folder named by $VIRTUALCONTRAST_PACKAGES goes first on the path
 before anything else is imported: the Slicer module's own folder, whose
 versions (pydicom 3) must win over those of Slicer's Python (pydicom 2.4),
-which the PythonSlicer launcher puts ahead of any PYTHONPATH it inherits.
+whose paths the PythonSlicer launcher adds to the PYTHONPATH it inherits,
+possibly ahead of it.
 """
 
 import os

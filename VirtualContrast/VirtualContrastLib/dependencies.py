@@ -21,8 +21,8 @@ Slicer's DICOM browser without anyone deciding it. So:
 - The engine's child process (`PythonSlicer -m VirtualContrastTraining`) puts
   the folder FIRST on its path: it is named in the child's environment
   (engineVariables) and the engine's __main__ inserts it before importing
-  anything, so the child imports pydicom 3. (A PYTHONPATH entry would not do:
-  the PythonSlicer launcher puts Slicer's own paths ahead of it.) Slicer's own
+  anything, so the child imports pydicom 3. (A PYTHONPATH entry is not reliable:
+  the PythonSlicer launcher adds Slicer's own paths, which may come first.) Slicer's own
   process puts the folder LAST (activate): what Slicer lacks (matplotlib's
   colormaps, scikit-image for the heatmap's breast mask) becomes importable
   there, and every package Slicer ships keeps Slicer's version.
@@ -81,9 +81,9 @@ def engineRequirements(path: str | os.PathLike | None = None) -> list[Requiremen
 
 def packageFolder() -> Path | None:
     """The module's own package folder: $VIRTUALCONTRAST_PACKAGES (tests, a folder shared by several
-    installations), else (in Slicer) one beside this Slicer revision's settings, per Python version, so that
-    another Slicer (another numpy) starts a folder of its own. None outside Slicer, where the engine uses the
-    environment it runs in."""
+    installations), else (in Slicer) one per Slicer revision beside its settings file ("Slicer-<revision>.ini"),
+    as Slicer keeps extensions: its packages were resolved against that Slicer's numpy, scipy, ..., so another
+    Slicer starts a folder of its own. None outside Slicer, where the engine uses the environment it runs in."""
     if os.environ.get(PACKAGES_VARIABLE):
         return Path(os.environ[PACKAGES_VARIABLE])
     import slicer
@@ -91,8 +91,7 @@ def packageFolder() -> Path | None:
     settings = getattr(getattr(slicer, "app", None), "slicerRevisionUserSettingsFilePath", "")
     if not settings:  # no application (slicer-core), or a stand-in without settings files
         return None
-    python = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    return Path(settings).parent / "VirtualContrast" / f"{python}-packages"
+    return Path(settings).parent / "VirtualContrast" / f"{Path(settings).stem}-packages"
 
 
 def installedVersions(paths) -> dict[str, str]:
