@@ -189,3 +189,98 @@ def test_load_case_from_files(widget, case, session):
     # Picking another LE in its selector reaches the parameter node.
     widget.ui.leVolumeSelector.setCurrentNode(p.realDesVolume)
     assert p.leVolume is widget.ui.leVolumeSelector.currentNode()
+
+
+def finiteTableValues(tableNode) -> list[float]:
+    import vtk
+
+    table = tableNode.GetTable()
+    values = [table.GetColumn(c).GetTuple1(r) for c in range(table.GetNumberOfColumns())
+              if isinstance(table.GetColumn(c), vtk.vtkDataArray) for r in range(table.GetNumberOfRows())]
+    assert values and all(math.isfinite(v) for v in values), values
+    return values
+
+
+def test_regions_cnr_table_and_csv(widget, case, session, tmp_path):
+    """ROIs drawn for the tissues, a segment of a segmentation for the lesion, CNR into the table, CSV saved."""
+    from PySide6 import QtWidgets
+
+    loadCase(widget, case)
+    ui, p = widget.ui, widget.logic.getParameterNode()
+    fibroglandular = drawRoiInside(widget, ui.fibroglandularRegionSelector, case["fibroglandular"])
+    assert p.fibroglandularRegion is fibroglandular
+    # A markups region shows its place widget (single-click ROI placement), not the segment picker.
+    assert not ui.fibroglandularPlaceWidget.isHidden() and ui.fibroglandularSegmentSelector.isHidden()
+    assert ui.fibroglandularPlaceWidget.currentNode() is fibroglandular
+    assert ui.fibroglandularPlaceWidget.placeMultipleMarkups == ui.fibroglandularPlaceWidget.ForcePlaceSingleMarkup
+    assert not ui.computeCnrButton.enabled
+    drawRoiInside(widget, ui.adiposeRegionSelector, case["adipose"])
+
+    # The lesion: the loaded segmentation, then its mass segment picked in the segment drop-down.
+    ui.lesionRegionSelector.setCurrentNode(p.lesionSegmentation)
+    assert not ui.lesionSegmentSelector.isHidden() and ui.lesionPlaceWidget.isHidden()
+    segments = p.lesionSegmentation.GetSegmentation()
+    ids = [segments.GetNthSegmentID(i) for i in range(segments.GetNumberOfSegments())]
+    assert p.lesionSegmentId == ids[0] == ui.lesionSegmentSelector.currentSegmentID()
+    mass = next(i for i in ids if "mass" in segments.GetSegment(i).GetName())
+    pick(ui.lesionSegmentSelector.findChild(QtWidgets.QComboBox, "comboBox_Segment"),
+         segments.GetSegment(mass).GetName())
+    assert p.lesionSegmentId == mass
+
+    click(ui.computeCnrButton)
+    table = p.cnrTable
+    assert table is not None and ui.cnrTableSelector.currentNode() is table
+    assert table.GetNumberOfRows() >= 2  # LE and real DES
+    finiteTableValues(table)
+
+    csvPath = tmp_path / "cnr.csv"
+    session.dialogs.expect("file", "Save CNR table", answer=str(csvPath))
+    click(ui.saveCnrCsvButton)
+    with open(csvPath, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    assert len(rows) == table.GetNumberOfRows() + 1
+    session.dialogs.expect("file", "Save CNR table", answer="")  # the user cancels: nothing happens
+    click(ui.saveCnrCsvButton)
+
+    # A region outside the image is refused in words, in one dialog.
+    fibroglandular.SetCenter(1e5, 1e5, 0)
+    session.dialogs.expect("error", "Failed to compute CNR")
+    click(ui.computeCnrButton)
+
+
+def test_synthesize_polls_the_child_until_result_heatmaps_and_layout(widget, case, session, tiny_run):
+    """Synthesize starts a real child process; the Widget's QTimer follows it to the synthetic DES, both
+    heatmaps and the comparison layout; the model joins the recent-models history. Cancel stops a second run."""
+    import qt
+    import slicer
+    from VirtualContrastLib import display
+
+    loadCase(widget, case)
+    ui, p = widget.ui, widget.logic.getParameterNode()
+    typePath(ui.modelPathLineEdit, tiny_run)
+    pick(ui.deviceComboBox, "cpu")
+    assert p.modelPath == tiny_run and p.device == "cpu"
+    click(ui.synthesizeButton)
+    assert ui.cancelSynthesisButton.enabled and not ui.synthesizeButton.enabled and widget._pollTimer.active
+    session.waitUntil(lambda: p.heatmapVolume is not None, JOB_TIMEOUT, "synthetic DES and heatmaps")
+    assert ui.synthesisStatusLabel.text.startswith("Done") and ui.synthesisProgressBar.value == 100
+    assert not widget._pollTimer.active and not ui.cancelSynthesisButton.enabled
+    synthetic = p.syntheticVolume
+    assert "synthetic DES" in synthetic.GetName() and ui.syntheticVolumeSelector.currentNode() is synthetic
+    assert ui.heatmapVolumeSelector.currentNode() is p.heatmapVolume and p.signedHeatmapVolume is not None
+    pixels = slicer.util.arrayFromVolume(synthetic)
+    assert pixels.shape == slicer.util.arrayFromVolume(p.leVolume).shape and np.isfinite(pixels).all()
+    assert slicer.app.layoutManager().layout == display.LAYOUT_ID
+    history = qt.QSettings().value(f"ctkPathLineEdit/{ui.modelPathLineEdit.settingKey}")
+    assert str(tiny_run) in ([history] if isinstance(history, str) else history)
+    assert "predict" in ui.logTextEdit.toPlainText()
+    slicer.app.layoutManager().layout = slicer.vtkMRMLLayoutNode.SlicerLayoutOneUpRedSliceView
+    click(ui.showComparisonButton)
+    assert slicer.app.layoutManager().layout == display.LAYOUT_ID
+
+    volumes = slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")
+    click(ui.synthesizeButton)
+    click(ui.cancelSynthesisButton)
+    session.waitUntil(lambda: not widget._pollTimer.active, JOB_TIMEOUT, "cancelled synthesis reported")
+    assert ui.synthesisStatusLabel.text == "Cancelled."
+    assert slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == volumes

@@ -96,10 +96,10 @@ class ctkPathLineEdit(PythonQtObject, QtWidgets.QWidget):
         super().__init__(parent)
         layout = QtWidgets.QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        self._comboBox = QtWidgets.QComboBox(self)
+        self._comboBox = pythonQtClass(QtWidgets.QComboBox)(self)
         self._comboBox.setEditable(True)
         self._comboBox.setInsertPolicy(QtWidgets.QComboBox.InsertPolicy.NoInsert)
-        self._browseButton = QtWidgets.QToolButton(self)
+        self._browseButton = pythonQtClass(QtWidgets.QToolButton)(self)
         self._browseButton.setText("...")
         layout.addWidget(self._comboBox)
         layout.addWidget(self._browseButton)
@@ -179,8 +179,8 @@ class ctkPathLineEdit(PythonQtObject, QtWidgets.QWidget):
         index = self._comboBox.findText(path)
         if index >= 0:
             self._comboBox.removeItem(index)
-        while self._comboBox.count() >= self.MAX_HISTORY:
-            self._comboBox.removeItem(self._comboBox.count() - 1)
+        while self._comboBox.count >= self.MAX_HISTORY:
+            self._comboBox.removeItem(self._comboBox.count - 1)
         self._comboBox.insertItem(0, path)
         self._comboBox.setCurrentIndex(0)
 

@@ -231,6 +231,9 @@ class Session:
         self.module = None
         self.closed = False
 
+    waitUntil = staticmethod(waitUntil)
+    spin = staticmethod(spin)
+
     def _onSlotError(self, kind, error, traceback) -> None:
         self.slotErrors.append(error)
         self._previousHook(kind, error, traceback)

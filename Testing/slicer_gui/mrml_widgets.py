@@ -29,7 +29,7 @@ import vtk
 from PySide6 import QtWidgets
 from PySide6.QtCore import Property, Signal
 
-from .pythonqt import PythonQtObject, declareProperties
+from .pythonqt import PythonQtObject, declareProperties, pythonQtClass
 
 import slicer
 
@@ -103,7 +103,7 @@ class qMRMLNodeComboBox(PythonQtObject, QtWidgets.QWidget):
         self._observations: list = []
         self._batch = 0
         self._emptyBeforeBatch = False
-        self._comboBox = QtWidgets.QComboBox(self)
+        self._comboBox = pythonQtClass(QtWidgets.QComboBox)(self)
         self._comboBox.activated.connect(self._onActivated)
         QtWidgets.QHBoxLayout(self).addWidget(self._comboBox)
         self.setEnabled(False)  # C++: enabled only with a scene
@@ -305,7 +305,7 @@ class qMRMLSegmentSelectorWidget(qMRMLWidget):
         self._nodeComboBox.setObjectName("MRMLNodeComboBox_Segmentation")
         self._nodeComboBox.nodeTypes = ["vtkMRMLSegmentationNode"]
         self._nodeComboBox.addEnabled = self._nodeComboBox.removeEnabled = False
-        self._segmentComboBox = QtWidgets.QComboBox(self)
+        self._segmentComboBox = pythonQtClass(QtWidgets.QComboBox)(self)
         self._segmentComboBox.setObjectName("comboBox_Segment")
         layout.addWidget(self._nodeComboBox)
         layout.addWidget(self._segmentComboBox)
@@ -340,7 +340,7 @@ class qMRMLSegmentSelectorWidget(qMRMLWidget):
             self._segmentComboBox.setCurrentIndex(0)
             return
         index = self._segmentComboBox.findData(segmentID)
-        if index != -1 and self._segmentComboBox.currentIndex() != index:
+        if index != -1 and self._segmentComboBox.currentIndex != index:
             self._segmentComboBox.setCurrentIndex(index)
 
     def _onCurrentNodeChanged(self, node) -> None:
@@ -391,7 +391,7 @@ class qSlicerMarkupsPlaceWidget(qSlicerWidget):
         super().__init__(parent)
         self._node = None
         self._placeMultipleMarkups = self.ShowPlaceMultipleMarkupsOption
-        self._placeButton = QtWidgets.QToolButton(self)
+        self._placeButton = pythonQtClass(QtWidgets.QToolButton)(self)
         self._placeButton.setCheckable(True)
         self._placeButton.toggled.connect(lambda checked: setattr(self, "placeModeEnabled", checked))
         QtWidgets.QHBoxLayout(self).addWidget(self._placeButton)
