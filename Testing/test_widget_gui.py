@@ -284,3 +284,65 @@ def test_synthesize_polls_the_child_until_result_heatmaps_and_layout(widget, cas
     session.waitUntil(lambda: not widget._pollTimer.active, JOB_TIMEOUT, "cancelled synthesis reported")
     assert ui.synthesisStatusLabel.text == "Cancelled."
     assert slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == volumes
+
+
+def setUpTraining(widget, manifest, runFolder, epochs: int) -> None:
+    """The Train section as a user fills it: manifest dataset, the demo preset, a tiny and short run on CPU."""
+    ui = widget.ui
+    expand(ui.trainCollapsibleButton)
+    pick(ui.datasetKindComboBox, "Manifest")
+    typePath(ui.manifestPathLineEdit, manifest)
+    pick(ui.presetComboBox, "demo")
+    ui.epochsSpinBox.value = epochs
+    ui.imageSizeSpinBox.value = 32
+    ui.batchSizeSpinBox.value = 2
+    pick(ui.trainDeviceComboBox, "cpu")
+    typePath(ui.outputFolderPathLineEdit, runFolder)
+
+
+def test_train_with_live_loss_chart(widget, session, small_phantom, tmp_path):
+    """Train runs the engine in the background; its losses fill the chart; the new model is selected."""
+    import slicer
+
+    run = tmp_path / "run"
+    setUpTraining(widget, small_phantom, run, epochs=1)
+    ui, p = widget.ui, widget.logic.getParameterNode()
+    assert (p.preset, p.epochs, p.imageSize, p.batchSize, p.trainDevice) == ("demo", 1, 32, 2, "cpu")
+    assert p.manifestPath == small_phantom and p.outputFolder == run
+    assert "Duration" in ui.trainingEstimateLabel.text
+    click(ui.trainButton)
+    assert ui.cancelTrainingButton.enabled and not ui.trainButton.enabled and not ui.resumeTrainingButton.enabled
+    chart = p.lossChart
+    assert chart is not None and ui.lossChartSelector.currentNode() is chart
+    session.waitUntil(lambda: not widget._pollTimer.active, JOB_TIMEOUT, "training reported as ended")
+    assert ui.trainingStatusLabel.text.startswith("Finished"), ui.logTextEdit.toPlainText()
+    assert ui.trainingProgressBar.value == 100 and widget.logic.isRunFolder(run)
+    # The live chart: one line per loss, from a table filled by the progress events.
+    assert chart.GetNumberOfPlotSeriesNodes() >= 1
+    table = chart.GetNthPlotSeriesNode(0).GetTableNode().GetTable()
+    assert table.GetNumberOfRows() >= 1
+    # The new model is the one Synthesize uses now, and the first of the recent models.
+    assert ui.modelPathLineEdit.currentPath == str(run) and p.modelPath == run
+    assert ui.modelPathLineEdit.comboBox().itemText(0) == str(run)
+    assert slicer.mrmlScene.IsNodePresent(chart)
+
+
+def test_cancel_a_running_training_then_resume(widget, session, small_phantom, tmp_path):
+    """Cancel writes a checkpoint once training runs; Resume continues the same run to its end."""
+    run = tmp_path / "run"
+    setUpTraining(widget, small_phantom, run, epochs=40)
+    ui = widget.ui
+    click(ui.trainButton)
+    session.waitUntil(lambda: "epoch" in ui.trainingStatusLabel.text, JOB_TIMEOUT, "first training progress")
+    click(ui.cancelTrainingButton)
+    session.waitUntil(lambda: not widget._pollTimer.active, JOB_TIMEOUT, "cancelled training reported")
+    assert ui.trainingStatusLabel.text.startswith("Cancelled"), ui.logTextEdit.toPlainText()
+    assert (run / "checkpoint.safetensors").is_file()
+    assert ui.trainButton.enabled and ui.resumeTrainingButton.enabled and not ui.cancelTrainingButton.enabled
+
+    ui.epochsSpinBox.value = 2
+    click(ui.resumeTrainingButton)
+    assert ui.trainingStatusLabel.text == "Resuming..."
+    session.waitUntil(lambda: not widget._pollTimer.active, JOB_TIMEOUT, "resumed training reported")
+    assert ui.trainingStatusLabel.text.startswith("Finished"), ui.logTextEdit.toPlainText()
+    assert widget.logic.isRunFolder(run)
