@@ -26,7 +26,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SLICER_PACKAGES = REPO / "build" / "slicer-packages"
-SLICER_PYDICOM = "2.4.4"
+# Installed-package versions of a fresh Slicer 5.10's Python (the shared README), canonical names: what
+# dependencies.dependencyPlan(slicerVersions=...) is given to plan for it. SimpleITK is built with Slicer
+# (version not listed there): any 2.x satisfies the engine.
+SLICER_510_VERSIONS = {"numpy": "2.0.2", "scipy": "1.13.1", "pydicom": "2.4.4", "pillow": "11.2.1",
+                       "simpleitk": "2.4.0", "requests": "2.32.3", "packaging": "25.0",
+                       "typing-extensions": "4.14.0", "pip": "25.1.1"}
+SLICER_PYDICOM = SLICER_510_VERSIONS["pydicom"]
 # Distribution -> import names of what a fresh Slicer 5.10 lacks (the shared README's list).
 NOT_BUNDLED = {
     "torch": ("torch",), "monai": ("monai",), "scikit-image": ("skimage",), "scikit-learn": ("sklearn",),

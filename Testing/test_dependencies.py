@@ -23,15 +23,11 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from fresh_slicer import REPO
+from fresh_slicer import REPO, SLICER_510_VERSIONS
 from VirtualContrastLib import dependencies
 from VirtualContrastLib.dependencies import DependencyError, dependencyPlan, engineRequirements
 from VirtualContrastTraining import PACKAGES_VARIABLE
 
-# A fresh Slicer 5.10's Python (../shared/slicer-5.10.0/README.md), canonical names. SimpleITK is built with
-# Slicer (version not listed there): any 2.x satisfies the engine.
-FRESH_SLICER_510 = {"numpy": "2.0.2", "scipy": "1.13.1", "pydicom": "2.4.4", "pillow": "11.2.1", "simpleitk": "2.4.0",
-                    "requests": "2.32.3", "packaging": "25.0", "typing-extensions": "4.14.0", "pip": "25.1.1"}
 
 
 def _pyproject_dependencies() -> list[str]:
@@ -73,7 +69,7 @@ def test_plan_for_a_fresh_slicer_510(tmp_path, monkeypatch):
     range, 12 into the package folder, pydicom 3 among them while Slicer keeps 2.4.4; numpy, scipy and
     SimpleITK are Slicer's own."""
     monkeypatch.setenv(PACKAGES_VARIABLE, str(tmp_path / "packages"))
-    plan = dependencyPlan(slicerVersions=FRESH_SLICER_510, folderVersions={})
+    plan = dependencyPlan(slicerVersions=SLICER_510_VERSIONS, folderVersions={})
     assert len(plan.packages) == len(_pyproject_dependencies()) == 16
     assert {p.name for p in plan.packages if p.satisfied} == {"numpy", "scipy", "SimpleITK"}
     assert len(plan.missing) == 13
@@ -95,7 +91,7 @@ def test_versions_are_checked_not_imports(tmp_path, monkeypatch):
     """An old monai in Slicer is missing; pydicom 3 in the folder is enough; an old torch is replaced by the
     PyTorch extension (and the dialog says so)."""
     monkeypatch.setenv(PACKAGES_VARIABLE, str(tmp_path))
-    slicer = {**FRESH_SLICER_510, "monai": "1.3.2", "torch": "2.2.0"}
+    slicer = {**SLICER_510_VERSIONS, "monai": "1.3.2", "torch": "2.2.0"}
     plan = dependencyPlan([Requirement(t) for t in ("monai>=1.4,<1.7", "pydicom>=3.0,<4", "torch>=2.4,<2.14")],
                           slicerVersions=slicer, folderVersions={"pydicom": "3.0.1"})
     assert [p.name for p in plan.missing] == ["monai", "torch"]
