@@ -187,7 +187,7 @@ class DependencyPlan:
         torch = [p for p in self.missing if p.fromPyTorchExtension]
         if torch:
             lines += ["", "Through the PyTorch extension (SlicerPyTorch), into Slicer's Python, in the build that "
-                          "suits this computer's GPU driver:"]
+                          "suits this computer's GPU driver (with torchvision, and light-the-torch, its installer):"]
             lines += [f"  \u2022 {p.describe()}" for p in torch]
         others = [p for p in self.missing if not p.fromPyTorchExtension]
         if others:
@@ -269,14 +269,14 @@ def _pip(arguments: list[str], folder: Path, python: str | None) -> None:
         raise DependencyError(f"pip {' '.join(arguments[:2])} failed (exit code {done.returncode}):\n{output}")
 
 
-def _installTorch(versionRange: str) -> None:
+def _installTorch(torchRange: str) -> None:
     """torch through SlicerPyTorch with pyproject's range; its own confirmation is ours, already given."""
     try:
         import PyTorchUtils
     except ImportError:
         raise DependencyError("The PyTorch extension (SlicerPyTorch) is not installed: install it from the "
                               "Extensions Manager, restart Slicer and try again.") from None
-    torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False, torchVersionRequirement=versionRange)
+    torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False, torchVersionRequirement=torchRange)
     if torch is None:
         raise DependencyError("PyTorch was not installed.")
 
