@@ -373,6 +373,43 @@ def test_stop_all_leaves_no_process_of_any_tree(tmp_path):
     assert not stubborn.stopFile.exists() and not polite.stopFile.exists()
 
 
+PREPARING_ENGINE = """
+import json, os, sys, time
+from VirtualContrastTraining.data.dataset import prepare_cases
+from VirtualContrastTraining.events import EXIT_CANCELLED, EventWriter, StopRequest
+
+
+def slow_prepare(case, config):
+    if case:  # cases after the first go to the pool's workers
+        print(json.dumps({"event": "info", "message": f"worker {os.getpid()}"}), flush=True)
+    time.sleep(1.0 if case == 0 else 0.3)  # the first case's time sends the other 6 to a pool of 2
+    return case
+
+
+if __name__ == "__main__":
+    events = EventWriter()
+    with StopRequest() as stop:
+        events.emit("started")
+        prepared = prepare_cases(list(range(7)), None, workers=2, prepare=slow_prepare)
+        if stop:
+            events.emit("cancelled", by=stop.by, message=f"prepared {prepared}")
+            sys.exit(EXIT_CANCELLED)
+    events.emit("finished")
+"""
+
+
+def test_a_cancel_during_parallel_data_preparation_lets_the_pool_finish(tmp_path):
+    """train prepares big datasets in a pool of processes, which share the engine's process group: cancel()'s
+    SIGTERM (like a Ctrl-C's SIGINT in a terminal) reaches them too, and must not break the pool. The engine
+    stops after the preparation, as train does before its first step."""
+    job = Job("preparing", [], python=str(_fake_engine(tmp_path, "engine", PREPARING_ENGINE)))
+    _pollUntil(job, lambda: job.done or any(e["event"] == "info" for e in job.events))
+    job.cancel()
+    job.wait(60)
+    assert job.state == CANCELLED and job.returncode == EXIT_CANCELLED, job.stderrTail()
+    assert job.events[-1]["message"] == f"prepared {list(range(7))}" and job.events[-1]["by"] == "SIGTERM"
+
+
 # -- a real training behind the launcher: cancel, checkpoint, exact resume ----------------------------------------
 
 TRAIN = ["--preset", "demo", "--device", "cpu", "--image-size", "32", "--epochs", "2", "--batch-size", "1",

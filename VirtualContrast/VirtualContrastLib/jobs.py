@@ -68,7 +68,7 @@ CHILD_EXIT_GRACE_S = 2.0   # after the child's exit (or a kill): time for the re
 STOP_TIMEOUT_S = 10.0      # stop()/stopAll(): time for the current step and a checkpoint before the kill
 POLL_INTERVAL_S = 0.05     # how often stop()/stopAll() look at the jobs
 # The exit code an engine's last event stands for: what a launcher stopped by cancel()'s SIGTERM cannot pass on.
-ENDING_CODES = {"finished": EXIT_OK, "cancelled": EXIT_CANCELLED, "failed": EXIT_FAILED}
+_ENDING_CODES = {"finished": EXIT_OK, "cancelled": EXIT_CANCELLED, "failed": EXIT_FAILED}
 _POSIX = hasattr(os, "killpg")
 
 
@@ -187,10 +187,12 @@ class Job:
         if code is None:
             return new
         self._exitSeenAt = self._exitSeenAt or now
-        # A child that died of a signal may have left its engine running (a launcher): no grace, the job
-        # follows that engine until it closes the pipes, or until kill().
-        graceFrom = max(self._exitSeenAt, self._killedAt or 0.0) if code >= 0 or self._killedAt else None
-        if readersDone or (graceFrom is not None and now > graceFrom + CHILD_EXIT_GRACE_S):
+        # The child ended by itself (its code is the engine's), or the tree was killed: the pipes get a grace
+        # period. A child that died of a signal may have left its engine running behind it (a launcher): the
+        # job follows that engine until it closes the pipes, or until kill().
+        graceOver = (code >= 0 or self._killedAt is not None) and \
+            now > max(self._exitSeenAt, self._killedAt or 0.0) + CHILD_EXIT_GRACE_S
+        if readersDone or graceOver:
             self._finish(self._engineCode(code))
         return new
 
@@ -236,8 +238,8 @@ class Job:
     def _engineCode(self, code: int) -> int:
         """The engine's exit code: the child's, except where the child died of a signal and the engine's
         last event says how it ended (the engine behind a launcher stopped by cancel() goes on to exit 75)."""
-        if code < 0 and self.events and self.events[-1]["event"] in ENDING_CODES:
-            return ENDING_CODES[self.events[-1]["event"]]
+        if code < 0 and self.events and self.events[-1]["event"] in _ENDING_CODES:
+            return _ENDING_CODES[self.events[-1]["event"]]
         return code
 
     def _finish(self, returncode: int) -> None:

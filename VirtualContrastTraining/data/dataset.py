@@ -12,7 +12,9 @@ Slicer) works without it.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import signal
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -140,8 +142,41 @@ def prepare_cases(cases: list[Case], config, workers: int = 1, prepare=prepare_c
     if workers <= 1 or (time.perf_counter() - start) * len(rest) < PARALLEL_MIN_SECONDS:
         return [first, *(prepare(c, config) for c in rest)]
     spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(rest)), mp_context=spawn) as pool:
-        return [first, *pool.map(partial(prepare, config=config), rest)]
+    with ProcessPoolExecutor(max_workers=min(workers, len(rest)), mp_context=spawn,
+                             initializer=_leave_stop_signals_to_the_parent) as pool:
+        with _stop_signals_blocked():  # map() submits every case at once: the workers start in here
+            results = pool.map(partial(prepare, config=config), rest)
+        return [first, *results]
+
+
+# The pool's workers share the trainer's process group, which a cancel from Slicer (SIGTERM to the group,
+# VirtualContrastLib/jobs.py) and a Ctrl-C in a terminal (SIGINT) reach as a whole. Killed by it, a worker
+# would break the pool and fail the run; so workers ignore both, and the trainer, which takes the signal as a
+# stop request, stops once the preparation is done. SIGKILL still ends them.
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+@contextlib.contextmanager
+def _stop_signals_blocked():
+    """SIGTERM and SIGINT held back in this thread while it starts workers: a worker inherits the mask, so a
+    signal that comes before its initializer runs waits instead of killing it (multiprocessing's resource
+    tracker starts the same way). Here the held signal is delivered on exit. No signal masks on Windows."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _leave_stop_signals_to_the_parent() -> None:
+    """Pool initializer: ignore SIGTERM and SIGINT (one held back since the start is dropped), then let them in."""
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
 
 def des_output_window(prepared: list[PreparedCase]) -> tuple[float, float]:
