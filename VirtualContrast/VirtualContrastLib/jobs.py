@@ -20,7 +20,7 @@ engine and its own children inherit.
   engine behind a launcher on Windows) and, on POSIX, sends SIGTERM to the
   whole group. train then writes a checkpoint and exits with EXIT_CANCELLED;
   a command with nothing to save simply dies of the SIGTERM. Whatever still
-  runs KILL_AFTER_S later is killed.
+  runs KILL_AFTER_S later is killed (by the next poll()).
 - kill() stops the tree now, without checkpoint: SIGKILL to the group on
   POSIX; on Windows `taskkill /T /F` of the child and of the engine (the pid
   its "started" event reports), as Windows knows no process groups. The
@@ -29,7 +29,9 @@ engine and its own children inherit.
   Widget's cleanup and application exit, so that no training outlives Slicer.
 
 When a job ends. The engine writes to the pipes the child was given (the
-launcher passes them on), so their end (EOF) is the end of the engine.
+launcher passes them on), so their end (EOF) is the end of the engine. (Not
+the group's membership: an orphaned engine that has exited stays in it as a
+zombie wherever PID 1 does not reap, as in some containers.)
 - The child exited by itself: its exit code is the engine's (a launcher
   passes it through). The readers get CHILD_EXIT_GRACE_S to drain, then the
   job ends even if a stray grandchild still holds the pipes open.
