@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from VirtualContrastLib import panel, sampledata
+from VirtualContrastLib.jobs import duration
 from VirtualContrastLib.training import LossChart
 from VirtualContrastTraining.data.manifest import read_manifest
 from VirtualContrastTraining.errors import InputError
@@ -164,7 +165,7 @@ def test_job_end_texts():
 
 
 def test_duration_words():
-    assert [panel.duration(s) for s in (4.4, 125, 7260, 3 * 86400)] == ["4 s", "2 min 05 s", "2 h 01 min",
+    assert [duration(s) for s in (4.4, 125, 7260, 3 * 86400)] == ["4 s", "2 min 05 s", "2 h 01 min",
                                                                        "3.0 days"]
 
 

@@ -56,7 +56,7 @@ from slicer.ScriptedLoadableModule import (  # noqa: E402
 )
 from slicer.util import VTKObservationMixin  # noqa: E402
 
-from VirtualContrastLib import panel, sampledata  # noqa: E402
+from VirtualContrastLib import jobs, panel, sampledata  # noqa: E402
 from VirtualContrastLib.logic import LoadedCase, VirtualContrastLogicBase  # noqa: E402
 from VirtualContrastTraining.errors import InputError  # noqa: E402
 
@@ -285,13 +285,12 @@ class VirtualContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._pollTimer.stop()
         self.removeObservers()
         self.setParameterNode(None)
-        for kind, job in self._jobs.items():
-            if job is None or job.done:
-                continue
-            checkpoint = kind == "training" and slicer.util.confirmYesNoDisplay(_(
+        training = self._jobs["training"]
+        if training is not None and not training.done and not slicer.util.confirmYesNoDisplay(_(
                 "A training is running. Write a checkpoint before it stops, so that Resume can continue it later? "
-                "(No stops it at once.)"))
-            job.stop(checkpoint=checkpoint)
+                "(No stops it at once.)")):
+            training.kill()
+        jobs.stopAll(self._jobs.values())  # cancel (checkpoint), then kill what is left after a few seconds
 
     def enter(self) -> None:
         """Called each time the user opens this module."""
@@ -503,6 +502,7 @@ class VirtualContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if job is None:
                 return
             self._jobs[kind] = job
+            job.onText(lambda job, line: self._log(kind, line))
             progressBar, statusLabel = (getattr(self.ui, name) for name in self.JOB_WIDGETS[kind])
             progressBar.value = 0
             statusLabel.text = startingText

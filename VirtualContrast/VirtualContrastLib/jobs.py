@@ -61,6 +61,7 @@ import uuid
 from pathlib import Path
 from typing import Callable, Iterable
 
+from VirtualContrastLib.dependencies import engineVariables
 from VirtualContrastTraining.events import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, STOP_FILE_ENV, parse_event
 
 RUNNING, FINISHED, FAILED, CANCELLED = "running", "finished", "failed", "cancelled"
@@ -98,6 +99,7 @@ def engineEnvironment() -> dict[str, str]:
     root = str(Path(VirtualContrastTraining.__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     env["PYTHONUNBUFFERED"] = "1"
+    env.update(engineVariables())  # the module's own package folder, which the engine puts first
     return env
 
 
@@ -137,6 +139,7 @@ class Job:
         # cancel() creates it; the engine looks for it between steps. Unique per job, removed when the job ends.
         self.stopFile = Path(tempfile.gettempdir()) / f"VirtualContrast-{os.getpid()}-{uuid.uuid4().hex}.stop"
         self._onEvent: list[Callable[["Job", dict], None]] = []
+        self._onText: list[Callable[["Job", str], None]] = []
         self._onDone: list[Callable[["Job"], None]] = []
         self._queue: queue.Queue = queue.Queue()
         self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_LINES_KEPT)
@@ -168,6 +171,11 @@ class Job:
     def onEvent(self, callback: Callable[["Job", dict], None]) -> None:
         """`callback(job, event)` for each protocol event, called from poll() in the main thread."""
         self._onEvent.append(callback)
+
+    def onText(self, callback: Callable[["Job", str], None]) -> None:
+        """`callback(job, line)` for each line the child writes that is not an event (its log, warnings, a
+        traceback), called from poll() in the main thread: the panel's log shows them."""
+        self._onText.append(callback)
 
     def onDone(self, callback: Callable[["Job"], None]) -> None:
         """`callback(job)` once the job has ended (any state), called from poll() in the main thread."""
@@ -208,6 +216,8 @@ class Job:
             if kind == "text":
                 if item.strip():
                     self._stderr.append(item)
+                    for callback in self._onText:
+                        callback(self, item)
                 continue
             new.append(item)
             self._apply(item)
@@ -227,7 +237,7 @@ class Job:
             self.epoch, self.epochs = event.get("epoch", self.epoch), event.get("epochs", self.epochs)
             self.etaSeconds = event.get("eta_s")
             where = f"epoch {self.epoch}/{self.epochs}" if self.epoch is not None else f"{step}/{total}"
-            eta = f", about {_duration(self.etaSeconds)} left" if self.etaSeconds is not None else ""
+            eta = f", about {duration(self.etaSeconds)} left" if self.etaSeconds is not None else ""
             self.message = f"{self.name}: {where}{eta}"
         elif kind == "validation":
             metrics = ", ".join(f"{k} {v:.4g}" for k, v in event.get("metrics", {}).items() if v is not None)
@@ -357,7 +367,11 @@ def _pollUntilDone(jobs: list[Job], deadline: float) -> None:
         time.sleep(POLL_INTERVAL_S)
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """'45 s', '12 min 05 s', '3 h 20 min', '4.2 days': durations in the words of a status line."""
     seconds = max(0, int(round(seconds)))
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min" if seconds >= 3600 else \
-        f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:.1f} days"
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from VirtualContrastLib.jobs import CANCELLED, FINISHED
+from VirtualContrastLib.jobs import CANCELLED, FINISHED, duration
 from VirtualContrastLib.training import LoadedCase
 from VirtualContrastTraining.errors import InputError
 
@@ -171,16 +171,6 @@ def trainingEstimate(preset: str, epochs: int, imageCount: int | None, device: s
     text = (f"Duration on 2 CPU cores: about {duration(epochs * images / rate)} for {epochs} epochs, {where} "
             f"({rate:g} images/s measured).")
     return text + (" With a GPU (auto uses one when present) much less." if device == "auto" else "")
-
-
-def duration(seconds: float) -> str:
-    """'45 s', '12 min 05 s', '3 h 20 min', '4.2 days': the words of a status line."""
-    seconds = max(0, int(round(seconds)))
-    if seconds >= 2 * 86400:
-        return f"{seconds / 86400:.1f} days"
-    if seconds >= 3600:
-        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
 def cnrVolumes(le, realDes=None, synthetic=None) -> dict:
