@@ -35,7 +35,8 @@ from VirtualContrastLib import cnr as cnrModule
 from VirtualContrastLib import dependencies
 from VirtualContrastLib import display, evaluation, heatmap, panel, sampledata, training
 from VirtualContrastLib.jobs import Job, JobError
-from VirtualContrastLib.nodes import imageFromVolume, isSynthetic, loadVolume, sourceWindow, volumeFromImage
+from VirtualContrastLib.nodes import (dicomSourceFile, imageFromVolume, isSynthetic, loadVolume, sourceWindow,
+                                     volumeFromImage)
 from VirtualContrastLib.training import LoadedCase
 from VirtualContrastTraining.data.image import Image
 from VirtualContrastTraining.data.imageio import read_image, write_nrrd
@@ -83,19 +84,28 @@ class VirtualContrastLogicBase:
         return node
 
     def _loadDicomSegmentation(self, path: Path, referenceVolume):
-        from VirtualContrastTraining.data.dicom_seg import read_dicom_seg
-
+        """A DICOM SEG through the engine's child (`virtual-contrast seg --to-nrrd`, highdicom), then as a
+        .seg.nrrd. highdicom needs pydicom 3, which Slicer's own process does not have (it keeps Slicer's
+        pydicom 2.4.4); the child checks that the SEG segments this very LE DICOM."""
         if referenceVolume is None:
             raise InputError(path, "a DICOM SEG is loaded onto the image it segments: give its LE volume")
-        masks = read_dicom_seg(path, imageFromVolume(referenceVolume))
-        node = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", path.stem)
-        node.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolume)
-        node.CreateDefaultDisplayNodes()
-        for name, mask in masks.items():
-            segmentId = node.GetSegmentation().AddEmptySegment(name, name)
-            slicer.util.updateSegmentBinaryLabelmapFromArray(mask[None].astype("uint8"), node, segmentId,
-                                                             referenceVolume)
-        return node
+        source = dicomSourceFile(referenceVolume)
+        if source is None or not source.is_file():
+            raise InputError(path, f"a DICOM SEG is read against the DICOM file of its LE; "
+                                   f"{referenceVolume.GetName()!r} was not loaded from one")
+        work = Path(tempfile.mkdtemp(prefix="VirtualContrast-seg-"))
+        try:
+            converted = work / f"{path.stem}.seg.nrrd"
+            job = Job(f"read {path.name}", ["seg", "--to-nrrd", str(path), "--le", str(source),
+                                            "--out", str(converted)]).wait(timeout=300)
+            if job.state != "finished":
+                raise InputError(None, job.error or f"{path}: could not be read as a DICOM SEG")
+            node = self.loadSegmentation(converted, referenceVolume)
+            node.SetName(path.stem)
+            node.GetStorageNode().SetFileName("")  # Slicer's Save asks where, not into the removed folder
+            return node
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
     def loadCase(self, lePath, desPath=None, segmentationPath=None) -> LoadedCase:
         """LE, optional real DES and optional lesion segmentation from files."""

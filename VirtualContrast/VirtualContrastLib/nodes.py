@@ -34,6 +34,7 @@ ATTR_WINDOW = "VirtualContrast.SourceWindow"  # "center,width" of the file the p
 META_ATTRIBUTES = {"laterality": ATTR_LATERALITY, "patient_id": "VirtualContrast.PatientID",
                    "view": "VirtualContrast.View", "sop_uid": "VirtualContrast.SOPInstanceUID"}
 ATTR_PROVENANCE_PREFIX = "VirtualContrast."
+ATTR_SOURCE_FILE = "VirtualContrast.SourceFile"  # the DICOM file a volume came from (a DICOM SEG is read against it)
 
 
 def ijkToLps(image: Image) -> np.ndarray:
@@ -163,7 +164,24 @@ def loadVolume(path: str | os.PathLike, name: str | None = None, scene=None):
             markSynthetic(node, {k: v for k, v in image.meta.items() if k.startswith(ATTR_PROVENANCE_PREFIX)})
         ensureDisplay(node)
         return node
-    return volumeFromImage(read_image(path), name, scene)
+    node = volumeFromImage(read_image(path), name, scene)
+    if is_dicom_file(path):
+        node.SetAttribute(ATTR_SOURCE_FILE, str(path.resolve()))
+    return node
+
+
+def dicomSourceFile(volumeNode) -> Path | None:
+    """The DICOM file a volume was loaded from: ours (loadVolume), or Slicer's DICOM browser's (its instance
+    UID in the application's DICOM database). None when the volume came from no DICOM file."""
+    source = volumeNode.GetAttribute(ATTR_SOURCE_FILE)
+    if source:
+        return Path(source)
+    uids = (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split()
+    database = getattr(slicer, "dicomDatabase", None)
+    if len(uids) == 1 and database is not None:
+        found = database.fileForInstance(uids[0])
+        return Path(found) if found else None
+    return None
 
 
 def _volumesLogic(scene):
