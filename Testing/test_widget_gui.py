@@ -39,13 +39,14 @@ def harness():
 
 
 @pytest.fixture
-def session(harness, tmp_path):
-    """A fresh application per test; on teardown Slicer's exit runs and leftovers fail the test."""
+def session(harness, tmp_path, request):
+    """A fresh application per test; on teardown Slicer's exit runs and leftovers fail the test. A test
+    marked xfail checks `session.close()` itself (a teardown error would escape the mark)."""
     session = harness.Session(tmp_path / "app")
     yield session
     if not session.closed:
         problems = session.close()
-        assert not problems, problems
+        assert request.node.get_closest_marker("xfail") or not problems, problems
 
 
 @pytest.fixture
@@ -74,6 +75,16 @@ def case(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     return make_tiny_model(tmp_path_factory.mktemp("model") / "run")
+
+
+@pytest.fixture(scope="module")
+def split_manifest(small_phantom, tmp_path_factory):
+    """The small phantom with train/val/test filled in by patient, as evaluate needs them."""
+    from VirtualContrastTraining.data.manifest import read_manifest, write_manifest
+    from VirtualContrastTraining.data.splits import assign_splits
+
+    cases = assign_splits(read_manifest(small_phantom), seed=0)
+    return write_manifest(small_phantom.parent / "manifest_split.csv", cases)
 
 
 # ---------------------------------------------------------------- what a user does
@@ -346,3 +357,142 @@ def test_cancel_a_running_training_then_resume(widget, session, small_phantom, t
     session.waitUntil(lambda: not widget._pollTimer.active, JOB_TIMEOUT, "resumed training reported")
     assert ui.trainingStatusLabel.text.startswith("Finished"), ui.logTextEdit.toPlainText()
     assert widget.logic.isRunFolder(run)
+
+
+def test_scene_close_while_jobs_run(widget, case, session, small_phantom, tiny_run, tmp_path):
+    """Closing the scene stops a synthesis (its LE is gone); a training goes on, its chart moves to the new
+    scene, and its model is selected in a fresh parameter node."""
+    import slicer
+
+    loadCase(widget, case)
+    ui = widget.ui
+    typePath(ui.modelPathLineEdit, tiny_run)
+    pick(ui.deviceComboBox, "cpu")
+    run = tmp_path / "run"
+    setUpTraining(widget, small_phantom, run, epochs=1)
+    click(ui.trainButton)
+    click(ui.synthesizeButton)
+    slicer.mrmlScene.Clear(0)
+    p = widget.logic.getParameterNode()
+    assert p.leVolume is None and p.syntheticVolume is None and ui.leVolumeSelector.currentNode() is None
+    assert p.lossChart is not None and slicer.mrmlScene.IsNodePresent(p.lossChart)
+    session.waitUntil(lambda: not widget._pollTimer.active, JOB_TIMEOUT, "both jobs reported as ended")
+    assert ui.synthesisStatusLabel.text == "Cancelled.", ui.logTextEdit.toPlainText()
+    assert ui.trainingStatusLabel.text.startswith("Finished"), ui.logTextEdit.toPlainText()
+    assert slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 0  # no late synthetic DES
+    assert p.modelPath == run and ui.lossChartSelector.currentNode() is p.lossChart
+    assert p.lossChart.GetNumberOfPlotSeriesNodes() >= 1
+    loadCase(widget, case)  # the panel works on in the new scene
+    assert p.leVolume is not None
+
+
+def enableDeveloperMode() -> None:
+    """Application Settings > Developer: the Reload & Test section, and no message delay in self-tests."""
+    import qt
+
+    qt.QSettings().setValue("Developer/DeveloperMode", True)
+    qt.QSettings().setValue("Developer/SelfTestDisplayMessageDelay", 0)
+
+
+def test_reload_makes_a_new_widget_from_the_reimported_module(session, case, tiny_run):
+    """The Reload button (developer mode): the module file is imported again, the old widget's cleanup()
+    runs (its timer and observers gone, its panel hidden) and a new widget is set up on the same scene."""
+    import sys
+
+    import slicer
+
+    enableDeveloperMode()
+    session.loadModule()
+    old = session.openModule()
+    loadCase(old, case)
+    click(old.reloadButton)
+    new = slicer.modules.VirtualContrastWidget
+    assert new is not old and slicer.util.getModuleWidget("VirtualContrast") is new
+    assert type(new) is sys.modules["VirtualContrast"].VirtualContrastWidget is not type(old)
+    assert not old._pollTimer.active and not old.Observations
+    session.spin(10)  # a widget added to a shown parent is shown by a queued call
+    assert old.ui.VirtualContrast.isHidden() and not new.ui.VirtualContrast.isHidden()
+    # Same scene, same parameter node: the new panel shows the loaded case and works on.
+    assert new.ui.leVolumeSelector.currentNode() is new.logic.getParameterNode().leVolume is not None
+    typePath(new.ui.modelPathLineEdit, tiny_run)
+    pick(new.ui.deviceComboBox, "cpu")
+    click(new.ui.synthesizeButton)
+    session.waitUntil(lambda: not new._pollTimer.active, JOB_TIMEOUT, "synthesis in the reloaded widget")
+    assert new.ui.synthesisStatusLabel.text.startswith("Done"), new.ui.logTextEdit.toPlainText()
+
+
+def test_reload_while_a_synthesis_runs_stops_it(session, case, tiny_run):
+    """Reload while the old widget's synthesis runs: cleanup() stops it; nothing of the old widget runs on."""
+    import slicer
+
+    enableDeveloperMode()
+    session.loadModule()
+    old = session.openModule()
+    loadCase(old, case)
+    typePath(old.ui.modelPathLineEdit, tiny_run)
+    pick(old.ui.deviceComboBox, "cpu")
+    click(old.ui.synthesizeButton)
+    click(old.reloadButton)
+    assert not session.slotErrors, session.slotErrors
+    assert slicer.modules.VirtualContrastWidget is not old and old._jobs["synthesis"].done
+    assert session.close(timeout=15) == []
+
+
+def test_module_self_test_runs_in_the_harness(session):
+    """The module's own VirtualContrastTest, started by the developer section's Test action."""
+    enableDeveloperMode()
+    session.loadModule()
+    widget = session.openModule()
+    widget.testAction.trigger()
+    assert not session.slotErrors and not session.dialogs.shown
+
+
+def test_cleanup_stops_every_job_and_leaves_no_timer(widget, case, session, small_phantom, tiny_run, tmp_path):
+    """Slicer's exit while a training and a synthesis run: cleanup() asks whether to checkpoint, stops both,
+    and nothing keeps running (no QTimer, no child process)."""
+    loadCase(widget, case)
+    ui = widget.ui
+    typePath(ui.modelPathLineEdit, tiny_run)
+    pick(ui.deviceComboBox, "cpu")
+    run = tmp_path / "run"
+    setUpTraining(widget, small_phantom, run, epochs=40)
+    click(ui.trainButton)
+    session.waitUntil(lambda: "epoch" in ui.trainingStatusLabel.text, JOB_TIMEOUT, "first training progress")
+    click(ui.synthesizeButton)
+    session.dialogs.expect("question", "A training is running", answer=True)
+    assert session.close(timeout=15) == []
+    assert (run / "checkpoint.safetensors").is_file()
+
+
+def test_evaluate_writes_a_report_and_opens_it(widget, session, split_manifest, tmp_path):
+    """Evaluate runs the engine's evaluation of the current model on a manifest split; Open report shows it."""
+    if not hasattr(widget.ui, "evaluateButton"):
+        pytest.skip("no Evaluate section in the .ui yet")
+    ui = widget.ui
+    expand(ui.evaluateCollapsibleButton)
+    # VIF, one of the papers' measures, needs images of 41 pixels or more: a 64-pixel tiny model.
+    typePath(ui.modelPathLineEdit, make_tiny_model(tmp_path / "run64", image_size=64))
+    pick(ui.deviceComboBox, "cpu")
+    typePath(ui.evaluationManifestPathLineEdit, split_manifest)
+    pick(ui.evaluationSplitComboBox, "test")
+    folder = tmp_path / "evaluation"
+    typePath(ui.evaluationFolderPathLineEdit, folder)
+    assert not ui.openReportButton.enabled
+    click(ui.evaluateButton)
+    assert ui.cancelEvaluationButton.enabled
+    session.waitUntil(lambda: not widget._pollTimer.active, JOB_TIMEOUT, "evaluation reported as ended")
+    assert ui.evaluationStatusLabel.text.startswith("Done"), ui.logTextEdit.toPlainText()
+    assert (folder / "report.html").is_file()
+    session.dialogs.expect("url", "report.html")
+    click(ui.openReportButton)
+
+
+def test_sample_data_loads_the_bundled_case(widget, session):
+    """The module registered its phantom case with Sample Data at startup; choosing it loads the case."""
+    import slicer
+
+    (source,) = session.sampleData.SampleDataLogic.sources
+    source.customDownloader(source)
+    names = [slicer.mrmlScene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode").GetName()
+             for i in range(slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))]
+    assert any("LE" in name for name in names) and any("DES" in name for name in names)

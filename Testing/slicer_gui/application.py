@@ -286,6 +286,9 @@ class SlicerApplication:
     def translate(self, context: str, text: str) -> str:
         return QtCore.QCoreApplication.translate(context, text)
 
+    def restart(self) -> None:
+        raise NotImplementedError("the harness does not restart the application")
+
     def pauseRender(self) -> None:
         pass
 

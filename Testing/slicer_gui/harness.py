@@ -25,12 +25,15 @@ from . import MODULE_FILE, SLICER_PYTHON
 _installed: dict | None = None
 
 
-def _immortalNone() -> None:
-    """PySide6 6.12's abi3 wheel returns None from void calls without a new reference on Python < 3.12
-    (where None is not yet immortal): each call lowers None's count and after a few thousand calls the
-    interpreter aborts with "none_dealloc". Raise the count once, as Python 3.12 makes None immortal."""
+def _immortalSingletons() -> None:
+    """PySide6 6.12's abi3 wheel returns None, True and False without a new reference on Python < 3.12,
+    where they are not yet immortal: every void call lowers None's count and every Python signal's
+    emit(), connect() and disconnect() lowers True's, and after a few thousand calls the interpreter
+    aborts ("none_dealloc", "bool_dealloc") or crashes on freed memory. Raise their counts once, as
+    Python 3.12 makes them immortal."""
     if sys.version_info < (3, 12):
-        ctypes.c_ssize_t.from_address(id(None)).value += 1 << 40
+        for singleton in (None, True, False, Ellipsis, NotImplemented):
+            ctypes.c_ssize_t.from_address(id(singleton)).value += 1 << 40
 
 
 class _NoBytecodeLoader(importlib.machinery.SourceFileLoader):
@@ -53,7 +56,7 @@ def _qtModule() -> types.ModuleType:
     from . import dialogs, pythonqt
 
     module = types.ModuleType("qt", "PySide6 behind PythonQt's `qt` module (see slicer_gui.pythonqt)")
-    overrides = {"QUiLoader": pythonqt.QUiLoader, "QTimer": pythonqt.QTimer, "QMessageBox": dialogs.QMessageBox,
+    overrides = {"QUiLoader": pythonqt.QUiLoader, "QMenu": pythonqt.QMenu, "QTimer": pythonqt.QTimer, "QMessageBox": dialogs.QMessageBox,
                  "QFileDialog": dialogs.QFileDialog, "QDesktopServices": dialogs.QDesktopServices}
 
     def __getattr__(name):
@@ -128,7 +131,7 @@ def install() -> None:
     import slicer
 
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    _immortalNone()
+    _immortalSingletons()
     from PySide6 import QtCore, QtWidgets
 
     if QtWidgets.QApplication.instance() is None:
@@ -215,6 +218,7 @@ class Session:
         QtCore.QSettings.setDefaultFormat(QtCore.QSettings.Format.IniFormat)
         QtCore.QSettings.setPath(QtCore.QSettings.Format.IniFormat, QtCore.QSettings.Scope.UserScope, str(settings))
         self.scene = newScene()
+        self._holdNodes(self.scene)
         # newScene gives slicer.modules the scene's module logics; Slicer's slicer.modules is a module.
         logics = vars(slicer.modules)
         slicer.modules = sys.modules["slicer.modules"] = types.ModuleType("slicer.modules")
@@ -230,6 +234,26 @@ class Session:
         self._processesBefore = descendants()
         self.module = None
         self.closed = False
+
+    def _holdNodes(self, scene) -> None:
+        """Hold the Python object of every node of the scene for the session.
+
+        slicer-core's VTK (9.6) lets Python's cyclic GC see an observer's callable
+        through the observed object's Python wrapper. When that wrapper is reachable
+        only through such a cycle, for example parameterNodeWrapper's GUI lambda
+        (which closes over a wrapper that holds the node), the GC frees the callable
+        while the C++ node keeps the observer, and the node's next event crashes
+        the interpreter. After a Reload, the old widget's wrappers form exactly that
+        cycle. Holding each node's Python object keeps such cycles reachable.
+        """
+        import vtk
+
+        self._nodes = [scene.GetNthNode(i) for i in range(scene.GetNumberOfNodes())]
+
+        @vtk.calldata_type(vtk.VTK_OBJECT)
+        def hold(caller, event, node):
+            self._nodes.append(node)
+        scene.AddObserver(scene.NodeAddedEvent, hold)
 
     waitUntil = staticmethod(waitUntil)
     spin = staticmethod(spin)
@@ -293,4 +317,5 @@ class Session:
             self.mainWindow.close()
             self.mainWindow.deleteLater()
             spin(0)
+            self._nodes.clear()
         return problems

@@ -8,8 +8,8 @@ Modules/Loadable/*/Widgets sources), kept to what the module and parameterNodeWr
   the first node arrives into a list without action rows: QComboBox selects row 0
   only when rows arrive in an empty list, and add/remove/edit/rename put "Create
   new ..." rows there. When the current node is removed the next node (else the
-  previous, else none) becomes current, as QComboBox keeps the row; after a batch
-  (scene close, import) a vanished current node becomes none. `addNode()` is the
+  previous, else none) becomes current, as QComboBox keeps the row; nodes added
+  during a batch (scene close, import) are listed when it ends. `addNode()` is the
   "Create new ..." action (`addEnabled`), `removeCurrentNode()` "Delete current".
   Emits `currentNodeChanged(vtkMRMLNode*)` and `currentNodeIDChanged(QString)` on
   each change. The visible combo box offers the same rows to `activated`.
@@ -228,11 +228,12 @@ class qMRMLNodeComboBox(PythonQtObject, QtWidgets.QWidget):
         self._select(self._currentID, autoSelect=wasEmpty and not self._hasActionRows())
 
     def _onNodeAboutToBeRemoved(self, node) -> None:
-        if not self._batch and node is not None and node.GetID() in self._ids:
+        if node is not None and node.GetID() in self._ids:
             self.nodeAboutToBeRemoved.emit(node)
 
     def _onNodeRemoved(self, node) -> None:
-        if self._batch or node is None or node.GetID() not in self._ids:
+        # Unlike additions (listed when a batch such as a scene close ends), removals apply at once.
+        if node is None or node.GetID() not in self._ids:
             return
         row = self._ids.index(node.GetID())
         self._ids.remove(node.GetID())

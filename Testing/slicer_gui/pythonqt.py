@@ -154,6 +154,16 @@ class QTimer(pythonQtClass(QtCore.QTimer)):
         createdTimers.add(self)
 
 
+class QMenu(pythonQtClass(QtWidgets.QMenu)):
+    """PythonQt turns an argument it cannot convert to QWidget* into the QString `title` (str(obj)):
+    Slicer's developer section builds `qt.QMenu(self)` with its Python widget object."""
+
+    def __init__(self, *args):
+        if args and not isinstance(args[0], (str, QtWidgets.QWidget)):
+            args = (str(args[0]), *args[1:])
+        super().__init__(*args)
+
+
 class QUiLoader(pythonQtClass(QtUiTools.QUiLoader)):
     """Builds the .ui's widgets from the `qt` module's classes and the registered stand-ins."""
 
