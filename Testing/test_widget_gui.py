@@ -115,8 +115,7 @@ def expand(section) -> None:
 def loadCase(widget, case, lesions=True) -> None:
     typePath(widget.ui.lePathLineEdit, case["le"])
     typePath(widget.ui.desPathLineEdit, case["des"])
-    if lesions:
-        typePath(widget.ui.segmentationPathLineEdit, case["lesions"])
+    typePath(widget.ui.segmentationPathLineEdit, case["lesions"] if lesions else "")
     click(widget.ui.loadCaseButton)
 
 
@@ -297,12 +296,15 @@ def test_synthesize_polls_the_child_until_result_heatmaps_and_layout(widget, cas
     assert slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == volumes
 
 
-def setUpTraining(widget, manifest, runFolder, epochs: int) -> None:
-    """The Train section as a user fills it: manifest dataset, the demo preset, a tiny and short run on CPU."""
+def setUpTraining(widget, runFolder, epochs: int, kind: str = "Manifest", source=None) -> None:
+    """The Train section as a user fills it: a dataset, the demo preset, a tiny and short run on CPU."""
     ui = widget.ui
     expand(ui.trainCollapsibleButton)
-    pick(ui.datasetKindComboBox, "Manifest")
-    typePath(ui.manifestPathLineEdit, manifest)
+    pick(ui.datasetKindComboBox, kind)
+    if kind == "Manifest":
+        typePath(ui.manifestPathLineEdit, source)
+    elif kind == "DICOM folder":
+        typePath(ui.dicomFolderPathLineEdit, source)
     pick(ui.presetComboBox, "demo")
     ui.epochsSpinBox.value = epochs
     ui.imageSizeSpinBox.value = 32
@@ -316,8 +318,11 @@ def test_train_with_live_loss_chart(widget, session, small_phantom, tmp_path):
     import slicer
 
     run = tmp_path / "run"
-    setUpTraining(widget, small_phantom, run, epochs=1)
     ui, p = widget.ui, widget.logic.getParameterNode()
+    setUpTraining(widget, run, epochs=1, source=None)
+    session.dialogs.expect("error", "choose a manifest file")  # Train pressed before the manifest is chosen
+    click(ui.trainButton)
+    typePath(ui.manifestPathLineEdit, small_phantom)
     assert (p.preset, p.epochs, p.imageSize, p.batchSize, p.trainDevice) == ("demo", 1, 32, 2, "cpu")
     assert p.manifestPath == small_phantom and p.outputFolder == run
     assert "Duration" in ui.trainingEstimateLabel.text
@@ -339,9 +344,10 @@ def test_train_with_live_loss_chart(widget, session, small_phantom, tmp_path):
 
 
 def test_cancel_a_running_training_then_resume(widget, session, small_phantom, tmp_path):
-    """Cancel writes a checkpoint once training runs; Resume continues the same run to its end."""
+    """A DICOM folder is imported beside the run and trained on; Cancel writes a checkpoint once training
+    runs; Resume continues the same run, on the same imported dataset, to its end."""
     run = tmp_path / "run"
-    setUpTraining(widget, small_phantom, run, epochs=40)
+    setUpTraining(widget, run, epochs=40, kind="DICOM folder", source=small_phantom.parent)
     ui = widget.ui
     click(ui.trainButton)
     session.waitUntil(lambda: "epoch" in ui.trainingStatusLabel.text, JOB_TIMEOUT, "first training progress")
@@ -351,30 +357,54 @@ def test_cancel_a_running_training_then_resume(widget, session, small_phantom, t
     assert (run / "checkpoint.safetensors").is_file()
     assert ui.trainButton.enabled and ui.resumeTrainingButton.enabled and not ui.cancelTrainingButton.enabled
 
+    dataset = run.parent / "run-dataset" / "manifest.csv"
+    assert dataset.is_file()
+    imported = dataset.stat().st_mtime_ns
     ui.epochsSpinBox.value = 2
     click(ui.resumeTrainingButton)
     assert ui.trainingStatusLabel.text == "Resuming..."
     session.waitUntil(lambda: not widget._pollTimer.active, JOB_TIMEOUT, "resumed training reported")
     assert ui.trainingStatusLabel.text.startswith("Finished"), ui.logTextEdit.toPlainText()
+    assert dataset.stat().st_mtime_ns == imported and "--resume" in ui.logTextEdit.toPlainText()
     assert widget.logic.isRunFolder(run)
 
 
 def test_scene_close_while_jobs_run(widget, case, session, small_phantom, tiny_run, tmp_path):
-    """Closing the scene stops a synthesis (its LE is gone); a training goes on, its chart moves to the new
-    scene, and its model is selected in a fresh parameter node."""
+    """Cases taken from the scene are exported and trained on. Closing the scene then stops the synthesis
+    (its LE is gone) and empties the case list; the training goes on, its chart moves to the new scene, and
+    its model is selected in the fresh parameter node."""
     import slicer
+    from VirtualContrastTraining.data.manifest import read_manifest
 
-    loadCase(widget, case)
     ui = widget.ui
+    session.dialogs.expect("error", "needs an LE volume and a real DES")
+    click(ui.addSceneCaseButton)
+    loadCase(widget, case)
+    click(ui.addSceneCaseButton)
+    session.dialogs.expect("error", "already in the list")
+    click(ui.addSceneCaseButton)
+    assert ui.sceneCasesListWidget.count == 1 and ui.removeSceneCaseButton.enabled
+    ui.sceneCasesListWidget.currentRow = 0
+    click(ui.removeSceneCaseButton)
+    assert ui.sceneCasesListWidget.count == 0 and not ui.removeSceneCaseButton.enabled
+    # Training needs patients for its validation and test splits: the small phantom's cases, one by one.
+    for row in read_manifest(small_phantom):
+        loadCase(widget, {"le": row.le_path, "des": row.des_path, "lesions": row.lesion_path},
+                 lesions=bool(row.lesion_path))
+        click(ui.addSceneCaseButton)
+    assert ui.sceneCasesListWidget.count == len(read_manifest(small_phantom))
+    run = tmp_path / "run"
+    setUpTraining(widget, run, epochs=1, kind="Cases from this scene")
+    assert ui.datasetSourceStackedWidget.currentIndex == 2
+    click(ui.trainButton)
+    assert (run.parent / "run-dataset" / "manifest.csv").is_file()
     typePath(ui.modelPathLineEdit, tiny_run)
     pick(ui.deviceComboBox, "cpu")
-    run = tmp_path / "run"
-    setUpTraining(widget, small_phantom, run, epochs=1)
-    click(ui.trainButton)
     click(ui.synthesizeButton)
     slicer.mrmlScene.Clear(0)
     p = widget.logic.getParameterNode()
     assert p.leVolume is None and p.syntheticVolume is None and ui.leVolumeSelector.currentNode() is None
+    assert ui.sceneCasesListWidget.count == 0
     assert p.lossChart is not None and slicer.mrmlScene.IsNodePresent(p.lossChart)
     session.waitUntil(lambda: not widget._pollTimer.active, JOB_TIMEOUT, "both jobs reported as ended")
     assert ui.synthesisStatusLabel.text == "Cancelled.", ui.logTextEdit.toPlainText()
@@ -438,13 +468,17 @@ def test_reload_while_a_synthesis_runs_stops_it(session, case, tiny_run):
     assert session.close(timeout=15) == []
 
 
-def test_module_self_test_runs_in_the_harness(session):
-    """The module's own VirtualContrastTest, started by the developer section's Test action."""
+def test_module_self_test_runs_in_the_harness(session, caplog):
+    """The module's own VirtualContrastTest, started by the developer section's Test action: all three
+    of its tests pass (a failure would be an error dialog and an exception in the action's slot)."""
     enableDeveloperMode()
     session.loadModule()
     widget = session.openModule()
-    widget.testAction.trigger()
+    with caplog.at_level("INFO"):
+        widget.testAction.trigger()
     assert not session.slotErrors and not session.dialogs.shown
+    for passed in ("Load and CNR passed", "Widget binding passed", "Synthesis, heatmap and CNR passed"):
+        assert passed in caplog.text
 
 
 def test_cleanup_stops_every_job_and_leaves_no_timer(widget, case, session, small_phantom, tiny_run, tmp_path):
@@ -455,7 +489,7 @@ def test_cleanup_stops_every_job_and_leaves_no_timer(widget, case, session, smal
     typePath(ui.modelPathLineEdit, tiny_run)
     pick(ui.deviceComboBox, "cpu")
     run = tmp_path / "run"
-    setUpTraining(widget, small_phantom, run, epochs=40)
+    setUpTraining(widget, run, epochs=40, source=small_phantom)
     click(ui.trainButton)
     session.waitUntil(lambda: "epoch" in ui.trainingStatusLabel.text, JOB_TIMEOUT, "first training progress")
     click(ui.synthesizeButton)
@@ -496,3 +530,21 @@ def test_sample_data_loads_the_bundled_case(widget, session):
     names = [slicer.mrmlScene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode").GetName()
              for i in range(slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))]
     assert any("LE" in name for name in names) and any("DES" in name for name in names)
+
+
+#: A bug of the Widget that the test below reproduces (Slicer's exit order: qSlicerMainWindow::closeEvent
+#: selects no module, so the current one gets exit(); then the module manager unloads it: cleanup()).
+EXIT_THEN_CLEANUP = (
+    "exit() removes the parameter node's ModifiedEvent observer but leaves self._parameterNode set, so "
+    "cleanup()'s setParameterNode(None) removes it again and slicer.util.VTKObservationMixin warns "
+    "'does not have observer' on every Slicer exit with the module shown")
+
+
+@pytest.mark.xfail(strict=True, reason=EXIT_THEN_CLEANUP)
+def test_closing_slicer_with_the_module_shown_warns_nothing(widget, session):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert session.close() == []
+    assert [str(w.message) for w in caught] == []
