@@ -296,6 +296,33 @@ def test_synthesize_polls_the_child_until_result_heatmaps_and_layout(widget, cas
     assert slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == volumes
 
 
+def test_synthesis_without_real_des_and_a_failing_model(widget, case, session, tiny_run, tmp_path):
+    """Without a real DES the synthetic DES is shown alone (no heatmap); a model the engine refuses ends in
+    one error dialog with the engine's own words."""
+    import slicer
+
+    ui, p = widget.ui, widget.logic.getParameterNode()
+    typePath(ui.lePathLineEdit, case["le"])
+    click(ui.loadCaseButton)
+    assert p.realDesVolume is None
+    typePath(ui.modelPathLineEdit, tiny_run)
+    pick(ui.deviceComboBox, "cpu")
+    click(ui.synthesizeButton)
+    session.waitUntil(lambda: not widget._pollTimer.active, JOB_TIMEOUT, "synthesis reported as ended")
+    assert ui.synthesisStatusLabel.text.startswith("Done") and p.syntheticVolume is not None
+    assert p.heatmapVolume is None and not ui.showComparisonButton.enabled
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.safetensors").write_bytes(b"not a model")
+    typePath(ui.modelPathLineEdit, broken)
+    session.dialogs.expect("error", "Synthesis failed")
+    click(ui.synthesizeButton)
+    session.waitUntil(lambda: not widget._pollTimer.active, JOB_TIMEOUT, "failed synthesis reported")
+    assert ui.synthesisStatusLabel.text == "Failed." and "model.safetensors" in session.dialogs.of("error")[-1].text
+    assert slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 2  # LE and the first result
+
+
 def setUpTraining(widget, runFolder, epochs: int, kind: str = "Manifest", source=None) -> None:
     """The Train section as a user fills it: a dataset, the demo preset, a tiny and short run on CPU."""
     ui = widget.ui
@@ -387,6 +414,9 @@ def test_scene_close_while_jobs_run(widget, case, session, small_phantom, tiny_r
     ui.sceneCasesListWidget.currentRow = 0
     click(ui.removeSceneCaseButton)
     assert ui.sceneCasesListWidget.count == 0 and not ui.removeSceneCaseButton.enabled
+    click(ui.addSceneCaseButton)
+    slicer.mrmlScene.RemoveNode(widget.logic.getParameterNode().realDesVolume)  # deleted in the Data module
+    assert ui.sceneCasesListWidget.count == 0  # a case whose DES is gone leaves the list
     # Training needs patients for its validation and test splits: the small phantom's cases, one by one.
     for row in read_manifest(small_phantom):
         loadCase(widget, {"le": row.le_path, "des": row.des_path, "lesions": row.lesion_path},
@@ -481,9 +511,11 @@ def test_module_self_test_runs_in_the_harness(session, caplog):
         assert passed in caplog.text
 
 
-def test_cleanup_stops_every_job_and_leaves_no_timer(widget, case, session, small_phantom, tiny_run, tmp_path):
-    """Slicer's exit while a training and a synthesis run: cleanup() asks whether to checkpoint, stops both,
-    and nothing keeps running (no QTimer, no child process)."""
+@pytest.mark.parametrize("checkpoint", [True, False], ids=["checkpoint", "at-once"])
+def test_cleanup_stops_every_job_and_leaves_no_timer(widget, case, session, small_phantom, tiny_run, tmp_path,
+                                                      checkpoint):
+    """Slicer's exit while a training and a synthesis run: cleanup() asks whether to checkpoint, stops both
+    (with a checkpoint, or at once), and nothing keeps running (no QTimer, no child process)."""
     loadCase(widget, case)
     ui = widget.ui
     typePath(ui.modelPathLineEdit, tiny_run)
@@ -493,9 +525,9 @@ def test_cleanup_stops_every_job_and_leaves_no_timer(widget, case, session, smal
     click(ui.trainButton)
     session.waitUntil(lambda: "epoch" in ui.trainingStatusLabel.text, JOB_TIMEOUT, "first training progress")
     click(ui.synthesizeButton)
-    session.dialogs.expect("question", "A training is running", answer=True)
+    session.dialogs.expect("question", "A training is running", answer=checkpoint)
     assert session.close(timeout=15) == []
-    assert (run / "checkpoint.safetensors").is_file()
+    assert (run / "checkpoint.safetensors").is_file() or not checkpoint
 
 
 def test_evaluate_writes_a_report_and_opens_it(widget, session, split_manifest, tmp_path):

@@ -188,7 +188,6 @@ class qMRMLNodeComboBox(PythonQtObject, QtWidgets.QWidget):
             self._observations = [
                 _observe(scene, E.NodeAddedEvent, self._onNodeAdded, calldata=True),
                 _observe(scene, E.NodeAboutToBeRemovedEvent, self._onNodeAboutToBeRemoved, calldata=True),
-                _observe(scene, E.NodeRemovedEvent, self._onNodeRemoved, calldata=True),
                 _observe(scene, E.StartBatchProcessEvent, self._onStartBatch),
                 _observe(scene, E.EndBatchProcessEvent, self._onEndBatch)]
         self._ids = self._sceneIDs()
@@ -228,13 +227,11 @@ class qMRMLNodeComboBox(PythonQtObject, QtWidgets.QWidget):
         self._select(self._currentID, autoSelect=wasEmpty and not self._hasActionRows())
 
     def _onNodeAboutToBeRemoved(self, node) -> None:
-        if node is not None and node.GetID() in self._ids:
-            self.nodeAboutToBeRemoved.emit(node)
-
-    def _onNodeRemoved(self, node) -> None:
-        # Unlike additions (listed when a batch such as a scene close ends), removals apply at once.
+        """qMRMLSceneModel drops the row when the node is about to be removed (before the scene clears the
+        references to it); additions made during a batch wait for its end, removals apply at once."""
         if node is None or node.GetID() not in self._ids:
             return
+        self.nodeAboutToBeRemoved.emit(node)
         row = self._ids.index(node.GetID())
         self._ids.remove(node.GetID())
         if node.GetID() != self._currentID:
