@@ -143,6 +143,70 @@ def drawRoiInside(widget, selector, maskPath):
 
 # ---------------------------------------------------------------- tests
 
+def test_node_combo_box_follows_the_scene_as_slicer_does(session):
+    """The qMRMLNodeComboBox stand-in: type filter, first node chosen only where QComboBox would choose it,
+    the next node after a removal, "Create new" selecting the new node."""
+    import slicer
+
+    scene = slicer.mrmlScene
+    first = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "first")
+    combo = slicer.qMRMLNodeComboBox()
+    combo.nodeTypes = ["vtkMRMLScalarVolumeNode"]
+    combo.showChildNodeTypes = combo.noneEnabled = combo.addEnabled = combo.removeEnabled = False
+    changes = []
+    combo.currentNodeChanged.connect(lambda node: changes.append(node))
+    combo.setMRMLScene(scene)
+    assert combo.currentNode() is first and combo.enabled  # none not allowed: the first node at scene set
+    scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "a label map")  # a child type, hidden
+    second = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "second")
+    assert combo.nodes() == [first, second] and combo.currentNodeID == first.GetID()
+    scene.RemoveNode(first)
+    assert combo.currentNode() is second  # the next row
+    scene.RemoveNode(second)
+    assert combo.currentNode() is None and changes == [first, second, None]
+    third = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "third")
+    assert combo.currentNode() is third  # the first node into an empty list without action rows
+
+    withActions = slicer.qMRMLNodeComboBox()
+    withActions.nodeTypes = ["vtkMRMLMarkupsROINode"]
+    withActions.setMRMLScene(scene)
+    scene.AddNewNodeByClass("vtkMRMLMarkupsROINode")
+    assert withActions.currentNode() is None  # "Create new ..." rows: QComboBox selects nothing
+    created = withActions.addNode()
+    assert withActions.currentNode() is created and created.GetDisplayNode() is not None
+    noneFirst = slicer.qMRMLNodeComboBox()
+    noneFirst.nodeTypes, noneFirst.noneEnabled = ["vtkMRMLScalarVolumeNode"], True
+    noneFirst.setMRMLScene(scene)
+    assert noneFirst.currentNode() is None
+
+
+def test_path_line_edit_keeps_its_history_in_the_settings(session):
+    """The ctkPathLineEdit stand-in: currentPathChanged for acceptable input only, the history in QSettings
+    (newest first), recalled by a new edit with the same key; Browse asks a recorded file dialog."""
+    import ctk
+    import qt
+
+    edit = ctk.ctkPathLineEdit()
+    edit.objectName, edit.nameFilters = "imagePath", ["Images (*.nrrd)", "All files (*)"]
+    seen = []
+    edit.currentPathChanged.connect(lambda path: seen.append(path))
+    edit.currentPath = "notes.txt"
+    edit.currentPath = "a.nrrd"
+    assert seen == ["a.nrrd"] and edit.currentPath == "a.nrrd"
+    edit.addCurrentPathToHistory()
+    edit.currentPath = "b.nrrd"
+    edit.addCurrentPathToHistory()
+    assert qt.QSettings().value("ctkPathLineEdit/imagePath") == ["b.nrrd", "a.nrrd"]
+    assert any((session.folder / "settings").rglob("*.ini"))
+    recalled = ctk.ctkPathLineEdit()
+    recalled.settingKey = "imagePath"
+    assert recalled.currentPath == "b.nrrd" and recalled.comboBox().count == 2
+    edit.filters = ctk.ctkPathLineEdit.Files | ctk.ctkPathLineEdit.Readable
+    session.dialogs.expect("file", "getOpenFileName", answer="/data/c.nrrd")
+    edit.browse()
+    assert edit.currentPath == "/data/c.nrrd"
+
+
 def test_module_comes_up_as_slicer_brings_it_up(session):
     """Module(parent) -> Widget(parent) -> setup() -> enter(), with what Slicer registers along the way."""
     import slicer
