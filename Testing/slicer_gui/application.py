@@ -110,7 +110,8 @@ class qSlicerScriptedLoadableModule(PythonQtObject, QtCore.QObject):
         self._self = None
 
     def _property(name, kind):
-        return Property(kind, lambda self: self._values[name], lambda self, value: self._values.__setitem__(name, value))
+        return Property(kind, lambda self: self._values[name],
+                        lambda self, value: self._values.__setitem__(name, value))
 
     path = _property("path", str)
     name = _property("name", str)

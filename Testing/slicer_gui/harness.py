@@ -56,8 +56,9 @@ def _qtModule() -> types.ModuleType:
     from . import dialogs, pythonqt
 
     module = types.ModuleType("qt", "PySide6 behind PythonQt's `qt` module (see slicer_gui.pythonqt)")
-    overrides = {"QUiLoader": pythonqt.QUiLoader, "QMenu": pythonqt.QMenu, "QTimer": pythonqt.QTimer, "QMessageBox": dialogs.QMessageBox,
-                 "QFileDialog": dialogs.QFileDialog, "QDesktopServices": dialogs.QDesktopServices}
+    overrides = {"QUiLoader": pythonqt.QUiLoader, "QMenu": pythonqt.QMenu, "QTimer": pythonqt.QTimer,
+                 "QMessageBox": dialogs.QMessageBox, "QFileDialog": dialogs.QFileDialog,
+                 "QDesktopServices": dialogs.QDesktopServices}
 
     def __getattr__(name):
         value = overrides.get(name)
@@ -88,7 +89,7 @@ def joinSlicer() -> None:
     """Slicer 5.10's Python files as submodules of slicer-core's `slicer` package (see the package docstring)."""
     import slicer
 
-    from . import application, mrml_widgets, pythonqt
+    from . import application, ctk_widgets, mrml_widgets, pythonqt
 
     coreUtil = sys.modules.pop("slicer.util", None)
     for name in dir(coreUtil) if coreUtil else []:
@@ -103,15 +104,13 @@ def joinSlicer() -> None:
         setattr(slicer, name, module)
     # The C++ classes Slicer's Python and the .ui name: stand-ins, and never-built placeholders for the
     # ones parameterNodeWrapper's connectors only compare types with.
-    for name, cls in {**mrml_widgets.CLASSES, "qSlicerScriptedLoadableModule": application.qSlicerScriptedLoadableModule,
-                      "qSlicerScriptedLoadableModuleWidget": application.qSlicerScriptedLoadableModuleWidget}.items():
+    hosts = {cls.__name__: cls for cls in (application.qSlicerScriptedLoadableModule,
+                                            application.qSlicerScriptedLoadableModuleWidget)}
+    for name, cls in {**mrml_widgets.CLASSES, **hosts}.items():
         setattr(slicer, name, cls)
     for name in ("qMRMLSliderWidget", "qMRMLSpinBox", "qMRMLRangeWidget", "qMRMLSubjectHierarchyTreeView"):
         setattr(slicer, name, type(name, (mrml_widgets.qMRMLWidget,), {"__init__": _refuse(name)}))
-    pythonqt.QUiLoader.customClasses.update(mrml_widgets.CLASSES)
-    from . import ctk_widgets
-
-    pythonqt.QUiLoader.customClasses.update(ctk_widgets.CLASSES)
+    pythonqt.QUiLoader.customClasses.update({**mrml_widgets.CLASSES, **ctk_widgets.CLASSES})
     for name in ("util", "i18n", "ScriptedLoadableModule", "parameterNodeWrapper", "testing"):
         module = importlib.import_module(f"slicer.{name}")
         assert Path(module.__file__).resolve().is_relative_to(SLICER_PYTHON), module.__file__
