@@ -222,3 +222,54 @@ def test_starter_model_enhances_the_sample_case(vc_logic):
     inside = breast_mask(le)
     corr = {name: np.corrcoef(image[inside], des[inside])[0, 1] for name, image in (("LE", le), ("synthetic", syn))}
     assert corr["synthetic"] > corr["LE"] + 0.3, corr  # measured: 0.72 against 0.00
+
+
+# ---------------------------------------------------------------- regions, settings, status
+
+def test_region_view_follows_the_node_type(mrml_scene):
+    roi = mrml_scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "roi")
+    curve = mrml_scene.AddNewNodeByClass("vtkMRMLMarkupsClosedCurveNode", "curve")
+    segmentation = mrml_scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "seg")
+    segmentation.GetSegmentation().AddEmptySegment("adipose", "adipose")
+    assert panel.regionView(None, "") == panel.RegionView(False, False, False, "")
+    assert panel.regionView(roi, "") == panel.RegionView(False, True, False, "")
+    assert panel.regionView(curve, "") == panel.RegionView(False, True, True, "")
+    assert panel.regionView(segmentation, "adipose") == panel.RegionView(True, False, False, "adipose")
+    # A segment id recorded for another segmentation is not selected in this one.
+    assert panel.regionView(segmentation, "Segment_7").segmentId == ""
+
+
+def test_remembered_settings_fill_what_is_still_valid():
+    settings = {panel.SETTINGS["lastModel"]: "/runs/a", panel.SETTINGS["outputFolder"]: "/runs/next",
+                panel.SETTINGS["device"]: "cuda:1"}
+    fields = panel.rememberedFields(settings.get, Path("/bundled"), ["auto", "cpu", "cuda:0", "cuda:1"])
+    assert fields == {"modelPath": Path("/runs/a"), "outputFolder": Path("/runs/next"), "device": "cuda:1",
+                      "trainDevice": "cuda:1"}
+    # A fresh machine: the starter model; a GPU that is gone is not chosen.
+    assert panel.rememberedFields({panel.SETTINGS["device"]: "cuda:1"}.get, Path("/bundled"), ["auto", "cpu"]) == \
+        {"modelPath": Path("/bundled")}
+
+
+def test_synthesis_status_names_the_heatmap_sign():
+    assert panel.synthesisText("LE – synthetic DES", True) == "Done: LE – synthetic DES, with heatmaps (synthetic − real)"
+    assert panel.synthesisText("LE – synthetic DES", False) == "Done: LE – synthetic DES"
+
+
+def test_signed_heatmap_and_delta_cnr_are_synthetic_minus_real(vc_logic):
+    """One sign convention: the signed heatmap and ΔCNR are synthetic − real, as in the report."""
+    import slicer
+
+    from VirtualContrastLib.nodes import imageFromVolume, volumeFromImage
+
+    case = vc_logic.loadSampleCase()
+    des = imageFromVolume(case.des)
+    brighter = volumeFromImage(des.with_array(des.array.astype(np.float32) + 10.0), "brighter", vc_logic.scene)
+    heatmap = vc_logic.differenceHeatmap(case.des, brighter, case.le)
+    signed = slicer.util.arrayFromVolume(heatmap.signed)[0]
+    assert signed.max() == pytest.approx(10.0) and signed.min() >= 0.0
+    segments = case.tissue.GetSegmentation()
+    ids = {segments.GetNthSegment(i).GetName(): segments.GetNthSegmentID(i) for i in range(2)}
+    result = vc_logic.computeCNR((case.tissue, ids["fibroglandular"]), (case.tissue, ids["adipose"]),
+                                 panel.cnrVolumes(case.le, case.des, case.le))
+    for measure, delta in result.delta.items():
+        assert delta == pytest.approx(result.values[measure]["synthetic DES"] - result.values[measure]["real DES"])

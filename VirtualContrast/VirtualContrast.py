@@ -254,27 +254,22 @@ class VirtualContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeRemovedEvent, self.onNodeRemoved)
 
-        ui = self.ui
-        ui.loadCaseButton.clicked.connect(self.onLoadCase)
-        ui.deviceComboBox.currentTextChanged.connect(lambda text: self._setParameter("device", text))
-        ui.synthesizeButton.clicked.connect(self.onSynthesize)
-        ui.cancelSynthesisButton.clicked.connect(lambda: self._cancel("synthesis"))
-        ui.showComparisonButton.clicked.connect(self.onShowComparison)
+        for button, slot in {
+                "loadCaseButton": self.onLoadCase, "synthesizeButton": self.onSynthesize,
+                "showComparisonButton": self.onShowComparison, "computeCnrButton": self.onComputeCnr,
+                "saveCnrCsvButton": self.onSaveCnrCsv, "addSceneCaseButton": self.onAddSceneCase,
+                "removeSceneCaseButton": self.onRemoveSceneCase, "trainButton": lambda: self.onTrain(resume=False),
+                "resumeTrainingButton": lambda: self.onTrain(resume=True), "evaluateButton": self.onEvaluate,
+                "openReportButton": self.onOpenReport, "cancelSynthesisButton": lambda: self._cancel("synthesis"),
+                "cancelTrainingButton": lambda: self._cancel("training"),
+                "cancelEvaluationButton": lambda: self._cancel("evaluation")}.items():
+            getattr(self.ui, button).clicked.connect(slot)
+        for combo, field in (("deviceComboBox", "device"), ("trainDeviceComboBox", "trainDevice")):
+            getattr(self.ui, combo).currentTextChanged.connect(lambda text, f=field: self._setParameter(f, text))
         for key in ("fibroglandular", "adipose", "lesion"):
-            getattr(ui, f"{key}SegmentSelector").currentSegmentChanged.connect(
+            getattr(self.ui, f"{key}SegmentSelector").currentSegmentChanged.connect(
                 lambda segmentId, key=key: self._setParameter(f"{key}SegmentId", segmentId))
-        ui.computeCnrButton.clicked.connect(self.onComputeCnr)
-        ui.saveCnrCsvButton.clicked.connect(self.onSaveCnrCsv)
-        ui.presetComboBox.connect("activated(int)", self.onPresetChosen)
-        ui.trainDeviceComboBox.currentTextChanged.connect(lambda text: self._setParameter("trainDevice", text))
-        ui.addSceneCaseButton.clicked.connect(self.onAddSceneCase)
-        ui.removeSceneCaseButton.clicked.connect(self.onRemoveSceneCase)
-        ui.trainButton.clicked.connect(lambda: self.onTrain(resume=False))
-        ui.resumeTrainingButton.clicked.connect(lambda: self.onTrain(resume=True))
-        ui.cancelTrainingButton.clicked.connect(lambda: self._cancel("training"))
-        ui.evaluateButton.clicked.connect(self.onEvaluate)
-        ui.cancelEvaluationButton.clicked.connect(lambda: self._cancel("evaluation"))
-        ui.openReportButton.clicked.connect(self.onOpenReport)
+        self.ui.presetComboBox.connect("activated(int)", self.onPresetChosen)
 
         self.initializeParameterNode()
 
@@ -283,8 +278,7 @@ class VirtualContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         every running job so that none outlives Slicer. A running training is asked about first: stopped
         with a checkpoint (Resume continues it) or at once."""
         self._pollTimer.stop()
-        self.removeObservers()
-        self.setParameterNode(None)
+        self.removeObservers()  # every observation, the parameter node's included (exit() may have removed it)
         training = self._jobs["training"]
         if training is not None and not training.done and not slicer.util.confirmYesNoDisplay(_(
                 "A training is running. Write a checkpoint before it stops, so that Resume can continue it later? "
@@ -339,16 +333,12 @@ class VirtualContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not p.preset:
             self._applyPreset(panel.DEFAULT_PRESET if self.ui.presetComboBox.findText(panel.DEFAULT_PRESET) >= 0
                               else self.ui.presetComboBox.itemText(0))
-        settings = qt.QSettings()
+        devices = [self.ui.deviceComboBox.itemText(i) for i in range(self.ui.deviceComboBox.count)]
         with slicer.util.NodeModify(p):
-            remembered = {"modelPath": settings.value(panel.SETTINGS["lastModel"]) or self.logic.starterModelPath(),
-                          "outputFolder": settings.value(panel.SETTINGS["outputFolder"])}
-            for name, value in remembered.items():
-                if getattr(p, name) is None and value:
-                    setattr(p, name, pathlib.Path(value))
-            device = settings.value(panel.SETTINGS["device"])
-            if device and self.ui.deviceComboBox.findText(device) >= 0:
-                p.device = p.trainDevice = device
+            for field, value in panel.rememberedFields(qt.QSettings().value, self.logic.starterModelPath(),
+                                                       devices).items():
+                if getattr(p, field) in (None, "auto"):
+                    setattr(p, field, value)
 
     def setParameterNode(self, inputParameterNode: Optional[VirtualContrastParameterNode]) -> None:
         """Bind the GUI to a parameter node (and unbind the previous one)."""
@@ -395,34 +385,23 @@ class VirtualContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updateButtonStates()
 
     def _updateRegionWidgets(self, key: str) -> Optional[str]:
-        """Show the segment picker for a segmentation region and the place widget for a markups region.
-
-        Returns the segment the picker shows for a segmentation region (None otherwise).
-        """
+        """Segment picker or place widget for one region (panel.regionView); returns the segment shown."""
+        segmentSelector, placeWidget = (getattr(self.ui, f"{key}{kind}") for kind in ("SegmentSelector", "PlaceWidget"))
         node = getattr(self._parameterNode, f"{key}Region")
-        segmentSelector = getattr(self.ui, f"{key}SegmentSelector")
-        placeWidget = getattr(self.ui, f"{key}PlaceWidget")
-        isSegmentation = node is not None and node.IsA("vtkMRMLSegmentationNode")
-        isMarkups = node is not None and not isSegmentation
-        segmentSelector.visible = isSegmentation
-        placeWidget.visible = isMarkups
-        segmentSelector.setCurrentNode(node if isSegmentation else None)
-        shownSegment = None
-        if isSegmentation:
-            segmentId = getattr(self._parameterNode, f"{key}SegmentId")
-            if segmentId and node.GetSegmentation().GetSegment(segmentId):
-                segmentSelector.setCurrentSegmentID(segmentId)
+        view = panel.regionView(node, getattr(self._parameterNode, f"{key}SegmentId"))
+        segmentSelector.visible, placeWidget.visible = view.segmentation, view.markups
+        segmentSelector.setCurrentNode(node if view.segmentation else None)
+        placeWidget.setCurrentNode(node if view.markups else None)
+        if view.segmentation:
+            if view.segmentId:
+                segmentSelector.setCurrentSegmentID(view.segmentId)
             # The picker may still name a segment of the previous segmentation when this one has none.
-            shown = segmentSelector.currentSegmentID()
-            shownSegment = shown if shown and node.GetSegmentation().GetSegment(shown) else ""
-        placeWidget.setCurrentNode(node if isMarkups else None)
-        if isMarkups:
-            # A closed curve takes many clicks; an ROI is done in one drag.
-            placeWidget.placeMultipleMarkups = (
-                slicer.qSlicerMarkupsPlaceWidget.ForcePlaceMultipleMarkups
-                if node.IsA("vtkMRMLMarkupsClosedCurveNode")
-                else slicer.qSlicerMarkupsPlaceWidget.ForcePlaceSingleMarkup)
-        return shownSegment
+            return panel.existingSegment(node, segmentSelector.currentSegmentID())
+        if view.markups:  # a closed curve takes many clicks; an ROI is done in one drag
+            placeWidget.placeMultipleMarkups = (slicer.qSlicerMarkupsPlaceWidget.ForcePlaceMultipleMarkups
+                                                if view.multiplePoints else
+                                                slicer.qSlicerMarkupsPlaceWidget.ForcePlaceSingleMarkup)
+        return None
 
     def _updateButtonStates(self) -> None:
         """Enable each action only when its inputs are there and no job of its kind runs (panel.buttonStates)."""
@@ -541,7 +520,7 @@ class VirtualContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _jobEnded(self, kind: str, job, statusLabel) -> None:
         """Show what the job left: the synthetic DES, the new model, the report; or why it failed."""
         text, error = panel.jobEndText(kind, job)
-        if job.state == "finished" and kind == "synthesis" and self._parameterNode is not None:
+        if job.state == "finished" and kind == "synthesis":
             text = self._showSynthesisResult(job.result)
         elif job.state == "finished" and kind == "training":
             # The new model becomes the current one and joins the recent-models list.
@@ -586,22 +565,21 @@ class VirtualContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     _("Starting..."))
 
     def _showSynthesisResult(self, syntheticNode) -> str:
-        """Record the synthetic DES; with a real DES, add heatmaps and the four-view comparison.
-        Returns the status line."""
+        """Record the synthetic DES (and, with a real DES, its heatmaps and the comparison); the status line."""
         leNode, realDesNode = self._synthesisInputs
-        self._parameterNode.syntheticVolume = syntheticNode
-        # The model worked: remember its run folder in the drop-down list of recent models.
-        self.ui.modelPathLineEdit.addCurrentPathToHistory()
-        if realDesNode is None:
-            slicer.util.setSliceViewerLayers(background=syntheticNode, foreground=None, fit=True)
-            return _("Done: {name}").format(name=syntheticNode.GetName())
+        p = self.logic.getParameterNode()  # also when the user has moved to another module meanwhile
+        p.syntheticVolume = syntheticNode
+        self.ui.modelPathLineEdit.addCurrentPathToHistory()  # the model worked: remember it
+        heatmap = None
         with self._reporting(_("Failed to compute the difference heatmap.")):
-            heatmap = self.logic.differenceHeatmap(realDesNode, syntheticNode, leNode)
-            with slicer.util.NodeModify(self._parameterNode):
-                self._parameterNode.heatmapVolume = heatmap.absolute
-                self._parameterNode.signedHeatmapVolume = heatmap.signed
-            self.logic.showComparison(leNode, realDesNode, syntheticNode, heatmap.absolute)
-        return _("Done: {name}, with heatmaps (synthetic − real)").format(name=syntheticNode.GetName())
+            if realDesNode is None:
+                slicer.util.setSliceViewerLayers(background=syntheticNode, foreground=None, fit=True)
+            else:
+                heatmap = self.logic.differenceHeatmap(realDesNode, syntheticNode, leNode)
+                with slicer.util.NodeModify(p):
+                    p.heatmapVolume, p.signedHeatmapVolume = heatmap.absolute, heatmap.signed
+                self.logic.showComparison(leNode, realDesNode, syntheticNode, heatmap.absolute)
+        return panel.synthesisText(syntheticNode.GetName(), withHeatmaps=heatmap is not None)
 
     def onShowComparison(self) -> None:
         """Show the four linked views again (e.g. after changing the layout by hand)."""

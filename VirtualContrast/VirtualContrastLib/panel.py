@@ -10,7 +10,8 @@ the Logic. Keeping the rules here means every one of them is tested headless
 - which volumes CNR measures (`cnrVolumes`);
 - what a finished, cancelled or failed job says (`jobEndText`);
 - the training cases picked from the scene (`SceneCases`);
-- the settings remembered between sessions (`SETTINGS`).
+- how a CNR region is shown (`regionView`);
+- the settings remembered between sessions (`SETTINGS`, `rememberedFields`).
 """
 
 from __future__ import annotations
@@ -171,6 +172,52 @@ def trainingEstimate(preset: str, epochs: int, imageCount: int | None, device: s
     text = (f"Duration on 2 CPU cores: about {duration(epochs * images / rate)} for {epochs} epochs, {where} "
             f"({rate:g} images/s measured).")
     return text + (" With a GPU (auto uses one when present) much less." if device == "auto" else "")
+
+
+@dataclass
+class RegionView:
+    """How the CNR section shows one region: a segment picker for a segmentation, a place widget for
+    markups (many clicks for a closed curve, one drag for an ROI)."""
+
+    segmentation: bool
+    markups: bool
+    multiplePoints: bool
+    segmentId: str  # the recorded segment to select in the picker, when it is in the segmentation
+
+
+def regionView(node, segmentId: str) -> RegionView:
+    isSegmentation = node is not None and node.IsA("vtkMRMLSegmentationNode")
+    isMarkups = node is not None and not isSegmentation
+    return RegionView(isSegmentation, isMarkups, isMarkups and node.IsA("vtkMRMLMarkupsClosedCurveNode"),
+                      existingSegment(node, segmentId) if isSegmentation else "")
+
+
+def existingSegment(segmentationNode, segmentId: str) -> str:
+    """`segmentId` if the segmentation has that segment, else "" (a picker may still show a segment of the
+    segmentation chosen before)."""
+    found = segmentId and segmentationNode.GetSegmentation().GetSegment(segmentId)
+    return segmentId if found else ""
+
+
+def rememberedFields(value, starterModel: Path | None, devices: list[str]) -> dict:
+    """Parameter-node fields from the settings of earlier sessions (`value(key)` reads one, e.g.
+    QSettings().value): the last model (else the bundled starter model), the output folder and the device
+    when this machine still has it."""
+    fields = {}
+    model = value(SETTINGS["lastModel"]) or starterModel
+    if model:
+        fields["modelPath"] = Path(model)
+    if value(SETTINGS["outputFolder"]):
+        fields["outputFolder"] = Path(value(SETTINGS["outputFolder"]))
+    device = value(SETTINGS["device"])
+    if device in devices:
+        fields["device"] = fields["trainDevice"] = device
+    return fields
+
+
+def synthesisText(name: str, withHeatmaps: bool) -> str:
+    """The status line of a finished synthesis; the heatmaps' sign is named (synthetic − real everywhere)."""
+    return f"Done: {name}, with heatmaps (synthetic − real)" if withHeatmaps else f"Done: {name}"
 
 
 def cnrVolumes(le, realDes=None, synthetic=None) -> dict:
