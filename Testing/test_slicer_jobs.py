@@ -314,6 +314,22 @@ for step in range(1, 100000):
 """
 
 
+def test_a_failing_callback_fails_the_job_and_kills_its_tree(tmp_path):
+    """A progress callback that raises (e.g. a loss chart of a closed scene) must not make every poll() raise:
+    the job fails with that error and no process of its tree is left."""
+    job = Job("stepping", [], python=str(_fake_engine(tmp_path, "stepping", STEPPING_ENGINE)))
+
+    def broken(_job, event):
+        if event["event"] == "progress" and event.get("step") == 3:
+            raise RuntimeError("table of a closed scene")
+
+    job.onEvent(broken)
+    job.wait(30)  # poll() never raises
+    assert job.state == "failed" and "RuntimeError: table of a closed scene" in job.error
+    assert _noneAlive([job.enginePid, job._process.pid])
+
+
+
 def test_an_engine_that_outlives_its_launcher_runs_on_until_killed(tmp_path):
     job = Job("orphan", [], python=_behindLauncher(tmp_path / "orphan", STEPPING_ENGINE))
     _pollUntil(job, lambda: job.enginePid is not None)

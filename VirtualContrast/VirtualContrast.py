@@ -501,12 +501,7 @@ class VirtualContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if job is None or job.done:
                 continue
             progressBar, statusLabel = (getattr(self.ui, name) for name in self.JOB_WIDGETS[kind])
-            try:
-                job.poll()
-            except Exception as error:  # a timer must not raise every tick: report once and let it go
-                logging.exception("Polling the background job failed")
-                job.kill()
-                job.state, job.error = "failed", f"lost track of the background process: {error}"
+            job.poll()  # never raises: a failing callback fails the job instead
             progressBar.value = int(round(100 * job.progress))
             if job.message != self._jobMessages[kind]:
                 self._jobMessages[kind] = statusLabel.text = job.message

@@ -146,6 +146,7 @@ class Job:
         self._cancelAt: float | None = None
         self._killedAt: float | None = None
         self._exitSeenAt: float | None = None
+        self._callbackError: str | None = None
         env = {**engineEnvironment(), STOP_FILE_ENV: str(self.stopFile)}
         # A new session: on POSIX the child leads a process group that the engine behind a launcher shares.
         self._process = subprocess.Popen(
@@ -216,13 +217,24 @@ class Job:
             if kind == "text":
                 if item.strip():
                     self._stderr.append(item)
-                    for callback in self._onText:
-                        callback(self, item)
+                    self._notify(self._onText, item)
                 continue
             new.append(item)
             self._apply(item)
-            for callback in self._onEvent:
+            self._notify(self._onEvent, item)
+
+    def _notify(self, callbacks: list, item) -> None:
+        """Run the event or text callbacks. One that raises (a chart whose table is gone, say) fails the job:
+        its tree is killed and poll() ends it as failed with that error, so poll() itself never raises and a
+        GUI timer that calls it is never broken."""
+        for callback in callbacks:
+            try:
                 callback(self, item)
+            except Exception as exc:
+                logging.getLogger(__name__).exception("%s: a progress callback failed", self.name)
+                if self._callbackError is None:
+                    self._callbackError = f"{type(exc).__name__}: {exc}"
+                    self.kill()
 
     def _apply(self, event: dict) -> None:
         """Update the state from one event; parse_event has checked the type of every field used here."""
@@ -259,7 +271,10 @@ class Job:
         if _POSIX:  # a stray grandchild, still holding the pipes or not, does not outlive the job
             _signalGroup(self._process.pid, signal.SIGKILL)
         self.stopFile.unlink(missing_ok=True)
-        if returncode == EXIT_OK:
+        if self._callbackError is not None:
+            self.state, self.error = FAILED, f"following the process failed: {self._callbackError}"
+            self.message = f"{self.name} failed: {self.error}"
+        elif returncode == EXIT_OK:
             self.state, self.progress, self.message = FINISHED, 1.0, f"{self.name}: finished"
         elif returncode == EXIT_CANCELLED or self._killedAt is not None or (self._cancelAt is not None and returncode < 0):
             self.state, self.message = CANCELLED, f"{self.name}: cancelled"
