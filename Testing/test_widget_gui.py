@@ -563,7 +563,7 @@ def test_reload_while_a_synthesis_runs_stops_it(session, case, tiny_run):
 
 
 def test_module_self_test_runs_in_the_harness(session, caplog):
-    """The module's own VirtualContrastTest, started by the developer section's Test action: all three
+    """The module's own VirtualContrastTest, started by the developer section's Test action: all four
     of its tests pass (a failure would be an error dialog and an exception in the action's slot)."""
     enableDeveloperMode()
     session.loadModule()
@@ -571,7 +571,8 @@ def test_module_self_test_runs_in_the_harness(session, caplog):
     with caplog.at_level("INFO"):
         widget.testAction.trigger()
     assert not session.slotErrors and not session.dialogs.shown
-    for passed in ("Load and CNR passed", "Widget binding passed", "Synthesis, heatmap and CNR passed"):
+    for passed in ("Load and CNR passed", "Widget binding passed", "Synthesis, heatmap and CNR passed",
+                   "Sample case with the starter model passed"):
         assert passed in caplog.text
 
 

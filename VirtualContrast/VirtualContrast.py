@@ -291,11 +291,9 @@ class VirtualContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def exit(self) -> None:
-        """Called each time the user opens a different module: stop following the parameter node."""
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGuiFromParameterNode)
+        """Called each time the user opens a different module: unbind the parameter node (enter() binds it
+        again), so that nothing later (scene close, cleanup) unbinds it a second time."""
+        self.setParameterNode(None)
 
     def onSceneStartClose(self, caller, event) -> None:
         """The parameter node, the scene cases and a running synthesis (its LE is going) end with the scene.
@@ -386,7 +384,7 @@ class VirtualContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _updateRegionWidgets(self, key: str) -> Optional[str]:
         """Segment picker or place widget for one region (panel.regionView); returns the segment shown."""
-        segmentSelector, placeWidget = (getattr(self.ui, f"{key}{kind}") for kind in ("SegmentSelector", "PlaceWidget"))
+        segmentSelector, placeWidget = getattr(self.ui, f"{key}SegmentSelector"), getattr(self.ui, f"{key}PlaceWidget")
         node = getattr(self._parameterNode, f"{key}Region")
         view = panel.regionView(node, getattr(self._parameterNode, f"{key}SegmentId"))
         segmentSelector.visible, placeWidget.visible = view.segmentation, view.markups
@@ -518,7 +516,9 @@ class VirtualContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if job.state == "finished" and kind == "synthesis":
             text = self._showSynthesisResult(job.result)
         elif job.state == "finished" and kind == "training":
-            # The new model becomes the current one and joins the recent-models list.
+            # The new model becomes the current one (also if the user is in another module) and joins the
+            # recent-models list.
+            self.logic.getParameterNode().modelPath = job.result
             self.ui.modelPathLineEdit.currentPath = str(job.result)
             self.ui.modelPathLineEdit.addCurrentPathToHistory()
         statusLabel.text = text
@@ -733,7 +733,8 @@ class VirtualContrastTest(ScriptedLoadableModuleTest):
 
     def runTest(self) -> None:
         """Reload and Test entry point; ctest runs the test_ methods one by one instead."""
-        for test in (self.test_LoadAndCNR, self.test_WidgetBinding, self.test_SynthesizeHeatmapAndCNR):
+        for test in (self.test_LoadAndCNR, self.test_WidgetBinding, self.test_SynthesizeHeatmapAndCNR,
+                     self.test_SampleCaseWithStarterModel):
             self.setUp()
             try:
                 test()
@@ -896,3 +897,17 @@ class VirtualContrastTest(ScriptedLoadableModuleTest):
             fibroglandular, adipose, {"LE": case.le, "real DES": case.des, "synthetic DES": synthetic})
         self._assertFiniteTable(result.table)
         self.delayDisplay("Synthesis, heatmap and CNR passed")
+
+    def test_SampleCaseWithStarterModel(self) -> None:
+        """A new user's first run: the Sample Data case and the bundled phantom-trained model, no training."""
+        missing = self.logic.missingDependencies()
+        if missing:
+            self.skipTest(f"Python packages not installed in this Slicer: {', '.join(missing)} (the module "
+                          "installs them on the first Synthesize or Train, after asking)")
+        starter = self.logic.starterModelPath()
+        self.assertIsNotNone(starter, "the extension has no bundled model (Resources/Models/phantom-demo)")
+        case = self.logic.loadSampleCase()
+        synthetic = self.logic.synthesize(case.le, str(starter), device="cpu", timeout=300)
+        self.assertIn("phantom-trained demo model", synthetic.GetName())
+        self._assertFiniteVolume(synthetic, case.le)
+        self.delayDisplay("Sample case with the starter model passed")
