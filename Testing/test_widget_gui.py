@@ -638,3 +638,15 @@ def test_closing_slicer_with_the_module_shown_warns_nothing(widget, session):
         warnings.simplefilter("always")
         assert session.close() == []
     assert [str(w.message) for w in caught] == []
+
+
+def test_an_older_slicer_is_told_the_minimum_version(session, monkeypatch):
+    """Slicer 5.8 (Python 3.9) cannot run the module: loading it says which Slicer it needs, in one line."""
+    import slicer
+
+    monkeypatch.setattr(type(slicer.app), "minorVersion", 8)
+    monkeypatch.setattr(type(slicer.app), "applicationVersion", "5.8.1")
+    with pytest.raises(ImportError) as error:
+        session.loadModule()
+    assert str(error.value) == ("Virtual Contrast needs 3D Slicer 5.10 or newer; this is Slicer 5.8.1: install a "
+                                "current Slicer release.")
