@@ -230,6 +230,13 @@ def test_module_comes_up_as_slicer_brings_it_up(session):
     assert widget.ui.epochsSpinBox.value == p.epochs == widget.logic.presetFields("demo")["epochs"]
     assert not widget.ui.computeCnrButton.enabled and "tissue regions" in widget.ui.computeCnrButton.toolTip
     assert not widget.ui.trainButton.enabled and not widget.ui.cancelTrainingButton.enabled
+    # Paths not chosen are empty fields and None, never "." (str(pathlib.Path(""))); the model field starts
+    # from the bundled phantom-trained model.
+    for name, field in (("manifestPathLineEdit", "manifestPath"), ("dicomFolderPathLineEdit", "dicomFolder"),
+                        ("evaluationManifestPathLineEdit", "evaluationManifestPath"),
+                        ("evaluationFolderPathLineEdit", "evaluationFolder")):
+        assert getattr(widget.ui, name).currentPath == "" and getattr(p, field) is None, name
+    assert p.modelPath == widget.logic.starterModelPath() and widget.ui.modelPathLineEdit.currentPath == str(p.modelPath)
     # The parameter node and the panel follow each other while entered, not after exit().
     widget.ui.ringWidthSpinBox.value = 7.5
     assert p.ringWidthMm == 7.5
