@@ -69,10 +69,7 @@ LAYERS: list[dict[str, tuple[str, ...]]] = [
 FORBIDDEN = {("evaluation", "train"): "evaluation runs a model through synthesis; it never trains"}
 
 # Known violations, to shrink to nothing (issue 13). Each: its reason and what removes it.
-KNOWN_UPWARD: dict[tuple[str, str], str] = {
-    ("data.patches", "presets"): "PatchPipeline.from_config parses the config's windows with presets.parse_window;"
-                                 " the window parser belongs to data.preprocessing",
-}
+KNOWN_UPWARD: dict[tuple[str, str], str] = {}
 KNOWN_CYCLES: dict[frozenset[str], str] = {
     frozenset({"evaluate", "report", "statistics", "reader_study", "provenance", "evaluation_folder"}):
         "statistics imports evaluate._mean_sd, reader_study evaluate.csv_text, provenance and report "

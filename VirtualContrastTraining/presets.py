@@ -13,6 +13,7 @@ import os
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from VirtualContrastTraining.data.preprocessing import parse_window
 from VirtualContrastTraining.errors import InputError
 
 
@@ -356,20 +357,6 @@ def model_family(config: dict[str, Any]) -> str:
         name = _GENERATOR_NAMES.get(generator, generator)
     tau = float(config.get("tau", 0) or 0)
     return f"{name}, tau {tau:g}" if tau > 0 and recipe != "cyclegan" else name
-
-
-def parse_window(text: str) -> tuple[float, float] | None:
-    """"1800,2900" -> (1800.0, 2900.0); "" -> None (the window then comes from the data)."""
-    if not str(text).strip():
-        return None
-    parts = str(text).split(",")
-    try:
-        lo, hi = (float(v) for v in parts)
-    except ValueError:
-        raise ValueError(f"expected 'low,high' intensities, got {text!r}") from None
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise ValueError(f"expected finite low < high, got {text!r}")
-    return lo, hi
 
 
 _TYPES = {"int": int, "float": float, "bool": bool, "str": str}

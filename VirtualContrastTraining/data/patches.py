@@ -44,7 +44,7 @@ import numpy as np
 from VirtualContrastTraining.data.dataset import case_lesion_mask, case_window, read_case_images
 from VirtualContrastTraining.data.image import Image
 from VirtualContrastTraining.data.manifest import Case
-from VirtualContrastTraining.data.preprocessing import PreprocessConfig, breast_mask, intensity_window
+from VirtualContrastTraining.data.preprocessing import PreprocessConfig, breast_mask, intensity_window, parse_window
 from VirtualContrastTraining.errors import InputError
 
 # Value of the background in the network's range: the low end of either window.
@@ -66,8 +66,6 @@ class PatchPipeline:
     @classmethod
     def from_config(cls, config) -> "PatchPipeline":
         """From a TrainConfig (presets.py), whose windows are "low,high" strings."""
-        from VirtualContrastTraining.presets import parse_window
-
         return cls(spacing_mm=float(config.spacing_mm), le_window=parse_window(config.le_window),
                    des_window=parse_window(config.des_window), patch_size=int(config.patch_size),
                    sw_stride=int(config.sw_stride))

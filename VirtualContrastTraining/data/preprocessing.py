@@ -23,6 +23,7 @@ for the difference heatmaps), before the engine's packages are installed.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,20 @@ from VirtualContrastTraining.data.image import Image
 from VirtualContrastTraining.errors import InputError
 
 PAD_SIDES = ("left", "right", "bottom", "none")
+
+
+def parse_window(text: str) -> tuple[float, float] | None:
+    """"1800,2900" -> (1800.0, 2900.0); "" -> None (the window then comes from the data)."""
+    if not str(text).strip():
+        return None
+    parts = str(text).split(",")
+    try:
+        lo, hi = (float(v) for v in parts)
+    except ValueError:
+        raise ValueError(f"expected 'low,high' intensities, got {text!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ValueError(f"expected finite low < high, got {text!r}")
+    return lo, hi
 
 
 @dataclass
