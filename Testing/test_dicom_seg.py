@@ -18,13 +18,12 @@ from VirtualContrastTraining.data.dicom_seg import (
     SEG_SOP_CLASS,
     read_dicom_seg,
     referenced_instances,
-    seg_nrrd_to_dicom_seg,
     write_dicom_seg,
 )
 from VirtualContrastTraining.data.image import Image
 from VirtualContrastTraining.data.importer import import_dicom
 from VirtualContrastTraining.data.manifest import read_manifest
-from VirtualContrastTraining.data.segmentation import lesion_segments, read_lesion_mask
+from VirtualContrastTraining.data.segmentation import lesion_segments, read_lesion_mask, seg_nrrd_to_dicom_seg
 from VirtualContrastTraining.errors import InputError
 
 

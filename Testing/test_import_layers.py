@@ -74,8 +74,6 @@ KNOWN_CYCLES: dict[frozenset[str], str] = {
     frozenset({"evaluate", "report", "statistics", "reader_study", "provenance", "evaluation_folder"}):
         "statistics imports evaluate._mean_sd, reader_study evaluate.csv_text, provenance and report "
         "evaluate.NOT_FOR_DIAGNOSIS, while evaluate writes the report and the provenance",
-    frozenset({"data.segmentation", "data.dicom_seg"}):
-        "dicom_seg takes segmentation.PALETTE and lesion_segments, segmentation reads a DICOM SEG with dicom_seg",
 }
 
 # What Slicer's own process may not import at load (a fresh Slicer 5.10 lacks them: Testing/fresh_slicer.py).

@@ -5,7 +5,7 @@
 
 A DICOM SEG goes back to PACS and opens in Slicer's DICOM browser beside its
 LE; a .seg.nrrd is what Slicer's Segment Editor saves. Both directions keep one
-segment per lesion and its name, on the LE's own grid (data/dicom_seg.py).
+segment per lesion and its name, on the LE's own grid (data/segmentation.py, data/dicom_seg.py).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from VirtualContrastTraining.data.dicom_read import read_mg_dicom
-    from VirtualContrastTraining.data.dicom_seg import seg_nrrd_to_dicom_seg
-    from VirtualContrastTraining.data.segmentation import lesion_segments, write_lesion_segmentation
+    from VirtualContrastTraining.data.segmentation import (lesion_segments, seg_nrrd_to_dicom_seg,
+                                                           write_lesion_segmentation)
 
     if args.to_dicom:
         out = seg_nrrd_to_dicom_seg(args.to_dicom, args.le, args.out)

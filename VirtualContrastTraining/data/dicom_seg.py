@@ -24,12 +24,16 @@ import numpy as np
 
 from VirtualContrastTraining.atomic import atomic_path
 from VirtualContrastTraining.data.image import Image
-from VirtualContrastTraining.data.segmentation import PALETTE
 from VirtualContrastTraining.errors import InputError
 
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 SERIES_DESCRIPTION = "Lesion segmentation"
 NOMINAL_SLICE_THICKNESS_MM = 1.0  # a projection image has no slices; Slicer gives one 1 mm
+# Distinct segment colours (RGB 0-1), reused cyclically, in a DICOM SEG and in a .seg.nrrd (segmentation.py).
+PALETTE = (
+    (0.90, 0.10, 0.10), (0.10, 0.60, 0.95), (0.15, 0.80, 0.25), (0.95, 0.75, 0.10),
+    (0.70, 0.30, 0.90), (0.95, 0.45, 0.05), (0.10, 0.85, 0.80), (0.95, 0.40, 0.70),
+)
 
 
 def write_dicom_seg(masks: dict[str, np.ndarray], le_dicom_path: str | os.PathLike, out_path: str | os.PathLike,
@@ -193,21 +197,6 @@ def referenced_instances(path: str | os.PathLike) -> set[str]:
                 if "ReferencedSOPInstanceUID" in source:
                     uids.add(str(source.ReferencedSOPInstanceUID))
     return uids
-
-
-def seg_nrrd_to_dicom_seg(seg_path: str | os.PathLike, le_dicom_path: str | os.PathLike,
-                          out_path: str | os.PathLike, *, algorithm: str = "") -> Path:
-    """A Slicer .seg.nrrd (or labelmap) of the LE as a DICOM SEG, segment names kept.
-
-    The masks are placed on the LE's grid exactly as read_lesion_mask places
-    them (identical or cropped grid, else an InputError naming both geometries).
-    """
-    from VirtualContrastTraining.data.dicom_read import read_header
-    from VirtualContrastTraining.data.segmentation import lesion_segments
-
-    info = read_header(le_dicom_path)
-    reference = Image(np.zeros((info.rows, info.cols), bool), spacing=info.spacing or (1.0, 1.0), meta=info.meta())
-    return write_dicom_seg(lesion_segments(seg_path, reference), le_dicom_path, out_path, algorithm=algorithm)
 
 
 def _read_dataset(path: Path, stop_before_pixels: bool = False):

@@ -20,14 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from VirtualContrastTraining.atomic import atomic_path
+from VirtualContrastTraining.data.dicom_read import read_header
+from VirtualContrastTraining.data.dicom_seg import PALETTE, read_dicom_seg, write_dicom_seg
 from VirtualContrastTraining.data.image import Image
 from VirtualContrastTraining.errors import InputError
-
-# Distinct segment colours (RGB 0-1), reused cyclically.
-PALETTE = (
-    (0.90, 0.10, 0.10), (0.10, 0.60, 0.95), (0.15, 0.80, 0.25), (0.95, 0.75, 0.10),
-    (0.70, 0.30, 0.90), (0.95, 0.45, 0.05), (0.10, 0.85, 0.80), (0.95, 0.40, 0.70),
-)
 
 
 def _ijk_to_lps(reference: Image) -> np.ndarray:
@@ -125,8 +121,6 @@ def lesion_segments(path: str | os.PathLike, reference: Image) -> dict[str, np.n
     if not path.is_file():
         raise InputError(path, "no such file")
     if is_dicom_file(path):
-        from VirtualContrastTraining.data.dicom_seg import read_dicom_seg
-
         return read_dicom_seg(path, reference)
     if path.name.lower().endswith(".seg.nrrd"):
         import slicerio
@@ -156,3 +150,15 @@ def read_lesion_mask(path: str | os.PathLike, reference: Image) -> np.ndarray:
         return union
     image = read_image(path)
     return _place_on(reference, image.with_array(image.array != 0), path)
+
+
+def seg_nrrd_to_dicom_seg(seg_path: str | os.PathLike, le_dicom_path: str | os.PathLike,
+                          out_path: str | os.PathLike, *, algorithm: str = "") -> Path:
+    """A Slicer .seg.nrrd (or labelmap) of the LE as a DICOM SEG, segment names kept.
+
+    The masks are placed on the LE's grid exactly as read_lesion_mask places
+    them (identical or cropped grid, else an InputError naming both geometries).
+    """
+    info = read_header(le_dicom_path)
+    reference = Image(np.zeros((info.rows, info.cols), bool), spacing=info.spacing or (1.0, 1.0), meta=info.meta())
+    return write_dicom_seg(lesion_segments(seg_path, reference), le_dicom_path, out_path, algorithm=algorithm)
