@@ -23,8 +23,9 @@ from scipy import stats
 from VirtualContrastTraining.analyses import CHANGE_COLUMNS, SETTING_COLUMNS, TISSUE_COLUMNS
 from VirtualContrastTraining.cli import main
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.evaluate import IDENTITY_NAME, LINEAR_NAME, NOT_FOR_DIAGNOSIS
+from VirtualContrastTraining.evaluate import IDENTITY_NAME, LINEAR_NAME
 from VirtualContrastTraining.metrics import METRICS
+from VirtualContrastTraining.provenance import NOT_FOR_DIAGNOSIS
 from VirtualContrastTraining.report import build_report
 
 MODEL = "demo-segcyclegan"

@@ -12,7 +12,7 @@ import pytest
 from scipy import stats
 
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.evaluate import csv_text
+from VirtualContrastTraining.evaluation_folder import csv_text
 from VirtualContrastTraining.statistics import (KRUSKAL_ROW, as_float, benjamini_hochberg, density_table, fold_table,
                                                 kruskal_by_group, paired_values, pearson, wilcoxon_models,
                                                 wilcoxon_paired)

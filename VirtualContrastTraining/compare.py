@@ -37,9 +37,10 @@ from typing import Any
 from VirtualContrastTraining.atomic import ensure_writable_dir, write_text_atomic
 from VirtualContrastTraining.data.manifest import PATH_COLUMNS
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.evaluate import (HEADLINE, IDENTITY_NAME, LINEAR_NAME, NOT_FOR_DIAGNOSIS, format_cell,
-                                              csv_text, summarize)
+from VirtualContrastTraining.evaluate import HEADLINE, IDENTITY_NAME, LINEAR_NAME, format_cell, summarize
+from VirtualContrastTraining.evaluation_folder import csv_text
 from VirtualContrastTraining.events import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EventWriter, parse_event
+from VirtualContrastTraining.provenance import NOT_FOR_DIAGNOSIS
 
 # Columns of 001 Table 4.1 in its order, then the lesion-region MAE of 002; arrows as in 001.
 TABLE_METRICS = ("MSE", "PSNR", "VIF", "SSIM", "lesion_MAE", "bright_MAE")

@@ -21,7 +21,6 @@ is measured on. Patch and resize models thus share one table.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import os
@@ -36,7 +35,10 @@ from VirtualContrastTraining.data.manifest import case_file_stem
 from VirtualContrastTraining.data.preprocessing import breast_mask
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.analyses import CHANGE_COLUMNS, SETTING_COLUMNS, TISSUE_COLUMNS
+from VirtualContrastTraining.evaluation_folder import csv_text
 from VirtualContrastTraining.metrics import METRICS, image_metrics
+from VirtualContrastTraining.provenance import NOT_FOR_DIAGNOSIS
+from VirtualContrastTraining.statistics import mean_sd
 
 # Every per-image value that summarize() averages.
 VALUE_COLUMNS = METRICS + SETTING_COLUMNS + CHANGE_COLUMNS + TISSUE_COLUMNS
@@ -51,8 +53,6 @@ HEADLINE = (("MSE", "MSE", ".5f"), ("PSNR", "PSNR (dB)", ".2f"), ("SSIM", "SSIM"
 HISTOGRAM_BINS = 64
 # Side of the square comparison images of patch models: the papers' 256 (PreprocessConfig's default).
 COMPARISON_SIZE = 256
-NOT_FOR_DIAGNOSIS = ("Synthetic DES images are computed by a neural network from the low-energy image. "
-                     "They are for research and method evaluation only and must not be used for diagnosis.")
 
 
 def identity_baseline(le: np.ndarray) -> np.ndarray:
@@ -142,14 +142,6 @@ def evaluate_arrays(cases: list[dict[str, Any]], predictions: dict[str, list[np.
     return [row for rows in rows_by_model.values() for row in rows]
 
 
-def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
-    """Mean and sample sd (ddof=1); None where undefined (no values; sd of one value)."""
-    if not values:
-        return None, None
-    arr = np.asarray(values, dtype=np.float64)
-    return float(arr.mean()), (float(arr.std(ddof=1)) if arr.size > 1 else None)
-
-
 def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per model (in order of appearance): n_images, n_lesion_masks, and for each metric
     `<M>_mean`, `<M>_sd` and `<M>_n`, the number of finite values used.
@@ -165,7 +157,7 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                  "n_lesion_masks": sum(bool(r["has_lesion_mask"]) for r in mine)}
         for m in VALUE_COLUMNS:
             finite = [float(r[m]) for r in mine if r.get(m) is not None and math.isfinite(r[m])]
-            entry[f"{m}_mean"], entry[f"{m}_sd"] = _mean_sd(finite)
+            entry[f"{m}_mean"], entry[f"{m}_sd"] = mean_sd(finite)
             entry[f"{m}_n"] = len(finite)
         summary.append(entry)
     return summary
@@ -186,17 +178,6 @@ def format_table(summary: list[dict[str, Any]]) -> str:
         cells = [e["model"], str(e["n_images"]), *(format_cell(e, m, f) for m, _, f in HEADLINE)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def csv_text(rows: list[dict[str, Any]]) -> str:
-    """CSV with the union of the rows' keys; None becomes an empty cell, floats keep full precision."""
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: ("" if r.get(k) is None else r[k]) for k in columns})
-    return buf.getvalue()
 
 
 @dataclass

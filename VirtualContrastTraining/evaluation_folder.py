@@ -11,6 +11,7 @@ share folds are the same images.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -37,6 +38,17 @@ class Evaluation:
     @property
     def model_name(self) -> str:
         return self.provenance["model_name"]
+
+
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    """CSV with the union of the rows' keys; None becomes an empty cell, floats keep full precision."""
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: ("" if r.get(k) is None else r[k]) for k in columns})
+    return buf.getvalue()
 
 
 def _number(cell: str, path: Path, line: int, column: str) -> float | None:

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from VirtualContrastTraining import __version__
-from VirtualContrastTraining.evaluate import NOT_FOR_DIAGNOSIS
 
+# The synthetic-image warning of every evaluation's files (summary.md, report, provenance.json, Slicer tables).
+NOT_FOR_DIAGNOSIS = ("Synthetic DES images are computed by a neural network from the low-energy image. "
+                     "They are for research and method evaluation only and must not be used for diagnosis.")
 # Distributions whose versions change the numbers (report them when installed).
 VERSIONED = ("numpy", "scipy", "scikit-image", "scikit-learn", "torch", "monai", "SimpleITK", "pydicom", "matplotlib")
 

@@ -41,7 +41,8 @@ import numpy as np
 
 from VirtualContrastTraining.atomic import ensure_writable_dir, write_text_atomic
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.evaluate import NOT_FOR_DIAGNOSIS, csv_text
+from VirtualContrastTraining.evaluation_folder import csv_text
+from VirtualContrastTraining.provenance import NOT_FOR_DIAGNOSIS
 from VirtualContrastTraining.statistics import benjamini_hochberg, wilcoxon_paired
 
 COLUMNS = ("case_id", "reader", "endpoint", "image", "rating", "truth")

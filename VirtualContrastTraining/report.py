@@ -36,8 +36,9 @@ from VirtualContrastTraining.analyses import CHANGE_COLUMNS, SETTING_COLUMNS, TI
 from VirtualContrastTraining.atomic import write_text_atomic
 from VirtualContrastTraining.data.manifest import case_file_stem
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.evaluate import HEADLINE, NOT_FOR_DIAGNOSIS, format_cell, summarize
+from VirtualContrastTraining.evaluate import HEADLINE, format_cell, summarize
 from VirtualContrastTraining.metrics import METRICS
+from VirtualContrastTraining.provenance import NOT_FOR_DIAGNOSIS
 from VirtualContrastTraining.evaluation_folder import HISTOGRAM_REFERENCE, Evaluation, Pooled, pool, read_evaluation
 from VirtualContrastTraining.html_page import (CSS, Figures, escape, fmt_number, fmt_p, html_section, html_table,
                                                markdown_to_html, para)

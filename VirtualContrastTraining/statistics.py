@@ -24,7 +24,6 @@ import numpy as np
 from scipy import stats
 
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.evaluate import _mean_sd
 
 DENSITY_ORDER = ("a", "b", "c", "d")   # ACR BI-RADS breast composition categories
 KRUSKAL_ROW = "Kruskal-Wallis p"       # group label of density_table's test entry
@@ -48,6 +47,14 @@ def as_float(value: Any) -> float | None:
     return None if math.isnan(number) else number
 
 
+def mean_sd(values: list[float]) -> tuple[float | None, float | None]:
+    """Mean and sample sd (ddof=1); None where undefined (no values; sd of one value)."""
+    if not values:
+        return None, None
+    arr = np.asarray(values, dtype=np.float64)
+    return float(arr.mean()), (float(arr.std(ddof=1)) if arr.size > 1 else None)
+
+
 def _finite(value: Any) -> float | None:
     number = as_float(value)
     return number if number is not None and math.isfinite(number) else None
@@ -67,7 +74,7 @@ def describe(rows: list[dict[str, Any]], metrics: Iterable[str]) -> dict[str, An
     entry: dict[str, Any] = {}
     for m in metrics:
         finite = [v for v in (_cell(r, m) for r in rows) if v is not None]
-        entry[f"{m}_mean"], entry[f"{m}_sd"] = _mean_sd(finite)
+        entry[f"{m}_mean"], entry[f"{m}_sd"] = mean_sd(finite)
         entry[f"{m}_n"] = len(finite)
     return entry
 
@@ -221,7 +228,7 @@ def fold_table(per_fold_rows: dict[str, list[dict[str, Any]]], metrics: Iterable
         entry: dict[str, Any] = {"model": model, "n_folds": len(folds), "n_images": n_images[model]}
         for m in metrics:
             values = [f[m] for f in folds if f[m] is not None]
-            entry[f"{m}_mean"], entry[f"{m}_sd"] = _mean_sd(values)
+            entry[f"{m}_mean"], entry[f"{m}_sd"] = mean_sd(values)
             entry[f"{m}_n"] = len(values)
         table.append(entry)
     return table

@@ -63,7 +63,8 @@ def _report_time(rows, folder: Path, build_report) -> float:
     import json
 
     from VirtualContrastTraining.atomic import write_text_atomic
-    from VirtualContrastTraining.evaluate import csv_text, summarize
+    from VirtualContrastTraining.evaluate import summarize
+    from VirtualContrastTraining.evaluation_folder import csv_text
     from VirtualContrastTraining.provenance import software_versions
 
     folder.mkdir(parents=True)

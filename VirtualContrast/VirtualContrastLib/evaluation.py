@@ -30,8 +30,9 @@ from VirtualContrastLib.regions import RegionError, regionMask
 from VirtualContrastLib.training import segmentMasks
 from VirtualContrastTraining.analyses import MASS_RING_PX, TISSUE_IMAGES
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.evaluate import COMPARISON_SIZE, NOT_FOR_DIAGNOSIS, evaluate_images
+from VirtualContrastTraining.evaluate import COMPARISON_SIZE, evaluate_images
 from VirtualContrastTraining.metrics import BRIGHT_PERCENTILE
+from VirtualContrastTraining.provenance import NOT_FOR_DIAGNOSIS
 
 P000, P001, P002, P003 = ("000 Zormpas-Petridis 2026", "001 Rofena 2024", "002 Rofena 2025",
                           "003 Hosseinipour 2024")
