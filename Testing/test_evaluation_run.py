@@ -22,7 +22,8 @@ from VirtualContrastTraining.data.imageio import read_image, write_nrrd
 from VirtualContrastTraining.data.manifest import Case, read_manifest, write_manifest
 from VirtualContrastTraining.data.preprocessing import breast_mask
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.evaluate import HISTOGRAM_BINS, IDENTITY_NAME, VALUE_COLUMNS, evaluate_run
+from VirtualContrastTraining.evaluate import HISTOGRAM_BINS, IDENTITY_NAME, VALUE_COLUMNS
+from VirtualContrastTraining.evaluation_run import evaluate_run
 from VirtualContrastTraining.metrics import METRICS
 
 

@@ -184,7 +184,7 @@ def _run_one(config, fold: int, fold_manifest: Path, run_dir: Path, device: str,
              relay: _RunRelay) -> tuple[str, int]:
     """Train (or resume, or reuse) one run and evaluate its test split: (what was done, exit code)."""
     from VirtualContrastTraining.checkpoints import has_training_state
-    from VirtualContrastTraining.evaluate import evaluate_run
+    from VirtualContrastTraining.evaluation_run import evaluate_run
     from VirtualContrastTraining.train import load_run_config, train
 
     evaluation = run_dir / "evaluation"

@@ -36,7 +36,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from VirtualContrastTraining.evaluate import evaluate_run
+    from VirtualContrastTraining.evaluation_run import evaluate_run
 
     result = evaluate_run(args.model, args.manifest, split=args.split, out_dir=args.out, device=args.device,
                           synthetic=args.synthetic, name=args.name, size=args.size, reader_study=args.reader_study)

@@ -1,0 +1,293 @@
+"""`virtual-contrast evaluate`: a model (or synthetic DES files made elsewhere) on one manifest split, written
+as an evaluation folder.
+
+`evaluate_run` prepares the split with the model's own preprocessing,
+predicts, measures every image against its real DES and the two baselines
+(evaluate.py), and writes per_image.csv, summary.csv, histograms.csv,
+provenance.json, heatmaps/<case>.png, report.html (report.py) and
+summary.md, last, whose presence marks a complete folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from VirtualContrastTraining.atomic import atomic_dir, ensure_writable_dir, write_text_atomic
+from VirtualContrastTraining.data.manifest import case_file_stem
+from VirtualContrastTraining.errors import InputError
+from VirtualContrastTraining.evaluate import (COMPARISON_SIZE, IDENTITY_NAME, LINEAR_NAME, evaluate_arrays,
+                                              fit_linear_baseline, format_table, identity_baseline,
+                                              intensity_histograms, like_real_des, linear_baseline, summarize)
+from VirtualContrastTraining.evaluation_folder import csv_text
+from VirtualContrastTraining.provenance import NOT_FOR_DIAGNOSIS
+
+
+@dataclass
+class EvaluationResult:
+    out_dir: Path
+    split: str
+    model_name: str
+    rows: list[dict[str, Any]]
+    summary: list[dict[str, Any]]
+    linear_fit: tuple[float, float] | None
+    heatmaps: list[Path] = field(default_factory=list)
+
+    @property
+    def per_image_csv(self) -> Path:
+        return self.out_dir / "per_image.csv"
+
+    @property
+    def summary_csv(self) -> Path:
+        return self.out_dir / "summary.csv"
+
+    @property
+    def summary_md(self) -> Path:
+        return self.out_dir / "summary.md"
+
+    @property
+    def report_html(self) -> Path:
+        return self.out_dir / "report.html"
+
+    @property
+    def table(self) -> str:
+        return format_table(self.summary)
+
+
+def _select_split(manifest_path: str | os.PathLike, split: str, run_dir: Path | None):
+    """(cases of `split`, train cases) from a manifest with DES.
+
+    A manifest without splits takes those the model was trained with (the run
+    folder's manifest.csv, written by `train`), so the test split is truly held out.
+    External synthetic images have no run folder (`run_dir` None): the manifest must set the splits.
+    """
+    from VirtualContrastTraining.data.manifest import read_manifest
+    from VirtualContrastTraining.data.splits import check_splits
+
+    cases = read_manifest(manifest_path, require_des=True)
+    run_manifest = run_dir / "manifest.csv" if run_dir else None
+    if any(not c.split for c in cases) and run_manifest and run_manifest.is_file():
+        used = {c.case_id: c.split for c in read_manifest(run_manifest)}
+        cases = [replace(c, split=c.split or used.get(c.case_id, "")) for c in cases]
+    unset = [c.case_id for c in cases if not c.split]
+    if unset:
+        raise InputError(manifest_path, f"the split column is empty for {len(unset)} case(s) (e.g. {unset[0]}) "
+                         f"and no model's run folder assigns them: set train/val/test in the manifest")
+    check_splits(cases, manifest_path)
+    chosen = [c for c in cases if c.split == split]
+    if not chosen:
+        present = ", ".join(sorted({c.split for c in cases}))
+        raise InputError(manifest_path, f"no cases in split {split!r} (splits present: {present})")
+    return chosen, [c for c in cases if c.split == "train"]
+
+
+def _breast_side(prepared) -> str:
+    """The breast side that reproduces a prepared case's padding (padding goes opposite the breast; the
+    side is ignored for square and landscape images)."""
+    return "left" if prepared.params.pad_side == "right" else "right"
+
+
+def _patch_model_prediction(synth, prepared, space) -> np.ndarray:
+    """A patch model's synthetic DES for one case: synthesized from the LE file in the LE's geometry."""
+    from VirtualContrastTraining.data.imageio import read_image
+
+    case = prepared.case
+    fake = synth.synthesize(read_image(case.le_path), laterality=case.laterality, window=case.window("le"))
+    return like_real_des(fake, prepared.des_params.window, _breast_side(prepared), space)
+
+
+def read_synthetic_list(path: str | os.PathLike, chosen) -> dict[str, str]:
+    """case_id -> synthetic DES file from a CSV with columns case_id, synthetic_path (relative paths are
+    relative to the CSV). Every case of `chosen` needs one; InputError naming the CSV otherwise."""
+    from VirtualContrastTraining.data.manifest import resolve
+
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            reader = csv.DictReader(fh)
+            missing = {"case_id", "synthetic_path"} - set(reader.fieldnames or ())
+            if missing:
+                raise InputError(path, f"lacks column(s) {', '.join(sorted(missing))} (need case_id, synthetic_path)")
+            files = {row["case_id"].strip(): str(resolve(path, row["synthetic_path"].strip())) for row in reader
+                     if (row.get("case_id") or "").strip() and (row.get("synthetic_path") or "").strip()}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(path, f"cannot read the synthetic image list ({exc})") from None
+    absent = [c.case_id for c in chosen if c.case_id not in files]
+    if absent:
+        raise InputError(path, f"no synthetic image for {len(absent)} case(s) of the evaluated split "
+                               f"(e.g. {absent[0]})")
+    return files
+
+
+def _synthetic_from_files(files: dict[str, str], prepared, space) -> list[np.ndarray]:
+    from VirtualContrastTraining.data.imageio import read_image
+
+    out = []
+    for p in prepared:
+        image = read_image(files[p.case.case_id])
+        if image.shape != p.le_image_shape:
+            (r, c), (lr, lc) = image.shape, p.le_image_shape
+            raise InputError(files[p.case.case_id], f"synthetic DES is {c}x{r} pixels but the LE of case "
+                                                    f"{p.case.case_id} is {lc}x{lr}: it must be in the LE's geometry")
+        out.append(like_real_des(image, p.des_params.window, _breast_side(p), space))
+    return out
+
+
+def _tissue_regions(prepared, space) -> list[tuple[np.ndarray | None, np.ndarray | None]]:
+    """(fibroglandular, adipose) masks in the evaluated space for cases whose manifest row gives both."""
+    from VirtualContrastTraining.data.imageio import read_image
+    from VirtualContrastTraining.data.preprocessing import preprocess_mask
+    from VirtualContrastTraining.data.segmentation import read_lesion_mask
+
+    regions = []
+    for p in prepared:
+        case = p.case
+        if not (case.fibroglandular_path and case.adipose_path):
+            regions.append((None, None))
+            continue
+        le_image = read_image(case.le_path)
+        regions.append(tuple(preprocess_mask(read_lesion_mask(path, reference=le_image), p.params, space) > 0.5
+                             for path in (case.fibroglandular_path, case.adipose_path)))
+    return regions
+
+
+def evaluate_run(model_path: str | os.PathLike | None, manifest_path: str | os.PathLike, *, split: str = "test",
+                 out_dir: str | os.PathLike, device: str = "auto", synthetic: str | os.PathLike | None = None,
+                 name: str | None = None, size: int = COMPARISON_SIZE, fold: int | None = None,
+                 reader_study: str | os.PathLike | None = None) -> EvaluationResult:
+    """Evaluate a trained model, or synthetic DES files made elsewhere, on one manifest split; write the
+    report files (per_image.csv, summary.csv, histograms.csv, provenance.json, heatmaps/, report.html,
+    summary.md last) into `out_dir`.
+
+    A resize model is measured at its own input size; a patch model (000)
+    and external files (`synthetic`: a CSV of case_id, synthetic_path, each
+    in its LE's geometry) at `size` after preparing them like the real DES
+    (module docstring), so all are comparable in one table. `reader_study`
+    (a ratings CSV, reader_study.py) adds that analysis to the HTML report.
+    """
+    from VirtualContrastTraining.data.dataset import prepare_cases
+    from VirtualContrastTraining.data.preprocessing import PreprocessConfig
+    from VirtualContrastTraining.provenance import evaluation_provenance
+
+    if (model_path is None) == (synthetic is None):
+        raise InputError(None, "evaluate needs either a trained model or a list of synthetic images, not both")
+    if model_path is not None:
+        from VirtualContrastTraining.checkpoints import model_path as resolve_model
+        from VirtualContrastTraining.synthesis import Synthesizer
+
+        if not Path(model_path).exists():
+            raise InputError(model_path, "model not found: give a trained run folder or model file")
+        chosen, train = _select_split(manifest_path, split, resolve_model(model_path).parent)
+        synth = Synthesizer.load(model_path, device=device)
+        model_name, sidecar = synth.model_name, synth.sidecar
+        space = synth.preprocess_config if synth.pipeline == "resize" else PreprocessConfig(size=size)
+        space_text = ("the model's input" if synth.pipeline == "resize" else
+                      "a patch model: synthesized in each LE's geometry, then padded and resized like the "
+                      "real DES, with the real DES's window")
+    else:
+        chosen, train = _select_split(manifest_path, split, None)
+        files = read_synthetic_list(synthetic, chosen)
+        model_name, sidecar = name or f"external ({Path(synthetic).stem})", {}
+        space = PreprocessConfig(size=size)
+        space_text = "synthetic files in each LE's geometry, padded and resized like the real DES, with its window"
+    out_dir = ensure_writable_dir(out_dir)
+    prepared = prepare_cases(chosen, space)
+    le = np.stack([p.le for p in prepared])
+    if model_path is None:
+        predicted = _synthetic_from_files(files, prepared, space)
+    elif synth.pipeline == "resize":
+        predicted = list(synth.predict01(le))
+    else:
+        predicted = [_patch_model_prediction(synth, p, space) for p in prepared]
+    predictions = {model_name: predicted, IDENTITY_NAME: [identity_baseline(x) for x in le]}
+    linear_fit = None
+    if train:
+        train_prepared = prepare_cases(train, space)
+        try:
+            linear_fit = fit_linear_baseline((p.le for p in train_prepared), (p.des for p in train_prepared))
+        except ValueError as exc:
+            raise InputError(manifest_path, f"train split: {exc}") from None
+        predictions[LINEAR_NAME] = [linear_baseline(x, *linear_fit) for x in le]
+
+    cases = [{"case_id": p.case.case_id, "split": split, "density": p.case.density,
+              "laterality": p.case.laterality, "view": p.case.view, "label": p.case.label,
+              "le": p.le, "des": p.des, "mask": p.mask if p.has_mask else None,
+              "fibroglandular": fibro, "adipose": fat}
+             for p, (fibro, fat) in zip(prepared, _tissue_regions(prepared, space))]
+    try:
+        rows = evaluate_arrays(cases, predictions)
+    except ValueError as exc:
+        raise InputError(manifest_path, str(exc)) from None
+    result = EvaluationResult(out_dir, split, model_name, rows, summarize(rows), linear_fit)
+
+    # One colour scale for all heatmaps of this report, so panels compare.
+    error_vmax = float(np.percentile(np.abs(np.stack(predicted) - np.stack([c["des"] for c in cases])), 99.5))
+    with atomic_dir(out_dir / "heatmaps") as tmp:
+        from VirtualContrastTraining.heatmaps import write_heatmap_panel
+
+        for case, pred in zip(cases, predicted):
+            file_name = f"{case_file_stem(case['case_id'])}.png"
+            write_heatmap_panel(tmp / file_name, case["le"], case["des"], pred, mask=case["mask"],
+                                title=f"{case['case_id']} - {model_name}", error_vmax=error_vmax or None)
+            result.heatmaps.append(out_dir / "heatmaps" / file_name)
+
+    provenance = evaluation_provenance(
+        model_name=model_name, sidecar=sidecar, model_file=model_path and resolve_model(model_path),
+        synthetic_list=synthetic, manifest=manifest_path, split=split, n_images=len(cases),
+        image_size=int(le.shape[-1]), comparison_space=space_text, linear_fit=linear_fit,
+        device=device if model_path is not None else "", fold=fold)
+    write_text_atomic(result.per_image_csv, csv_text(rows))
+    write_text_atomic(result.summary_csv, csv_text(result.summary))
+    write_text_atomic(out_dir / "histograms.csv", csv_text(intensity_histograms(cases, predictions)))
+    write_text_atomic(out_dir / "provenance.json", json.dumps(provenance, indent=2) + "\n")
+    from VirtualContrastTraining.report import build_report
+
+    build_report([out_dir], result.report_html, reader_study=reader_study)
+    write_text_atomic(result.summary_md, _report(result, provenance, error_vmax))
+    return result
+
+
+def _report(result: EvaluationResult, provenance: dict[str, Any], error_vmax: float) -> str:
+    """summary.md: what was measured on what, the headline table, and links to the full report and heatmaps."""
+    n = len(result.heatmaps)
+    n_masks = result.summary[0]["n_lesion_masks"]
+    fit = result.linear_fit
+    size = provenance["image_size"]
+    baseline = (f"- Baselines: {IDENTITY_NAME}; {LINEAR_NAME} fitted on the train split "
+                f"(DES = {fit[0]:.4f} * LE + {fit[1]:.4f})" if fit else
+                f"- Baselines: {IDENTITY_NAME} (no linear baseline: the manifest has no train cases)")
+    infinite = [e["model"] for e in result.summary if e["PSNR_n"] < e["n_images"]]
+    lines = [
+        "# VirtualContrast evaluation",
+        "",
+        f"> **{NOT_FOR_DIAGNOSIS}**",
+        "",
+        f"- Model: {result.model_name}, preset `{provenance['preset']}`, file `{provenance['model_path']}`",
+        f"- Training data fingerprint: `{provenance['data_fingerprint']}`",
+        f"- Manifest: `{provenance['manifest']}`, split `{result.split}`: {n} images, {n_masks} with lesion masks",
+        baseline,
+        f"- Metrics on the preprocessed images in [0,1] at {size}x{size} pixels ({provenance['comparison_space']}): "
+        "MSE; PSNR with the target's maximum (Rofena et al. 2024, eq. 10); SSIM (scikit-image, data range 1); "
+        "pixel-domain VIF (4 scales, sigma_n^2 = 2 on a 0-255 scale); lesion MAE = mean |prediction - DES| "
+        "inside the lesion mask. Mean ± sample sd over images.",
+        "",
+        result.table,
+        "",
+    ]
+    if infinite:
+        lines += [f"PSNR is infinite for some images of {', '.join(infinite)} (prediction equal to the target); "
+                  "those are left out of the PSNR mean.", ""]
+    lines += ["The full report with every analysis of the papers, statistics and figures: [report.html](report.html).",
+              "Per-image values: [per_image.csv](per_image.csv); all summary statistics: [summary.csv](summary.csv); "
+              "provenance: [provenance.json](provenance.json).",
+              "", "## Error heatmaps",
+              "", f"LE | DES | synthetic | |synthetic - DES| (colour scale 0 to {error_vmax:.3f}, "
+              "lesion outlined in cyan).", ""]
+    lines += [f"- [{p.stem}](heatmaps/{p.name})" for p in result.heatmaps]
+    return "\n".join(lines) + "\n"
