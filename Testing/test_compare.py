@@ -21,7 +21,7 @@ from VirtualContrastTraining.cli import main
 from VirtualContrastTraining.data.manifest import Case, read_manifest
 from VirtualContrastTraining.data.splits import kfold_splits
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.evaluate import IDENTITY_NAME, LINEAR_NAME
+from VirtualContrastTraining.evaluation.evaluate import IDENTITY_NAME, LINEAR_NAME
 from VirtualContrastTraining.events import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_OK, EventWriter, parse_event
 from VirtualContrastTraining.train import load_run_config, train
 

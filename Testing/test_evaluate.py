@@ -15,11 +15,10 @@ from conftest import make_tiny_model
 from VirtualContrastTraining.commands import evaluate as evaluate_command
 from VirtualContrastTraining.data.manifest import Case, case_file_stem, write_manifest
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.evaluate import (
-    HEADLINE, evaluate_arrays, fit_linear_baseline, format_table, identity_baseline, linear_baseline, summarize,
-)
-from VirtualContrastTraining.evaluation_folder import csv_text
-from VirtualContrastTraining.heatmaps import PANEL_INCHES, write_heatmap_panel
+from VirtualContrastTraining.evaluation.evaluate import (HEADLINE, evaluate_arrays, fit_linear_baseline, format_table,
+                                                         identity_baseline, linear_baseline, summarize)
+from VirtualContrastTraining.evaluation.evaluation_folder import csv_text
+from VirtualContrastTraining.evaluation.heatmap_panels import PANEL_INCHES, write_heatmap_panel
 
 S = 48
 

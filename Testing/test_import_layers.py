@@ -59,8 +59,7 @@ LAYERS: list[dict[str, tuple[str, ...]]] = [
     {"checkpoints": ("checkpoints",)},
     {"recipes": ("recipes",)},
     {"train": ("train",), "synthesis": ("synthesis", "synthetic_export")},
-    {"evaluation": ("metrics", "analyses", "evaluate", "provenance", "statistics", "evaluation_folder",
-                    "reader_study", "figures", "heatmaps", "html_page", "report", "evaluation_run")},
+    {"evaluation": ("evaluation",)},
     {"compare": ("compare",)},
     {"commands": ("commands",)},
     {"cli": ("cli", "__main__")},
@@ -286,7 +285,7 @@ def test_what_the_slicer_gui_loads_imports_nothing_heavy_at_module_level():
     """The modules Slicer's process runs when the module loads import torch, monai, matplotlib (or anything else
     a fresh Slicer lacks) only inside the functions that need them."""
     closure = gui_load_closure()
-    assert {"VirtualContrastLib.logic", f"{PACKAGE}.metrics", f"{PACKAGE}.data.imageio"} <= closure
+    assert {"VirtualContrastLib.logic", f"{PACKAGE}.evaluation.metrics", f"{PACKAGE}.data.imageio"} <= closure
     heavy = []
     for module in sorted(closure):
         for name, line in _imports(module, _tree(module), module_level_only=True):
@@ -298,7 +297,7 @@ def test_what_the_slicer_gui_loads_imports_nothing_heavy_at_module_level():
 @pytest.mark.parametrize("source, expected", [
     ("from VirtualContrastTraining.models import networks", {"models.networks"}),
     ("from VirtualContrastTraining import __version__", {""}),
-    ("def f():\n    from .statistics import describe", {"statistics"}),
+    ("def f():\n    from .evaluation.significance import describe", {"evaluation.significance"}),
     ("from ..errors import InputError", {"errors"}),
 ])
 def test_graph_reads_each_form_of_import(source, expected, monkeypatch, tmp_path):

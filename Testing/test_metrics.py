@@ -9,8 +9,8 @@ import pytest
 from scipy import ndimage
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from VirtualContrastTraining import metrics
-from VirtualContrastTraining.metrics import cnr, image_metrics, mae, masked_mae, mse, psnr, ssim, vif
+from VirtualContrastTraining.evaluation import metrics
+from VirtualContrastTraining.evaluation.metrics import cnr, image_metrics, mae, masked_mae, mse, psnr, ssim, vif
 
 Y = np.array([[0.0, 1.0], [1.0, 0.5]])
 YHAT = np.array([[0.0, 0.5], [1.0, 1.0]])
@@ -122,7 +122,7 @@ def test_metrics_import_without_torch():
     import subprocess
     import sys
 
-    code = "import sys, VirtualContrastTraining.metrics; sys.exit('torch' in sys.modules)"
+    code = "import sys, VirtualContrastTraining.evaluation.metrics; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 

@@ -312,8 +312,8 @@ def test_patch_training_then_synthesis_in_the_le_geometry(patch_run):
 def test_evaluate_run_measures_a_patch_model_in_the_resize_comparison_space(patch_run, tmp_path):
     from VirtualContrastTraining.data.dataset import prepare_cases
     from VirtualContrastTraining.data.preprocessing import PreprocessConfig
-    from VirtualContrastTraining.evaluate import COMPARISON_SIZE, IDENTITY_NAME
-    from VirtualContrastTraining.evaluation_run import evaluate_run
+    from VirtualContrastTraining.evaluation.evaluate import COMPARISON_SIZE, IDENTITY_NAME
+    from VirtualContrastTraining.evaluation.run import evaluate_run
 
     manifest, run, _ = patch_run
     result = evaluate_run(run, manifest, split="test", out_dir=tmp_path / "eval", device="cpu")

@@ -13,9 +13,9 @@ from sklearn.metrics import cohen_kappa_score, recall_score
 
 from VirtualContrastTraining.cli import main
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.provenance import NOT_FOR_DIAGNOSIS
+from VirtualContrastTraining.evaluation.provenance import NOT_FOR_DIAGNOSIS
 from VirtualContrastTraining.events import EXIT_BAD_INPUT
-from VirtualContrastTraining.reader_study import ALL_READERS, format_reader_table, reader_study
+from VirtualContrastTraining.evaluation.reader_study import ALL_READERS, format_reader_table, reader_study
 
 RESAMPLES = 200
 CASES = ["c1", "c2", "c3", "c4", "c5", "c6"]

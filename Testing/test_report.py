@@ -1,7 +1,7 @@
 """The HTML report (report.py, figures.py, `virtual-contrast report`) on evaluation folders built here.
 
 The folders have the shape of the evaluation contract (per_image.csv,
-provenance.json, histograms.csv, heatmaps/*.png from heatmaps.py) with
+provenance.json, histograms.csv, heatmaps/*.png from heatmap_panels.py) with
 made-up but plausible values. Numbers in the report are checked against scipy
 and numpy computed here from the CSV, and against small hand-computed cases.
 """
@@ -20,13 +20,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from VirtualContrastTraining.analyses import CHANGE_COLUMNS, SETTING_COLUMNS, TISSUE_COLUMNS
+from VirtualContrastTraining.evaluation.analyses import CHANGE_COLUMNS, SETTING_COLUMNS, TISSUE_COLUMNS
 from VirtualContrastTraining.cli import main
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.evaluate import IDENTITY_NAME, LINEAR_NAME
-from VirtualContrastTraining.metrics import METRICS
-from VirtualContrastTraining.provenance import NOT_FOR_DIAGNOSIS
-from VirtualContrastTraining.report import build_report
+from VirtualContrastTraining.evaluation.evaluate import IDENTITY_NAME, LINEAR_NAME
+from VirtualContrastTraining.evaluation.metrics import METRICS
+from VirtualContrastTraining.evaluation.provenance import NOT_FOR_DIAGNOSIS
+from VirtualContrastTraining.evaluation.report import build_report
 
 MODEL = "demo-segcyclegan"
 IDENTIFIERS = ("model", "case_id", "split", "density", "laterality", "view", "label", "has_lesion_mask", "tissue_rois")
@@ -66,7 +66,7 @@ def make_evaluation(folder: Path, *, model: str = MODEL, n_cases: int = 8, seed:
                     heatmaps: bool = True, histograms: bool = True) -> Path:
     """An evaluation folder of the contract's shape with made-up values; returns the folder."""
     from VirtualContrastTraining.data.manifest import case_file_stem
-    from VirtualContrastTraining.heatmaps import write_heatmap_panel
+    from VirtualContrastTraining.evaluation.heatmap_panels import write_heatmap_panel
 
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
@@ -388,7 +388,7 @@ def test_a_case_in_two_folders_is_counted_once(tmp_path):
 
 
 def test_reader_study_section_holds_format_reader_tables_tables(tmp_path):
-    from VirtualContrastTraining.reader_study import format_reader_table, reader_study
+    from VirtualContrastTraining.evaluation.reader_study import format_reader_table, reader_study
 
     truth = ["yes", "yes", "yes", "no", "no", "no"]
     ratings = {"clinical": truth, "synthetic": ["yes", "no", "yes", "no", "yes", "no"]}   # 4 of 6 right
@@ -464,7 +464,7 @@ def _png_array(data: bytes) -> np.ndarray:
 
 
 def test_box_plots_grow_with_the_number_of_groups_and_are_not_blank():
-    from VirtualContrastTraining.figures import box_plots
+    from VirtualContrastTraining.evaluation.figures import box_plots
 
     rng = np.random.default_rng(1)
     few = _png_array(box_plots({"a": {"PSNR": rng.normal(25, 1, 20).tolist()}}, [("PSNR", "PSNR")]))
@@ -475,7 +475,7 @@ def test_box_plots_grow_with_the_number_of_groups_and_are_not_blank():
 
 
 def test_intensity_histograms_png():
-    from VirtualContrastTraining.figures import intensity_histograms
+    from VirtualContrastTraining.evaluation.figures import intensity_histograms
 
     edges = np.linspace(0, 1, 65)
     png = intensity_histograms(edges[:-1], edges[1:], {"real DES": np.arange(64), "m": np.zeros(64)},

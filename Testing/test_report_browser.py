@@ -68,7 +68,7 @@ def _evaluated(tmp_path: Path, phantom: Path) -> Path:
     from dataclasses import replace
 
     from VirtualContrastTraining.data.manifest import read_manifest, write_manifest
-    from VirtualContrastTraining.evaluation_run import evaluate_run
+    from VirtualContrastTraining.evaluation.run import evaluate_run
 
     cases = read_manifest(phantom)
     patients = list(dict.fromkeys(c.patient_id for c in cases))

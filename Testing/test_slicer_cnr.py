@@ -14,7 +14,7 @@ from VirtualContrastLib.regions import RegionError, regionMask
 from VirtualContrastTraining.data.image import Image
 from VirtualContrastTraining.data.imageio import read_image
 from VirtualContrastTraining.data.manifest import read_manifest
-from VirtualContrastTraining.metrics import cnr, lesion_cnr, ring_around
+from VirtualContrastTraining.evaluation.metrics import cnr, lesion_cnr, ring_around
 
 ROWS, COLS, SPACING = 60, 50, (0.5, 0.8)
 

@@ -25,8 +25,8 @@ from VirtualContrastTraining.data.imageio import read_image
 from VirtualContrastTraining.data.manifest import read_manifest, write_manifest
 from VirtualContrastTraining.data.segmentation import read_lesion_mask
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.evaluate import IDENTITY_NAME, VALUE_COLUMNS, evaluate_images
-from VirtualContrastTraining.provenance import NOT_FOR_DIAGNOSIS
+from VirtualContrastTraining.evaluation.evaluate import IDENTITY_NAME, VALUE_COLUMNS, evaluate_images
+from VirtualContrastTraining.evaluation.provenance import NOT_FOR_DIAGNOSIS
 
 TIMEOUT = 300
 

@@ -1,4 +1,4 @@
-"""statistics.py against scipy on the same data and against small cases computed by hand."""
+"""evaluation/significance.py against scipy on the same data and against small cases computed by hand."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pytest
 from scipy import stats
 
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.evaluation_folder import csv_text
-from VirtualContrastTraining.statistics import (KRUSKAL_ROW, as_float, benjamini_hochberg, density_table, fold_table,
-                                                kruskal_by_group, paired_values, pearson, wilcoxon_models,
-                                                wilcoxon_paired)
+from VirtualContrastTraining.evaluation.evaluation_folder import csv_text
+from VirtualContrastTraining.evaluation.significance import (KRUSKAL_ROW, as_float, benjamini_hochberg, density_table,
+                                                             fold_table, kruskal_by_group, paired_values, pearson,
+                                                             wilcoxon_models, wilcoxon_paired)
 
 
 def rows_of(model: str, values: dict[str, dict], **common) -> list[dict]:

@@ -37,10 +37,10 @@ from typing import Any
 from VirtualContrastTraining.atomic import ensure_writable_dir, write_text_atomic
 from VirtualContrastTraining.data.manifest import PATH_COLUMNS
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.evaluate import HEADLINE, IDENTITY_NAME, LINEAR_NAME, format_cell, summarize
-from VirtualContrastTraining.evaluation_folder import csv_text
+from VirtualContrastTraining.evaluation.evaluate import HEADLINE, IDENTITY_NAME, LINEAR_NAME, format_cell, summarize
+from VirtualContrastTraining.evaluation.evaluation_folder import csv_text
 from VirtualContrastTraining.events import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EventWriter, parse_event
-from VirtualContrastTraining.provenance import NOT_FOR_DIAGNOSIS
+from VirtualContrastTraining.evaluation.provenance import NOT_FOR_DIAGNOSIS
 
 # Columns of 001 Table 4.1 in its order, then the lesion-region MAE of 002; arrows as in 001.
 TABLE_METRICS = ("MSE", "PSNR", "VIF", "SSIM", "lesion_MAE", "bright_MAE")
@@ -184,7 +184,7 @@ def _run_one(config, fold: int, fold_manifest: Path, run_dir: Path, device: str,
              relay: _RunRelay) -> tuple[str, int]:
     """Train (or resume, or reuse) one run and evaluate its test split: (what was done, exit code)."""
     from VirtualContrastTraining.checkpoints import has_training_state
-    from VirtualContrastTraining.evaluation_run import evaluate_run
+    from VirtualContrastTraining.evaluation.run import evaluate_run
     from VirtualContrastTraining.train import load_run_config, train
 
     evaluation = run_dir / "evaluation"
@@ -267,7 +267,7 @@ def _evaluations(out_dir: Path, preset: str, folds: list[int]) -> list[Path]:
 def _preset_reports(out_dir: Path, presets: list[str], folds: list[int], k: int) -> dict[str, Path]:
     """One HTML report per preset over all its folds (report.py pools the test images and adds the
     cross-validation table): DIR/reports/<preset>.html."""
-    from VirtualContrastTraining.report import build_report
+    from VirtualContrastTraining.evaluation.report import build_report
 
     return {name: build_report(_evaluations(out_dir, name, folds), out_dir / "reports" / f"{name}.html",
                                title=f"{name}: {k}-fold cross-validation") for name in presets}
@@ -277,8 +277,8 @@ def _paired_tests(out_dir: Path, presets: list[str], folds: list[int]) -> str:
     """Markdown: the first preset against each other one, Wilcoxon signed-rank per metric over the test
     images of all folds (each image is tested in exactly one fold, so the pairs are the same images),
     Benjamini-Hochberg over the metrics (000's statistics); empty for one preset."""
-    from VirtualContrastTraining.evaluation_folder import read_evaluation
-    from VirtualContrastTraining.statistics import wilcoxon_models
+    from VirtualContrastTraining.evaluation.evaluation_folder import read_evaluation
+    from VirtualContrastTraining.evaluation.significance import wilcoxon_models
 
     if len(presets) < 2:
         return ""

@@ -31,8 +31,8 @@ def main() -> None:
     from VirtualContrastTraining.data.manifest import read_manifest
     from VirtualContrastTraining.data.phantom import generate_dataset
     from VirtualContrastTraining.data.preprocessing import PreprocessConfig
-    from VirtualContrastTraining.evaluate import evaluate_arrays, identity_baseline
-    from VirtualContrastTraining.report import build_report
+    from VirtualContrastTraining.evaluation.evaluate import evaluate_arrays, identity_baseline
+    from VirtualContrastTraining.evaluation.report import build_report
 
     print(f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -63,9 +63,9 @@ def _report_time(rows, folder: Path, build_report) -> float:
     import json
 
     from VirtualContrastTraining.atomic import write_text_atomic
-    from VirtualContrastTraining.evaluate import summarize
-    from VirtualContrastTraining.evaluation_folder import csv_text
-    from VirtualContrastTraining.provenance import software_versions
+    from VirtualContrastTraining.evaluation.evaluate import summarize
+    from VirtualContrastTraining.evaluation.evaluation_folder import csv_text
+    from VirtualContrastTraining.evaluation.provenance import software_versions
 
     folder.mkdir(parents=True)
     write_text_atomic(folder / "per_image.csv", csv_text(rows))

@@ -60,7 +60,7 @@ def phantom_manifest(out: Path) -> Path:
 
 def trained_and_evaluated(preset: str, overrides: dict, seed: int, manifest: Path, runs: Path, device: str) -> Path:
     """RUN/evaluation/per_image.csv of `preset` trained with `overrides` and `seed` (reused when present)."""
-    from VirtualContrastTraining.evaluation_run import evaluate_run
+    from VirtualContrastTraining.evaluation.run import evaluate_run
     from VirtualContrastTraining.events import EXIT_OK, EventWriter
     from VirtualContrastTraining.presets import resolve_config
     from VirtualContrastTraining.train import train

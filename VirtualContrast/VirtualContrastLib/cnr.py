@@ -25,7 +25,7 @@ import vtk
 from VirtualContrastLib.nodes import ijkToRasArray
 from VirtualContrastLib.regions import RegionError, regionMask, regionName
 from VirtualContrastTraining.atomic import write_text_atomic
-from VirtualContrastTraining.metrics import cnr, lesion_cnr, ring_around
+from VirtualContrastTraining.evaluation.metrics import cnr, lesion_cnr, ring_around
 
 LE, REAL_DES, SYNTHETIC_DES = "LE", "real DES", "synthetic DES"
 TISSUE, LESION = "tissue CNR (fibroglandular vs adipose)", "lesion CNR (lesion vs ring)"

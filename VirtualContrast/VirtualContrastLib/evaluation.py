@@ -28,11 +28,11 @@ import vtk
 from VirtualContrastLib.nodes import imageFromVolume, isSynthetic
 from VirtualContrastLib.regions import RegionError, regionMask
 from VirtualContrastLib.training import segmentMasks
-from VirtualContrastTraining.analyses import MASS_RING_PX, TISSUE_IMAGES
+from VirtualContrastTraining.evaluation.analyses import MASS_RING_PX, TISSUE_IMAGES
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.evaluate import COMPARISON_SIZE, evaluate_images
-from VirtualContrastTraining.metrics import BRIGHT_PERCENTILE
-from VirtualContrastTraining.provenance import NOT_FOR_DIAGNOSIS
+from VirtualContrastTraining.evaluation.evaluate import COMPARISON_SIZE, evaluate_images
+from VirtualContrastTraining.evaluation.metrics import BRIGHT_PERCENTILE
+from VirtualContrastTraining.evaluation.provenance import NOT_FOR_DIAGNOSIS
 
 P000, P001, P002, P003 = ("000 Zormpas-Petridis 2026", "001 Rofena 2024", "002 Rofena 2025",
                           "003 Hosseinipour 2024")
@@ -231,7 +231,7 @@ def evaluationArguments(manifestPath, outDir, modelPath=None, synthetic=None, sp
 
 def buildReport(evaluationDirs, outPath, readerStudy=None) -> Path:
     """The engine's HTML report of one or more evaluation folders (one folder may be given alone)."""
-    from VirtualContrastTraining.report import build_report
+    from VirtualContrastTraining.evaluation.report import build_report
 
     if isinstance(evaluationDirs, (str, os.PathLike)):
         evaluationDirs = [evaluationDirs]
@@ -241,7 +241,7 @@ def buildReport(evaluationDirs, outPath, readerStudy=None) -> Path:
 def readerStudy(ratingsPath, tableNode=None, testsTableNode=None, nResamples: int = 1000, seed: int = 0,
                 scene=None) -> ReaderStudyTables:
     """000's reader-study analysis of a ratings file (engine reader_study.py), its rows and tests as tables."""
-    from VirtualContrastTraining.reader_study import reader_study
+    from VirtualContrastTraining.evaluation.reader_study import reader_study
 
     result = reader_study(ratingsPath, n_resamples=nResamples, seed=seed)
     name = Path(ratingsPath).stem

@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     from VirtualContrastTraining.data.manifest import case_file_stem, read_manifest, write_manifest
     from VirtualContrastTraining.data.phantom import generate_dataset
     from VirtualContrastTraining.data.splits import assign_splits
-    from VirtualContrastTraining.evaluation_run import evaluate_run
+    from VirtualContrastTraining.evaluation.run import evaluate_run
     from VirtualContrastTraining.presets import resolve_config
     from VirtualContrastTraining.synthesis import Synthesizer
     from VirtualContrastTraining.data.imageio import read_image

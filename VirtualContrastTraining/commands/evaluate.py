@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from VirtualContrastTraining.evaluate import COMPARISON_SIZE
+from VirtualContrastTraining.evaluation.evaluate import COMPARISON_SIZE
 from VirtualContrastTraining.events import EXIT_OK
 
 
@@ -36,7 +36,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from VirtualContrastTraining.evaluation_run import evaluate_run
+    from VirtualContrastTraining.evaluation.run import evaluate_run
 
     result = evaluate_run(args.model, args.manifest, split=args.split, out_dir=args.out, device=args.device,
                           synthetic=args.synthetic, name=args.name, size=args.size, reader_study=args.reader_study)

@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from VirtualContrastTraining.reader_study import reader_study, write_reader_study
+    from VirtualContrastTraining.evaluation.reader_study import reader_study, write_reader_study
 
     result = reader_study(args.ratings, n_resamples=args.resamples, seed=args.seed)
     paths = write_reader_study(result, args.out)

@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from VirtualContrastTraining.report import build_report
+    from VirtualContrastTraining.evaluation.report import build_report
 
     print(build_report(args.evaluation, args.out, reader_study=args.reader_study, title=args.title))
     return 0

@@ -22,11 +22,12 @@ import numpy as np
 from VirtualContrastTraining.atomic import atomic_dir, ensure_writable_dir, write_text_atomic
 from VirtualContrastTraining.data.manifest import case_file_stem
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.evaluate import (COMPARISON_SIZE, IDENTITY_NAME, LINEAR_NAME, evaluate_arrays,
-                                              fit_linear_baseline, format_table, identity_baseline,
-                                              intensity_histograms, like_real_des, linear_baseline, summarize)
-from VirtualContrastTraining.evaluation_folder import csv_text
-from VirtualContrastTraining.provenance import NOT_FOR_DIAGNOSIS
+from VirtualContrastTraining.evaluation.evaluate import (COMPARISON_SIZE, IDENTITY_NAME, LINEAR_NAME, evaluate_arrays,
+                                                         fit_linear_baseline, format_table, identity_baseline,
+                                                         intensity_histograms, like_real_des, linear_baseline,
+                                                         summarize)
+from VirtualContrastTraining.evaluation.evaluation_folder import csv_text
+from VirtualContrastTraining.evaluation.provenance import NOT_FOR_DIAGNOSIS
 
 
 @dataclass
@@ -173,7 +174,7 @@ def evaluate_run(model_path: str | os.PathLike | None, manifest_path: str | os.P
     """
     from VirtualContrastTraining.data.dataset import prepare_cases
     from VirtualContrastTraining.data.preprocessing import PreprocessConfig
-    from VirtualContrastTraining.provenance import evaluation_provenance
+    from VirtualContrastTraining.evaluation.provenance import evaluation_provenance
 
     if (model_path is None) == (synthetic is None):
         raise InputError(None, "evaluate needs either a trained model or a list of synthetic images, not both")
@@ -229,7 +230,7 @@ def evaluate_run(model_path: str | os.PathLike | None, manifest_path: str | os.P
     # One colour scale for all heatmaps of this report, so panels compare.
     error_vmax = float(np.percentile(np.abs(np.stack(predicted) - np.stack([c["des"] for c in cases])), 99.5))
     with atomic_dir(out_dir / "heatmaps") as tmp:
-        from VirtualContrastTraining.heatmaps import write_heatmap_panel
+        from VirtualContrastTraining.evaluation.heatmap_panels import write_heatmap_panel
 
         for case, pred in zip(cases, predicted):
             file_name = f"{case_file_stem(case['case_id'])}.png"
@@ -246,7 +247,7 @@ def evaluate_run(model_path: str | os.PathLike | None, manifest_path: str | os.P
     write_text_atomic(result.summary_csv, csv_text(result.summary))
     write_text_atomic(out_dir / "histograms.csv", csv_text(intensity_histograms(cases, predictions)))
     write_text_atomic(out_dir / "provenance.json", json.dumps(provenance, indent=2) + "\n")
-    from VirtualContrastTraining.report import build_report
+    from VirtualContrastTraining.evaluation.report import build_report
 
     build_report([out_dir], result.report_html, reader_study=reader_study)
     write_text_atomic(result.summary_md, _report(result, provenance, error_vmax))

@@ -32,18 +32,19 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from VirtualContrastTraining import __version__
-from VirtualContrastTraining.analyses import CHANGE_COLUMNS, SETTING_COLUMNS, TISSUE_COLUMNS, TISSUE_IMAGES
+from VirtualContrastTraining.evaluation.analyses import CHANGE_COLUMNS, SETTING_COLUMNS, TISSUE_COLUMNS, TISSUE_IMAGES
 from VirtualContrastTraining.atomic import write_text_atomic
 from VirtualContrastTraining.data.manifest import case_file_stem
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.evaluate import HEADLINE, format_cell, summarize
-from VirtualContrastTraining.metrics import METRICS
-from VirtualContrastTraining.provenance import NOT_FOR_DIAGNOSIS
-from VirtualContrastTraining.evaluation_folder import HISTOGRAM_REFERENCE, Evaluation, Pooled, pool, read_evaluation
-from VirtualContrastTraining.html_page import (CSS, Figures, escape, fmt_number, fmt_p, html_section, html_table,
-                                               markdown_to_html, para)
-from VirtualContrastTraining.statistics import (KRUSKAL_ROW, describe, density_table, fold_table, pearson,
-                                                wilcoxon_models)
+from VirtualContrastTraining.evaluation.evaluate import HEADLINE, format_cell, summarize
+from VirtualContrastTraining.evaluation.metrics import METRICS
+from VirtualContrastTraining.evaluation.provenance import NOT_FOR_DIAGNOSIS
+from VirtualContrastTraining.evaluation.evaluation_folder import (HISTOGRAM_REFERENCE, Evaluation, Pooled, pool,
+                                                                  read_evaluation)
+from VirtualContrastTraining.evaluation.html_page import (CSS, Figures, escape, fmt_number, fmt_p, html_section,
+                                                          html_table, markdown_to_html, para)
+from VirtualContrastTraining.evaluation.significance import (KRUSKAL_ROW, describe, density_table, fold_table, pearson,
+                                                             wilcoxon_models)
 
 # (title, number format) of each metric: evaluate's headline styles plus the metrics it leaves out.
 METRIC_STYLE = {"MAE": ("MAE", ".4f"), "L1": ("L1 (0-255)", ".2f"), "L2": ("L2 (0-255)", ".1f"),
@@ -310,7 +311,7 @@ def _heatmaps(pooled: Pooled, figures: Figures) -> str:
 
 def _histograms(pooled: Pooled, figures: Figures) -> str:
     """003 Fig. 5 from the folders' histograms.csv, counts summed over folders (bins must agree)."""
-    from VirtualContrastTraining.figures import intensity_histograms
+    from VirtualContrastTraining.evaluation.figures import intensity_histograms
 
     tables = [(ev, ev.histograms) for ev in pooled.evaluations if ev.histograms is not None]
     if not tables:
@@ -332,7 +333,7 @@ def _histograms(pooled: Pooled, figures: Figures) -> str:
 
 
 def _figures(pooled: Pooled, figures: Figures) -> str:
-    from VirtualContrastTraining.figures import box_plots
+    from VirtualContrastTraining.evaluation.figures import box_plots
 
     metrics = [(m, _style(m)[0]) for m in BOX_METRICS]
     parts = [figures.png(box_plots({m: _values(_model_rows(pooled.rows, m), BOX_METRICS) for m in pooled.models},
@@ -355,7 +356,7 @@ def _figures(pooled: Pooled, figures: Figures) -> str:
 def _reader(path: Path | None) -> str:
     if path is None:
         return para("No reader study was given (--reader-study).")
-    from VirtualContrastTraining.reader_study import format_reader_table, reader_study
+    from VirtualContrastTraining.evaluation.reader_study import format_reader_table, reader_study
 
     return (para(f"Ratings: {path}. Method of 000: accuracy, sensitivity and specificity of binary findings against "
                  "the truth; ordinal scores (BPE) as a-b vs c-d accuracy and quadratic-weighted Cohen's κ.")

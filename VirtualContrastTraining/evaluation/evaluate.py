@@ -23,11 +23,11 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from VirtualContrastTraining.analyses import CHANGE_COLUMNS, SETTING_COLUMNS, TISSUE_COLUMNS
+from VirtualContrastTraining.evaluation.analyses import CHANGE_COLUMNS, SETTING_COLUMNS, TISSUE_COLUMNS
 from VirtualContrastTraining.data.preprocessing import breast_mask
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.metrics import METRICS, image_metrics
-from VirtualContrastTraining.statistics import mean_sd
+from VirtualContrastTraining.evaluation.metrics import METRICS, image_metrics
+from VirtualContrastTraining.evaluation.significance import mean_sd
 
 # Every per-image value that summarize() averages.
 VALUE_COLUMNS = METRICS + SETTING_COLUMNS + CHANGE_COLUMNS + TISSUE_COLUMNS
@@ -81,7 +81,7 @@ def linear_baseline(le: np.ndarray, a: float, b: float) -> np.ndarray:
 def _case_context(case: dict[str, Any]) -> dict[str, Any]:
     """What one case contributes to every model's row: its breast, its tissue regions (drawn ones when
     the case has both, else automatic) and the model-independent tissue values of its LE and DES."""
-    from VirtualContrastTraining.analyses import automatic_tissue_regions, tissue_metrics
+    from VirtualContrastTraining.evaluation.analyses import automatic_tissue_regions, tissue_metrics
 
     breast = breast_mask(case["le"])
     fibro, fat = case.get("fibroglandular"), case.get("adipose")
@@ -104,7 +104,7 @@ def evaluate_arrays(cases: list[dict[str, Any]], predictions: dict[str, list[np.
     setting. A metric that cannot be computed (e.g. a blank DES) is a
     ValueError naming the case.
     """
-    from VirtualContrastTraining.analyses import change_metrics, setting_metrics, tissue_metrics
+    from VirtualContrastTraining.evaluation.analyses import change_metrics, setting_metrics, tissue_metrics
 
     for model, preds in predictions.items():
         if len(preds) != len(cases):

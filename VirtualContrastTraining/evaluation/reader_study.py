@@ -41,9 +41,9 @@ import numpy as np
 
 from VirtualContrastTraining.atomic import ensure_writable_dir, write_text_atomic
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.evaluation_folder import csv_text
-from VirtualContrastTraining.provenance import NOT_FOR_DIAGNOSIS
-from VirtualContrastTraining.statistics import benjamini_hochberg, wilcoxon_paired
+from VirtualContrastTraining.evaluation.evaluation_folder import csv_text
+from VirtualContrastTraining.evaluation.provenance import NOT_FOR_DIAGNOSIS
+from VirtualContrastTraining.evaluation.significance import benjamini_hochberg, wilcoxon_paired
 
 COLUMNS = ("case_id", "reader", "endpoint", "image", "rating", "truth")
 IMAGES = {"clinical": "clinical", "real": "clinical", "synthetic": "synthetic"}

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from VirtualContrastTraining.analyses import CHANGE_COLUMNS, SETTING_COLUMNS, TISSUE_COLUMNS
+from VirtualContrastTraining.evaluation.analyses import CHANGE_COLUMNS, SETTING_COLUMNS, TISSUE_COLUMNS
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.metrics import METRICS
-from VirtualContrastTraining.statistics import as_float
+from VirtualContrastTraining.evaluation.metrics import METRICS
+from VirtualContrastTraining.evaluation.significance import as_float
 
 REQUIRED_COLUMNS = ("model", "case_id", "has_lesion_mask", *METRICS)
 NUMERIC_COLUMNS = (*METRICS, *SETTING_COLUMNS, *CHANGE_COLUMNS, *TISSUE_COLUMNS)

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from VirtualContrastTraining.metrics import (BREAST_CNR_PATCH, EIGHT_BIT, breast_cnr, cnr, lesion_cnr, mae,
-                                             ring_around, ssim)
+from VirtualContrastTraining.evaluation.metrics import (BREAST_CNR_PATCH, EIGHT_BIT, breast_cnr, cnr, lesion_cnr, mae,
+                                                        ring_around, ssim)
 
 SETTING_COLUMNS = ("breast_L1", "breast_L2", "breast_PSNR", "breast_CNR_real", "breast_CNR_synthetic", "breast_dCNR",
                    "mass_L1", "mass_L2", "mass_PSNR", "mass_CNR_real", "mass_CNR_synthetic", "mass_dCNR")

@@ -1,0 +1,15 @@
+"""Evaluation: everything after synthesis, on synthetic DES images and their real targets.
+
+    metrics          per-image metrics (MSE, PSNR, SSIM, VIF, lesion and bright-pixel MAE, CNR)
+    analyses         003's settings, 000's change and tissue CNR
+    evaluate         baselines, per-image rows, summaries and their formats (arrays, no files)
+    significance     Wilcoxon + Benjamini-Hochberg, Kruskal-Wallis, Pearson, fold tables
+    evaluation_folder  an evaluation folder's CSVs written and read back, checked; folds pooled
+    provenance       where an evaluation's numbers come from; the not-for-diagnosis wording
+    reader_study     reader-study statistics with bootstrap CIs
+    heatmap_panels   the PNG error panels of an evaluation (matplotlib)
+    figures, html_page, report   the self-contained HTML report and its figures
+    run              `virtual-contrast evaluate`: a model on a manifest split, written as a folder
+
+It imports data, checkpoints and synthesis (to run a model), never train nor compare.
+"""
