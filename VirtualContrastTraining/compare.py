@@ -5,7 +5,7 @@ as mean ± sd over the 10 folds of the per-fold value, the mean over that
 fold's test images (001 Table 4.1, 002 Table I); 002 adds the lesion region.
 `compare()` runs that protocol for any presets: for each fold (data/splits.py
 kfold_splits: test fold i, val fold i+1, train the rest) and each preset it
-trains a run (train.py) and evaluates its test split (evaluate.py), then
+trains a run (train.py) and evaluates its test split (evaluation/run.py), then
 writes the table. All presets see the same folds, so the rows differ only by
 the recipe. Given fold manifests (`fold_manifests`: fold_<i>.csv files, e.g.
 the public VCE_CESM folds of 001 imported by data/ucbm_folds.py) replace the

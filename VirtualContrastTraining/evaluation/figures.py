@@ -4,7 +4,7 @@ Box plots show the spread of the per-image values behind the tables' mean ±
 sd (001 compares models and ACR densities by their per-image distributions);
 the intensity histogram compares real and synthetic DES pixel values over the
 breast, as 003's Fig. 5 ("colour distribution matching").
-Uses matplotlib's object API with the Agg canvas, like heatmaps.py: no pyplot,
+Uses matplotlib's object API with the Agg canvas, like heatmap_panels.py: no pyplot,
 no display, no global figure state, so it runs in a headless process.
 """
 
