@@ -98,3 +98,23 @@ def test_bad_files_name_the_file(vc_logic, tmp_path):
     with pytest.raises(InputError, match="broken.nrrd"):
         vc_logic.loadSegmentation(bad)
     assert vc_logic.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 0
+
+
+def test_one_pixel_geometry_for_both_halves(mrml_scene):
+    """Image.ijk_to_lps is the one IJK -> LPS helper: a volume node gets exactly its matrix (as RAS), and
+    from_ijk_to_lps reads any such matrix back, an oblique, flipped grid included."""
+    import slicer
+
+    from VirtualContrastLib.nodes import LPS_TO_RAS, ijkToRasArray, imageFromVolume, volumeFromImage
+    from VirtualContrastTraining.data.image import Image
+
+    c, s = np.cos(0.3), np.sin(0.3)
+    image = Image(np.arange(12, dtype=np.float32).reshape(3, 4), spacing=(0.07, 0.1), origin=(5.0, -2.0, 1.5),
+                  direction=(c, -s, 0.0, -s, -c, 0.0, 0.0, 0.0, -1.0))
+    again = Image.from_ijk_to_lps(image.array, image.ijk_to_lps())
+    assert again.same_geometry(image, tol=1e-9) and np.allclose(again.direction, image.direction)
+    node = volumeFromImage(image, "oblique", mrml_scene)
+    assert np.allclose(ijkToRasArray(node), LPS_TO_RAS @ image.ijk_to_lps())
+    back = imageFromVolume(node)
+    assert back.same_geometry(image, tol=1e-6) and np.array_equal(back.array, image.array)
+    assert slicer.util.arrayFromVolume(node).shape == (1, 3, 4)

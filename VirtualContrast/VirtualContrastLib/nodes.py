@@ -37,14 +37,6 @@ ATTR_PROVENANCE_PREFIX = "VirtualContrast."
 ATTR_SOURCE_FILE = "VirtualContrast.SourceFile"  # the DICOM file a volume came from (a DICOM SEG is read against it)
 
 
-def ijkToLps(image: Image) -> np.ndarray:
-    """4x4 IJK -> LPS matrix of an Image (I = column, J = row, K = slice)."""
-    m = np.eye(4)
-    m[:3, :3] = np.asarray(image.direction, float).reshape(3, 3) * np.array([image.spacing[0], image.spacing[1], 1.0])
-    m[:3, 3] = image.origin
-    return m
-
-
 def _vtkMatrix(array: np.ndarray) -> vtk.vtkMatrix4x4:
     matrix = vtk.vtkMatrix4x4()
     for r in range(4):
@@ -64,7 +56,7 @@ def volumeFromImage(image: Image, name: str, scene=None, node=None):
     scene = scene or slicer.mrmlScene
     if node is None:
         node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
-    node.SetIJKToRASMatrix(_vtkMatrix(LPS_TO_RAS @ ijkToLps(image)))
+    node.SetIJKToRASMatrix(_vtkMatrix(LPS_TO_RAS @ image.ijk_to_lps()))
     slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(image.array)[np.newaxis])
     for key, attribute in META_ATTRIBUTES.items():
         if image.meta.get(key):
@@ -86,16 +78,11 @@ def imageFromVolume(volumeNode) -> Image:
     if array.ndim != 3 or array.shape[0] != 1:
         raise InputError(None, f"volume {_nodeName(volumeNode)!r} has {array.shape[0]} slices; "
                                "a mammogram is one 2-D image")
-    ijk_to_lps = LPS_TO_RAS @ ijkToRasArray(volumeNode)
-    axes = ijk_to_lps[:3, :3]
-    spacing = np.linalg.norm(axes, axis=0)
-    direction = axes / np.where(spacing > 0, spacing, 1.0)
     meta = {key: volumeNode.GetAttribute(attr) for key, attr in META_ATTRIBUTES.items() if volumeNode.GetAttribute(attr)}
     window = sourceWindow(volumeNode)
     if window:
         meta["window_center"], meta["window_width"] = window
-    return Image(array[0].copy(), spacing=tuple(spacing[:2]), origin=tuple(ijk_to_lps[:3, 3]),
-                 direction=tuple(direction.ravel()), meta=meta)
+    return Image.from_ijk_to_lps(array[0].copy(), LPS_TO_RAS @ ijkToRasArray(volumeNode), meta)
 
 
 def sourceWindow(volumeNode) -> tuple[float, float] | None:

@@ -40,6 +40,23 @@ class Image:
     def shape(self) -> tuple[int, int]:
         return self.array.shape  # type: ignore[return-value]
 
+    def ijk_to_lps(self) -> np.ndarray:
+        """The 4x4 matrix from pixel indices (I = column, J = row, K = slice) to LPS millimetres: the one
+        place both halves get pixel geometry from (Slicer's segmentations and volume nodes, slicerio)."""
+        m = np.eye(4)
+        m[:3, :3] = np.asarray(self.direction, float).reshape(3, 3) * np.array([self.spacing[0], self.spacing[1], 1.0])
+        m[:3, 3] = self.origin
+        return m
+
+    @classmethod
+    def from_ijk_to_lps(cls, array: np.ndarray, ijk_to_lps: np.ndarray, meta: dict[str, Any] | None = None) -> "Image":
+        """`array` on the grid an IJK -> LPS matrix describes (the inverse of `ijk_to_lps`)."""
+        m = np.asarray(ijk_to_lps, float)
+        spacing = np.linalg.norm(m[:3, :3], axis=0)
+        direction = m[:3, :3] / np.where(spacing > 0, spacing, 1.0)
+        return cls(array, spacing=tuple(spacing[:2]), origin=tuple(m[:3, 3]), direction=tuple(direction.ravel()),
+                   meta=dict(meta or {}))
+
     def with_array(self, array: np.ndarray, **meta: Any) -> "Image":
         """Same geometry, new pixels (e.g. a prediction in the LE's geometry)."""
         if array.shape != self.array.shape:

@@ -26,28 +26,12 @@ from VirtualContrastTraining.data.image import Image
 from VirtualContrastTraining.errors import InputError
 
 
-def _ijk_to_lps(reference: Image) -> np.ndarray:
-    m = np.eye(4)
-    m[:3, :3] = np.asarray(reference.direction).reshape(3, 3) * np.array([reference.spacing[0], reference.spacing[1], 1.0])
-    m[:3, 3] = reference.origin
-    return m
-
-
-def _grid_image(ijk_to_lps: np.ndarray, shape_rc: tuple[int, int]) -> Image:
-    """An empty Image carrying the geometry of a segmentation's voxel grid (for comparing and messages)."""
-    axes = np.asarray(ijk_to_lps)[:3, :3]
-    spacing = np.linalg.norm(axes, axis=0)
-    direction = axes / np.where(spacing > 0, spacing, 1.0)
-    return Image(np.zeros(shape_rc, bool), spacing=tuple(spacing[:2]), origin=tuple(ijk_to_lps[:3, 3]),
-                 direction=tuple(direction.ravel()))
-
-
 def write_lesion_segmentation(path: str | os.PathLike, masks: dict[str, np.ndarray], reference: Image) -> Path:
     """One segment per lesion (ids Segment_1..., distinct colours), on `reference`'s grid; written atomically."""
     import slicerio
 
     rows, cols = reference.shape
-    seg = slicerio.create_segmentation((cols, rows, 1), _ijk_to_lps(reference))
+    seg = slicerio.create_segmentation((cols, rows, 1), reference.ijk_to_lps())
     seg["containedRepresentationNames"] = ["Binary labelmap"]
     seg["masterRepresentation"] = "Binary labelmap"
     for number, (name, mask) in enumerate(masks.items(), start=1):
@@ -77,7 +61,7 @@ def _read_seg(path: Path) -> tuple[dict, Image]:
     size = seg["voxels"].shape[-3:]
     if size[2] != 1:
         raise InputError(path, f"segmentation has {size[2]} slices; expected one 2-D image")
-    return seg, _grid_image(seg["ijkToLPS"], (size[1], size[0]))
+    return seg, Image.from_ijk_to_lps(np.zeros((size[1], size[0]), bool), seg["ijkToLPS"])
 
 
 def read_segments(path: str | os.PathLike) -> list[tuple[str, np.ndarray]]:
