@@ -346,3 +346,15 @@ def test_cli_import(tmp_path):
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "no LE/DES pairs found" in done.stderr and str(empty) in done.stderr
     assert not out2.exists()
+
+
+def test_one_tissue_vocabulary_names_regions_and_keeps_them_out_of_lesions():
+    """Every word that names a CNR region is a tissue word (so never a lesion), in the engine and in Slicer."""
+    from VirtualContrastTraining.data.importer import TISSUE_REGION_WORDS, is_tissue_name, tissue_region
+
+    for region, words in TISSUE_REGION_WORDS.items():
+        for word in words:
+            assert tissue_region(f"my {word} roi") == region and is_tissue_name(word), word
+    assert tissue_region("Fibro 2") == "fibroglandular" and tissue_region("fatty") == "adipose"
+    assert tissue_region("breast") is None and is_tissue_name("breast")
+    assert tissue_region("mass 1") is None and not is_tissue_name("mass 1")

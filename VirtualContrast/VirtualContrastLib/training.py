@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from VirtualContrastLib.jobs import Job
 from VirtualContrastLib.nodes import imageFromVolume, isSynthetic
 from VirtualContrastTraining.atomic import atomic_dir, ensure_writable_dir
 from VirtualContrastTraining.data.imageio import NRRD_WINDOW_FIELDS, write_nrrd
-from VirtualContrastTraining.data.importer import is_tissue_name
+from VirtualContrastTraining.data.importer import TISSUE_REGION_WORDS, is_tissue_name, tissue_region
 from VirtualContrastTraining.data.manifest import Case, case_file_stem, write_manifest
 from VirtualContrastTraining.data.segmentation import write_lesion_segmentation
 from VirtualContrastTraining.errors import InputError
@@ -47,13 +46,11 @@ class LoadedCase:
     tissue: object = None  # a segmentation with fibroglandular / adipose segments, when one came with the case
 
 
-TISSUE_SEGMENTS = {"fibroglandular": re.compile(r"(?<![a-z])(fibro|glandular)", re.IGNORECASE),
-                   "adipose": re.compile(r"(?<![a-z])(adipose|fat)", re.IGNORECASE)}
 
 
 def segmentMasks(segmentation, reference) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(lesion masks by segment name, tissue masks by TISSUE_SEGMENTS key), non-empty ones only;
-    several segments of one tissue are united."""
+    """(lesion masks by segment name, tissue masks by region: fibroglandular / adipose, the engine's
+    TISSUE_REGION_WORDS), non-empty ones only; several segments of one tissue are united."""
     lesions, tissue = {}, {}
     segments = segmentation.GetSegmentation()
     for i in range(segments.GetNumberOfSegments()):
@@ -62,13 +59,11 @@ def segmentMasks(segmentation, reference) -> tuple[dict[str, np.ndarray], dict[s
         mask = np.asarray(slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentId, reference))[0] > 0
         if not mask.any():
             continue
-        if not is_tissue_name(name):
+        region = tissue_region(name)
+        if region is not None:
+            tissue[region] = tissue[region] | mask if region in tissue else mask
+        elif not is_tissue_name(name):  # other tissue words (breast, skin...) are neither lesion nor region
             lesions[name] = mask
-            continue
-        for kind, pattern in TISSUE_SEGMENTS.items():
-            if pattern.search(name):
-                tissue[kind] = tissue[kind] | mask if kind in tissue else mask
-                break
     return lesions, tissue
 
 
@@ -106,7 +101,7 @@ def exportSceneCases(cases: list[LoadedCase], folder: str | os.PathLike) -> Path
                 masks, tissue = segmentMasks(case.segmentation, case.le)
                 if masks:
                     lesionPath = str(write_lesion_segmentation(tmp / f"{caseId}_lesions.seg.nrrd", masks, le))
-                if len(tissue) == len(TISSUE_SEGMENTS):  # 000's CNR needs both regions
+                if len(tissue) == len(TISSUE_REGION_WORDS):  # 000's CNR needs both regions
                     tissuePaths = {f"{kind}_path": str(write_nrrd(le.with_array(mask.astype(np.uint8)),
                                                                   tmp / f"{caseId}_{kind}.nrrd"))
                                    for kind, mask in tissue.items()}

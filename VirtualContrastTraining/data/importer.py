@@ -34,10 +34,16 @@ _SEPARATORS = "_-. "
 # A tissue or ground-truth word means the file is not a lesion mask whatever else matches
 # (the phantom writes truth/<case>_breast.nrrd, _adipose, _fibroglandular, _iodine beside lesion-free cases);
 # a lesion word is what lets a name that only extends a case's name claim it.
+#: The two tissue regions of 000's CNR and the words that name each (a user's "fibro" or "fat" segment too);
+#: the one tissue vocabulary of the engine, the manifest and the Slicer module.
+TISSUE_REGION_WORDS = {"fibroglandular": ("fibroglandular", "glandular", "fibro"), "adipose": ("adipose", "fat")}
 _TISSUE_WORDS = re.compile(
-    r"(?<![a-z])(breast|adipose|fat|fibroglandular|glandular|iodine|(ground)?truth|body|pectoral|muscle|skin)",
+    r"(?<![a-z])(" + "|".join(word for words in TISSUE_REGION_WORDS.values() for word in words)
+    + r"|breast|iodine|(ground)?truth|body|pectoral|muscle|skin)",
     re.IGNORECASE,
 )
+_REGION_PATTERNS = {region: re.compile(r"(?<![a-z])(" + "|".join(words) + ")", re.IGNORECASE)
+                    for region, words in TISSUE_REGION_WORDS.items()}
 _LESION_WORDS = re.compile(r"(?<![a-z])(lesion|mass|tumou?r|seg|label)", re.IGNORECASE)
 
 
@@ -45,6 +51,11 @@ def is_tissue_name(name: str) -> bool:
     """True for names of tissue or ground-truth masks (fibroglandular, adipose, breast, ...): never lesions.
     The Slicer module uses it too, to keep CNR tissue segments out of an exported lesion mask."""
     return bool(_TISSUE_WORDS.search(name))
+
+
+def tissue_region(name: str) -> str | None:
+    """The CNR tissue region a name names ("fibroglandular" or "adipose"), or None."""
+    return next((region for region, pattern in _REGION_PATTERNS.items() if pattern.search(name)), None)
 
 
 # One reason for all (the CLI groups files by reason); the word is in each file's name.
