@@ -13,17 +13,25 @@ saved before it existed: those are "resize"):
   windows every sw_stride pixels (000: 128 and 16, "~88 % overlap"), the
   overlaps averaged ("intensity averaging": mode "constant", every window
   weighs the same), then mapped back to the LE's grid (data/patches.py).
+
+The one loop over many LE images (`Synthesizer.synthesize_each` over
+`SynthesisInput`s, e.g. a manifest split from `manifest_inputs`) serves
+`predict`, the demo and the evaluation of patch models alike.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from VirtualContrastTraining import __version__
 from VirtualContrastTraining.data.image import Image
+from VirtualContrastTraining.data.imageio import read_image
+from VirtualContrastTraining.data.manifest import case_file_stem, read_manifest
 from VirtualContrastTraining.data.patches import (
     BACKGROUND,
     PatchPipeline,
@@ -38,6 +46,30 @@ SYNTHETIC_WARNING = "SYNTHETIC DES - not for diagnosis"
 PIPELINES = ("resize", "patches")
 # Sliding-window patches per forward pass: on CPU larger batches gain nothing and only raise peak memory.
 SW_BATCH_SIZE = 8
+
+
+@dataclass(frozen=True)
+class SynthesisInput:
+    """One LE image to synthesize from: its file, the stem of the output's file name, and what the file
+    may not say itself (breast side, LE window; empty / None: from the image)."""
+
+    le_path: str
+    stem: str
+    laterality: str = ""
+    window: tuple[float, float] | None = None
+
+    @classmethod
+    def of_case(cls, case) -> "SynthesisInput":
+        """A manifest case (data/manifest.Case): its LE, its id as a safe file stem, its side and LE window."""
+        return cls(case.le_path, case_file_stem(case.case_id), case.laterality, case.window("le"))
+
+
+def manifest_inputs(manifest_path: str | os.PathLike, split: str = "") -> list[SynthesisInput]:
+    """The cases of a manifest in its order, only those of `split` when given; InputError when none is left."""
+    inputs = [SynthesisInput.of_case(c) for c in read_manifest(manifest_path) if not split or c.split == split]
+    if not inputs:
+        raise InputError(manifest_path, f"no case in split {split!r}")
+    return inputs
 
 
 class Synthesizer:
@@ -156,3 +188,11 @@ class Synthesizer:
         width = self.des_window[1] - self.des_window[0]
         out.meta = {**le.meta, **self.provenance(), "window_center": center, "window_width": width, "role": "SYNTHETIC"}
         return out
+
+    def synthesize_each(self, inputs: Iterable[SynthesisInput]) -> Iterator[tuple[SynthesisInput, Image]]:
+        """(input, synthetic DES) for each input in order, each LE read when its turn comes (one image in memory).
+
+        The one "predict every case" loop: `predict`, the demo and the evaluation of patch models use it.
+        """
+        for item in inputs:
+            yield item, self.synthesize(read_image(item.le_path), laterality=item.laterality, window=item.window)

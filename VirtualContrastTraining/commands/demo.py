@@ -83,13 +83,12 @@ def _step(title: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from VirtualContrastTraining.data.manifest import case_file_stem, read_manifest, write_manifest
+    from VirtualContrastTraining.data.manifest import read_manifest, write_manifest
     from VirtualContrastTraining.data.phantom import generate_dataset
     from VirtualContrastTraining.data.splits import assign_splits
     from VirtualContrastTraining.evaluation.run import evaluate_run
     from VirtualContrastTraining.presets import resolve_config
-    from VirtualContrastTraining.synthesis import Synthesizer
-    from VirtualContrastTraining.data.imageio import read_image
+    from VirtualContrastTraining.synthesis import Synthesizer, manifest_inputs
     from VirtualContrastTraining.synthetic_export import synthetic_name, write_synthetic_nrrd
     from VirtualContrastTraining.train import train
 
@@ -117,9 +116,8 @@ def run(args: argparse.Namespace) -> int:
     t = _step("3/4 synthesize the held-out test cases")
     synth = Synthesizer.load(run_dir, device=args.device)
     synthetic_dir = ensure_writable_dir(out / "synthetic")
-    for case in (c for c in read_manifest(manifest) if c.split == "test"):
-        des = synth.synthesize(read_image(case.le_path), laterality=case.laterality, window=case.window("le"))
-        write_synthetic_nrrd(des, synthetic_dir / synthetic_name(case_file_stem(case.case_id), "nrrd"))
+    for item, des in synth.synthesize_each(manifest_inputs(manifest, "test")):
+        write_synthetic_nrrd(des, synthetic_dir / synthetic_name(item.stem, "nrrd"))
     print(f"  {synthetic_dir} in {time.perf_counter() - t:.0f} s", file=sys.stderr)
 
     t = _step("4/4 evaluate on the test split against the identity and linear baselines")

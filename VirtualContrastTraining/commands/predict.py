@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 
 from VirtualContrastTraining.atomic import ensure_writable_dir
-from VirtualContrastTraining.data.imageio import read_image
-from VirtualContrastTraining.data.manifest import case_file_stem, read_manifest
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.events import EventWriter
 from VirtualContrastTraining.synthetic_export import (
@@ -65,36 +64,30 @@ def _writer(fmt: str, args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from VirtualContrastTraining.synthesis import Synthesizer
+    from VirtualContrastTraining.synthesis import SynthesisInput, Synthesizer, manifest_inputs
 
     out = Path(args.out)
     single_file = out.suffix.lower() in (".nrrd", ".dcm")
     fmt = args.format or ("dicom" if out.suffix.lower() == ".dcm" else "nrrd")
-    inputs = []  # (file name stem, LE path, laterality, LE window)
     if Path(args.input).suffix.lower() == ".csv":
-        for case in read_manifest(args.input):
-            if not args.split or case.split == args.split:
-                inputs.append((case_file_stem(case.case_id), case.le_path, case.laterality, case.window("le")))
-        if not inputs:
-            raise InputError(args.input, f"no case in split {args.split!r}")
+        inputs = manifest_inputs(args.input, args.split)
     else:
-        inputs.append((Path(args.input).name.split(".")[0], args.input, args.laterality, args.le_window))
+        inputs = [SynthesisInput(args.input, Path(args.input).name.split(".")[0], args.laterality, args.le_window)]
     if single_file and len(inputs) != 1:
         raise InputError(out, "a manifest gives several outputs: --out must be a folder")
     if single_file:
         check_synthetic_name(out)
     writer = _writer(fmt, args)
     synth = Synthesizer.load(args.model, device=args.device)
-    # Read before the output folder exists, so a bad input or model leaves nothing behind.
-    first = read_image(inputs[0][1])
+    results = synth.synthesize_each(inputs)
+    # The first one is made before the output folder exists, so a bad input or model leaves nothing behind.
+    first = next(results)
     ensure_writable_dir(out.parent if single_file else out)
     events = EventWriter()
     events.emit("started", job="predict", model=str(args.model), n_images=len(inputs))
     written = []
-    for i, (stem, le_path, laterality, window) in enumerate(inputs, start=1):
-        le = first if i == 1 else read_image(le_path)
-        des = synth.synthesize(le, laterality=laterality, window=window)
-        dest = out if single_file else out / synthetic_name(stem, fmt)
+    for i, (item, des) in enumerate(itertools.chain([first], results), start=1):
+        dest = out if single_file else out / synthetic_name(item.stem, fmt)
         written.append(writer(des, dest))
         events.emit("progress", step=i, total_steps=len(inputs), path=str(dest))
     events.emit("finished", job="predict", outputs=[str(p) for p in written])

@@ -94,13 +94,13 @@ def _breast_side(prepared) -> str:
     return "left" if prepared.params.pad_side == "right" else "right"
 
 
-def _patch_model_prediction(synth, prepared, space) -> np.ndarray:
-    """A patch model's synthetic DES for one case: synthesized from the LE file in the LE's geometry."""
-    from VirtualContrastTraining.data.imageio import read_image
+def _patch_model_predictions(synth, prepared, space) -> list[np.ndarray]:
+    """A patch model's synthetic DES of each case: synthesized from the LE file in the LE's geometry, then
+    prepared like the real DES."""
+    from VirtualContrastTraining.synthesis import SynthesisInput
 
-    case = prepared.case
-    fake = synth.synthesize(read_image(case.le_path), laterality=case.laterality, window=case.window("le"))
-    return like_real_des(fake, prepared.des_params.window, _breast_side(prepared), space)
+    made = synth.synthesize_each(SynthesisInput.of_case(p.case) for p in prepared)
+    return [like_real_des(fake, p.des_params.window, _breast_side(p), space) for p, (_, fake) in zip(prepared, made)]
 
 
 def read_synthetic_list(path: str | os.PathLike, chosen) -> dict[str, str]:
@@ -205,7 +205,7 @@ def evaluate_run(model_path: str | os.PathLike | None, manifest_path: str | os.P
     elif synth.pipeline == "resize":
         predicted = list(synth.predict01(le))
     else:
-        predicted = [_patch_model_prediction(synth, p, space) for p in prepared]
+        predicted = _patch_model_predictions(synth, prepared, space)
     predictions = {model_name: predicted, IDENTITY_NAME: [identity_baseline(x) for x in le]}
     linear_fit = None
     if train:
