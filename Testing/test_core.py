@@ -12,7 +12,7 @@ import pytest
 from VirtualContrastTraining.atomic import atomic_dir, atomic_path, ensure_writable_dir, write_text_atomic
 from VirtualContrastTraining.data.manifest import Case, fingerprint, read_manifest, write_manifest
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.events import EventWriter, parse_event
+from VirtualContrastTraining.events import EventTee, EventWriter, parse_event
 
 
 def test_atomic_path_replaces_only_on_success(tmp_path):
@@ -77,6 +77,32 @@ def test_events_are_json_lines_without_nan():
     assert parse_event("100%|#####| 3/3 [00:01]") is None
     assert parse_event('{"event": "unknown"}') is None
     assert parse_event("{not json") is None
+
+
+def test_event_tee_logs_a_child_job_and_passes_on_what_its_parent_chose(tmp_path, capsys):
+    """demo: the training's log + a line per epoch and per lifecycle event; compare: the run's progress and
+    validation go on to the comparison's events, tagged with the run, its started/finished do not."""
+    parent = io.StringIO()
+    log = tmp_path / "run-events.jsonl"
+    log.write_text("earlier\n")
+    with EventTee(log, mode="a", events=EventWriter(parent), forward=("progress", "validation"),
+                  tag={"run": "demo/fold_0"}, label="train") as tee:
+        child = EventWriter(tee)
+        child.emit("started", job="train")
+        print("a tqdm line, not an event", file=tee)
+        child.emit("progress", step=1, total_steps=2)
+        child.emit("validation", epoch=1, metrics={"val_l1": 0.125, "note": "x"})
+        child.emit("failed", error="out of memory")
+    assert tee.error == "out of memory" and tee.log.closed
+    lines = log.read_text().splitlines()
+    assert lines[0] == "earlier" and len(lines) == 6 and parse_event(lines[1])["event"] == "started"
+    passed = [parse_event(line) for line in parent.getvalue().splitlines()]
+    assert [(e["event"], e["run"]) for e in passed] == [("progress", "demo/fold_0"), ("validation", "demo/fold_0")]
+    assert capsys.readouterr().err.splitlines() == ["  train started", "  epoch 1: val_l1 0.1250", "  train failed"]
+    with EventTee(log) as quiet:  # mode "w", nothing passed on, no label: the epoch line only
+        EventWriter(quiet).emit("started")
+        EventWriter(quiet).emit("validation", epoch=2, metrics={"val_l1": 0.5})
+    assert len(log.read_text().splitlines()) == 2 and capsys.readouterr().err == "  epoch 2: val_l1 0.5000\n"
 
 
 def test_manifest_round_trip_with_relative_paths_and_fingerprint(tmp_path):

@@ -25,7 +25,6 @@ schedule field (e.g. --set epochs=...) resumes every run to the new schedule.
 from __future__ import annotations
 
 import csv
-import io
 import os
 import re
 import shutil
@@ -39,7 +38,7 @@ from VirtualContrastTraining.data.manifest import PATH_COLUMNS
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.evaluation.evaluate import HEADLINE, IDENTITY_NAME, LINEAR_NAME, format_cell, summarize
 from VirtualContrastTraining.evaluation.evaluation_folder import csv_text
-from VirtualContrastTraining.events import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EventWriter, parse_event
+from VirtualContrastTraining.events import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EventTee, EventWriter
 from VirtualContrastTraining.evaluation.provenance import NOT_FOR_DIAGNOSIS
 
 # Columns of 001 Table 4.1 in its order, then the lesion-region MAE of 002; arrows as in 001.
@@ -145,43 +144,8 @@ def write_folds(folds: dict[int, list], out_dir: Path, only: list[int] | None) -
     return paths
 
 
-class _RunRelay(io.TextIOBase):
-    """The stream of one run's EventWriter: every event goes to the run's log file; progress and
-    validation also go on to the comparison's events, tagged with the run, so a follower (Slicer)
-    sees one job. The run's own started/finished are not passed on: there "finished" would read as
-    the end of the whole comparison."""
-
-    def __init__(self, log_path: Path, events: EventWriter, tag: dict[str, Any]):
-        self.log = open(log_path, "a", encoding="utf-8")
-        self.events, self.tag = events, tag
-        self.error: str | None = None
-
-    def write(self, text: str) -> int:
-        self.log.write(text)
-        for line in text.splitlines():
-            event = parse_event(line)
-            if event is None:
-                continue
-            kind = event.pop("event")
-            if kind in ("progress", "validation"):
-                self.events.emit(kind, **event, **self.tag)
-            if kind == "validation":
-                metrics = ", ".join(f"{k} {v:.4f}" for k, v in event.get("metrics", {}).items() if isinstance(v, float))
-                print(f"  epoch {event.get('epoch')}: {metrics}", file=sys.stderr, flush=True)
-            elif kind == "failed":
-                self.error = event.get("error")
-        return len(text)
-
-    def flush(self) -> None:
-        self.log.flush()
-
-    def close(self) -> None:
-        super().close()  # flushes first
-        self.log.close()
-
-
 def _run_one(config, fold: int, fold_manifest: Path, run_dir: Path, device: str,
-             relay: _RunRelay) -> tuple[str, int]:
+             relay: EventTee) -> tuple[str, int]:
     """Train (or resume, or reuse) one run and evaluate its test split: (what was done, exit code)."""
     from VirtualContrastTraining.checkpoints import has_training_state
     from VirtualContrastTraining.evaluation.run import evaluate_run
@@ -418,7 +382,9 @@ def _compare(presets, manifest: Path | None, fold_manifests: Path | None, out_di
                  f"val {patients['val']}, test {patients['test']})")
         print(f"\n== {title}", file=sys.stderr, flush=True)
         ensure_writable_dir(run_dir.parent)
-        with _RunRelay(run_dir.parent / f"fold_{fold}-events.jsonl", events, tag) as relay:
+        # The run's events go to its log; progress and validation on to the comparison's, tagged with the run.
+        with EventTee(run_dir.parent / f"fold_{fold}-events.jsonl", mode="a", events=events,
+                      forward=("progress", "validation"), tag=tag) as relay:
             done, code = _run_one(configs[name], fold, fold_paths[fold], run_dir, device, relay)
         if code == EXIT_CANCELLED:
             events.emit("cancelled", **tag, message="run the same compare command again to continue")

@@ -20,10 +20,16 @@ Ctrl-C) and, where no signal can reach the engine (Windows, an interpreter
 behind a launcher), by creating the file named in the environment variable
 STOP_FILE_ENV. A command that has state to save reads both through
 StopRequest. Exit codes of the CLI are part of the protocol.
+
+A command that runs jobs of its own (`demo` and `compare` train runs) gives
+each an EventWriter on an `EventTee`: the job's events go to its log file,
+a readable line per epoch to stderr, and what the command chooses on to its
+own events.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -72,6 +78,54 @@ class EventWriter:
             fields = {"pid": os.getpid(), **fields}
         self.stream.write(json.dumps({"event": event, **_clean(fields)}, allow_nan=False) + "\n")
         self.stream.flush()
+
+
+class EventTee(io.TextIOBase):
+    """The stream of a child job's EventWriter: every line goes to the job's log file as written; of the
+    protocol events in it,
+
+    - the kinds in `forward` go on to `events` (the parent's), with the fields of `tag` added (compare:
+      progress and validation, tagged with the run, so a follower such as Slicer sees one job; not the
+      run's own started/finished, which there would read as the end of the whole comparison);
+    - each "validation" prints "  epoch N: metric value, ..." on stderr, and with a `label` each
+      started/finished/failed/cancelled prints "  LABEL started" and so on;
+    - the error of a "failed" event is kept in `error`.
+
+    A context manager: leaving it closes the log file.
+    """
+
+    LIFECYCLE = ("started", "finished", "failed", "cancelled")
+
+    def __init__(self, log_path: str | os.PathLike, *, mode: str = "w", events: EventWriter | None = None,
+                 forward: tuple[str, ...] = (), tag: dict[str, Any] | None = None, label: str | None = None):
+        self.log = open(log_path, mode, encoding="utf-8")
+        self.events, self.forward, self.tag, self.label = events, forward, tag or {}, label
+        self.error: str | None = None
+
+    def write(self, text: str) -> int:
+        self.log.write(text)
+        for line in text.splitlines():
+            event = parse_event(line)
+            if event is None:
+                continue
+            kind = event.pop("event")
+            if kind in self.forward and self.events is not None:
+                self.events.emit(kind, **event, **self.tag)
+            if kind == "validation":
+                metrics = ", ".join(f"{k} {v:.4f}" for k, v in event.get("metrics", {}).items() if isinstance(v, float))
+                print(f"  epoch {event.get('epoch')}: {metrics}", file=sys.stderr, flush=True)
+            elif kind in self.LIFECYCLE and self.label:
+                print(f"  {self.label} {kind}", file=sys.stderr, flush=True)
+            if kind == "failed":
+                self.error = event.get("error")
+        return len(text)
+
+    def flush(self) -> None:
+        self.log.flush()
+
+    def close(self) -> None:
+        super().close()  # flushes first
+        self.log.close()
 
 
 class StopRequest:

@@ -7,38 +7,16 @@ held-out cases -> evaluate against the identity and linear baselines.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import time
 from pathlib import Path
 
 from VirtualContrastTraining.atomic import ensure_writable_dir
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.events import EXIT_OK, EventWriter, parse_event
+from VirtualContrastTraining.events import EXIT_OK, EventTee, EventWriter
 
 
 DEMO_FRACTIONS = (0.7, 0.1, 0.2)
-
-
-class _HumanLog(io.TextIOBase):
-    """Receives the JSON-lines events of training and prints one readable line per epoch."""
-
-    def __init__(self, log_path: Path):
-        self.log = open(log_path, "w", encoding="utf-8")
-
-    def write(self, text: str) -> int:
-        self.log.write(text)
-        for line in text.splitlines():
-            event = parse_event(line)
-            if event and event["event"] == "validation":
-                metrics = ", ".join(f"{k} {v:.4f}" for k, v in event.get("metrics", {}).items() if isinstance(v, float))
-                print(f"  epoch {event.get('epoch')}: {metrics}", file=sys.stderr, flush=True)
-            elif event and event["event"] in ("started", "finished", "failed", "cancelled"):
-                print(f"  train {event['event']}", file=sys.stderr, flush=True)
-        return len(text)
-
-    def flush(self) -> None:
-        self.log.flush()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -106,8 +84,9 @@ def run(args: argparse.Namespace) -> int:
 
     t = _step(f"2/4 train preset '{args.preset}' ({config.description})")
     run_dir = out / "run"
-    code = train(config, manifest, run_dir, device=args.device, resume=False,
-                 events=EventWriter(stream=_HumanLog(out / "train-events.jsonl")))
+    # Training's events go to the log file; a line per epoch to stderr.
+    with EventTee(out / "train-events.jsonl", label="train") as log:
+        code = train(config, manifest, run_dir, device=args.device, resume=False, events=EventWriter(stream=log))
     if code != EXIT_OK:
         print(f"training stopped with exit code {code}; see {out / 'train-events.jsonl'}", file=sys.stderr)
         return code
