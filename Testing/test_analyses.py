@@ -13,10 +13,12 @@ import pytest
 from scipy import ndimage
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 
-from VirtualContrastTraining.evaluation.analyses import (CHANGE_COLUMNS, MASS_RING_PX, SETTING_COLUMNS, TISSUE_COLUMNS,
-                                                         automatic_tissue_regions, change_metrics, setting_metrics,
-                                                         tissue_metrics)
+from VirtualContrastTraining.evaluation import columns
+from VirtualContrastTraining.evaluation.analyses import (MASS_RING_PX, automatic_tissue_regions, change_metrics,
+                                                         setting_metrics, tissue_metrics)
 from VirtualContrastTraining.evaluation.metrics import breast_cnr, cnr, l1, l2, lesion_cnr, ring_around
+
+SETTING_COLUMNS, CHANGE_COLUMNS, TISSUE_COLUMNS = (columns.keys(g) for g in ("setting", "change", "tissue"))
 
 
 def smooth(seed: int, shape=(96, 96)) -> np.ndarray:

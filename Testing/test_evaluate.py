@@ -15,6 +15,7 @@ from conftest import make_tiny_model
 from VirtualContrastTraining.commands import evaluate as evaluate_command
 from VirtualContrastTraining.data.manifest import Case, case_file_stem, write_manifest
 from VirtualContrastTraining.errors import InputError
+from VirtualContrastTraining.evaluation import columns
 from VirtualContrastTraining.evaluation.evaluate import (HEADLINE, evaluate_arrays, fit_linear_baseline, format_table,
                                                          identity_baseline, linear_baseline, summarize)
 from VirtualContrastTraining.evaluation.evaluation_folder import csv_text
@@ -78,7 +79,7 @@ def test_summarize_means_sds_and_infinite_psnr(cases):
     assert offset["PSNR_n"] == 3 and np.isfinite(offset["PSNR_mean"])
     table = format_table([perfect, offset])
     header = table.splitlines()[0]
-    assert all(title in header for _, title, _ in HEADLINE)
+    assert all(columns.column(m).title in header for m in HEADLINE)
     assert "| perfect | 3 | 0.00000 ± 0.00000 | n/a |" in table
     assert table.count("±") == 5 + 6  # PSNR of the perfect model is n/a
 

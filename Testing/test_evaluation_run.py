@@ -15,16 +15,19 @@ import pytest
 from scipy import ndimage
 
 from conftest import make_tiny_model
-from VirtualContrastTraining.evaluation.analyses import CHANGE_COLUMNS, SETTING_COLUMNS, TISSUE_COLUMNS
+from VirtualContrastTraining.evaluation import columns
 from VirtualContrastTraining.cli import main
 from VirtualContrastTraining.data.image import Image
 from VirtualContrastTraining.data.imageio import read_image, write_nrrd
 from VirtualContrastTraining.data.manifest import Case, read_manifest, write_manifest
 from VirtualContrastTraining.data.preprocessing import breast_mask
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.evaluation.evaluate import HISTOGRAM_BINS, IDENTITY_NAME, VALUE_COLUMNS
+from VirtualContrastTraining.evaluation.evaluate import HISTOGRAM_BINS, IDENTITY_NAME
 from VirtualContrastTraining.evaluation.run import evaluate_run
-from VirtualContrastTraining.evaluation.metrics import METRICS
+
+METRICS, SETTING_COLUMNS, CHANGE_COLUMNS, TISSUE_COLUMNS = (columns.keys(g) for g in ("image", "setting", "change",
+                                                                                     "tissue"))
+VALUE_COLUMNS = columns.keys()
 
 
 def _rows(folder: Path) -> list[dict[str, str]]:

@@ -20,13 +20,15 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from VirtualContrastTraining.evaluation.analyses import CHANGE_COLUMNS, SETTING_COLUMNS, TISSUE_COLUMNS
+from VirtualContrastTraining.evaluation import columns
 from VirtualContrastTraining.cli import main
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.evaluation.evaluate import IDENTITY_NAME, LINEAR_NAME
-from VirtualContrastTraining.evaluation.metrics import METRICS
 from VirtualContrastTraining.evaluation.provenance import NOT_FOR_DIAGNOSIS
 from VirtualContrastTraining.evaluation.report import build_report
+
+METRICS, SETTING_COLUMNS, CHANGE_COLUMNS, TISSUE_COLUMNS = (columns.keys(g) for g in ("image", "setting", "change",
+                                                                                     "tissue"))
 
 MODEL = "demo-segcyclegan"
 IDENTIFIERS = ("model", "case_id", "split", "density", "laterality", "view", "label", "has_lesion_mask", "tissue_rois")

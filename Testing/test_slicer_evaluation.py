@@ -18,14 +18,14 @@ from scipy import ndimage
 
 from conftest import make_tiny_model
 from VirtualContrastLib import nodes
-from VirtualContrastLib.evaluation import MEASURES
 from VirtualContrastLib.jobs import FAILED, FINISHED, JobError
 from VirtualContrastLib.regions import regionMask
 from VirtualContrastTraining.data.imageio import read_image
 from VirtualContrastTraining.data.manifest import read_manifest, write_manifest
 from VirtualContrastTraining.data.segmentation import read_lesion_mask
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.evaluation.evaluate import IDENTITY_NAME, VALUE_COLUMNS, evaluate_images
+from VirtualContrastTraining.evaluation import columns
+from VirtualContrastTraining.evaluation.evaluate import IDENTITY_NAME, evaluate_images
 from VirtualContrastTraining.evaluation.provenance import NOT_FOR_DIAGNOSIS
 
 TIMEOUT = 300
@@ -83,13 +83,13 @@ def test_real_des_as_synthetic_measures_a_perfect_copy(mrml_scene, vc_logic, pha
     assert v["LE_synthetic_MAE"] == v["LE_DES_MAE"] > 0 and v["tissue_CNR_synthetic"] == v["tissue_CNR_DES"]
     assert v["has_lesion_mask"] and v["tissue_rois"] == "automatic" and v["model"] == "DES copy"
 
-    # The table: one row per value, in the order of MEASURES, with its paper and a note where needed.
+    # The table: one row per value, in the order of the column registry, with its paper and a note where needed.
     table = result.table
     assert table.IsA("vtkMRMLTableNode") and NOT_FOR_DIAGNOSIS in table.GetDescription()
     measures, values = _column(table, "measure"), _column(table, "value")
     papers, notes = _column(table, "paper"), _column(table, "note")
-    assert measures == [title for _, title, _ in MEASURES] and len(measures) == len(VALUE_COLUMNS)
-    assert all(_same(value, v[key]) for value, (key, _, _) in zip(values, MEASURES))
+    assert measures == [c.label for c in columns.COLUMNS] and len(measures) == len(columns.keys())
+    assert all(_same(value, v[c.key]) for value, c in zip(values, columns.COLUMNS))
     psnr = measures.index("PSNR (dB)")
     assert values[psnr] == math.inf and notes[psnr].startswith("infinite") and papers[psnr] == "001 Rofena 2024, eq. 10"
     assert "automatic regions" in notes[measures.index("tissue CNR (fibroglandular vs adipose), LE")]
@@ -119,9 +119,9 @@ def test_module_values_equal_the_engine_on_the_same_files(mrml_scene, vc_logic, 
     expected = evaluate_images(le, read_image(case.des_path), le, fibroglandular=fibro, adipose=box,
                                lesion=read_lesion_mask(case.lesion_path, reference=le))
     assert result.values["tissue_rois"] == expected["tissue_rois"] == "manifest"
-    different = [k for k in VALUE_COLUMNS if not _same(result.values[k], expected[k])]
+    different = [k for k in columns.keys() if not _same(result.values[k], expected[k])]
     assert not different, [(k, result.values[k], expected[k]) for k in different]
-    assert all(math.isfinite(result.values[k]) for k in VALUE_COLUMNS)  # the phantom case defines every value
+    assert all(math.isfinite(result.values[k]) for k in columns.keys())  # the phantom case defines every value
     # 000 Table 2: the recombination cancels the tissue contrast that the LE shows.
     assert result.values["tissue_CNR_LE"] > 3 * abs(result.values["tissue_CNR_DES"])
     notes = dict(zip(_column(result.table, "measure"), _column(result.table, "note")))

@@ -36,14 +36,15 @@ from typing import Any
 from VirtualContrastTraining.atomic import ensure_writable_dir, write_text_atomic
 from VirtualContrastTraining.data.manifest import PATH_COLUMNS
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.evaluation.evaluate import HEADLINE, IDENTITY_NAME, LINEAR_NAME, format_cell, summarize
+from VirtualContrastTraining.evaluation import columns
+from VirtualContrastTraining.evaluation.evaluate import IDENTITY_NAME, LINEAR_NAME, format_cell, summarize
 from VirtualContrastTraining.evaluation.evaluation_folder import csv_text
 from VirtualContrastTraining.events import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EventTee, EventWriter
 from VirtualContrastTraining.evaluation.provenance import NOT_FOR_DIAGNOSIS
 
-# Columns of 001 Table 4.1 in its order, then the lesion-region MAE of 002; arrows as in 001.
+# Columns of 001 Table 4.1 in its order, then the lesion-region MAE of 002; titles, formats and arrows
+# (which direction is better) from columns.py.
 TABLE_METRICS = ("MSE", "PSNR", "VIF", "SSIM", "lesion_MAE", "bright_MAE")
-LOWER_IS_BETTER = ("MSE", "lesion_MAE", "bright_MAE")
 BASELINES = (IDENTITY_NAME, LINEAR_NAME)
 STRATIFY_TEXT = {"lesion": "stratified by lesion-mask presence (002)", "label": "stratified by class label (004)"}
 # evaluate_run writes summary.md last: its presence means the evaluation is complete.
@@ -190,20 +191,20 @@ def _best(summary: list[dict[str, Any]], presets: list[str]) -> dict[str, float]
     for m in TABLE_METRICS:
         means = [e[f"{m}_mean"] for e in summary if e["model"] in presets and e[f"{m}_mean"] is not None]
         if means:
-            best[m] = min(means) if m in LOWER_IS_BETTER else max(means)
+            best[m] = min(means) if columns.column(m).better == "lower" else max(means)
     return best
 
 
 def format_comparison(summary: list[dict[str, Any]], presets: list[str]) -> str:
     """Markdown table: rows = models (baselines in italics), columns = metrics, mean ± sd across folds."""
-    titles = {key: (title, fmt) for key, title, fmt in HEADLINE}
-    head = ["model", "folds", *(f"{titles[m][0]} {'↓' if m in LOWER_IS_BETTER else '↑'}" for m in TABLE_METRICS)]
+    head = ["model", "folds", *(f"{columns.column(m).title} {'↓' if columns.column(m).better == 'lower' else '↑'}"
+                                for m in TABLE_METRICS)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     best = _best(summary, presets)
     for e in summary:
         cells = []
         for m in TABLE_METRICS:
-            text = format_cell(e, m, titles[m][1])
+            text = format_cell(e, m, columns.column(m).fmt)
             if m in best and e["model"] in presets and e[f"{m}_mean"] == best[m]:
                 text = f"**{text}**"
             if 0 < e[f"{m}_n"] < e["n_images"]:
@@ -251,7 +252,6 @@ def _paired_tests(out_dir: Path, presets: list[str], folds: list[int]) -> str:
         for folder in _evaluations(out_dir, name, folds):
             evaluation = read_evaluation(folder)
             rows += [{**r, "model": name} for r in evaluation.rows if r["model"] == evaluation.model_name]
-    titles = {key: title for key, title, _ in HEADLINE}
     lines = ["## Paired tests between presets", "",
              f"Wilcoxon signed-rank (two-sided) of `{presets[0]}` against each other preset, paired by test "
              "image over all folds; p adjusted by Benjamini-Hochberg over the metrics of each pair.", "",
@@ -260,8 +260,8 @@ def _paired_tests(out_dir: Path, presets: list[str], folds: list[int]) -> str:
         for entry in wilcoxon_models(rows, presets[0], other, TABLE_METRICS):
             p, q = (f"{v:.3g}" if v is not None else "n/a" for v in (entry["p"], entry["p_bh"]))
             diff = "n/a" if entry["median_difference"] is None else f"{entry['median_difference']:.4g}"
-            lines.append(f"| {presets[0]} vs {other} | {titles[entry['metric']]} | {entry['n']} | {diff} | "
-                         f"{p} | {q} |")
+            title = columns.column(entry["metric"]).title
+            lines.append(f"| {presets[0]} vs {other} | {title} | {entry['n']} | {diff} | {p} | {q} |")
     return "\n".join(lines) + "\n"
 
 

@@ -7,9 +7,10 @@ manifest split to the engine's `evaluate` command as a background job, an
 HTML report to `report.build_report`, a ratings file to
 `reader_study.reader_study`. This module converts nodes and regions to
 Images and masks on the LE's grid, and the engine's rows into table nodes
-with the paper each number comes from (000 Zormpas-Petridis 2026, 001 Rofena
-2024, 002 Rofena 2025, 003 Hosseinipour 2024), so the console, the GUI and
-the command line give the same numbers for the same pixels.
+with the paper each number comes from (the engine's column registry,
+evaluation/columns.py: 000 Zormpas-Petridis 2026, 001 Rofena 2024, 002 Rofena
+2025, 003 Hosseinipour 2024), so the console, the GUI and the command line
+give the same numbers for the same pixels.
 """
 
 from __future__ import annotations
@@ -28,46 +29,11 @@ import vtk
 from VirtualContrastLib.nodes import imageFromVolume, isSynthetic
 from VirtualContrastLib.regions import RegionError, regionMask
 from VirtualContrastLib.training import segmentMasks
-from VirtualContrastTraining.evaluation.analyses import MASS_RING_PX, TISSUE_IMAGES
+from VirtualContrastTraining.evaluation.analyses import MASS_RING_PX
 from VirtualContrastTraining.errors import InputError
+from VirtualContrastTraining.evaluation import columns
 from VirtualContrastTraining.evaluation.evaluate import COMPARISON_SIZE, evaluate_images
-from VirtualContrastTraining.evaluation.metrics import BRIGHT_PERCENTILE
 from VirtualContrastTraining.evaluation.provenance import NOT_FOR_DIAGNOSIS
-
-P000, P001, P002, P003 = ("000 Zormpas-Petridis 2026", "001 Rofena 2024", "002 Rofena 2025",
-                          "003 Hosseinipour 2024")
-_IMAGE_TITLES = {"LE": "LE", "DES": "real DES", "synthetic": "synthetic DES"}
-
-# (engine key, what a reader sees in the "measure" column, where it comes from), in the table's order.
-MEASURES: tuple[tuple[str, str, str], ...] = (
-    ("MSE", "MSE", f"{P001}, eq. 9"),
-    ("PSNR", "PSNR (dB)", f"{P001}, eq. 10"),
-    ("SSIM", "SSIM", f"{P001}, eq. 12"),
-    ("VIF", "VIF (pixel domain)", P001),
-    ("MAE", "MAE", P000),
-    ("L1", "L1 (0-255)", P003),
-    ("L2", "L2 (0-255)", P003),
-    ("lesion_MAE", "lesion MAE", f"{P002} (error in the lesion)"),
-    ("bright_MAE", f"bright-pixel MAE (real DES above its {BRIGHT_PERCENTILE:g}th percentile)",
-     f"{P003} (exponential dampening)"),
-    # 003's settings: errors over the breast ("with"/"without mass") or the mass alone ("mass only").
-    *((f"{region}_{key}", label.format(setting=setting, region=region), f"{P003}, {where}")
-      for region, setting, cnrEq in (("breast", "breast", "eqs. 10-11"), ("mass", "mass only", "eq. 9"))
-      for key, label, where in (("L1", "{setting}: L1 (0-255)", "sec. 6.2"),
-                                ("L2", "{setting}: L2 (0-255)", "sec. 6.2"),
-                                ("PSNR", "{setting}: PSNR (dB)", "sec. 6.2"),
-                                ("CNR_real", "{region} CNR, real DES", cnrEq),
-                                ("CNR_synthetic", "{region} CNR, synthetic DES", cnrEq),
-                                ("dCNR", "{region} ΔCNR (synthetic − real)", "eq. 12"))),
-    ("LE_DES_MAE", "change LE → real DES: MAE", f"{P000}, change from LE"),
-    ("LE_DES_SSIM", "change LE → real DES: SSIM", f"{P000}, change from LE"),
-    ("LE_synthetic_MAE", "change LE → synthetic DES: MAE", f"{P000}, change from LE"),
-    ("LE_synthetic_SSIM", "change LE → synthetic DES: SSIM", f"{P000}, change from LE"),
-    *((f"{what}_{image}", f"{title}, {_IMAGE_TITLES[image]}", f"{P000}, Table 2")
-      for what, title in (("tissue_CNR", "tissue CNR (fibroglandular vs adipose)"),
-                          ("fibroglandular_mean", "fibroglandular mean"), ("adipose_mean", "adipose mean"))
-      for image in TISSUE_IMAGES),
-)
 
 TISSUE_SOURCES = {"manifest": "the regions given", "automatic": "automatic regions (brightest and darkest quarter "
                                                                   "of the LE in the breast, lesion left out)"}
@@ -75,7 +41,7 @@ TISSUE_SOURCES = {"manifest": "the regions given", "automatic": "automatic regio
 
 @dataclass
 class MeasureResult:
-    """values: the engine's row (evaluate.VALUE_COLUMNS plus identifiers; None = undefined);
+    """values: the engine's row (every column of evaluation/columns.py plus identifiers; None = undefined);
     table: a vtkMRMLTableNode with the columns measure, value, paper, note."""
 
     values: dict[str, Any]
@@ -140,10 +106,11 @@ def _note(key: str, value: Any, values: dict[str, Any]) -> str:
 
 
 def measureRows(values: dict[str, Any]) -> list[dict[str, Any]]:
-    """The engine's row as the table's rows: measure, value, paper, note (why a value is undefined or
-    infinite, which tissue regions were used)."""
-    return [{"measure": title, "value": values.get(key), "paper": paper, "note": _note(key, values.get(key), values)}
-            for key, title, paper in MEASURES]
+    """The engine's row as the table's rows, one per column of the engine's registry (evaluation/columns.py)
+    in its order: measure, value, paper, note (why a value is undefined or infinite, which tissue regions
+    were used)."""
+    return [{"measure": c.label, "value": values.get(c.key), "paper": c.paper,
+             "note": _note(c.key, values.get(c.key), values)} for c in columns.COLUMNS]
 
 
 def _mask(role: str, region, leNode):

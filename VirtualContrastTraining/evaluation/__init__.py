@@ -1,5 +1,6 @@
 """Evaluation: everything after synthesis, on synthetic DES images and their real targets.
 
+    columns          the registry of every per-image value: key, title, format, paper, direction
     metrics          per-image metrics (MSE, PSNR, SSIM, VIF, lesion and bright-pixel MAE, CNR)
     analyses         003's settings, 000's change and tissue CNR
     evaluate         baselines, per-image rows, summaries and their formats (arrays, no files)

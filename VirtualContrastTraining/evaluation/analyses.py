@@ -1,8 +1,8 @@
 """The papers' per-image analyses beyond pixel similarity: 003's three settings and 000's LE-change and tissue CNR.
 
-Column names of per_image.csv (evaluate.py writes them, report.py reads them).
-Every value is a float, or None where undefined for that image (no lesion
-mask, no tissue regions, a uniform region).
+They fill the groups "setting", "change" and "tissue" of columns.py, the
+registry of per_image.csv. Every value is a float, or None where undefined for
+that image (no lesion mask, no tissue regions, a uniform region).
 
 003 (Hosseinipour et al. 2024), section 6.2, on images scaled to 0-255 as the
 paper reports them: L1 = mean |y - yhat|, L2 = mean (y - yhat)^2, PSNR with
@@ -27,15 +27,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from VirtualContrastTraining.evaluation import columns
 from VirtualContrastTraining.evaluation.metrics import (BREAST_CNR_PATCH, EIGHT_BIT, breast_cnr, cnr, lesion_cnr, mae,
                                                         ring_around, ssim)
 
-SETTING_COLUMNS = ("breast_L1", "breast_L2", "breast_PSNR", "breast_CNR_real", "breast_CNR_synthetic", "breast_dCNR",
-                   "mass_L1", "mass_L2", "mass_PSNR", "mass_CNR_real", "mass_CNR_synthetic", "mass_dCNR")
-CHANGE_COLUMNS = ("LE_DES_MAE", "LE_DES_SSIM", "LE_synthetic_MAE", "LE_synthetic_SSIM")
-TISSUE_IMAGES = ("LE", "DES", "synthetic")
-TISSUE_COLUMNS = tuple(f"{what}_{image}" for what in ("tissue_CNR", "fibroglandular_mean", "adipose_mean")
-                       for image in TISSUE_IMAGES)
 # 003's mass CNR compares the mass with "its surrounding region"; at the evaluated 256x256 of a full-field
 # mammogram a pixel is about 1 mm, so this ring is about the 5 mm the Slicer module uses by default.
 MASS_RING_PX = 5.0
@@ -73,9 +68,9 @@ def breast_cnr_patch(shape: tuple[int, int]) -> int:
 
 def setting_metrics(des: np.ndarray, synthetic: np.ndarray, breast: np.ndarray,
                     mass: np.ndarray | None) -> dict[str, float | None]:
-    """003's values of one image (SETTING_COLUMNS): breast_* always, mass_* with a non-empty mass mask."""
+    """003's values of one image (the "setting" columns): breast_* always, mass_* with a non-empty mass mask."""
     des, synthetic = np.asarray(des, np.float64), np.asarray(synthetic, np.float64)
-    out: dict[str, float | None] = dict.fromkeys(SETTING_COLUMNS)
+    out: dict[str, float | None] = dict.fromkeys(columns.keys("setting"))
     out["breast_L1"], out["breast_L2"], out["breast_PSNR"] = _region_errors(des, synthetic, breast)
     patch = breast_cnr_patch(des.shape)
     real, fake = breast_cnr(des, breast, patch), breast_cnr(synthetic, breast, patch)
@@ -93,7 +88,7 @@ def setting_metrics(des: np.ndarray, synthetic: np.ndarray, breast: np.ndarray,
 
 
 def change_metrics(le: np.ndarray, des: np.ndarray, synthetic: np.ndarray) -> dict[str, float]:
-    """000's LE-to-DES change (CHANGE_COLUMNS): MAE and SSIM of LE vs real DES and of LE vs synthetic DES."""
+    """000's LE-to-DES change (the "change" columns): MAE and SSIM of LE vs real DES and of LE vs synthetic DES."""
     return {"LE_DES_MAE": mae(le, des), "LE_DES_SSIM": ssim(le, des),
             "LE_synthetic_MAE": mae(le, synthetic), "LE_synthetic_SSIM": ssim(le, synthetic)}
 
@@ -114,7 +109,8 @@ def automatic_tissue_regions(le: np.ndarray, breast: np.ndarray,
 
 def tissue_metrics(images: dict[str, np.ndarray], fibroglandular: np.ndarray,
                    adipose: np.ndarray) -> dict[str, float | None]:
-    """000's tissue CNR and region means for each of TISSUE_IMAGES present in `images` (TISSUE_COLUMNS).
+    """000's tissue CNR and region means for each of columns.TISSUE_IMAGES present in `images` (the "tissue"
+    columns).
 
     None where a region is empty or both are uniform: that image has no defined CNR.
     """

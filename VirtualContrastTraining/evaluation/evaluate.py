@@ -18,26 +18,21 @@ is measured on. Patch and resize models thus share one table.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Iterable
 
 import numpy as np
 
-from VirtualContrastTraining.evaluation.analyses import CHANGE_COLUMNS, SETTING_COLUMNS, TISSUE_COLUMNS
 from VirtualContrastTraining.data.preprocessing import breast_mask
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.evaluation.metrics import METRICS, image_metrics
-from VirtualContrastTraining.evaluation.significance import mean_sd
-
-# Every per-image value that summarize() averages.
-VALUE_COLUMNS = METRICS + SETTING_COLUMNS + CHANGE_COLUMNS + TISSUE_COLUMNS
+from VirtualContrastTraining.evaluation import columns
+from VirtualContrastTraining.evaluation.metrics import image_metrics
+from VirtualContrastTraining.evaluation.significance import describe
 
 IDENTITY_NAME = "identity (DES = LE)"
 LINEAR_NAME = "linear LE->DES"
 ARRAY_KEYS = ("le", "des", "mask", "fibroglandular", "adipose")
-# Headline table columns: (metric key, column title, number format).
-HEADLINE = (("MSE", "MSE", ".5f"), ("PSNR", "PSNR (dB)", ".2f"), ("SSIM", "SSIM", ".3f"),
-            ("VIF", "VIF", ".3f"), ("lesion_MAE", "lesion MAE", ".4f"), ("bright_MAE", "bright-pixel MAE", ".4f"))
+# The columns of summary.md's headline table (titles and formats from columns.py).
+HEADLINE = ("MSE", "PSNR", "SSIM", "VIF", "lesion_MAE", "bright_MAE")
 # Bins of the real-vs-synthetic intensity histograms on [0, 1].
 HISTOGRAM_BINS = 64
 # Side of the square comparison images of patch models: the papers' 256 (PreprocessConfig's default).
@@ -95,7 +90,8 @@ def _case_context(case: dict[str, Any]) -> dict[str, Any]:
 
 def evaluate_arrays(cases: list[dict[str, Any]], predictions: dict[str, list[np.ndarray]]) -> list[dict[str, Any]]:
     """One row per image and model: model, case_id, the case's other non-array fields, and every column
-    of metrics.METRICS and analyses (003's settings, 000's change and tissue CNR).
+    of columns.py: metrics' pixel similarity, analyses' 003 settings, 000's change and tissue CNR, then
+    the columns that carry their own `compute`.
 
     `cases[i]` holds case_id, le, des, mask (lesion, or None), optionally
     fibroglandular and adipose masks, and any descriptive fields (density,
@@ -124,6 +120,9 @@ def evaluate_arrays(cases: list[dict[str, Any]], predictions: dict[str, list[np.
                 values.update(change_metrics(case["le"], case["des"], pred))
                 values.update(context["tissue"])
                 values.update(tissue_metrics({"synthetic": pred}, context["fibroglandular"], context["adipose"]))
+                values.update(columns.computed(columns.ImageSet(
+                    le=case["le"], des=case["des"], synthetic=pred, lesion=case.get("mask"), breast=context["breast"],
+                    fibroglandular=context["fibroglandular"], adipose=context["adipose"])))
             except ValueError as exc:
                 raise ValueError(f"case {case['case_id']}, model {model!r}: {exc}") from None
             rows_by_model[model].append({"model": model, **info, "has_lesion_mask": values["lesion_MAE"] is not None,
@@ -132,8 +131,8 @@ def evaluate_arrays(cases: list[dict[str, Any]], predictions: dict[str, list[np.
 
 
 def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per model (in order of appearance): n_images, n_lesion_masks, and for each metric
-    `<M>_mean`, `<M>_sd` and `<M>_n`, the number of finite values used.
+    """Per model (in order of appearance): n_images, n_lesion_masks, and for each column of columns.py
+    `<M>_mean`, `<M>_sd` and `<M>_n`, the number of finite values used (significance.describe).
 
     Non-finite values (PSNR of a perfect prediction is +inf) and missing ones
     (lesion MAE without a mask) are left out of mean and sd; `<M>_n` shows how many remain.
@@ -142,13 +141,9 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     summary = []
     for model in models:
         mine = [r for r in rows if r["model"] == model]
-        entry: dict[str, Any] = {"model": model, "n_images": len(mine),
-                                 "n_lesion_masks": sum(bool(r["has_lesion_mask"]) for r in mine)}
-        for m in VALUE_COLUMNS:
-            finite = [float(r[m]) for r in mine if r.get(m) is not None and math.isfinite(r[m])]
-            entry[f"{m}_mean"], entry[f"{m}_sd"] = mean_sd(finite)
-            entry[f"{m}_n"] = len(finite)
-        summary.append(entry)
+        summary.append({"model": model, "n_images": len(mine),
+                        "n_lesion_masks": sum(bool(r["has_lesion_mask"]) for r in mine),
+                        **describe(mine, columns.keys())})
     return summary
 
 
@@ -160,11 +155,11 @@ def format_cell(entry: dict[str, Any], metric: str, fmt: str) -> str:
 
 
 def format_table(summary: list[dict[str, Any]]) -> str:
-    """The headline Markdown table: model | MSE | PSNR | SSIM | VIF | lesion MAE, mean ± sd."""
-    head = ["model", "n", *(title for _, title, _ in HEADLINE)]
+    """The headline Markdown table: model, n and the HEADLINE columns, mean ± sd."""
+    head = ["model", "n", *(columns.column(m).title for m in HEADLINE)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for e in summary:
-        cells = [e["model"], str(e["n_images"]), *(format_cell(e, m, f) for m, _, f in HEADLINE)]
+        cells = [e["model"], str(e["n_images"]), *(format_cell(e, m, columns.column(m).fmt) for m in HEADLINE)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -186,9 +181,9 @@ def intensity_histograms(cases: list[dict[str, Any]], predictions: dict[str, lis
     DES over all cases: the real-vs-synthetic intensity distributions of 003 Fig. 5."""
     edges = np.linspace(0.0, 1.0, bins + 1)
     breasts = [breast_mask(c["le"]) for c in cases]
-    columns = {"real DES": [c["des"] for c in cases], **predictions}
+    series = {"real DES": [c["des"] for c in cases], **predictions}
     counts = {name: sum(np.histogram(np.clip(img[b], 0, 1), bins=edges)[0] for img, b in zip(images, breasts))
-              for name, images in columns.items()}
+              for name, images in series.items()}
     return [{"bin_lo": float(edges[i]), "bin_hi": float(edges[i + 1]),
              **{name: int(c[i]) for name, c in counts.items()}} for i in range(bins)]
 

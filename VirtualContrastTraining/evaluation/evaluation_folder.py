@@ -18,13 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from VirtualContrastTraining.evaluation.analyses import CHANGE_COLUMNS, SETTING_COLUMNS, TISSUE_COLUMNS
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.evaluation.metrics import METRICS
+from VirtualContrastTraining.evaluation import columns
 from VirtualContrastTraining.evaluation.significance import as_float
 
-REQUIRED_COLUMNS = ("model", "case_id", "has_lesion_mask", *METRICS)
-NUMERIC_COLUMNS = (*METRICS, *SETTING_COLUMNS, *CHANGE_COLUMNS, *TISSUE_COLUMNS)
+# per_image.csv must have these and the "image" columns of columns.py; every column of columns.py it has is a number.
+IDENTIFIER_COLUMNS = ("model", "case_id", "has_lesion_mask")
 HISTOGRAM_REFERENCE = "real DES"
 
 @dataclass
@@ -42,12 +41,12 @@ class Evaluation:
 
 def csv_text(rows: list[dict[str, Any]]) -> str:
     """CSV with the union of the rows' keys; None becomes an empty cell, floats keep full precision."""
-    columns = list(dict.fromkeys(k for r in rows for k in r))
+    fields = list(dict.fromkeys(k for r in rows for k in r))
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow({k: ("" if r.get(k) is None else r[k]) for k in columns})
+        writer.writerow({k: ("" if r.get(k) is None else r[k]) for k in fields})
     return buf.getvalue()
 
 
@@ -77,11 +76,11 @@ def _read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
 
 def _read_per_image(path: Path) -> list[dict[str, Any]]:
     rows = []
-    for line, raw in enumerate(_read_csv(path, REQUIRED_COLUMNS), start=2):
+    for line, raw in enumerate(_read_csv(path, (*IDENTIFIER_COLUMNS, *columns.keys("image"))), start=2):
         if None in raw:
             raise InputError(path, f"line {line}: more cells than columns")
         row: dict[str, Any] = {k: (v or "") for k, v in raw.items()}
-        for column in NUMERIC_COLUMNS:
+        for column in columns.keys():
             if column in row:
                 row[column] = _number(row[column], path, line, column)
         flag = row["has_lesion_mask"]
@@ -97,14 +96,14 @@ def _read_per_image(path: Path) -> list[dict[str, Any]]:
 def _read_histograms(path: Path) -> dict[str, list[float]] | None:
     if not path.is_file():
         return None
-    columns: dict[str, list[float]] = {}
+    series: dict[str, list[float]] = {}
     for line, raw in enumerate(_read_csv(path, ("bin_lo", "bin_hi", HISTOGRAM_REFERENCE)), start=2):
         for column, cell in raw.items():
             value = _number(cell or "", path, line, str(column))
             if value is None:
                 raise InputError(path, f"line {line}, column {column!r}: empty cell")
-            columns.setdefault(column, []).append(value)
-    return columns
+            series.setdefault(column, []).append(value)
+    return series
 
 
 def _read_provenance(path: Path) -> dict[str, Any]:

@@ -35,7 +35,6 @@ import math
 import numpy as np
 from scipy import ndimage
 
-METRICS = ("MSE", "PSNR", "SSIM", "VIF", "MAE", "L1", "L2", "lesion_MAE", "bright_MAE")
 # 003 reports L1 and L2 on 8-bit intensities.
 EIGHT_BIT = 255.0
 # 003, Breast CNR: square patches of 64 pixels, stride = patch size / 4.
@@ -300,7 +299,7 @@ def bright_mae(y: np.ndarray, yhat: np.ndarray, breast: np.ndarray | None,
 
 def image_metrics(y: np.ndarray, yhat: np.ndarray, mask: np.ndarray | None = None,
                   breast: np.ndarray | None = None) -> dict[str, float | None]:
-    """All per-image metrics (keys of METRICS); lesion_MAE is None without a non-empty mask,
+    """The "image" columns of columns.py (pixel similarity); lesion_MAE is None without a non-empty mask,
     bright_MAE without a breast mask."""
     return {
         "MSE": mse(y, yhat),

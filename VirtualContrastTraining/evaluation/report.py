@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from VirtualContrastTraining import __version__
-from VirtualContrastTraining.evaluation.analyses import CHANGE_COLUMNS, SETTING_COLUMNS, TISSUE_COLUMNS, TISSUE_IMAGES
 from VirtualContrastTraining.atomic import write_text_atomic
 from VirtualContrastTraining.data.manifest import case_file_stem
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.evaluation.evaluate import HEADLINE, format_cell, summarize
-from VirtualContrastTraining.evaluation.metrics import METRICS
+from VirtualContrastTraining.evaluation import columns
+from VirtualContrastTraining.evaluation.columns import TISSUE_IMAGES
+from VirtualContrastTraining.evaluation.evaluate import format_cell, summarize
 from VirtualContrastTraining.evaluation.provenance import NOT_FOR_DIAGNOSIS
 from VirtualContrastTraining.evaluation.evaluation_folder import (HISTOGRAM_REFERENCE, Evaluation, Pooled, pool,
                                                                   read_evaluation)
@@ -46,20 +46,24 @@ from VirtualContrastTraining.evaluation.html_page import (CSS, Figures, escape, 
 from VirtualContrastTraining.evaluation.significance import (KRUSKAL_ROW, describe, density_table, fold_table, pearson,
                                                              wilcoxon_models)
 
-# (title, number format) of each metric: evaluate's headline styles plus the metrics it leaves out.
-METRIC_STYLE = {"MAE": ("MAE", ".4f"), "L1": ("L1 (0-255)", ".2f"), "L2": ("L2 (0-255)", ".1f"),
-                **{key: (title, fmt) for key, title, fmt in HEADLINE}}
-def _style(metric: str) -> tuple[str, str]:
-    return METRIC_STYLE.get(metric, (metric, ".4g"))
+
+
+def _title(key: str) -> str:
+    return columns.column(key).title
+
+
+def _cell(entry: dict[str, Any], key: str) -> str:
+    """A mean ± sd cell in the column's format (columns.py)."""
+    return format_cell(entry, key, columns.column(key).fmt)
 
 
 BOX_METRICS = ("PSNR", "SSIM", "VIF", "MAE", "lesion_MAE")
 DENSITY_METRICS = ("MSE", "PSNR", "VIF", "SSIM", "MAE")   # 001 Table 4.2's four, plus MAE
-# 003's settings: (title, region prefix, which images); formats of L1, L2, PSNR, dCNR as 003 prints them.
+# 003's settings: (title, region prefix, which images); the columns <region>_<key>, headed as 003 heads them.
 SETTINGS = (("With mass", "breast", True), ("Without mass", "breast", False), ("Mass only", "mass", None))
-SETTING_METRICS = (("L1", "L1", ".2f"), ("L2", "L2", ".1f"), ("PSNR", "PSNR", ".2f"), ("dCNR", "ΔCNR", ".3f"))
-TISSUE_ROWS = (("tissue_CNR", "CNR", ".3f"), ("fibroglandular_mean", "Fibroglandular tissue (mean)", ".3f"),
-               ("adipose_mean", "Adipose tissue (mean)", ".3f"))
+SETTING_METRICS = (("L1", "L1"), ("L2", "L2"), ("PSNR", "PSNR"), ("dCNR", "ΔCNR"))
+TISSUE_ROWS = (("tissue_CNR", "CNR"), ("fibroglandular_mean", "Fibroglandular tissue (mean)"),
+               ("adipose_mean", "Adipose tissue (mean)"))
 TISSUE_IMAGE_TITLES = {"LE": "Low-energy", "DES": "Real DES", "synthetic": "Synthetic DES"}
 ROI_SOURCES = {"manifest": "drawn / ground-truth regions from the manifest", "automatic": "automatic regions"}
 
@@ -114,8 +118,8 @@ def _provenance(pooled: Pooled) -> str:
 
 
 def _headline(pooled: Pooled) -> str:
-    metrics = list(METRICS)
-    titles = [_style(m)[0] for m in metrics]
+    metrics = list(columns.keys("image"))
+    titles = [_title(m) for m in metrics]
     parts = []
     if len(pooled.folds) > 1:
         table = fold_table(pooled.folds, metrics)
@@ -123,13 +127,13 @@ def _headline(pooled: Pooled) -> str:
                           f"{', '.join(str(f) for f in sorted(pooled.folds))}): mean ± sd across folds of each fold's "
                           "mean over its test images (001 Table 4.1)."))
         parts.append(html_table(("Model", "Folds", *titles),
-                            [[e["model"], str(e["n_folds"]), *(format_cell(e, m, _style(m)[1]) for m in metrics)]
+                            [[e["model"], str(e["n_folds"]), *(_cell(e, m) for m in metrics)]
                              for e in table], caption="Across folds"))
         parts.append(para("Pooled over the test images of all folds: mean ± sd over images."))
     summary = summarize(pooled.rows)
     parts.append(html_table(("Model", "Images", "Lesion masks", *titles),
                         [[e["model"], str(e["n_images"]), str(e["n_lesion_masks"]),
-                          *(format_cell(e, m, _style(m)[1]) for m in metrics)] for e in summary],
+                          *(_cell(e, m) for m in metrics)] for e in summary],
                         caption="Per image"))
     infinite = [e["model"] for e in summary if e["PSNR_n"] < e["n_images"]]
     notes = ["MSE, PSNR, SSIM, VIF, MAE and the MAEs on preprocessed images in [0, 1]; L1 and L2 on the 0-255 scale "
@@ -144,7 +148,7 @@ def _headline(pooled: Pooled) -> str:
 
 
 def _wilcoxon(pooled: Pooled) -> str:
-    metrics = list(METRICS)
+    metrics = list(columns.keys("image"))
     parts = [para("Wilcoxon signed-rank test on the per-image values paired by case; p adjusted for the metrics of "
                   "each comparison by Benjamini-Hochberg (000, Statistical analysis). Difference = model − other.")]
     models = pooled.models
@@ -153,8 +157,9 @@ def _wilcoxon(pooled: Pooled) -> str:
         return para("There is only one model, so there is nothing to compare it with.")
     for a, b in pairs:
         results = wilcoxon_models(pooled.rows, a, b, metrics)
-        rows = [[_style(r["metric"])[0], str(r["n"]),
-                 *(fmt_number(r[k], _style(r["metric"])[1]) for k in ("median_a", "median_b", "median_difference")),
+        rows = [[_title(r["metric"]), str(r["n"]),
+                 *(fmt_number(r[k], columns.column(r["metric"]).fmt)
+                   for k in ("median_a", "median_b", "median_difference")),
                  fmt_number(r["statistic"], ".1f"), fmt_p(r["p"]), fmt_p(r["p_bh"])] for r in results]
         header = ["Metric", "Pairs", f"Median {a}", f"Median {b}", "Median difference", "W", "p", "p (BH)"]
         if any(r["note"] for r in results):
@@ -171,7 +176,7 @@ def _span(numbers: set[int]) -> str:
 
 def _settings(pooled: Pooled) -> str:
     """003's Tables 2-4: rows = models; With mass | Without mass | Mass only x L1, L2, PSNR, dCNR."""
-    if not any(r.get(c) is not None for r in pooled.rows for c in SETTING_COLUMNS):
+    if not any(r.get(c) is not None for r in pooled.rows for c in columns.keys("setting")):
         return para("No values of 003's settings in per_image.csv (columns breast_* and mass_* are absent or empty).")
     rows, counts = [], [set() for _ in SETTINGS]
     for model in pooled.models:
@@ -179,21 +184,21 @@ def _settings(pooled: Pooled) -> str:
         cells = [model]
         for seen, (_, region, with_mass) in zip(counts, SETTINGS):
             group = [r for r in mine if with_mass is None or r["has_lesion_mask"] == with_mass]
-            columns = [f"{region}_{k}" for k, _, _ in SETTING_METRICS]
-            entry = describe(group, columns)
-            seen.add(max(entry[f"{c}_n"] for c in columns))
-            cells += [format_cell(entry, c, fmt) for c, (_, _, fmt) in zip(columns, SETTING_METRICS)]
+            keys = [f"{region}_{k}" for k, _ in SETTING_METRICS]
+            entry = describe(group, keys)
+            seen.add(max(entry[f"{c}_n"] for c in keys))
+            cells += [_cell(entry, c) for c in keys]
         rows.append(cells)
     # n per group in the group's header (the models share their images; a range where they do not)
     head = ('<tr><th rowspan="2" scope="col">Model</th>'
             + "".join(f'<th colspan="{len(SETTING_METRICS)}" scope="colgroup">{escape(title)} (n = {_span(n)})</th>'
                       for (title, _, _), n in zip(SETTINGS, counts))
-            + "</tr><tr>" + "".join(f"<th>{escape(t)}</th>" for _, t, _ in SETTING_METRICS) * len(SETTINGS) + "</tr>")
+            + "</tr><tr>" + "".join(f"<th>{escape(t)}</th>" for _, t in SETTING_METRICS) * len(SETTINGS) + "</tr>")
     cnr_columns = ("breast_CNR_real", "breast_CNR_synthetic", "mass_CNR_real", "mass_CNR_synthetic")
     cnr_rows = []
     for model in pooled.models:
         entry = describe(_model_rows(pooled.rows, model), cnr_columns)
-        cnr_rows.append([model, *(format_cell(entry, c, ".3f") for c in cnr_columns)])
+        cnr_rows.append([model, *(_cell(entry, c) for c in cnr_columns)])
     return (para("003 Tables 2-4: L1 and L2 on the 0-255 scale, PSNR in dB, "
                  "ΔCNR = CNR(synthetic) − CNR(real) (eq. 12). With mass: the breast of images with a lesion mask; "
                  "without mass: the breast of images without; mass only: the lesion pixels. "
@@ -207,17 +212,17 @@ def _settings(pooled: Pooled) -> str:
 
 def _change(pooled: Pooled) -> str:
     """000: how much the contrast changes the image, real (LE->DES) vs synthetic (LE->synthetic), and Pearson r."""
-    if not any(r.get(c) is not None for r in pooled.rows for c in CHANGE_COLUMNS):
+    if not any(r.get(c) is not None for r in pooled.rows for c in columns.keys("change")):
         return para("No LE-change values in per_image.csv (columns LE_DES_* and LE_synthetic_* are absent or empty).")
     rows = []
     for model in pooled.models:
         mine = _model_rows(pooled.rows, model)
         cells = [model]
-        for metric, fmt in (("MAE", ".4f"), ("SSIM", ".3f")):
+        for metric in ("MAE", "SSIM"):
             real, synth = f"LE_DES_{metric}", f"LE_synthetic_{metric}"
             entry = describe(mine, (real, synth))
             corr = pearson([r.get(real) for r in mine], [r.get(synth) for r in mine])
-            cells += [format_cell(entry, real, fmt), format_cell(entry, synth, fmt), str(corr["n"]),
+            cells += [_cell(entry, real), _cell(entry, synth), str(corr["n"]),
                       fmt_number(corr["r"], ".3f"), fmt_p(corr["p"])]
         rows.append(cells)
     head = ('<tr><th rowspan="2" scope="col">Model</th><th colspan="5" scope="colgroup">MAE</th>'
@@ -242,9 +247,8 @@ def _tissue(pooled: Pooled) -> str:
             key = r.get("tissue_rois") or "unknown"
             sources[key] = sources.get(key, 0) + 1
         source_text = "; ".join(f"{ROI_SOURCES.get(k, k)}: {n} image(s)" for k, n in sources.items())
-        entry = describe(mine, TISSUE_COLUMNS)
-        rows = [[title, *(format_cell(entry, f"{what}_{image}", fmt) for image in TISSUE_IMAGES)]
-                for what, title, fmt in TISSUE_ROWS]
+        entry = describe(mine, columns.keys("tissue"))
+        rows = [[title, *(_cell(entry, f"{what}_{image}") for image in TISSUE_IMAGES)] for what, title in TISSUE_ROWS]
         parts.append(html_table(("Metric", *(TISSUE_IMAGE_TITLES[i] for i in TISSUE_IMAGES)), rows,
                             caption=f"{model}: tissue CNR over {len(mine)} image(s)"))
         parts.append(para(f"Regions of interest: {source_text}.", "note"))
@@ -262,10 +266,10 @@ def _density(pooled: Pooled) -> str:
                     "so there is no per-density table.")
     parts = [para("001 Table 4.2: mean ± sd over the images of each ACR density category; Kruskal-Wallis p compares "
                   "the categories within the model.")]
-    titles = [_style(m)[0] for m in DENSITY_METRICS]
+    titles = [_title(m) for m in DENSITY_METRICS]
     for model in pooled.trained:
         *groups, test = density_table(pooled.rows, model, DENSITY_METRICS)
-        rows = [[f"ACR {g['density']}", str(g["n"]), *(format_cell(g, m, _style(m)[1]) for m in DENSITY_METRICS)]
+        rows = [[f"ACR {g['density']}", str(g["n"]), *(_cell(g, m) for m in DENSITY_METRICS)]
                 for g in groups]
         rows.append([KRUSKAL_ROW, "", *(fmt_p(test[f"{m}_p"]) for m in DENSITY_METRICS)])
         parts.append(html_table(("ACR density", "Images", *titles), rows, caption=model))
@@ -335,7 +339,7 @@ def _histograms(pooled: Pooled, figures: Figures) -> str:
 def _figures(pooled: Pooled, figures: Figures) -> str:
     from VirtualContrastTraining.evaluation.figures import box_plots
 
-    metrics = [(m, _style(m)[0]) for m in BOX_METRICS]
+    metrics = [(m, _title(m)) for m in BOX_METRICS]
     parts = [figures.png(box_plots({m: _values(_model_rows(pooled.rows, m), BOX_METRICS) for m in pooled.models},
                                    metrics), "box plots per model",
                          "Per-image values of each model (box: quartiles; line: median; whiskers: 1.5 IQR).")]
