@@ -13,8 +13,8 @@ from scipy import stats
 
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.evaluation.evaluation_folder import csv_text
-from VirtualContrastTraining.evaluation.significance import (KRUSKAL_ROW, as_float, benjamini_hochberg, density_table,
-                                                             fold_table, kruskal_by_group, paired_values, pearson,
+from VirtualContrastTraining.evaluation.significance import (KRUSKAL_ROW, across_folds, as_float, benjamini_hochberg,
+                                                             density_table, fold_table, kruskal_by_group, paired_values, pearson,
                                                              wilcoxon_models, wilcoxon_paired)
 
 
@@ -235,3 +235,16 @@ def test_fold_table_is_the_mean_and_sd_of_fold_means():
     assert model["MSE_mean"] == pytest.approx(13 / 3) and model["MSE_sd"] == pytest.approx(np.std([2, 4, 7], ddof=1))
     assert model["PSNR_mean"] == pytest.approx(80 / 3) and model["PSNR_n"] == 3
     assert base["n_folds"] == 1 and base["MSE_mean"] == 5.0 and base["MSE_sd"] is None and base["PSNR_mean"] == 11.0
+
+
+def test_across_folds_of_fold_means_as_compare_reads_them():
+    """compare's table: one row per fold and model with that fold's means (its summary.csv), a fold
+    without a value (no lesion mask in the test fold) left out of that metric's n."""
+    rows = [{"model": "M", "fold": 0, "n_images": 3, "MSE": 2.0, "lesion_MAE": None},
+            {"model": "base", "fold": 0, "n_images": 3, "MSE": 5.0, "lesion_MAE": None},
+            {"model": "M", "fold": 1, "n_images": 2, "MSE": 4.0, "lesion_MAE": 0.5}]
+    model, base = across_folds(rows, ["MSE", "lesion_MAE"])
+    assert (model["model"], model["n_folds"], model["n_images"]) == ("M", 2, 5)
+    assert model["MSE_mean"] == 3.0 and model["MSE_sd"] == pytest.approx(np.std([2, 4], ddof=1))
+    assert (model["lesion_MAE_mean"], model["lesion_MAE_sd"], model["lesion_MAE_n"]) == (0.5, None, 1)
+    assert (base["n_folds"], base["MSE_mean"], base["lesion_MAE_n"]) == (1, 5.0, 0)

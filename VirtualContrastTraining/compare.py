@@ -37,10 +37,11 @@ from VirtualContrastTraining.atomic import ensure_writable_dir, write_text_atomi
 from VirtualContrastTraining.data.manifest import PATH_COLUMNS
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.evaluation import columns
-from VirtualContrastTraining.evaluation.evaluate import IDENTITY_NAME, LINEAR_NAME, format_cell, summarize
+from VirtualContrastTraining.evaluation.evaluate import IDENTITY_NAME, LINEAR_NAME, format_cell
 from VirtualContrastTraining.evaluation.evaluation_folder import csv_text
 from VirtualContrastTraining.events import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EventTee, EventWriter
 from VirtualContrastTraining.evaluation.provenance import NOT_FOR_DIAGNOSIS
+from VirtualContrastTraining.evaluation.significance import across_folds
 
 # Columns of 001 Table 4.1 in its order, then the lesion-region MAE of 002; titles, formats and arrows
 # (which direction is better) from columns.py.
@@ -56,7 +57,7 @@ class ComparisonResult:
     out_dir: Path
     code: int                       # events.EXIT_*; the table exists only when EXIT_OK
     rows: list[dict[str, Any]]      # one per model x fold: preset (or baseline) name, fold, metrics
-    summary: list[dict[str, Any]]   # evaluate.summarize over folds: <M>_mean, <M>_sd, <M>_n per model
+    summary: list[dict[str, Any]]   # significance.across_folds: n_folds, n_images, <M>_mean, <M>_sd, <M>_n per model
     table: str = ""
 
     @property
@@ -169,7 +170,7 @@ def _run_one(config, fold: int, fold_manifest: Path, run_dir: Path, device: str,
 def _fold_rows(evaluation: Path, preset: str, fold: int) -> list[dict[str, Any]]:
     """The fold's per-model values from the run's evaluation/summary.csv: the preset's model, then the baselines.
 
-    Each value is the mean over the fold's test images (non-finite ones left out, as in evaluate.summarize).
+    Each value is the mean over the fold's test images (evaluate.summarize: non-finite ones left out).
     """
     with open(evaluation / "summary.csv", encoding="utf-8", newline="") as fh:
         entries = list(csv.DictReader(fh))
@@ -207,11 +208,11 @@ def format_comparison(summary: list[dict[str, Any]], presets: list[str]) -> str:
             text = format_cell(e, m, columns.column(m).fmt)
             if m in best and e["model"] in presets and e[f"{m}_mean"] == best[m]:
                 text = f"**{text}**"
-            if 0 < e[f"{m}_n"] < e["n_images"]:
+            if 0 < e[f"{m}_n"] < e["n_folds"]:
                 text += f" (n={e[f'{m}_n']})"
             cells.append(text)
         name = e["model"] if e["model"] in presets else f"*{e['model']}*"
-        lines.append("| " + " | ".join([name, str(e["n_images"]), *cells]) + " |")
+        lines.append("| " + " | ".join([name, str(e["n_folds"]), *cells]) + " |")
     return "\n".join(lines)
 
 
@@ -402,7 +403,7 @@ def _compare(presets, manifest: Path | None, fold_manifests: Path | None, out_di
 
     order = [*configs, *BASELINES]
     rows.sort(key=lambda r: (order.index(r["model"]), r["fold"]))
-    summary = summarize([{**r, "has_lesion_mask": r["n_lesion_masks"] > 0} for r in rows])
+    summary = across_folds(rows, TABLE_METRICS)
     table = format_comparison(summary, list(configs))
     result = ComparisonResult(out_dir, EXIT_OK, rows, summary, table)
     write_text_atomic(result.csv, csv_text(_csv_rows(rows, summary)))

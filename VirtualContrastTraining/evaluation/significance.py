@@ -70,7 +70,8 @@ def _cell(row: dict[str, Any], column: str) -> float | None:
 
 
 def describe(rows: list[dict[str, Any]], metrics: Iterable[str]) -> dict[str, Any]:
-    """`<M>_mean`, `<M>_sd` (sample sd) and `<M>_n` over the finite values of each metric, as evaluate.summarize."""
+    """`<M>_mean`, `<M>_sd` (sample sd) and `<M>_n` over the finite values of each metric: the one mean ± sd
+    of the project (evaluate.summarize per model, the report's tables, across_folds over fold means)."""
     entry: dict[str, Any] = {}
     for m in metrics:
         finite = [v for v in (_cell(r, m) for r in rows) if v is not None]
@@ -207,31 +208,32 @@ def pearson(x: Sequence[Any], y: Sequence[Any]) -> dict[str, Any]:
     return out
 
 
-def fold_table(per_fold_rows: dict[str, list[dict[str, Any]]], metrics: Iterable[str]) -> list[dict[str, Any]]:
-    """Cross-validation as 001 and 002 report it: per fold and model the mean over that fold's images,
-    then per model the mean and sample sd of those fold means.
-
-    One entry per model (in order of appearance): model, n_folds (folds the model appears in),
-    n_images (over all folds), and `<M>_mean`, `<M>_sd`, `<M>_n` (folds with a value), like evaluate.summarize.
+def across_folds(fold_rows: list[dict[str, Any]], metrics: Iterable[str]) -> list[dict[str, Any]]:
+    """Cross-validation as 001 and 002 report it, from one row per fold and model holding model, n_images
+    and each metric's mean over that fold's images: per model (in order of appearance) n_folds, n_images
+    (over all folds) and, by `describe`, `<M>_mean`, `<M>_sd` (sample sd across folds) and `<M>_n` (folds
+    with a value). fold_table feeds it per-image rows' fold means, compare those of each fold's summary.csv.
     """
     metrics = list(metrics)
-    fold_means: dict[str, list[dict[str, Any]]] = {}
-    n_images: dict[str, int] = defaultdict(int)
+    table = []
+    for model in dict.fromkeys(r["model"] for r in fold_rows):
+        mine = [r for r in fold_rows if r["model"] == model]
+        table.append({"model": model, "n_folds": len(mine), "n_images": sum(r["n_images"] for r in mine),
+                      **describe(mine, metrics)})
+    return table
+
+
+def fold_table(per_fold_rows: dict[str, list[dict[str, Any]]], metrics: Iterable[str]) -> list[dict[str, Any]]:
+    """across_folds of per-image rows: per fold and model the mean over that fold's images (describe), then
+    per model the mean and sample sd of those fold means."""
+    metrics = list(metrics)
+    fold_rows = []
     for rows in per_fold_rows.values():
         for model in dict.fromkeys(r.get("model") for r in rows):
             mine = [r for r in rows if r.get("model") == model]
-            n_images[model] += len(mine)
             described = describe(mine, metrics)
-            fold_means.setdefault(model, []).append({m: described[f"{m}_mean"] for m in metrics})
-    table = []
-    for model, folds in fold_means.items():
-        entry: dict[str, Any] = {"model": model, "n_folds": len(folds), "n_images": n_images[model]}
-        for m in metrics:
-            values = [f[m] for f in folds if f[m] is not None]
-            entry[f"{m}_mean"], entry[f"{m}_sd"] = mean_sd(values)
-            entry[f"{m}_n"] = len(values)
-        table.append(entry)
-    return table
+            fold_rows.append({"model": model, "n_images": len(mine), **{m: described[f"{m}_mean"] for m in metrics}})
+    return across_folds(fold_rows, metrics)
 
 
 def density_table(rows: list[dict[str, Any]], model: str, metrics: Iterable[str],
