@@ -87,6 +87,25 @@ def test_pickle_in_safetensors_clothing_refused_but_a_0x80_header_length_is_not(
     assert torch.equal(tensors["x"], torch.arange(3.0)) and sidecar["kind"] == "test"
 
 
+def test_versions_of_any_engine_are_read_in_the_one_schema(tmp_path):
+    """Models saved before the one versions schema (train.package_versions: python, torch, monai, numpy,
+    engine) load as they are; the engine key of earlier evaluations reads as "engine"; new ones write
+    software_versions()."""
+    from VirtualContrastTraining import __version__, read_versions, software_versions
+
+    weights = tmp_path / "w.safetensors"
+    earlier = {"python": "3.11.7", "torch": "2.3.0+cpu", "monai": "1.3.0", "numpy": "1.26.4", "engine": "0.1.0"}
+    write_pair(weights, {"x": torch.arange(3.0)}, {"kind": "test", "versions": earlier})
+    assert read_pair(weights)[1]["versions"] == earlier
+    write_pair(weights, {"x": torch.arange(3.0)}, {"kind": "test", "versions": {"python": "3.11.7",
+                                                                             "VirtualContrastTraining": "0.1.0"}})
+    assert read_pair(weights)[1]["versions"] == {"python": "3.11.7", "engine": "0.1.0"}
+    assert read_versions(None) == {} and read_versions(["numpy"]) == {}
+    now = software_versions()
+    assert list(now)[:2] == ["python", "engine"] and now["engine"] == __version__
+    assert now["numpy"] == np.__version__ and now["torch"] == torch.__version__ and read_versions(now) == now
+
+
 def test_stale_or_missing_json_copy_does_not_matter(model_run):
     """A kill between the two renames leaves new weights beside the previous checkpoint's .json: the
     sidecar embedded in the weights is the one trusted, so the new checkpoint loads with its own."""

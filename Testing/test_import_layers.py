@@ -11,9 +11,11 @@ each of them); `importlib.import_module` of a computed name (cli -> commands,
 recipes -> the recipe classes) is not seen, and points down anyway.
 
 The layers follow the data path, lowest first (LAYERS below). The cut:
-- core: the package's __init__ (version, one variable name), errors, atomic
-  file writes, the progress-event protocol and the device list: no project
-  imports but each other, used by every later stage and by the Slicer module.
+- core: the package's __init__ (version, the one versions record of models and
+  evaluations, one variable name), errors, atomic file writes, the
+  progress-event protocol (with the tee of a child job's events) and the
+  device list: no project imports but each other, used by every later stage
+  and by the Slicer module.
 - data: reading, writing, importing and preparing images and manifests. It
   knows nothing of training configuration: a pipeline gets its numbers as
   arguments (PatchPipeline.from_config reads the fields of a config it is

@@ -90,7 +90,7 @@ def test_tiny_run_writes_model_config_history_and_events(manifest, tmp_path):
     assert sidecar["best"] == {"epoch": finished["best_epoch"], "val_l1": finished["val_l1"]}
     assert sidecar["synthetic_output"] is True and sidecar["config"] == config.to_dict()
     assert sidecar["preprocessing"]["size"] == 32 and len(sidecar["des_output_window"]) == 2
-    assert set(sidecar["versions"]) == {"python", "torch", "monai", "numpy", "engine"}
+    assert {"python", "engine", "torch", "monai", "numpy"} <= set(sidecar["versions"])  # software_versions()
     assert len(sidecar["data_fingerprint"]) == 64
     state = load_training_state(run)
     assert (state["epoch"], state["position"], state["global_step"]) == (3, 0, 6)

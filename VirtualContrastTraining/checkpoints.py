@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from VirtualContrastTraining import read_versions
 from VirtualContrastTraining.atomic import atomic_path, write_text_atomic
 from VirtualContrastTraining.errors import InputError
 
@@ -197,6 +198,8 @@ def read_pair(weights_path: Path) -> tuple[dict, dict]:
     if sidecar.get("weights_sha256") != _sha256(memoryview(data)[8 + n:]):
         raise InputError(weights_path, "the tensor data do not match the sha256 recorded in the file's own header: "
                          "the file was altered or damaged")
+    if "versions" in sidecar:  # one schema: the record of an earlier engine is read as today's
+        sidecar["versions"] = read_versions(sidecar["versions"])
     return tensors, sidecar
 
 

@@ -27,7 +27,6 @@ import io
 import json
 import math
 import os
-import platform
 import random
 import sys
 import time
@@ -37,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from VirtualContrastTraining import __version__
+from VirtualContrastTraining import software_versions
 from VirtualContrastTraining.atomic import ensure_writable_dir, write_text_atomic
 from VirtualContrastTraining.checkpoints import read_json_object
 from VirtualContrastTraining.errors import InputError
@@ -57,14 +56,6 @@ def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
     if not path.is_file():
         raise InputError(run_dir, f"not a training run folder ({CONFIG_FILE} is missing)")
     return TrainConfig.from_dict(read_json_object(path, "config"), where=path)
-
-
-def package_versions() -> dict[str, str]:
-    import monai
-    import torch
-
-    return {"python": platform.python_version(), "torch": torch.__version__, "monai": monai.__version__,
-            "numpy": np.__version__, "engine": __version__}
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
@@ -331,7 +322,7 @@ class _Trainer:
             "pipeline": self.config.pipeline,  # how to read "preprocessing"; models without it are "resize"
             "preprocessing": self.preprocessing.to_dict(),
             "des_output_window": list(self.des_window),
-            "versions": package_versions(),
+            "versions": software_versions(),
             "data_fingerprint": self.fingerprint,
             "n_train": self.n_train, "n_val": self.n_val,
             "best": {"epoch": epoch, "val_l1": val_l1},

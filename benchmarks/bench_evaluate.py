@@ -65,7 +65,7 @@ def _report_time(rows, folder: Path, build_report) -> float:
     from VirtualContrastTraining.atomic import write_text_atomic
     from VirtualContrastTraining.evaluation.evaluate import summarize
     from VirtualContrastTraining.evaluation.evaluation_folder import csv_text
-    from VirtualContrastTraining.evaluation.provenance import software_versions
+    from VirtualContrastTraining import software_versions
 
     folder.mkdir(parents=True)
     write_text_atomic(folder / "per_image.csv", csv_text(rows))

@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import platform
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from VirtualContrastTraining import __version__
+from VirtualContrastTraining import __version__, software_versions
 
 # The synthetic-image warning of every evaluation's files (summary.md, report, provenance.json, Slicer tables).
 NOT_FOR_DIAGNOSIS = ("Synthetic DES images are computed by a neural network from the low-energy image. "
                      "They are for research and method evaluation only and must not be used for diagnosis.")
-# Distributions whose versions change the numbers (report them when installed).
-VERSIONED = ("numpy", "scipy", "scikit-image", "scikit-learn", "torch", "monai", "SimpleITK", "pydicom", "matplotlib")
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -30,16 +26,6 @@ def file_sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def software_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version(), "VirtualContrastTraining": __version__}
-    for name in VERSIONED:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
 
 
 def evaluation_provenance(*, model_name: str, sidecar: dict[str, Any], model_file: str | os.PathLike | None,
