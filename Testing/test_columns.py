@@ -21,6 +21,7 @@ from VirtualContrastTraining.data.manifest import read_manifest, write_manifest
 from VirtualContrastTraining.evaluation import columns
 from VirtualContrastTraining.evaluation.evaluate import evaluate_arrays
 from VirtualContrastTraining.evaluation.evaluation_folder import read_evaluation
+from VirtualContrastTraining.evaluation.report import build_report
 from VirtualContrastTraining.evaluation.run import evaluate_run
 
 
@@ -92,3 +93,15 @@ def test_a_new_metric_is_one_registry_entry(small_phantom, tmp_path, monkeypatch
     assert table[-1] == {"measure": "largest absolute error", "value": values["max_error"],
                          "paper": "a test paper, eq. 1", "note": ""}
     assert math.isfinite(table[-1]["value"]) and len(table) == len(columns.keys())
+
+
+def test_a_folder_written_before_a_new_column_still_reads(small_phantom, tmp_path, monkeypatch):
+    cases = read_manifest(small_phantom)
+    manifest = write_manifest(tmp_path / "manifest.csv", [replace(c, split=s) for c, s in
+                                                          zip(cases, ["train"] * 2 + ["val"] * 2 + ["test"] * 2)])
+    out = tmp_path / "evaluation"
+    evaluate_run(make_tiny_model(tmp_path / "run", image_size=64), manifest, out_dir=out, device="cpu")
+    monkeypatch.setattr(columns, "COLUMNS", (*columns.COLUMNS, NEW))
+    assert all(r.get("max_error") is None for r in read_evaluation(out).rows)
+    page = build_report([out], tmp_path / "again.html").read_text(encoding="utf-8")
+    assert f'<th scope="col">{html.escape(NEW.title)}</th>' in page and "<td>n/a</td>" in page

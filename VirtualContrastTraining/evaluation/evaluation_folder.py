@@ -22,8 +22,13 @@ from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.evaluation import columns
 from VirtualContrastTraining.evaluation.significance import as_float
 
-# per_image.csv must have these and the "image" columns of columns.py; every column of columns.py it has is a number.
+# per_image.csv must have these and the built-in "image" columns of columns.py; every column of columns.py it has
+# is a number. A column with its own compute may be absent: folders written before it was added read as "n/a".
 IDENTIFIER_COLUMNS = ("model", "case_id", "has_lesion_mask")
+
+
+def _required_columns() -> tuple[str, ...]:
+    return (*IDENTIFIER_COLUMNS, *(c.key for c in columns.COLUMNS if c.group == "image" and c.compute is None))
 HISTOGRAM_REFERENCE = "real DES"
 
 @dataclass
@@ -76,7 +81,7 @@ def _read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
 
 def _read_per_image(path: Path) -> list[dict[str, Any]]:
     rows = []
-    for line, raw in enumerate(_read_csv(path, (*IDENTIFIER_COLUMNS, *columns.keys("image"))), start=2):
+    for line, raw in enumerate(_read_csv(path, _required_columns()), start=2):
         if None in raw:
             raise InputError(path, f"line {line}: more cells than columns")
         row: dict[str, Any] = {k: (v or "") for k, v in raw.items()}
