@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from VirtualContrastTraining.evaluation import columns
+
 PHANTOM = dict(cases=60, seed=7, pixel_mm=0.5)
 FRACTIONS = (0.7, 0.1, 0.2)
 # (claim, its metric, baseline preset, treated preset, their short names, overrides for both)
@@ -86,11 +88,10 @@ def model_values(per_image: Path, metric: str) -> dict[str, float]:
     return {r["case_id"]: float(r[metric]) for r in rows if r["model"] == model and r[metric] not in ("", "None")}
 
 
-# Every claim's table: its own metric first, then the whole-image figures and the other region.
+# Every claim's table: its own metric first, then the whole-image figures and the other region. Titles, formats
+# and which direction is better from evaluation/columns.py; MAE is said to be over the whole image here.
 METRICS = ("lesion_MAE", "bright_MAE", "MAE", "PSNR", "SSIM")
-TITLES = {"lesion_MAE": "lesion MAE", "bright_MAE": "bright-pixel MAE", "MAE": "MAE (whole image)",
-          "PSNR": "PSNR (dB)", "SSIM": "SSIM"}
-HIGHER_IS_BETTER = ("PSNR", "SSIM")
+TITLES = {"MAE": "MAE (whole image)"}
 
 
 def paired_row(metric: str, seed: int, a: dict[str, float], b: dict[str, float]) -> str:
@@ -99,11 +100,12 @@ def paired_row(metric: str, seed: int, a: dict[str, float], b: dict[str, float])
 
     cases = sorted(set(a) & set(b))
     x, y = np.array([a[c] for c in cases]), np.array([b[c] for c in cases])
-    better = int((y > x).sum() if metric in HIGHER_IS_BETTER else (y < x).sum())
+    column = columns.column(metric)
+    better = int((y > x).sum() if column.better == "higher" else (y < x).sum())
     p = wilcoxon(x, y).pvalue if len(cases) > 1 and np.any(x != y) else float("nan")
     p_text = "< 0.001" if p < 0.001 else f"{p:.3f}"
-    fmt = {"PSNR": ".2f", "SSIM": ".3f"}.get(metric, ".4f")
-    return (f"| {TITLES[metric]} | {seed} | {x.mean():{fmt}} ± {x.std(ddof=1):{fmt}} | "
+    fmt = column.fmt
+    return (f"| {TITLES.get(metric, column.title)} | {seed} | {x.mean():{fmt}} ± {x.std(ddof=1):{fmt}} | "
             f"{y.mean():{fmt}} ± {y.std(ddof=1):{fmt}} | {better}/{len(cases)} | {p_text} |")
 
 
