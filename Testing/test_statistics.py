@@ -14,8 +14,8 @@ from scipy import stats
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.evaluation.evaluation_folder import csv_text
 from VirtualContrastTraining.evaluation.significance import (KRUSKAL_ROW, across_folds, as_float, benjamini_hochberg,
-                                                             density_table, fold_table, kruskal_by_group, paired_values, pearson,
-                                                             wilcoxon_models, wilcoxon_paired)
+                                                             density_table, fold_table, kruskal_by_group, paired_values,
+                                                             pearson, wilcoxon_models, wilcoxon_paired)
 
 
 def rows_of(model: str, values: dict[str, dict], **common) -> list[dict]:

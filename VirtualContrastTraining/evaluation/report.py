@@ -47,7 +47,6 @@ from VirtualContrastTraining.evaluation.significance import (KRUSKAL_ROW, descri
                                                              wilcoxon_models)
 
 
-
 def _title(key: str) -> str:
     return columns.column(key).title
 
