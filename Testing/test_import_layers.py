@@ -54,7 +54,7 @@ PACKAGE = "VirtualContrastTraining"
 # Lowest first. Each layer: {group: module names, relative to the package}; a name covers its submodules.
 # "" is the package's own __init__.
 LAYERS: list[dict[str, tuple[str, ...]]] = [
-    {"core": ("", "errors", "atomic", "events", "devices")},
+    {"core": ("", "errors", "atomic", "events", "devices", "synthetic_wording")},
     {"data": ("data",)},
     {"config": ("presets",)},
     {"models": ("models",)},

@@ -19,7 +19,8 @@ from VirtualContrastTraining.data.dicom_seg import read_dicom_seg, write_dicom_s
 from VirtualContrastTraining.data.importer import import_dicom
 from VirtualContrastTraining.data.manifest import read_manifest
 from VirtualContrastTraining.synthesis import Synthesizer
-from VirtualContrastTraining.synthetic_export import IMAGE_TYPE, SERIES_DESCRIPTION, write_synthetic_dicom
+from VirtualContrastTraining.synthetic_export import IMAGE_TYPE, write_synthetic_dicom
+from VirtualContrastTraining.synthetic_wording import SERIES_DESCRIPTION
 
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 

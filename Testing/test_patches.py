@@ -27,7 +27,8 @@ from VirtualContrastTraining.data.patches import (
 from VirtualContrastTraining.data.preprocessing import breast_mask
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.events import EXIT_OK, EventWriter
-from VirtualContrastTraining.synthesis import SYNTHETIC_WARNING, Synthesizer
+from VirtualContrastTraining.synthesis import Synthesizer
+from VirtualContrastTraining.synthetic_wording import METADATA_WARNING
 
 LE_WINDOW, DES_WINDOW = (1800.0, 2900.0), (1700.0, 2400.0)
 DIRECTION = (0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, -1.0)  # rows and columns swapped, as a rotated detector
@@ -246,7 +247,7 @@ def test_sliding_window_of_an_identity_network_gives_the_input_back():
     image = breast_image()
     out = synth.synthesize(image)
     assert out.same_geometry(image) and out.direction == image.direction
-    assert out.meta["Synthetic"] == "true" and out.meta["VirtualContrast.Warning"] == SYNTHETIC_WARNING
+    assert out.meta["Synthetic"] == "true" and out.meta["VirtualContrast.Warning"] == METADATA_WARNING
     assert out.meta["role"] == "SYNTHETIC" and out.meta["window_center"] == 2350.0
     _, params = preprocess_patches(image, pipeline)
     expected = postprocess_patches(preprocess_patches(image, pipeline)[0], params, image, LE_WINDOW)

@@ -16,7 +16,7 @@ from VirtualContrastTraining.data.imageio import read_image, write_nrrd
 from VirtualContrastTraining.data.importer import import_dicom
 from VirtualContrastTraining.data.manifest import read_manifest
 from VirtualContrastTraining.events import EXIT_BAD_INPUT, parse_event
-from VirtualContrastTraining.synthetic_export import SERIES_DESCRIPTION
+from VirtualContrastTraining.synthetic_wording import SERIES_DESCRIPTION
 
 
 def _first_case(manifest):

@@ -13,7 +13,7 @@ from sklearn.metrics import cohen_kappa_score, recall_score
 
 from VirtualContrastTraining.cli import main
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.evaluation.provenance import NOT_FOR_DIAGNOSIS
+from VirtualContrastTraining.synthetic_wording import NOT_FOR_DIAGNOSIS
 from VirtualContrastTraining.events import EXIT_BAD_INPUT
 from VirtualContrastTraining.evaluation.reader_study import ALL_READERS, format_reader_table, reader_study
 

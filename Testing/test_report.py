@@ -24,7 +24,7 @@ from VirtualContrastTraining.evaluation import columns
 from VirtualContrastTraining.cli import main
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.evaluation.evaluate import IDENTITY_NAME, LINEAR_NAME
-from VirtualContrastTraining.evaluation.provenance import NOT_FOR_DIAGNOSIS
+from VirtualContrastTraining.synthetic_wording import NOT_FOR_DIAGNOSIS
 from VirtualContrastTraining.evaluation.report import build_report
 
 METRICS, SETTING_COLUMNS, CHANGE_COLUMNS, TISSUE_COLUMNS = (columns.keys(g) for g in ("image", "setting", "change",

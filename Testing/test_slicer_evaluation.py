@@ -26,7 +26,7 @@ from VirtualContrastTraining.data.segmentation import read_lesion_mask
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.evaluation import columns
 from VirtualContrastTraining.evaluation.evaluate import IDENTITY_NAME, evaluate_images
-from VirtualContrastTraining.evaluation.provenance import NOT_FOR_DIAGNOSIS
+from VirtualContrastTraining.synthetic_wording import NOT_FOR_DIAGNOSIS
 
 TIMEOUT = 300
 

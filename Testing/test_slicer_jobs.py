@@ -27,7 +27,7 @@ from VirtualContrastLib.training import LoadedCase, LossChart
 from VirtualContrastTraining.checkpoints import load_training_state, read_pair
 from VirtualContrastTraining.data.manifest import read_manifest, write_manifest
 from VirtualContrastTraining.events import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_OK, parse_event
-from VirtualContrastTraining.synthetic_export import SERIES_DESCRIPTION
+from VirtualContrastTraining.synthetic_wording import SERIES_DESCRIPTION
 
 TIMEOUT = 300
 

@@ -21,11 +21,11 @@ from VirtualContrastTraining.synthesis import Synthesizer
 from VirtualContrastTraining.synthetic_export import (
     IMAGE_TYPE,
     MARKER_MIN_FONT_PX,
-    SERIES_DESCRIPTION,
     burn_in_marker,
     new_anonymizer,
     write_synthetic_dicom,
 )
+from VirtualContrastTraining.synthetic_wording import SERIES_DESCRIPTION
 
 
 # ---------------------------------------------------------------- shared checks (other test files import them)

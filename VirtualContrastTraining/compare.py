@@ -40,7 +40,7 @@ from VirtualContrastTraining.evaluation import columns
 from VirtualContrastTraining.evaluation.evaluate import IDENTITY_NAME, LINEAR_NAME, format_cell
 from VirtualContrastTraining.evaluation.evaluation_folder import csv_text
 from VirtualContrastTraining.events import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EventTee, EventWriter
-from VirtualContrastTraining.evaluation.provenance import NOT_FOR_DIAGNOSIS
+from VirtualContrastTraining.synthetic_wording import NOT_FOR_DIAGNOSIS
 from VirtualContrastTraining.evaluation.significance import across_folds
 
 # Columns of 001 Table 4.1 in its order, then the lesion-region MAE of 002; titles, formats and arrows

@@ -41,8 +41,8 @@ from VirtualContrastTraining.data.patches import (
 )
 from VirtualContrastTraining.data.preprocessing import PreprocessConfig, postprocess, preprocess
 from VirtualContrastTraining.errors import InputError
+from VirtualContrastTraining.synthetic_wording import METADATA_WARNING
 
-SYNTHETIC_WARNING = "SYNTHETIC DES - not for diagnosis"
 PIPELINES = ("resize", "patches")
 # Sliding-window patches per forward pass: on CPU larger batches gain nothing and only raise peak memory.
 SW_BATCH_SIZE = 8
@@ -131,7 +131,7 @@ class Synthesizer:
         config = self.sidecar.get("config", {})
         return {
             "Synthetic": "true",
-            "VirtualContrast.Warning": SYNTHETIC_WARNING,
+            "VirtualContrast.Warning": METADATA_WARNING,
             "VirtualContrast.Model": self.model_name,
             "VirtualContrast.Preset": str(config.get("preset", "custom")),
             "VirtualContrast.ModelPath": self.model_path,

@@ -22,17 +22,15 @@ from VirtualContrastTraining.atomic import atomic_path
 from VirtualContrastTraining.data.image import Image
 from VirtualContrastTraining.data.imageio import NRRD_WINDOW_FIELDS, write_nrrd
 from VirtualContrastTraining.errors import InputError
+from VirtualContrastTraining.synthetic_wording import FILE_SUFFIX, PIXEL_MARKER, SERIES_DESCRIPTION
 
-SUFFIX = "_SYNTHETIC-DES"
-SERIES_DESCRIPTION = "SYNTHETIC DES \u2013 not for diagnosis"
 IMAGE_TYPE = ["DERIVED", "SECONDARY", "", "SYNTHETIC"]
 BITS_STORED = 14
-MARKER_TEXT = "SYNTHETIC - NOT FOR DIAGNOSIS"
 MARKER_HEIGHT = 0.03      # font size as a share of the image height: legible at full size
 MARKER_MAX_WIDTH = 0.45   # share of the image width: the marker stays in the corner, off the breast
 MARKER_MIN_FONT_PX = 8    # below this no text is legible, whatever the image size
 def synthetic_name(stem: str, fmt: str) -> str:
-    return f"{stem}{SUFFIX}.{'nrrd' if fmt == 'nrrd' else 'dcm'}"
+    return f"{stem}{FILE_SUFFIX}.{'nrrd' if fmt == 'nrrd' else 'dcm'}"
 
 
 def check_synthetic_name(path: str | os.PathLike) -> Path:
@@ -74,7 +72,7 @@ def write_synthetic_dicom(image: Image, path: str | os.PathLike, *, burn_in: boo
     the Secondary Capture of a digitised film such as CBIS-DDSM). An LE without
     pixel spacing gives a file without it (empty, not an invented 1 mm).
 
-    `burn_in` draws MARKER_TEXT into the pixels (BurnedInAnnotation YES).
+    `burn_in` draws PIXEL_MARKER into the pixels (BurnedInAnnotation YES).
     `deidentify` is False, True (a new Anonymizer for this file) or the
     Anonymizer of the whole export (`new_anonymizer`): dicognito replaces
     names, IDs, UIDs and dates; the synthetic markings stay.
@@ -173,7 +171,7 @@ def _uuid_derived_uid(_ds, element) -> None:
 
 def burn_in_marker(pixels: np.ndarray, *, laterality: str, low: float, high: float
                    ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """MARKER_TEXT drawn into a copy of `pixels`; returns it and the marker's box (row0, row1, col0, col1).
+    """PIXEL_MARKER drawn into a copy of `pixels`; returns it and the marker's box (row0, row1, col0, col1).
 
     The text is rendered with Pillow in matplotlib's DejaVu Sans Bold, about
     MARKER_HEIGHT of the image height (on two lines, and smaller, when one line
@@ -222,9 +220,9 @@ def _marker_font(rows: int, cols: int):
         font = ImageFont.truetype(str(path), px)
         return max(font.getlength(line) for line in text.split("\n"))
 
-    text = MARKER_TEXT
+    text = PIXEL_MARKER
     if width(text, size) > MARKER_MAX_WIDTH * cols:
-        text = MARKER_TEXT.replace(" - ", "\n")
+        text = PIXEL_MARKER.replace(" - ", "\n")
         size = max(MARKER_MIN_FONT_PX, min(size, int(size * MARKER_MAX_WIDTH * cols / width(text, size))))
     while size > 1 and width(text, size) > 0.9 * cols:  # a tiny image: fit it at all
         size -= 1

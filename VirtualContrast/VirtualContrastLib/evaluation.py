@@ -33,7 +33,7 @@ from VirtualContrastTraining.evaluation.analyses import MASS_RING_PX
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.evaluation import columns
 from VirtualContrastTraining.evaluation.evaluate import COMPARISON_SIZE, evaluate_images
-from VirtualContrastTraining.evaluation.provenance import NOT_FOR_DIAGNOSIS
+from VirtualContrastTraining.synthetic_wording import NOT_FOR_DIAGNOSIS
 
 TISSUE_SOURCES = {"manifest": "the regions given", "automatic": "automatic regions (brightest and darkest quarter "
                                                                   "of the LE in the breast, lesion left out)"}

@@ -41,9 +41,8 @@ from VirtualContrastLib.training import LoadedCase
 from VirtualContrastTraining.data.image import Image
 from VirtualContrastTraining.data.imageio import read_image, write_nrrd
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.synthetic_export import SERIES_DESCRIPTION
+from VirtualContrastTraining.synthetic_wording import NODE_SUFFIX, SERIES_DESCRIPTION
 
-SYNTHETIC_SUFFIX = " \u2013 synthetic DES"
 
 
 class VirtualContrastLogicBase:
@@ -161,7 +160,7 @@ class VirtualContrastLogicBase:
 
         def loadResult(job: Job) -> None:
             if job.state == "finished":
-                name = leNode.GetName() + SYNTHETIC_SUFFIX
+                name = leNode.GetName() + NODE_SUFFIX
                 starter = sampledata.isStarterModel(modelPath)
                 if starter:  # the bundled model learned phantom images only: its output says so
                     name += " (phantom-trained demo model)"

@@ -10,6 +10,7 @@ from pathlib import Path
 from VirtualContrastTraining.atomic import ensure_writable_dir
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.events import EventWriter
+from VirtualContrastTraining.synthetic_wording import PIXEL_MARKER
 from VirtualContrastTraining.synthetic_export import (
     check_synthetic_name,
     new_anonymizer,
@@ -36,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="single LE file: intensity window for contrast stretching (default: the file's, "
                         "else percentiles); e.g. what a viewer shows for an NRRD that carries none")
     p.add_argument("--burn-in", action="store_true",
-                   help="DICOM output: also draw 'SYNTHETIC - NOT FOR DIAGNOSIS' into the pixels, in a corner "
+                   help=f"DICOM output: also draw '{PIXEL_MARKER}' into the pixels, in a corner "
                         "away from the breast (BurnedInAnnotation YES)")
     p.add_argument("--deidentify", action="store_true",
                    help="DICOM output: replace names, IDs, UIDs and dates with pseudonyms (dicognito), the same "

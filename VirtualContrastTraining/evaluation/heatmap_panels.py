@@ -17,6 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from VirtualContrastTraining.atomic import atomic_path
+from VirtualContrastTraining.synthetic_wording import FIGURE_NOTE
 
 PANEL_INCHES = (10.0, 3.0)   # four images side by side plus a colour bar
 PANEL_DPI = 80
@@ -54,7 +55,7 @@ def write_heatmap_panel(
     for ax in axes:
         ax.set_axis_off()
     fig.colorbar(heat, ax=axes[3], fraction=0.046)
-    fig.suptitle(f"{title}  (synthetic images are not for diagnosis)".strip(), fontsize=9)
+    fig.suptitle(f"{title}  {FIGURE_NOTE}".strip(), fontsize=9)
 
     path = Path(path)
     with atomic_path(path) as tmp:

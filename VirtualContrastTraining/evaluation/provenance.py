@@ -13,11 +13,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from VirtualContrastTraining.synthetic_wording import NOT_FOR_DIAGNOSIS
 from VirtualContrastTraining import __version__, software_versions
 
-# The synthetic-image warning of every evaluation's files (summary.md, report, provenance.json, Slicer tables).
-NOT_FOR_DIAGNOSIS = ("Synthetic DES images are computed by a neural network from the low-energy image. "
-                     "They are for research and method evaluation only and must not be used for diagnosis.")
 
 
 def file_sha256(path: str | os.PathLike) -> str:

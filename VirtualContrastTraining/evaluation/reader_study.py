@@ -42,7 +42,7 @@ import numpy as np
 from VirtualContrastTraining.atomic import ensure_writable_dir, write_text_atomic
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.evaluation.evaluation_folder import csv_text
-from VirtualContrastTraining.evaluation.provenance import NOT_FOR_DIAGNOSIS
+from VirtualContrastTraining.synthetic_wording import NOT_FOR_DIAGNOSIS
 from VirtualContrastTraining.evaluation.significance import benjamini_hochberg, wilcoxon_paired
 
 COLUMNS = ("case_id", "reader", "endpoint", "image", "rating", "truth")

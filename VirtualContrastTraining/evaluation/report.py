@@ -38,7 +38,7 @@ from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.evaluation import columns
 from VirtualContrastTraining.evaluation.columns import TISSUE_IMAGES
 from VirtualContrastTraining.evaluation.evaluate import format_cell, summarize
-from VirtualContrastTraining.evaluation.provenance import NOT_FOR_DIAGNOSIS
+from VirtualContrastTraining.synthetic_wording import NOT_FOR_DIAGNOSIS
 from VirtualContrastTraining.evaluation.evaluation_folder import (HISTOGRAM_REFERENCE, Evaluation, Pooled, pool,
                                                                   read_evaluation)
 from VirtualContrastTraining.evaluation.html_page import (CSS, Figures, escape, fmt_number, fmt_p, html_section,

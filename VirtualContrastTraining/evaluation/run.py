@@ -27,7 +27,7 @@ from VirtualContrastTraining.evaluation.evaluate import (COMPARISON_SIZE, IDENTI
                                                          intensity_histograms, like_real_des, linear_baseline,
                                                          summarize)
 from VirtualContrastTraining.evaluation.evaluation_folder import csv_text
-from VirtualContrastTraining.evaluation.provenance import NOT_FOR_DIAGNOSIS
+from VirtualContrastTraining.synthetic_wording import NOT_FOR_DIAGNOSIS
 
 
 @dataclass

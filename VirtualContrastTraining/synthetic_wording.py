@@ -1,0 +1,23 @@
+"""Every word that marks an image as synthetic, in one place.
+
+A synthetic DES must never be mistaken for an acquired one, so each medium
+says so in its own form; the forms differ (a file name has no spaces, a burnt
+marker must stay short, a report has room to explain), the source is this
+module. Nothing here imports: every layer of both halves may use it.
+"""
+
+#: In file names, before the extension: P1_L_CC_SYNTHETIC-DES.nrrd.
+FILE_SUFFIX = "_SYNTHETIC-DES"
+#: DICOM SeriesDescription of an exported synthetic DES; the description of a Slicer synthetic volume.
+SERIES_DESCRIPTION = "SYNTHETIC DES \u2013 not for diagnosis"
+#: Drawn into the pixels on request (BurnedInAnnotation YES).
+PIXEL_MARKER = "SYNTHETIC - NOT FOR DIAGNOSIS"
+#: The warning field of a synthetic image's metadata (NRRD key VirtualContrast.Warning).
+METADATA_WARNING = "SYNTHETIC DES - not for diagnosis"
+#: The sentence of every evaluation file (summary.md, report, provenance.json, reader study, Slicer tables).
+NOT_FOR_DIAGNOSIS = ("Synthetic DES images are computed by a neural network from the low-energy image. "
+                     "They are for research and method evaluation only and must not be used for diagnosis.")
+#: The note in the title of a heatmap panel figure.
+FIGURE_NOTE = "(synthetic images are not for diagnosis)"
+#: The end of a synthetic volume's name in Slicer: "<LE name> – synthetic DES".
+NODE_SUFFIX = " \u2013 synthetic DES"
