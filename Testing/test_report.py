@@ -495,3 +495,16 @@ def test_cli_report_prints_the_path_and_rejects_bad_input(tmp_path, capsys):
     assert sorted(p.name for p in out.parent.iterdir()) == ["report.html"]   # written atomically, no leftovers
     assert main(["report", "--evaluation", str(tmp_path / "none"), "--out", str(out)]) == 2
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_a_folder_written_before_the_one_versions_schema_reads_with_todays_keys(tmp_path):
+    """provenance.json of earlier evaluations named the engine "VirtualContrastTraining": read as "engine"."""
+    from VirtualContrastTraining.evaluation.evaluation_folder import read_evaluation
+
+    folder = make_evaluation(tmp_path / "evaluation")
+    path = folder / "provenance.json"
+    provenance = json.loads(path.read_text(encoding="utf-8"))
+    provenance["versions"] = {"python": "3.11.7", "VirtualContrastTraining": "0.1.0", "torch": "2.13.0"}
+    path.write_text(json.dumps(provenance), encoding="utf-8")
+    assert read_evaluation(folder).provenance["versions"] == {"python": "3.11.7", "engine": "0.1.0",
+                                                              "torch": "2.13.0"}

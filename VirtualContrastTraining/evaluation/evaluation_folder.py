@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from VirtualContrastTraining import read_versions
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.evaluation import columns
 from VirtualContrastTraining.evaluation.significance import as_float
@@ -129,6 +130,7 @@ def _read_provenance(path: Path) -> dict[str, Any]:
         raise InputError(path, f"fold {fold!r} is not an integer or null")
     if not isinstance(provenance.get("versions", {}), dict):
         raise InputError(path, "versions is not an object")
+    provenance["versions"] = read_versions(provenance.get("versions", {}))  # one schema, old folders too
     return provenance
 
 
