@@ -476,11 +476,11 @@ def test_box_plots_grow_with_the_number_of_groups_and_are_not_blank():
     assert few.std() > 0.05 and len(np.unique(few.reshape(-1, few.shape[-1]), axis=0)) > 20
 
 
-def test_intensity_histograms_png():
-    from VirtualContrastTraining.evaluation.figures import intensity_histograms
+def test_histogram_figure_png():
+    from VirtualContrastTraining.evaluation.figures import histogram_figure
 
     edges = np.linspace(0, 1, 65)
-    png = intensity_histograms(edges[:-1], edges[1:], {"real DES": np.arange(64), "m": np.zeros(64)},
+    png = histogram_figure(edges[:-1], edges[1:], {"real DES": np.arange(64), "m": np.zeros(64)},
                                reference="real DES")
     image = _png_array(png)
     assert image.shape[1] == 8 * 80 and image.std() > 0.05

@@ -175,8 +175,8 @@ def like_real_des(image, des_window: tuple[float, float], side: str, space) -> n
     return out
 
 
-def intensity_histograms(cases: list[dict[str, Any]], predictions: dict[str, list[np.ndarray]],
-                         bins: int = HISTOGRAM_BINS) -> list[dict[str, Any]]:
+def histogram_rows(cases: list[dict[str, Any]], predictions: dict[str, list[np.ndarray]],
+                   bins: int = HISTOGRAM_BINS) -> list[dict[str, Any]]:
     """Counts of breast-pixel intensities ([0,1], `bins` equal bins) of the real DES and of each model's
     DES over all cases: the real-vs-synthetic intensity distributions of 003 Fig. 5."""
     edges = np.linspace(0.0, 1.0, bins + 1)

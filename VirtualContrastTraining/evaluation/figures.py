@@ -78,8 +78,8 @@ def box_plots(values: dict[str, dict[str, Sequence[float]]], metrics: Sequence[t
     return _png(fig)
 
 
-def intensity_histograms(bin_lo: Sequence[float], bin_hi: Sequence[float], counts: dict[str, Sequence[float]], *,
-                         reference: str, title: str = "") -> bytes:
+def histogram_figure(bin_lo: Sequence[float], bin_hi: Sequence[float], counts: dict[str, Sequence[float]], *,
+                     reference: str, title: str = "") -> bytes:
     """Step histograms of pixel-intensity frequency (each series sums to 1), log y, `reference` drawn in black.
 
     Frequencies rather than counts, so series over different numbers of pixels

@@ -314,7 +314,7 @@ def _heatmaps(pooled: Pooled, figures: Figures) -> str:
 
 def _histograms(pooled: Pooled, figures: Figures) -> str:
     """003 Fig. 5 from the folders' histograms.csv, counts summed over folders (bins must agree)."""
-    from VirtualContrastTraining.evaluation.figures import intensity_histograms
+    from VirtualContrastTraining.evaluation.figures import histogram_figure
 
     tables = [(ev, ev.histograms) for ev in pooled.evaluations if ev.histograms is not None]
     if not tables:
@@ -328,7 +328,7 @@ def _histograms(pooled: Pooled, figures: Figures) -> str:
         for name, series in table.items():
             if name not in ("bin_lo", "bin_hi"):
                 counts[name] = [a + b for a, b in zip(counts[name], series)] if name in counts else list(series)
-    png = intensity_histograms(first["bin_lo"], first["bin_hi"], counts, reference=HISTOGRAM_REFERENCE,
+    png = histogram_figure(first["bin_lo"], first["bin_hi"], counts, reference=HISTOGRAM_REFERENCE,
                                title="Breast-pixel intensities, real vs synthetic DES")
     return figures.png(png, "intensity histograms",
                        "Intensities of breast pixels of the real DES (black) and each model's DES over all evaluated "

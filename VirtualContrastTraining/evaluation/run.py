@@ -24,7 +24,7 @@ from VirtualContrastTraining.data.manifest import case_file_stem
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.evaluation.evaluate import (COMPARISON_SIZE, IDENTITY_NAME, LINEAR_NAME, evaluate_arrays,
                                                          fit_linear_baseline, format_table, identity_baseline,
-                                                         intensity_histograms, like_real_des, linear_baseline,
+                                                         histogram_rows, like_real_des, linear_baseline,
                                                          summarize)
 from VirtualContrastTraining.evaluation.evaluation_folder import csv_text
 from VirtualContrastTraining.synthetic_wording import NOT_FOR_DIAGNOSIS
@@ -245,7 +245,7 @@ def evaluate_run(model_path: str | os.PathLike | None, manifest_path: str | os.P
         device=device if model_path is not None else "", fold=fold)
     write_text_atomic(result.per_image_csv, csv_text(rows))
     write_text_atomic(result.summary_csv, csv_text(result.summary))
-    write_text_atomic(out_dir / "histograms.csv", csv_text(intensity_histograms(cases, predictions)))
+    write_text_atomic(out_dir / "histograms.csv", csv_text(histogram_rows(cases, predictions)))
     write_text_atomic(out_dir / "provenance.json", json.dumps(provenance, indent=2) + "\n")
     from VirtualContrastTraining.evaluation.report import build_report
 
