@@ -279,8 +279,9 @@ def _data_lines(manifest: Path | None, fold_manifests: Path | None, k: int, stra
             "`virtual-contrast import`): train, val and test as those manifests set them, one split per patient."]
 
 
-def _report(table: str, configs: dict, data_lines: list[str], folds: list[int], overrides: dict[str, Any],
-            reports: dict[str, Path], tests: str) -> str:
+def _comparison_markdown(table: str, configs: dict, data_lines: list[str], folds: list[int],
+                         overrides: dict[str, Any], reports: dict[str, Path], tests: str) -> str:
+    """comparison.md: the configurations, the data, the fold table, the paired tests and links to the reports."""
     first = next(iter(configs))
     set_text = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "none"
     lines = [
@@ -410,8 +411,8 @@ def _compare(presets, manifest: Path | None, fold_manifests: Path | None, out_di
     reports = _preset_reports(out_dir, list(configs), list(fold_paths), k)
     tests = _paired_tests(out_dir, list(configs), list(fold_paths))
     data_lines = _data_lines(manifest, fold_manifests, k, stratify, seed, all_cases)
-    write_text_atomic(result.markdown, _report(table, configs, data_lines, list(fold_paths), overrides, reports,
-                                               tests))
+    write_text_atomic(result.markdown, _comparison_markdown(table, configs, data_lines, list(fold_paths), overrides,
+                                                            reports, tests))
     events.emit("finished", comparison=str(result.markdown), csv=str(result.csv), runs=len(jobs),
                 summary=[{"model": e["model"], **{f"{m}_{s}": e[f"{m}_{s}"] for m in TABLE_METRICS
                                                   for s in ("mean", "sd")}} for e in summary])

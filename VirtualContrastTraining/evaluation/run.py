@@ -250,11 +250,11 @@ def evaluate_run(model_path: str | os.PathLike | None, manifest_path: str | os.P
     from VirtualContrastTraining.evaluation.report import build_report
 
     build_report([out_dir], result.report_html, reader_study=reader_study)
-    write_text_atomic(result.summary_md, _report(result, provenance, error_vmax))
+    write_text_atomic(result.summary_md, _summary_markdown(result, provenance, error_vmax))
     return result
 
 
-def _report(result: EvaluationResult, provenance: dict[str, Any], error_vmax: float) -> str:
+def _summary_markdown(result: EvaluationResult, provenance: dict[str, Any], error_vmax: float) -> str:
     """summary.md: what was measured on what, the headline table, and links to the full report and heatmaps."""
     n = len(result.heatmaps)
     n_masks = result.summary[0]["n_lesion_masks"]
