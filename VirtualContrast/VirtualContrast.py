@@ -745,6 +745,15 @@ class VirtualContrastTest(ScriptedLoadableModuleTest):
 
     # -------------------------------------------------------------- helpers
 
+    def _skipWithoutEngine(self) -> None:
+        """Skip a test that runs the engine when its Python packages are not in this Slicer yet (external: the
+        module installs them only on the first Synthesize/Train, after asking the user, torch through the
+        SlicerPyTorch extension; a self-test must not install packages on its own)."""
+        missing = self.logic.missingDependencies()
+        if missing:
+            self.skipTest(f"Python packages not installed in this Slicer: {', '.join(missing)} (the module "
+                          "installs them on the first Synthesize or Train, after asking)")
+
     def _loadCase(self) -> LoadedCase:
         """The phantom case through the same call as the Load case button."""
         case = self.logic.loadCase(str(self.lePath), str(self.desPath), str(self.lesionPath))
@@ -858,13 +867,7 @@ class VirtualContrastTest(ScriptedLoadableModuleTest):
 
     def test_SynthesizeHeatmapAndCNR(self) -> None:
         """Synthesize in a background process polled like the Widget does, then heatmaps, comparison and CNR."""
-        missing = self.logic.missingDependencies()
-        if missing:
-            # External: these Python packages are not in this Slicer yet. The module installs them only on the
-            # first Synthesize/Train, after asking the user (torch through the SlicerPyTorch extension); a
-            # self-test must not install packages on its own.
-            self.skipTest(f"Python packages not installed in this Slicer: {', '.join(missing)} (the module "
-                          "installs them on the first Synthesize or Train, after asking)")
+        self._skipWithoutEngine()
         case = self._loadCase()
         runDir = self._tinyModel()
         self.assertTrue(self.logic.isRunFolder(str(runDir)))
@@ -900,10 +903,7 @@ class VirtualContrastTest(ScriptedLoadableModuleTest):
 
     def test_SampleCaseWithStarterModel(self) -> None:
         """A new user's first run: the Sample Data case and the bundled phantom-trained model, no training."""
-        missing = self.logic.missingDependencies()
-        if missing:
-            self.skipTest(f"Python packages not installed in this Slicer: {', '.join(missing)} (the module "
-                          "installs them on the first Synthesize or Train, after asking)")
+        self._skipWithoutEngine()
         starter = self.logic.starterModelPath()
         self.assertIsNotNone(starter, "the extension has no bundled model (Resources/Models/phantom-demo)")
         case = self.logic.loadSampleCase()
