@@ -20,7 +20,7 @@ from VirtualContrastTraining.checkpoints import (
 )
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.models.networks import define_G
-from VirtualContrastTraining.presets import resolve_config
+from VirtualContrastTraining.config.presets import resolve_config
 from VirtualContrastTraining.recipes.cyclegan import CycleGAN
 
 CONFIG = resolve_config("demo", {"ngf": 4, "ndf": 4, "n_blocks": 1, "image_size": 32})

@@ -19,8 +19,8 @@ The layers follow the data path, lowest first (LAYERS below). The cut:
 - data: reading, writing, importing and preparing images and manifests. It
   knows nothing of training configuration: a pipeline gets its numbers as
   arguments (PatchPipeline.from_config reads the fields of a config it is
-  given, it does not import presets).
-- config (presets.py): the TrainConfig schema and the preset catalogue. Above
+  given, it does not import config).
+- config: the TrainConfig schema, the registries of names and the preset catalogue. Above
   data because a config names data's settings (windows, preprocessing) and
   is checked with data's parsers; below models because networks are built
   from a TrainConfig.
@@ -56,7 +56,7 @@ PACKAGE = "VirtualContrastTraining"
 LAYERS: list[dict[str, tuple[str, ...]]] = [
     {"core": ("", "errors", "atomic", "events", "devices", "synthetic_wording")},
     {"data": ("data",)},
-    {"config": ("presets",)},
+    {"config": ("config",)},
     {"models": ("models",)},
     {"checkpoints": ("checkpoints",)},
     {"recipes": ("recipes",)},

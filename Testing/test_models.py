@@ -21,7 +21,7 @@ from VirtualContrastTraining.models.attention import (
 from VirtualContrastTraining.models.autoencoder import ResidualBlock
 from VirtualContrastTraining.models.networks import receptive_field
 from VirtualContrastTraining.models.unet import UnetBlock
-from VirtualContrastTraining.presets import CHOICES, TrainConfig
+from VirtualContrastTraining.config.presets import CHOICES, TrainConfig
 
 # name -> (unet_depth, input side): the smallest input the depth allows, 64 for the deeper U-Nets
 SMALL = {"resnet": (8, 32), "unet": (6, 64), "ronneberger-unet": (3, 32), "attention-unet": (6, 64),

@@ -269,7 +269,7 @@ TINY_PATCHES = {"pipeline": "patches", "ngf": 4, "ndf": 4, "n_blocks": 1, "patch
 @pytest.fixture(scope="module")
 def patch_run(small_phantom, tmp_path_factory):
     """A 1-epoch patch cycle-GAN on the 6-image phantom: patients 1-2 train, 3 val, 4 test."""
-    from VirtualContrastTraining.presets import resolve_config
+    from VirtualContrastTraining.config.presets import resolve_config
     from VirtualContrastTraining.train import train
 
     root = tmp_path_factory.mktemp("patchrun")

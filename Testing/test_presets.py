@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from VirtualContrastTraining.presets import PRESETS, resolve_config
+from VirtualContrastTraining.config.presets import PRESETS, resolve_config
 from VirtualContrastTraining.recipes import build_recipe
 from VirtualContrastTraining.recipes.losses import value_range
 
@@ -122,7 +122,7 @@ def test_the_paper_image_size_fits_the_paper_generator_depth(name):
 
 
 def test_every_preset_has_its_own_model_name():
-    from VirtualContrastTraining.presets import model_family
+    from VirtualContrastTraining.config.presets import model_family
 
     names = {name: f"{model_family(config.to_dict())} ({name})" for name, config in PRESETS.items()}
     assert model_family(PRESETS["rofena2025-segcyclegan-g35"].to_dict()) == "Seg-CycleGAN"

@@ -17,7 +17,7 @@ from VirtualContrastLib.jobs import duration
 from VirtualContrastLib.training import LossChart
 from VirtualContrastTraining.data.manifest import read_manifest
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.presets import PRESETS
+from VirtualContrastTraining.config.presets import PRESETS
 
 
 # ---------------------------------------------------------------- button states

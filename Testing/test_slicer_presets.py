@@ -13,7 +13,7 @@ import pytest
 
 from VirtualContrastTraining.cli import build_parser
 from VirtualContrastTraining.commands.train import resolve_from_args
-from VirtualContrastTraining.presets import PRESETS, resolve_config
+from VirtualContrastTraining.config.presets import PRESETS, resolve_config
 
 
 def test_the_panel_lists_every_preset_with_its_description(vc_logic):

@@ -28,7 +28,7 @@ from VirtualContrastTraining.data.imageio import write_nrrd
 from VirtualContrastTraining.data.manifest import Case, read_manifest, write_manifest
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.events import EXIT_CANCELLED, EXIT_OK, EventWriter, parse_event
-from VirtualContrastTraining.presets import resolve_config
+from VirtualContrastTraining.config.presets import resolve_config
 from VirtualContrastTraining.recipes.cyclegan import LOSS_NAMES
 from VirtualContrastTraining.train import epoch_order, train
 

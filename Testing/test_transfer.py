@@ -21,7 +21,7 @@ from VirtualContrastTraining.checkpoints import load_initial_weights, load_train
 from VirtualContrastTraining.cli import main
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.events import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_OK, EventWriter, parse_event
-from VirtualContrastTraining.presets import resolve_config
+from VirtualContrastTraining.config.presets import resolve_config
 from VirtualContrastTraining.recipes import build_recipe
 from VirtualContrastTraining.train import train
 

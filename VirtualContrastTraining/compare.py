@@ -71,7 +71,7 @@ class ComparisonResult:
 
 def resolve_presets(names: list[str], overrides: dict[str, Any]) -> dict:
     """{name: TrainConfig} with the same overrides on every preset; all checked before anything runs."""
-    from VirtualContrastTraining.presets import resolve_config
+    from VirtualContrastTraining.config.presets import resolve_config
 
     if not names:
         raise InputError(None, "no presets to compare")

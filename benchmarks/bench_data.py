@@ -37,7 +37,7 @@ def main() -> None:
     from VirtualContrastTraining.data.dicom_seg import read_dicom_seg, write_dicom_seg
     from VirtualContrastTraining.data.phantom import simulate_case
     from VirtualContrastTraining.data.registration import register_translation
-    from VirtualContrastTraining.presets import resolve_config
+    from VirtualContrastTraining.config.presets import resolve_config
     from VirtualContrastTraining.synthesis import Synthesizer
     from VirtualContrastTraining.synthetic_export import new_anonymizer, write_synthetic_dicom
 

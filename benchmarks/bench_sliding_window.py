@@ -58,7 +58,7 @@ def run_stride(le_path: str, stride: int, device: str, threads: int) -> dict:
 
     from VirtualContrastTraining.data.imageio import read_image
     from VirtualContrastTraining.data.patches import preprocess_patches
-    from VirtualContrastTraining.presets import resolve_config
+    from VirtualContrastTraining.config.presets import resolve_config
     from VirtualContrastTraining.synthesis import Synthesizer
 
     if threads:

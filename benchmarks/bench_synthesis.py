@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
-    from VirtualContrastTraining.presets import resolve_config
+    from VirtualContrastTraining.config.presets import resolve_config
     from VirtualContrastTraining.synthesis import Synthesizer
 
     start = time.perf_counter()

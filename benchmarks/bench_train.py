@@ -22,7 +22,7 @@ def child(preset: str, steps: int, device: str) -> None:
     import torch
 
     from VirtualContrastTraining.devices import resolve_device
-    from VirtualContrastTraining.presets import resolve_config
+    from VirtualContrastTraining.config.presets import resolve_config
     from VirtualContrastTraining.recipes import build_recipe
 
     torch.manual_seed(0)

@@ -64,7 +64,7 @@ def trained_and_evaluated(preset: str, overrides: dict, seed: int, manifest: Pat
     """RUN/evaluation/per_image.csv of `preset` trained with `overrides` and `seed` (reused when present)."""
     from VirtualContrastTraining.evaluation.run import evaluate_run
     from VirtualContrastTraining.events import EXIT_OK, EventWriter
-    from VirtualContrastTraining.presets import resolve_config
+    from VirtualContrastTraining.config.presets import resolve_config
     from VirtualContrastTraining.train import train
 
     run = runs / f"{preset}-s{seed}"

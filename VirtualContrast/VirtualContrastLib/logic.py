@@ -300,14 +300,14 @@ class VirtualContrastLogicBase:
         return panel.trainingEstimate(preset, epochs, count, device)
 
     def listPresets(self) -> list[tuple[str, str]]:
-        from VirtualContrastTraining.presets import PRESETS
+        from VirtualContrastTraining.config.presets import PRESETS
 
         return [(name, config.description) for name, config in PRESETS.items()]
 
     def presetFields(self, name: str) -> dict:
         """The Train panel's fields of a preset (epochs, batch_size, lr, gamma_lesion, image_size) and its recipe
         (which decides whether gamma_lesion acts)."""
-        from VirtualContrastTraining.presets import PRESETS
+        from VirtualContrastTraining.config.presets import PRESETS
 
         config = PRESETS[name]
         return {key: getattr(config, key)

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from VirtualContrastTraining.data.phantom import generate_dataset
     from VirtualContrastTraining.data.splits import assign_splits
     from VirtualContrastTraining.evaluation.run import evaluate_run
-    from VirtualContrastTraining.presets import resolve_config
+    from VirtualContrastTraining.config.presets import resolve_config
     from VirtualContrastTraining.synthesis import Synthesizer, manifest_inputs
     from VirtualContrastTraining.synthetic_export import synthetic_name, write_synthetic_nrrd
     from VirtualContrastTraining.train import train

@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def list_presets(stream=None) -> None:
-    from VirtualContrastTraining.presets import PRESETS
+    from VirtualContrastTraining.config.presets import PRESETS
 
     for name, config in PRESETS.items():
         print(f"{name}\n    {config.description}\n    source: {config.source}", file=stream or sys.stdout)
@@ -72,7 +72,7 @@ def resolve_from_args(args: argparse.Namespace):
     to the saved config (train() then refuses any that changes a step).
     """
     from VirtualContrastTraining.errors import InputError
-    from VirtualContrastTraining.presets import apply_overrides, parse_assignments, resolve_config
+    from VirtualContrastTraining.config.presets import apply_overrides, parse_assignments, resolve_config
     from VirtualContrastTraining.train import CONFIG_FILE, load_run_config
 
     overrides = parse_assignments(args.set)

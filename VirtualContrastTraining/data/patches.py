@@ -65,7 +65,7 @@ class PatchPipeline:
 
     @classmethod
     def from_config(cls, config) -> "PatchPipeline":
-        """From a TrainConfig (presets.py), whose windows are "low,high" strings."""
+        """From a TrainConfig (config/schema.py), whose windows are "low,high" strings."""
         return cls(spacing_mm=float(config.spacing_mm), le_window=parse_window(config.le_window),
                    des_window=parse_window(config.des_window), patch_size=int(config.patch_size),
                    sw_stride=int(config.sw_stride))

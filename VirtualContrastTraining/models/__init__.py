@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from VirtualContrastTraining.presets import TrainConfig
+from VirtualContrastTraining.config.presets import TrainConfig
 
 
 def output_activation(config: TrainConfig) -> str:

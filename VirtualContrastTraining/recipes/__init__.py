@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-from VirtualContrastTraining.presets import TrainConfig
+from VirtualContrastTraining.config.presets import TrainConfig
 
 _CLASSES = {
     "cyclegan": ("VirtualContrastTraining.recipes.cyclegan", "CycleGAN"),
