@@ -32,7 +32,7 @@ def make_tiny_model(run_dir: Path, *, image_size: int = 32, des_window=(1700.0, 
     from VirtualContrastTraining import checkpoints
     from VirtualContrastTraining.data.preprocessing import PreprocessConfig
     from VirtualContrastTraining.models.networks import define_G
-    from VirtualContrastTraining.config.presets import TrainConfig
+    from VirtualContrastTraining.config.schema import TrainConfig
 
     config = TrainConfig(preset="demo", gamma_lesion=35.0, ngf=4, n_blocks=1, image_size=image_size)
     checkpoints.save_model(run_dir, define_G(1, 1, config.ngf, config.n_blocks), {

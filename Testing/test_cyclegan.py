@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.config.presets import PRESETS, TrainConfig, parse_assignments, resolve_config
+from VirtualContrastTraining.config.presets import PRESETS, resolve_config
+from VirtualContrastTraining.config.schema import TrainConfig, parse_assignments
 from VirtualContrastTraining.recipes.cyclegan import LOSS_NAMES, CycleGAN, ImagePool, masked_l1
 
 TINY = dict(ngf=4, ndf=4, n_blocks=1, image_size=32, batch_size=2, lr=1e-3)

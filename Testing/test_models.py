@@ -13,15 +13,16 @@ import torch
 from monai.networks.nets.attentionunet import AttentionBlock
 from torch import nn
 
+from VirtualContrastTraining.config.registries import DISCRIMINATORS, GENERATORS, RECIPES, load
+from VirtualContrastTraining.config.schema import CHOICES, TrainConfig
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.models import build_discriminator, build_generator
+from VirtualContrastTraining.models import build_discriminator, build_generator, builders
 from VirtualContrastTraining.models.attention import (
     AttentionModule, ChannelAttention, MultiScaleChannelAttention, SpatialAttention,
 )
 from VirtualContrastTraining.models.autoencoder import ResidualBlock
 from VirtualContrastTraining.models.networks import receptive_field
 from VirtualContrastTraining.models.unet import UnetBlock
-from VirtualContrastTraining.config.presets import CHOICES, TrainConfig
 
 # name -> (unet_depth, input side): the smallest input the depth allows, 64 for the deeper U-Nets
 SMALL = {"resnet": (8, 32), "unet": (6, 64), "ronneberger-unet": (3, 32), "attention-unet": (6, 64),
@@ -43,6 +44,16 @@ def count(net: nn.Module, kind: type) -> int:
 
 def first_conv(net: nn.Module) -> nn.Module:
     return next(m for m in net.modules() if isinstance(m, nn.Conv2d))
+
+
+def test_the_registries_name_every_builder_once_and_each_loads():
+    """Adding a network is one registry entry plus its builder: no builder without an entry, none missing."""
+    entries = [*GENERATORS.values(), *DISCRIMINATORS.values(), *RECIPES.values()]
+    assert all(callable(load(entry)) for entry in entries)
+    named = {e.builder.partition(":")[2] for e in [*GENERATORS.values(), *DISCRIMINATORS.values()]}
+    defined = {name for name, value in vars(builders).items()
+               if callable(value) and getattr(value, "__module__", "") == builders.__name__}
+    assert named == defined
 
 
 def test_every_registered_generator_builds():

@@ -122,7 +122,7 @@ def test_the_paper_image_size_fits_the_paper_generator_depth(name):
 
 
 def test_every_preset_has_its_own_model_name():
-    from VirtualContrastTraining.config.presets import model_family
+    from VirtualContrastTraining.config.registries import model_family
 
     names = {name: f"{model_family(config.to_dict())} ({name})" for name, config in PRESETS.items()}
     assert model_family(PRESETS["rofena2025-segcyclegan-g35"].to_dict()) == "Seg-CycleGAN"

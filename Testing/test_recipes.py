@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as nnf
 from skimage.metrics import structural_similarity
 
-from VirtualContrastTraining.config.presets import TrainConfig
+from VirtualContrastTraining.config.schema import TrainConfig
 from VirtualContrastTraining.recipes import build_recipe
 from VirtualContrastTraining.recipes.base import linear_decay_factor
 from VirtualContrastTraining.recipes.losses import (annealed_tau, cycle_distance, exp_dampening_l1, gan_loss,

@@ -207,7 +207,7 @@ def _reader_section(page: str) -> str:
 
 def _model_name(run: Path) -> str:
     """The name evaluate gives the model: its family and preset, from the sidecar written by the checkpoint code."""
-    from VirtualContrastTraining.config.presets import model_family
+    from VirtualContrastTraining.config.registries import model_family
 
     config = json.loads((run / "model.json").read_text())["config"]
     return f"{model_family(config)} ({config['preset']})"

@@ -814,7 +814,7 @@ class VirtualContrastTest(ScriptedLoadableModuleTest):
         from VirtualContrastTraining import checkpoints
         from VirtualContrastTraining.data.preprocessing import PreprocessConfig
         from VirtualContrastTraining.models.networks import define_G
-        from VirtualContrastTraining.config.presets import TrainConfig
+        from VirtualContrastTraining.config.schema import TrainConfig
 
         runDir = self.folder / "run"
         config = TrainConfig(preset="demo", gamma_lesion=35.0, ngf=4, n_blocks=1, image_size=32)

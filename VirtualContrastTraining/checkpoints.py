@@ -258,7 +258,7 @@ def model_path(path: str | os.PathLike) -> Path:
 def load_generator(path: str | os.PathLike, device: str = "cpu"):
     """(G in eval mode on `device`, sidecar dict), rebuilt from the sidecar's config via build_generator."""
     from VirtualContrastTraining.models import build_generator
-    from VirtualContrastTraining.config.presets import TrainConfig
+    from VirtualContrastTraining.config.schema import TrainConfig
 
     weights = model_path(path)
     tensors, sidecar = read_pair(weights)

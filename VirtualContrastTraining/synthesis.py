@@ -121,7 +121,7 @@ class Synthesizer:
     @property
     def model_name(self) -> str:
         """Human name, e.g. "Seg-CycleGAN (demo)", for tables and DICOM descriptions."""
-        from VirtualContrastTraining.config.presets import model_family
+        from VirtualContrastTraining.config.registries import model_family
 
         config = self.sidecar.get("config", {})
         return f"{model_family(config)} ({config.get('preset') or 'custom'})"

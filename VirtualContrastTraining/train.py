@@ -41,7 +41,7 @@ from VirtualContrastTraining.atomic import ensure_writable_dir, write_text_atomi
 from VirtualContrastTraining.checkpoints import read_json_object
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.events import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EventWriter, StopRequest
-from VirtualContrastTraining.config.presets import TrainConfig
+from VirtualContrastTraining.config.schema import TrainConfig
 
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.csv"

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from VirtualContrastTraining.models import build_discriminator, build_generator
-from VirtualContrastTraining.config.presets import TrainConfig
+from VirtualContrastTraining.config.schema import TrainConfig
 
 # (model, paper files, configuration shown, TrainConfig fields, discriminator input channels or None, what it is)
 ROWS = [

@@ -65,7 +65,7 @@ def _numbers(text: str, option: str) -> list[int]:
 
 def run(args: argparse.Namespace) -> int:
     from VirtualContrastTraining.compare import compare
-    from VirtualContrastTraining.config.presets import parse_assignments
+    from VirtualContrastTraining.config.schema import parse_assignments
 
     presets = [name.strip() for name in args.presets.split(",") if name.strip()]
     only = _numbers(args.only_folds, "--only-folds") if args.only_folds is not None else None

@@ -72,7 +72,8 @@ def resolve_from_args(args: argparse.Namespace):
     to the saved config (train() then refuses any that changes a step).
     """
     from VirtualContrastTraining.errors import InputError
-    from VirtualContrastTraining.config.presets import apply_overrides, parse_assignments, resolve_config
+    from VirtualContrastTraining.config.presets import resolve_config
+    from VirtualContrastTraining.config.schema import apply_overrides, parse_assignments
     from VirtualContrastTraining.train import CONFIG_FILE, load_run_config
 
     overrides = parse_assignments(args.set)

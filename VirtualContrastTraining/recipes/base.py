@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from VirtualContrastTraining.config.presets import TrainConfig
+from VirtualContrastTraining.config.schema import TrainConfig
 
 
 def linear_decay_factor(epoch: int, epochs: int, epochs_decay: int) -> float:

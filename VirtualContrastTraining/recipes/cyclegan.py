@@ -40,7 +40,7 @@ import torch.nn.functional as nnf
 from torch import nn
 
 from VirtualContrastTraining.models import build_discriminator, build_generator
-from VirtualContrastTraining.config.presets import TrainConfig
+from VirtualContrastTraining.config.schema import TrainConfig
 from VirtualContrastTraining.recipes.base import Recipe
 from VirtualContrastTraining.recipes.losses import cycle_distance, gan_loss, value_range
 

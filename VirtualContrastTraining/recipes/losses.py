@@ -12,7 +12,7 @@ import torch.nn.functional as nnf
 from monai.losses import SSIMLoss
 
 from VirtualContrastTraining.models import output_activation
-from VirtualContrastTraining.config.presets import TrainConfig
+from VirtualContrastTraining.config.schema import TrainConfig
 
 
 def value_range(config: TrainConfig) -> tuple[float, float]:

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from VirtualContrastTraining.models import build_discriminator, build_generator
-from VirtualContrastTraining.config.presets import TrainConfig
+from VirtualContrastTraining.config.schema import TrainConfig
 from VirtualContrastTraining.recipes.base import Recipe
 from VirtualContrastTraining.recipes.losses import annealed_tau, exp_dampening_l1, gan_loss, value_range
 

@@ -1,0 +1,81 @@
+"""Every name a TrainConfig may give its recipe and its networks, as data: one entry each.
+
+An entry says what the name is called in tables (title), which papers use it,
+and where its builder lives ("module:attribute"). The builder is named, not
+imported: config sits below models and recipes (they are built from a
+TrainConfig), so models.build_generator / build_discriminator and
+recipes.build_recipe resolve the entry with `load`. Adding a network is one
+entry here plus its builder in models/builders.py; the schema's checks, the
+Slicer panel's choices and the model names read these tables.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Entry:
+    title: str      # in model names, tables and DICOM descriptions
+    builder: str    # "module:attribute" that builds it
+    papers: str     # which of the papers (000-004) use it
+
+
+def load(entry: Entry) -> Callable[..., Any]:
+    """The builder an entry names (imports its module: torch for every network and recipe)."""
+    module, _, attribute = entry.builder.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+_MODELS, _RECIPES = "VirtualContrastTraining.models.builders", "VirtualContrastTraining.recipes"
+
+# What is trained and how (recipes/): networks + losses + optimisers of one method.
+RECIPES = {
+    "cyclegan": Entry("CycleGAN", f"{_RECIPES}.cyclegan:CycleGAN", "001, 002, 000"),
+    "pix2pix": Entry("Pix2Pix", f"{_RECIPES}.pix2pix:Pix2Pix", "001, 003"),
+    "supervised": Entry("supervised", f"{_RECIPES}.supervised:Supervised", "001 (Autoencoder), 004 (U-Net/PT)"),
+}
+
+# Generators, called as builder(config, final) with final the output activation ("sigmoid" or "tanh").
+GENERATORS = {
+    "resnet": Entry("ResNet", f"{_MODELS}:resnet", "001, 002, 000"),
+    "unet": Entry("U-Net", f"{_MODELS}:pix2pix_unet", "001, 003 (U-Net 512)"),
+    "ronneberger-unet": Entry("U-Net", f"{_MODELS}:ronneberger_unet", "004 (U-Net/PT)"),
+    "attention-unet": Entry("Attention U-Net", f"{_MODELS}:attention_unet", "003"),
+    "iamnet": Entry("IAMNet", f"{_MODELS}:iamnet", "003"),
+    "autoencoder": Entry("Autoencoder", f"{_MODELS}:autoencoder", "001"),
+}
+
+# Discriminators, called as builder(config, input_nc).
+DISCRIMINATORS = {
+    "patchgan": Entry("70x70 PatchGAN", f"{_MODELS}:patchgan", "001, 002, 003"),
+    "zormpas": Entry("three stride-2 blocks + conv", f"{_MODELS}:zormpas", "000"),
+}
+
+# Plain choices, implemented where they act: the adversarial loss (recipes/losses.py), the normalisation
+# layer (models/networks.norm_layer) and the data pipeline (train.py: resize, or 000's patches).
+GAN_LOSSES = ("lsgan", "bce")
+NORMS = ("instance", "batch")
+PIPELINES = ("resize", "patches")
+
+
+def model_family(config: dict[str, Any]) -> str:
+    """Human name of the method a (saved) config trains, e.g. "Seg-CycleGAN", "Pix2Pix IAMNet, tau 2".
+
+    Used in tables, synthetic image metadata and DICOM descriptions, so that
+    two models of one comparison never share a name.
+    """
+    recipe, generator = config.get("recipe", "cyclegan"), config.get("generator", "resnet")
+    generator_title = GENERATORS[generator].title if generator in GENERATORS else generator
+    if recipe == "cyclegan":
+        name = "Seg-CycleGAN" if float(config.get("gamma_lesion", 0) or 0) > 0 else "CycleGAN"
+        if config.get("pipeline") == "patches":
+            name = f"patch {name}"
+    elif recipe == "pix2pix":
+        name = f"Pix2Pix {generator_title}"
+    else:
+        name = generator_title
+    tau = float(config.get("tau", 0) or 0)
+    return f"{name}, tau {tau:g}" if tau > 0 and recipe != "cyclegan" else name
