@@ -21,7 +21,8 @@ from matplotlib.path import Path as MplPath
 
 from VirtualContrastTraining.data import cdd_cesm as cdd
 from VirtualContrastTraining.data.cdd_cesm import image_key, import_cdd_cesm, is_cdd_cesm_folder
-from VirtualContrastTraining.data.dataset import prepare_case, read_case_images, shift_to_le
+from VirtualContrastTraining.data.cases import read_case_images, shift_to_le
+from VirtualContrastTraining.data.prepared import prepare_case
 from VirtualContrastTraining.data.imageio import read_image
 from VirtualContrastTraining.data.manifest import read_manifest
 from VirtualContrastTraining.data.preprocessing import PreprocessConfig

@@ -7,7 +7,9 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from VirtualContrastTraining.data.dataset import PairedDataset, des_output_window, prepare_case, prepare_cases
+from VirtualContrastTraining.data.dataset import PairedDataset
+
+from VirtualContrastTraining.data.prepared import des_output_window, prepare_case, prepare_cases
 from VirtualContrastTraining.data.image import Image
 from VirtualContrastTraining.data.imageio import write_nrrd
 from VirtualContrastTraining.data.manifest import Case
@@ -125,9 +127,9 @@ def test_lesion_labelmap_is_read_in_the_le_geometry(tmp_path):
 
 
 def test_parallel_preparation_matches_serial_and_des_window_is_the_median(tmp_path, monkeypatch):
-    import VirtualContrastTraining.data.dataset as dataset
+    import VirtualContrastTraining.data.prepared as prepared
 
-    monkeypatch.setattr(dataset, "PARALLEL_MIN_SECONDS", 0.0)  # tiny images: force the worker processes
+    monkeypatch.setattr(prepared, "PARALLEL_MIN_SECONDS", 0.0)  # tiny images: force the worker processes
     cases = [write_pair(tmp_path, f"c{i}", laterality="L", des_window_center=str(c), des_window_width=str(w))
              for i, (c, w) in enumerate([(700, 400), (800, 200), (1000, 600)])]
     serial = prepare_cases(cases, CONFIG)
@@ -184,7 +186,7 @@ def test_des_offset_moves_the_des_onto_the_le(tmp_path):
     """des_offset_x/_y (CDD-CESM registration): aligned DES[r, c] = DES[r + y, c + x], background elsewhere."""
     from dataclasses import replace
 
-    from VirtualContrastTraining.data.dataset import read_case_images
+    from VirtualContrastTraining.data.cases import read_case_images
 
     case = write_pair(tmp_path, "c1", laterality="L")
     _, des = read_case_images(case)

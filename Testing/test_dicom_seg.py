@@ -12,7 +12,7 @@ import pydicom
 import pytest
 
 from test_synthetic_export import dciodvfy_problems, ijk_to_ras, load_like_slicer_dicom
-from VirtualContrastTraining.data.dataset import case_lesion_mask
+from VirtualContrastTraining.data.cases import case_lesion_mask
 from VirtualContrastTraining.data.dicom_read import read_mg_dicom
 from VirtualContrastTraining.data.dicom_seg import (
     SEG_SOP_CLASS,

@@ -257,7 +257,7 @@ def test_monochrome1_pair_imports_and_prepares_like_monochrome2(tmp_path):
     """The manifest window of a MONOCHROME1 file is in the inverted (bright = dense) scale that
     read_mg_dicom gives its pixels, so prepare_case, which applies the manifest window, gets the
     same image as from the MONOCHROME2 file of the same pair, not a blank one."""
-    from VirtualContrastTraining.data.dataset import prepare_case
+    from VirtualContrastTraining.data.prepared import prepare_case
     from VirtualContrastTraining.data.preprocessing import PreprocessConfig
 
     rows, cols = 64, 48

@@ -147,7 +147,7 @@ def test_prepared_cases_share_the_les_box(prepared):
 
 
 def test_without_fixed_windows_each_image_keeps_its_dicom_window(small_phantom):
-    from VirtualContrastTraining.data.dataset import des_output_window
+    from VirtualContrastTraining.data.prepared import des_output_window
 
     cases = read_manifest(small_phantom)[:2]
     derived = [prepare_patch_case(c, PatchPipeline(spacing_mm=2.0, patch_size=32)) for c in cases]
@@ -311,7 +311,7 @@ def test_patch_training_then_synthesis_in_the_le_geometry(patch_run):
 
 
 def test_evaluate_run_measures_a_patch_model_in_the_resize_comparison_space(patch_run, tmp_path):
-    from VirtualContrastTraining.data.dataset import prepare_cases
+    from VirtualContrastTraining.data.prepared import prepare_cases
     from VirtualContrastTraining.data.preprocessing import PreprocessConfig
     from VirtualContrastTraining.evaluation.evaluate import COMPARISON_SIZE, IDENTITY_NAME
     from VirtualContrastTraining.evaluation.run import evaluate_run

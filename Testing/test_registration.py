@@ -12,7 +12,7 @@ import pytest
 from sklearn.metrics import mutual_info_score
 
 from VirtualContrastTraining.data import registration
-from VirtualContrastTraining.data.dataset import shift_to_le
+from VirtualContrastTraining.data.cases import shift_to_le
 from VirtualContrastTraining.data.imageio import read_image
 from VirtualContrastTraining.data.registration import register_translation, sample_stride
 from VirtualContrastTraining.errors import InputError

@@ -391,7 +391,7 @@ def test_stop_all_leaves_no_process_of_any_tree(tmp_path):
 
 PREPARING_ENGINE = """
 import json, os, sys, time
-from VirtualContrastTraining.data.dataset import prepare_cases
+from VirtualContrastTraining.data.prepared import prepare_cases
 from VirtualContrastTraining.events import EXIT_CANCELLED, EventWriter, StopRequest
 
 

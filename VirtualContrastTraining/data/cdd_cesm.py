@@ -45,7 +45,7 @@ import numpy as np
 from tqdm import tqdm
 
 from VirtualContrastTraining.atomic import atomic_dir
-from VirtualContrastTraining.data.dataset import shift_to_le
+from VirtualContrastTraining.data.cases import shift_to_le
 from VirtualContrastTraining.data.imageio import read_image
 from VirtualContrastTraining.data.importer import ImportReport
 from VirtualContrastTraining.data.manifest import Case, write_manifest

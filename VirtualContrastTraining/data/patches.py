@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from VirtualContrastTraining.data.dataset import case_lesion_mask, case_window, read_case_images
+from VirtualContrastTraining.data.cases import case_lesion_mask, case_window, read_case_images
 from VirtualContrastTraining.data.image import Image
 from VirtualContrastTraining.data.manifest import Case
 from VirtualContrastTraining.data.preprocessing import PreprocessConfig, breast_mask, intensity_window, parse_window

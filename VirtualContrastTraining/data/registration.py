@@ -11,7 +11,7 @@ interpolation.
 
 The offset (x, y) means aligned DES[r, c] = DES[r + y, c + x]: the convention
 of the manifest's des_offset_x/_y. Each candidate is scored on
-`dataset.shift_to_le(des, offset)`, the very function that applies the stored
+`cases.shift_to_le(des, offset)`, the very function that applies the stored
 offset when a case is read, so the offset found and its use cannot disagree.
 
 The metric is SimpleITK's Mattes mutual information (which returns -MI; MI is
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from VirtualContrastTraining.data.dataset import shift_to_le
+from VirtualContrastTraining.data.cases import shift_to_le
 from VirtualContrastTraining.errors import InputError
 
 SEARCH_PX = 10         # 004: the mismatch never exceeded 10 px in x or y

@@ -172,7 +172,7 @@ def evaluate_run(model_path: str | os.PathLike | None, manifest_path: str | os.P
     (module docstring), so all are comparable in one table. `reader_study`
     (a ratings CSV, reader_study.py) adds that analysis to the HTML report.
     """
-    from VirtualContrastTraining.data.dataset import prepare_cases
+    from VirtualContrastTraining.data.prepared import prepare_cases
     from VirtualContrastTraining.data.preprocessing import PreprocessConfig
     from VirtualContrastTraining.evaluation.provenance import evaluation_provenance
 
