@@ -42,6 +42,8 @@ between the sibling groups of one layer.
 from __future__ import annotations
 
 import ast
+import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -296,6 +298,58 @@ def test_what_the_slicer_gui_loads_imports_nothing_heavy_at_module_level():
     assert not heavy, "module-level imports of heavy packages in what the Slicer GUI loads:\n  " + "\n  ".join(heavy)
 
 
+# Modules of the Slicer application itself: they exist only in a running Slicer (PyTorchUtils only with the
+# PyTorch extension), so the module imports them where it runs inside Slicer.
+SLICER_APPLICATION = {"slicer", "qt", "ctk", "vtk", "SampleData", "PyTorchUtils", "DICOMLib"}
+
+
+def heavy_behind(name: str, seen: set[str] | None = None) -> set[str]:
+    """The heavy packages (or "Slicer application") that importing `name` loads: itself, or through the
+    module-level imports of the project modules it runs."""
+    root = name.partition(".")[0]
+    if root in HEAVY:
+        return {root}
+    if root in SLICER_APPLICATION:
+        return {"Slicer application"}
+    target, seen = _known(name), set() if seen is None else seen
+    if not target or target in seen:
+        return set()
+    seen.add(target)
+    return set().union(*(heavy_behind(n, seen) for n, _ in _imports(target, _tree(target), module_level_only=True)))
+
+
+LAZY = re.compile(r"#\s*lazy:\s*(.+?)\s*$")
+
+
+def late_imports() -> list[str]:
+    """Every import inside a function (or under TYPE_CHECKING) without a true reason to wait there: it must
+    load a heavy package and say which on its line or the line above (`# lazy: torch`)."""
+    found = []
+    for module in FILES:
+        tree, lines = _tree(module), FILES[module].read_text(encoding="utf-8").splitlines()
+        early = {line for _, line in _imports(module, tree, module_level_only=True)}
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)) or node.lineno in early:
+                continue
+            where = f"{FILES[module]}:{node.lineno} {ast.unparse(node)}"
+            behind = set().union(*(heavy_behind(n) for n, _ in _imports(module, ast.Module([node], []))))
+            said = LAZY.search(lines[node.end_lineno - 1]) or LAZY.search(lines[node.lineno - 2])
+            if not behind:
+                found.append(f"{where}: loads nothing heavy, move it to the top")
+            elif not said or {w.strip() for w in said.group(1).split(",")} != behind:
+                found.append(f"{where}: say why it waits: '# lazy: {', '.join(sorted(behind))}'")
+    return found
+
+
+def test_imports_wait_inside_a_function_only_for_a_heavy_package_and_say_so():
+    """Top-of-file imports by default. An import waits inside the function that needs it only when it loads a
+    package a fresh Slicer lacks (torch, monai, matplotlib, ...: HEAVY), itself or through a project module,
+    so that the Slicer GUI and `virtual-contrast --help` start without them; or a module of the Slicer
+    application. Each says which, and the test checks that it is true."""
+    found = late_imports()
+    assert not found, "imports inside functions:\n  " + "\n  ".join(found)
+
+
 @pytest.mark.parametrize("source, expected", [
     ("from VirtualContrastTraining.models import networks", {"models.networks"}),
     ("from VirtualContrastTraining import __version__", {""}),
@@ -310,3 +364,19 @@ def test_graph_reads_each_form_of_import(source, expected, monkeypatch, tmp_path
     monkeypatch.setitem(FILES, name, fake)
     got = {_short(_known(n)) for n, _ in _imports(name, _tree(name))}
     assert got == expected
+
+
+@pytest.mark.parametrize("body, complaint", [
+    ("from VirtualContrastTraining.errors import InputError", "loads nothing heavy"),
+    ("import torch", "say why it waits: '# lazy: torch'"),
+    ("import torch  # lazy: matplotlib", "say why it waits: '# lazy: torch'"),
+    ("from VirtualContrastTraining.models import networks  # lazy: torch", None),
+])
+def test_late_imports_are_refused_unless_heavy_and_said(body, complaint, monkeypatch, tmp_path):
+    """The late-import rule on a fake module: a light import inside a function, or a heavy one without its
+    true reason, is reported."""
+    fake = tmp_path / "fake.py"
+    fake.write_text(f"def f():\n    {body}\n", encoding="utf-8")
+    monkeypatch.setattr(sys.modules[__name__], "FILES", {**FILES, f"{PACKAGE}.fake": fake})
+    found = [f for f in late_imports() if "fake.py" in f]
+    assert (found == []) if complaint is None else (len(found) == 1 and complaint in found[0])

@@ -18,10 +18,11 @@ import traceback
 import unittest
 from typing import Annotated, Optional, Union
 
-import numpy as np
 import ctk
+import numpy as np
 import qt
 import vtk
+from scipy import ndimage
 
 import slicer
 
@@ -56,8 +57,13 @@ from slicer.ScriptedLoadableModule import (  # noqa: E402
 )
 from slicer.util import VTKObservationMixin  # noqa: E402
 
-from VirtualContrastLib import jobs, panel, sampledata  # noqa: E402
+from VirtualContrastLib import dependencies, jobs, panel, sampledata  # noqa: E402
 from VirtualContrastLib.logic import LoadedCase, VirtualContrastLogicBase  # noqa: E402
+from VirtualContrastTraining import checkpoints  # noqa: E402
+from VirtualContrastTraining.config.schema import TrainConfig  # noqa: E402
+from VirtualContrastTraining.data.manifest import read_manifest, resolve  # noqa: E402
+from VirtualContrastTraining.data.phantom import generate_dataset  # noqa: E402
+from VirtualContrastTraining.data.preprocessing import PreprocessConfig  # noqa: E402
 from VirtualContrastTraining.errors import InputError  # noqa: E402
 
 #: How often the Widget reads the background jobs' progress lines (ms): fast enough for a
@@ -108,7 +114,7 @@ class VirtualContrast(ScriptedLoadableModule):
 
 def registerSampleData() -> None:
     """A phantom CESM case (LE, DES, lesion segmentation) in the Sample Data module: one click, offline."""
-    import SampleData
+    import SampleData  # lazy: Slicer application
 
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
         category="Virtual Contrast", sampleName=sampledata.SAMPLE_NAME, uris=sampledata.SAMPLE_NAME,
@@ -444,7 +450,6 @@ class VirtualContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._log("error", f"{message} {error}")
             slicer.util.errorDisplay(f"{message}\n\n{error}", detailedText=traceback.format_exc())
 
-
     def _ensureDependencies(self) -> bool:
         """Before the first synthesis or training: ONE dialog that lists what will be installed, where, and
         what stays (VirtualContrastLib.dependencies words it), then the install: torch through SlicerPyTorch,
@@ -452,7 +457,6 @@ class VirtualContrastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         no package that Slicer ships is upgraded in Slicer's own Python."""
         if self._dependenciesChecked:
             return True
-        from VirtualContrastLib import dependencies
 
         plan = dependencies.dependencyPlan()
         if plan.missing:
@@ -687,9 +691,7 @@ class VirtualContrastLogic(ScriptedLoadableModuleLogic, VirtualContrastLogicBase
         ScriptedLoadableModuleLogic.__init__(self)
         VirtualContrastLogicBase.__init__(self, scene=slicer.mrmlScene)
         # What the module installed into its own package folder imports here too, after Slicer's own packages.
-        from VirtualContrastLib.dependencies import activate
-
-        activate()
+        dependencies.activate()
 
     def getParameterNode(self) -> VirtualContrastParameterNode:
         """The module's parameter node in the scene, with typed access."""
@@ -716,8 +718,6 @@ class VirtualContrastTest(ScriptedLoadableModuleTest):
     def setUp(self) -> None:
         """A clean scene and a scratch folder with one 2 mm phantom case."""
         slicer.mrmlScene.Clear()
-        from VirtualContrastTraining.data.manifest import read_manifest, resolve
-        from VirtualContrastTraining.data.phantom import generate_dataset
 
         self.folder = pathlib.Path(tempfile.mkdtemp(prefix="VirtualContrastTest-", dir=slicer.app.temporaryPath))
         self.addCleanup(shutil.rmtree, self.folder, ignore_errors=True)
@@ -764,8 +764,6 @@ class VirtualContrastTest(ScriptedLoadableModuleTest):
 
     def _roiInside(self, maskPath: pathlib.Path, name: str):
         """A small ROI around the pixel deepest inside a truth mask, so that the region holds only that tissue."""
-        from scipy import ndimage
-
         maskNode = self.logic.loadVolume(str(maskPath), name=f"{name} truth")
         mask = slicer.util.arrayFromVolume(maskNode) > 0
         depth = ndimage.distance_transform_edt(mask)
@@ -811,10 +809,7 @@ class VirtualContrastTest(ScriptedLoadableModuleTest):
 
     def _tinyModel(self) -> pathlib.Path:
         """A run folder with a 4-filter, 1-block generator saved through the engine's own checkpoint code."""
-        from VirtualContrastTraining import checkpoints
-        from VirtualContrastTraining.data.preprocessing import PreprocessConfig
-        from VirtualContrastTraining.models.networks import define_G
-        from VirtualContrastTraining.config.schema import TrainConfig
+        from VirtualContrastTraining.models.networks import define_G  # lazy: torch
 
         runDir = self.folder / "run"
         config = TrainConfig(preset="demo", gamma_lesion=35.0, ngf=4, n_blocks=1, image_size=32)

@@ -38,6 +38,7 @@ import numpy as np
 
 from VirtualContrastTraining import read_versions
 from VirtualContrastTraining.atomic import atomic_path, write_text_atomic
+from VirtualContrastTraining.config.schema import TrainConfig
 from VirtualContrastTraining.errors import InputError
 
 STATE_NAME = "checkpoint"
@@ -53,7 +54,7 @@ SIDECAR_KEY = "sidecar"
 # --- tree <-> (tensors, JSON) --------------------------------------------------------------
 
 def _encode(obj: Any, key: str, tensors: dict) -> Any:
-    import torch
+    import torch  # lazy: torch
 
     if isinstance(obj, torch.Tensor):
         tensors[key] = obj.detach().to("cpu").contiguous()
@@ -133,7 +134,7 @@ def write_pair(weights_path: Path, tensors: dict, sidecar: dict) -> Path:
     not depend on the header). NAME.json is written afterwards as a readable copy
     only; nothing trusts it.
     """
-    from safetensors.torch import save
+    from safetensors.torch import save  # lazy: safetensors
 
     bare = save(tensors)
     weights_sha = _sha256(memoryview(bare)[8 + _header_length(bare):])
@@ -167,8 +168,8 @@ def read_pair(weights_path: Path) -> tuple[dict, dict]:
     belongs to these weights; the NAME.json beside the file is ignored (a
     process killed between the two renames leaves it one checkpoint behind).
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load
+    from safetensors import SafetensorError  # lazy: safetensors
+    from safetensors.torch import load  # lazy: safetensors
 
     weights_path = Path(weights_path)
     if not weights_path.is_file():
@@ -257,8 +258,7 @@ def model_path(path: str | os.PathLike) -> Path:
 
 def load_generator(path: str | os.PathLike, device: str = "cpu"):
     """(G in eval mode on `device`, sidecar dict), rebuilt from the sidecar's config via build_generator."""
-    from VirtualContrastTraining.models import build_generator
-    from VirtualContrastTraining.config.schema import TrainConfig
+    from VirtualContrastTraining.models import build_generator  # lazy: torch
 
     weights = model_path(path)
     tensors, sidecar = read_pair(weights)

@@ -29,19 +29,26 @@ import os
 import re
 import shutil
 import sys
+import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from VirtualContrastTraining.atomic import ensure_writable_dir, write_text_atomic
-from VirtualContrastTraining.data.manifest import PATH_COLUMNS
+from VirtualContrastTraining.checkpoints import has_training_state
+from VirtualContrastTraining.config.presets import resolve_config
+from VirtualContrastTraining.data.manifest import PATH_COLUMNS, read_manifest, write_manifest
+from VirtualContrastTraining.data.splits import SPLITS, check_splits, kfold_splits
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.evaluation import columns
 from VirtualContrastTraining.evaluation.evaluate import IDENTITY_NAME, LINEAR_NAME, format_cell
-from VirtualContrastTraining.evaluation.evaluation_folder import csv_text
+from VirtualContrastTraining.evaluation.evaluation_folder import csv_text, read_evaluation
+from VirtualContrastTraining.evaluation.report import build_report
+from VirtualContrastTraining.evaluation.run import evaluate_run
+from VirtualContrastTraining.evaluation.significance import across_folds, wilcoxon_models
 from VirtualContrastTraining.events import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EventTee, EventWriter
 from VirtualContrastTraining.synthetic_wording import NOT_FOR_DIAGNOSIS
-from VirtualContrastTraining.evaluation.significance import across_folds
+from VirtualContrastTraining.train import load_run_config, train
 
 # Columns of 001 Table 4.1 in its order, then the lesion-region MAE of 002; titles, formats and arrows
 # (which direction is better) from columns.py.
@@ -71,8 +78,6 @@ class ComparisonResult:
 
 def resolve_presets(names: list[str], overrides: dict[str, Any]) -> dict:
     """{name: TrainConfig} with the same overrides on every preset; all checked before anything runs."""
-    from VirtualContrastTraining.config.presets import resolve_config
-
     if not names:
         raise InputError(None, "no presets to compare")
     twice = sorted({n for n in names if names.count(n) > 1})
@@ -94,9 +99,6 @@ def read_fold_manifests(folder: str | os.PathLike) -> dict[int, list]:
     """{fold: cases} of the fold_<i>.csv manifests in `folder`, in fold order: folds made elsewhere, used as
     they are. Each must name a DES for every case and give every patient one of train/val/test, all three
     present (check_splits), or the comparison would not be a fair cross-validation."""
-    from VirtualContrastTraining.data.manifest import read_manifest
-    from VirtualContrastTraining.data.splits import SPLITS, check_splits
-
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(folder, "folder of fold manifests not found")
@@ -124,8 +126,6 @@ def write_folds(folds: dict[int, list], out_dir: Path, only: list[int] | None) -
     stratification or fold manifests, and reusing its runs would mix two
     experiments.
     """
-    from VirtualContrastTraining.data.manifest import read_manifest, write_manifest
-
     numbers = list(folds)
     chosen = numbers if only is None else only
     if not chosen or len(set(chosen)) != len(chosen) or any(i not in folds for i in chosen):
@@ -149,10 +149,6 @@ def write_folds(folds: dict[int, list], out_dir: Path, only: list[int] | None) -
 def _run_one(config, fold: int, fold_manifest: Path, run_dir: Path, device: str,
              relay: EventTee) -> tuple[str, int]:
     """Train (or resume, or reuse) one run and evaluate its test split: (what was done, exit code)."""
-    from VirtualContrastTraining.checkpoints import has_training_state
-    from VirtualContrastTraining.evaluation.run import evaluate_run
-    from VirtualContrastTraining.train import load_run_config, train
-
     evaluation = run_dir / "evaluation"
     started = has_training_state(run_dir)
     if started and (evaluation / EVALUATION_DONE).is_file() and load_run_config(run_dir) == config:
@@ -233,8 +229,6 @@ def _evaluations(out_dir: Path, preset: str, folds: list[int]) -> list[Path]:
 def _preset_reports(out_dir: Path, presets: list[str], folds: list[int], k: int) -> dict[str, Path]:
     """One HTML report per preset over all its folds (report.py pools the test images and adds the
     cross-validation table): DIR/reports/<preset>.html."""
-    from VirtualContrastTraining.evaluation.report import build_report
-
     return {name: build_report(_evaluations(out_dir, name, folds), out_dir / "reports" / f"{name}.html",
                                title=f"{name}: {k}-fold cross-validation") for name in presets}
 
@@ -243,9 +237,6 @@ def _paired_tests(out_dir: Path, presets: list[str], folds: list[int]) -> str:
     """Markdown: the first preset against each other one, Wilcoxon signed-rank per metric over the test
     images of all folds (each image is tested in exactly one fold, so the pairs are the same images),
     Benjamini-Hochberg over the metrics (000's statistics); empty for one preset."""
-    from VirtualContrastTraining.evaluation.evaluation_folder import read_evaluation
-    from VirtualContrastTraining.evaluation.significance import wilcoxon_models
-
     if len(presets) < 2:
         return ""
     rows = []
@@ -336,7 +327,6 @@ def compare(presets: list[str], manifest: str | os.PathLike | None, out_dir: str
         events.emit("failed", error=str(exc))
         raise
     except Exception as exc:  # the protocol promises a "failed" event, whatever went wrong
-        import traceback
 
         traceback.print_exc(file=sys.stderr)
         events.emit("failed", error=f"{type(exc).__name__}: {exc}")
@@ -346,9 +336,6 @@ def compare(presets: list[str], manifest: str | os.PathLike | None, out_dir: str
 def _folds(manifest: Path | None, fold_manifests: Path | None, k: int | None, stratify: str | None,
            seed: int) -> tuple[dict[int, list], list, int, str | None]:
     """(folds, all cases, k, stratification) from the manifest or the given fold manifests."""
-    from VirtualContrastTraining.data.manifest import read_manifest
-    from VirtualContrastTraining.data.splits import kfold_splits
-
     if (manifest is None) == (fold_manifests is None):
         raise InputError(None, "give one of the two: a manifest to deal folds from, or a folder of fold manifests")
     if fold_manifests is None:
@@ -365,8 +352,6 @@ def _folds(manifest: Path | None, fold_manifests: Path | None, k: int | None, st
 
 def _compare(presets, manifest: Path | None, fold_manifests: Path | None, out_dir: Path, k, stratify, only_folds,
              overrides, seed, device, events: EventWriter) -> ComparisonResult:
-    from VirtualContrastTraining.data.manifest import read_manifest
-
     configs = resolve_presets(presets, {"seed": seed, **overrides})
     folds, all_cases, k, stratify = _folds(manifest, fold_manifests, k, stratify, seed)
     fold_paths = write_folds(folds, out_dir, only_folds)

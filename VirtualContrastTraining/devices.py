@@ -7,7 +7,7 @@ from VirtualContrastTraining.errors import InputError
 
 def resolve_device(name: str = "auto"):
     """`auto` picks the first GPU when there is one; a GPU that is not there is an InputError."""
-    import torch
+    import torch  # lazy: torch
 
     name = (name or "auto").strip().lower()
     if name == "auto":

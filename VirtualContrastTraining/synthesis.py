@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 
 from VirtualContrastTraining import __version__
+from VirtualContrastTraining.checkpoints import load_generator
+from VirtualContrastTraining.config.registries import model_family
 from VirtualContrastTraining.data.image import Image
 from VirtualContrastTraining.data.imageio import read_image
 from VirtualContrastTraining.data.manifest import case_file_stem, read_manifest
@@ -40,6 +42,7 @@ from VirtualContrastTraining.data.patches import (
     sliding_overlap,
 )
 from VirtualContrastTraining.data.preprocessing import PreprocessConfig, postprocess, preprocess
+from VirtualContrastTraining.devices import resolve_device
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.synthetic_wording import METADATA_WARNING
 
@@ -94,9 +97,6 @@ class Synthesizer:
 
     @classmethod
     def load(cls, model_path: str | os.PathLike, device: str = "auto") -> "Synthesizer":
-        from VirtualContrastTraining.checkpoints import load_generator
-        from VirtualContrastTraining.devices import resolve_device
-
         dev = resolve_device(device)
         generator, sidecar = load_generator(model_path, device=str(dev))
         return cls(generator, sidecar, dev, os.fspath(model_path))
@@ -107,9 +107,7 @@ class Synthesizer:
 
         For benchmarks: the cost of synthesis does not depend on the weights.
         """
-        from VirtualContrastTraining.data.preprocessing import PreprocessConfig
-        from VirtualContrastTraining.devices import resolve_device
-        from VirtualContrastTraining.models import build_generator
+        from VirtualContrastTraining.models import build_generator  # lazy: torch
 
         dev = resolve_device(device)
         preprocessing = (PatchPipeline.from_config(config) if config.pipeline == "patches"
@@ -121,8 +119,6 @@ class Synthesizer:
     @property
     def model_name(self) -> str:
         """Human name, e.g. "Seg-CycleGAN (demo)", for tables and DICOM descriptions."""
-        from VirtualContrastTraining.config.registries import model_family
-
         config = self.sidecar.get("config", {})
         return f"{model_family(config)} ({config.get('preset') or 'custom'})"
 
@@ -141,7 +137,7 @@ class Synthesizer:
 
     def predict01(self, le01: np.ndarray, batch_size: int = 8) -> np.ndarray:
         """Preprocessed LE images in [0,1] -> predicted DES in [0,1]; (S,S) or (N,S,S)."""
-        import torch
+        import torch  # lazy: torch
 
         single = le01.ndim == 2
         batch = le01[np.newaxis] if single else le01
@@ -159,8 +155,8 @@ class Synthesizer:
         Windows of patch_size start every sw_stride pixels, the last flush with
         the far edge; a box smaller than a window is padded with the background (-1).
         """
-        import torch
-        from monai.inferers import sliding_window_inference
+        import torch  # lazy: torch
+        from monai.inferers import sliding_window_inference  # lazy: monai
 
         size, stride = self.patch_pipeline.patch_size, self.patch_pipeline.sw_stride
         x = torch.from_numpy(np.ascontiguousarray(box, dtype=np.float32))[None, None].to(self.device)

@@ -13,14 +13,24 @@ synthetic DES are research output (000, 001-004), never a diagnosis.
 from __future__ import annotations
 
 import os
+import uuid
+from datetime import datetime
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
+import pydicom
+from PIL import Image as PILImage
+from PIL import ImageDraw, ImageFont
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 
 from VirtualContrastTraining import __version__
 from VirtualContrastTraining.atomic import atomic_path
+from VirtualContrastTraining.data.dicom_write import MG_FOR_PRESENTATION, write_mg_dicom
 from VirtualContrastTraining.data.image import Image
 from VirtualContrastTraining.data.imageio import NRRD_WINDOW_FIELDS, write_nrrd
+from VirtualContrastTraining.data.preprocessing import breast_side
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.synthetic_wording import FILE_SUFFIX, PIXEL_MARKER, SERIES_DESCRIPTION
 
@@ -54,7 +64,7 @@ def write_synthetic_nrrd(image: Image, path: str | os.PathLike) -> Path:
 def new_anonymizer():
     """One dicognito Anonymizer for all files of one export: it maps each name, ID, UID and date the
     same way every time, so all synthetic images of a patient stay in one pseudonymous study."""
-    from dicognito.anonymizer import Anonymizer
+    from dicognito.anonymizer import Anonymizer  # lazy: dicognito
 
     return Anonymizer()
 
@@ -77,13 +87,6 @@ def write_synthetic_dicom(image: Image, path: str | os.PathLike, *, burn_in: boo
     Anonymizer of the whole export (`new_anonymizer`): dicognito replaces
     names, IDs, UIDs and dates; the synthetic markings stay.
     """
-    from datetime import datetime
-
-    from pydicom.dataset import Dataset
-    from pydicom.uid import generate_uid
-
-    from VirtualContrastTraining.data.dicom_write import MG_FOR_PRESENTATION, write_mg_dicom
-
     path = check_synthetic_name(path)
     meta = image.meta
     pixels = np.clip(np.rint(image.array), 0, 2**BITS_STORED - 1).astype(np.uint16)
@@ -144,10 +147,6 @@ def write_synthetic_dicom(image: Image, path: str | os.PathLike, *, burn_in: boo
 
 def _deidentify(path: Path, anonymizer) -> None:
     """dicognito on the written file; the file meta follows the new SOP Instance UID."""
-    from importlib.metadata import version
-
-    import pydicom
-
     ds = pydicom.dcmread(path)
     anonymizer.anonymize(ds)
     ds.walk(_uuid_derived_uid)
@@ -162,8 +161,6 @@ def _uuid_derived_uid(_ds, element) -> None:
     ISO/ITU-T root, which validators (dciodvfy) reject; 2.25.<128-bit integer> (ISO/IEC 9834-8) is the
     root for UIDs made without an organisation's root. A name-based UUID of dicognito's UID keeps its
     consistency: the same original UID gives the same new one in every file of the export."""
-    import uuid
-
     keeps_its_value = element.keyword.endswith("ClassUID") or element.keyword == "TransferSyntaxUID"
     if element.VR == "UI" and element.value and not keeps_its_value:
         element.value = f"2.25.{uuid.uuid5(uuid.NAMESPACE_OID, str(element.value)).int}"
@@ -180,11 +177,6 @@ def burn_in_marker(pixels: np.ndarray, *, laterality: str, low: float, high: flo
     window. The box sits in the corner across from the chest wall (breast_side),
     top or bottom, whichever holds less tissue.
     """
-    from PIL import Image as PILImage
-    from PIL import ImageDraw
-
-    from VirtualContrastTraining.data.preprocessing import breast_side
-
     rows, cols = pixels.shape
     font, text = _marker_font(rows, cols)
     left, top, right, bottom = (round(v) for v in ImageDraw.Draw(PILImage.new("L", (1, 1))).multiline_textbbox(
@@ -210,8 +202,7 @@ def burn_in_marker(pixels: np.ndarray, *, laterality: str, low: float, high: flo
 def _marker_font(rows: int, cols: int):
     """(Pillow font, text): one line when it fits MARKER_MAX_WIDTH at MARKER_HEIGHT, else two lines,
     shrunk to fit that width but never below MARKER_MIN_FONT_PX unless the image itself is narrower."""
-    import matplotlib
-    from PIL import ImageFont
+    import matplotlib  # lazy: matplotlib
 
     path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans-Bold.ttf"
     size = max(MARKER_MIN_FONT_PX, round(MARKER_HEIGHT * rows))

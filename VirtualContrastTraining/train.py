@@ -30,6 +30,7 @@ import os
 import random
 import sys
 import time
+import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -38,10 +39,24 @@ import numpy as np
 
 from VirtualContrastTraining import software_versions
 from VirtualContrastTraining.atomic import ensure_writable_dir, write_text_atomic
-from VirtualContrastTraining.checkpoints import read_json_object
+from VirtualContrastTraining.checkpoints import (
+    has_training_state,
+    load_initial_weights,
+    load_training_state,
+    read_json_object,
+    save_model,
+    save_training_state,
+)
+from VirtualContrastTraining.config.schema import TrainConfig
+from VirtualContrastTraining.data.manifest import fingerprint, read_manifest, write_manifest
+from VirtualContrastTraining.data.patches import PatchPipeline, RandomPatchDataset, TilePatchDataset, prepare_patch_case
+from VirtualContrastTraining.data.prepared import des_output_window, prepare_case, prepare_cases
+from VirtualContrastTraining.data.preprocessing import PreprocessConfig
+from VirtualContrastTraining.data.splits import assign_splits
+from VirtualContrastTraining.devices import resolve_device
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.events import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EventWriter, StopRequest
-from VirtualContrastTraining.config.schema import TrainConfig
+from VirtualContrastTraining.recipes import build_recipe
 
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.csv"
@@ -60,7 +75,7 @@ def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
 
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     """The sample order of one epoch: a permutation from a torch.Generator seeded by (seed, epoch)."""
-    import torch
+    import torch  # lazy: torch
 
     g = torch.Generator()
     g.manual_seed(int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0]))
@@ -70,7 +85,7 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
 @contextlib.contextmanager
 def _deterministic(enabled: bool):
     """torch.use_deterministic_algorithms for the run only; the caller's setting comes back afterwards."""
-    import torch
+    import torch  # lazy: torch
 
     before = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(enabled or before)
@@ -81,7 +96,7 @@ def _deterministic(enabled: bool):
 
 
 def _seed_everything(seed: int) -> None:
-    import torch
+    import torch  # lazy: torch
 
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -89,7 +104,7 @@ def _seed_everything(seed: int) -> None:
 
 
 def _rng_state() -> dict[str, Any]:
-    import torch
+    import torch  # lazy: torch
 
     state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
     if torch.cuda.is_available():
@@ -98,7 +113,7 @@ def _rng_state() -> dict[str, Any]:
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
-    import torch
+    import torch  # lazy: torch
 
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
@@ -118,8 +133,6 @@ def _write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
 
 
 def _check_run_folder(run_dir: Path, resume: bool) -> None:
-    from VirtualContrastTraining.checkpoints import has_training_state
-
     if resume:
         if not has_training_state(run_dir):
             raise InputError(run_dir, "--resume: no training checkpoint in this folder (checkpoint.safetensors is missing)")
@@ -141,9 +154,6 @@ def _check_resume_config(run_dir: Path, config: TrainConfig) -> None:
 
 def _split_cases(manifest_path: Path, seed: int) -> tuple[list, list, list]:
     """(all cases with splits, train, val); splits are assigned per patient when the manifest has none."""
-    from VirtualContrastTraining.data.manifest import read_manifest
-    from VirtualContrastTraining.data.splits import assign_splits
-
     cases = assign_splits(read_manifest(manifest_path, require_des=True), seed=seed, source=manifest_path)
     train_cases = [c for c in cases if c.split == "train"]
     val_cases = [c for c in cases if c.split == "val"]
@@ -164,25 +174,16 @@ def _datasets(config: TrainConfig, train_cases: list, val_cases: list):
     mapped back to the config's DES window (000's truncation range) when it
     has one. Otherwise the median DES window of the training cases.
     """
-    from VirtualContrastTraining.data.dataset import PairedDataset
-    from VirtualContrastTraining.data.prepared import des_output_window, prepare_case, prepare_cases
+    from VirtualContrastTraining.data.dataset import PairedDataset  # lazy: monai, torch
 
     workers = min(4, os.cpu_count() or 1)
     if config.pipeline == "patches":
-        from VirtualContrastTraining.data.patches import (
-            PatchPipeline,
-            RandomPatchDataset,
-            TilePatchDataset,
-            prepare_patch_case,
-        )
-
         pipeline = PatchPipeline.from_config(config)
         train_prepared = prepare_cases(train_cases, pipeline, workers=workers, prepare=prepare_patch_case)
         val_prepared = prepare_cases(val_cases, pipeline, workers=workers, prepare=prepare_patch_case)
         return (pipeline, RandomPatchDataset(train_prepared, config.patch_size, config.patches_per_image, config.seed),
                 TilePatchDataset(val_prepared, config.patch_size),
                 pipeline.des_window or des_output_window(train_prepared))
-    from VirtualContrastTraining.data.preprocessing import PreprocessConfig
 
     preprocessing = PreprocessConfig(size=config.image_size)
     train_prepared = prepare_cases(train_cases, preprocessing, workers=workers, prepare=prepare_case)
@@ -197,7 +198,7 @@ def _loader_generator():
     num_workers=0). Drawn from the global RNG instead, that seed would make a run resumed mid-epoch, which
     iterates a second loader for that epoch, one draw off the uninterrupted run, and the image pool and the
     checkpoint's RNG state use the global RNG."""
-    import torch
+    import torch  # lazy: torch
 
     return torch.Generator()
 
@@ -207,10 +208,7 @@ class _Trainer:
 
     def __init__(self, config: TrainConfig, manifest_path: Path, run_dir: Path, device, resume: bool,
                  events: EventWriter, stop: StopRequest):
-        from torch.utils.data import DataLoader
-
-        from VirtualContrastTraining.data.manifest import fingerprint, write_manifest
-        from VirtualContrastTraining.recipes import build_recipe
+        from torch.utils.data import DataLoader  # lazy: torch
 
         self.config, self.run_dir, self.device, self.events, self.stop = config, run_dir, device, events, stop
         cases, train_cases, val_cases = _split_cases(manifest_path, config.seed)
@@ -226,8 +224,6 @@ class _Trainer:
         _seed_everything(config.seed)
         self.recipe = build_recipe(config, device)
         if config.init_from and not resume:
-            from VirtualContrastTraining.checkpoints import load_initial_weights
-
             load_initial_weights(self.recipe, config.init_from)
         self.state: dict[str, Any] = {
             "manifest": str(manifest_path.resolve()), "data_fingerprint": self.fingerprint,
@@ -243,8 +239,6 @@ class _Trainer:
         self.n_train, self.n_val = len(train_cases), len(val_cases)
 
     def _restore(self) -> None:
-        from VirtualContrastTraining.checkpoints import load_training_state
-
         saved = load_training_state(self.run_dir)
         if saved.get("data_fingerprint") != self.fingerprint:
             raise InputError(self.run_dir, "--resume: the training data differ from those of the checkpoint "
@@ -254,8 +248,6 @@ class _Trainer:
         self.state.update(saved)
 
     def _save_state(self) -> None:
-        from VirtualContrastTraining.checkpoints import save_training_state
-
         save_training_state(self.run_dir, {**self.state, "recipe": self.recipe.state_dict(), "rng": _rng_state()})
 
     def _finished(self) -> bool:
@@ -276,7 +268,7 @@ class _Trainer:
 
     def _train_epoch(self, epoch: int, bar, clock: dict) -> bool:
         """The remaining steps of `epoch`; False when a stop was requested."""
-        from torch.utils.data import DataLoader
+        from torch.utils.data import DataLoader  # lazy: torch
 
         cfg, s = self.config, self.state
         order = epoch_order(len(self.train_set), cfg.seed, epoch)
@@ -316,8 +308,6 @@ class _Trainer:
         return total / count
 
     def _save_model(self, epoch: int, val_l1: float) -> Path:
-        from VirtualContrastTraining.checkpoints import save_model
-
         return save_model(self.run_dir, self.recipe.generator, {
             "config": self.config.to_dict(),
             "pipeline": self.config.pipeline,  # how to read "preprocessing"; models without it are "resize"
@@ -357,7 +347,7 @@ class _Trainer:
         self.events.emit("checkpoint", path=str(self.run_dir / "checkpoint.safetensors"), epoch=epoch, reason="epoch")
 
     def run(self) -> int:
-        from tqdm import tqdm
+        from tqdm import tqdm  # lazy: tqdm
 
         cfg, s = self.config, self.state
         self.events.emit("started", run=str(self.run_dir), preset=cfg.preset or "custom", device=str(self.device),
@@ -390,8 +380,6 @@ def train(config: TrainConfig, manifest_path: str | os.PathLike, run_dir: str | 
     Bad input raises InputError (after a "failed" event); any other failure
     emits "failed" with the message and returns EXIT_FAILED.
     """
-    from VirtualContrastTraining.devices import resolve_device
-
     run_dir = Path(run_dir)
     created = _outermost_missing(run_dir)
     try:
@@ -406,7 +394,6 @@ def train(config: TrainConfig, manifest_path: str | os.PathLike, run_dir: str | 
         _remove_created(run_dir, created)
         raise
     except Exception as exc:  # the protocol promises a "failed" event, whatever went wrong
-        import traceback
 
         traceback.print_exc(file=sys.stderr)
         events.emit("failed", error=f"{type(exc).__name__}: {exc}")

@@ -37,6 +37,7 @@ import importlib
 import importlib.metadata
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,6 +48,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+import VirtualContrastTraining
 from VirtualContrastTraining import PACKAGES_VARIABLE
 
 #: Requirements installed by the PyTorch extension into Slicer's Python, never by pip into the folder.
@@ -62,8 +64,6 @@ class DependencyError(RuntimeError):
 def pyprojectPath() -> Path:
     """pyproject.toml beside the engine package: the repository root in a checkout, the extension's
     qt-scripted-modules folder when installed."""
-    import VirtualContrastTraining
-
     return Path(VirtualContrastTraining.__file__).resolve().parents[1] / "pyproject.toml"
 
 
@@ -86,7 +86,7 @@ def packageFolder() -> Path | None:
     Slicer starts a folder of its own. None outside Slicer, where the engine uses the environment it runs in."""
     if os.environ.get(PACKAGES_VARIABLE):
         return Path(os.environ[PACKAGES_VARIABLE])
-    import slicer
+    import slicer  # lazy: Slicer application
 
     settings = getattr(getattr(slicer, "app", None), "slicerRevisionUserSettingsFilePath", "")
     if not settings:  # no application (slicer-core), or a stand-in without settings files
@@ -257,10 +257,20 @@ _PIP_WITH_FOLDER_FIRST = ("import runpy, sys; sys.path.insert(0, sys.argv.pop(1)
                           "runpy.run_module('pip', run_name='__main__', alter_sys=True)")
 
 
+def enginePython() -> str:
+    """The Python that runs the engine: PythonSlicer inside Slicer (sys.executable is the Slicer
+    application there), this interpreter elsewhere."""
+    import slicer  # lazy: Slicer application
+
+    if hasattr(slicer, "app"):
+        found = shutil.which("PythonSlicer") or shutil.which("PythonSlicer", path=str(Path(sys.executable).parent))
+        if found:
+            return found
+    return sys.executable
+
+
 def _pip(arguments: list[str], folder: Path, python: str | None) -> None:
     """Run pip in the engine's Python (PythonSlicer in Slicer) seeing what the engine sees: the folder first."""
-    from VirtualContrastLib.jobs import enginePython  # here: jobs takes engineVariables from this module
-
     command = [python or enginePython(), "-c", _PIP_WITH_FOLDER_FIRST, str(folder), *arguments]
     done = subprocess.run(command, env=dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1"), stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, encoding="utf-8", errors="replace")
@@ -272,7 +282,7 @@ def _pip(arguments: list[str], folder: Path, python: str | None) -> None:
 def _installTorch(torchRange: str) -> None:
     """torch through SlicerPyTorch with pyproject's range; its own confirmation is ours, already given."""
     try:
-        import PyTorchUtils
+        import PyTorchUtils  # lazy: Slicer application
     except ImportError:
         raise DependencyError("The PyTorch extension (SlicerPyTorch) is not installed: install it from the "
                               "Extensions Manager, restart Slicer and try again.") from None

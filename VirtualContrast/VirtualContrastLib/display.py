@@ -104,7 +104,7 @@ def showInView(tag: str, background, foreground=None, foregroundOpacity: float =
 
 def colorTable(name: str, scene=None):
     """A 256-entry colour table node from a matplotlib colormap (reused when already in the scene)."""
-    from matplotlib import colormaps
+    from matplotlib import colormaps  # lazy: matplotlib
 
     scene = scene or slicer.mrmlScene
     nodeName = f"VirtualContrast {name}"

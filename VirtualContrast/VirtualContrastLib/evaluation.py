@@ -29,10 +29,12 @@ import vtk
 from VirtualContrastLib.nodes import imageFromVolume, isSynthetic
 from VirtualContrastLib.regions import RegionError, regionMask
 from VirtualContrastLib.training import segmentMasks
-from VirtualContrastTraining.evaluation.analyses import MASS_RING_PX
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.evaluation import columns
+from VirtualContrastTraining.evaluation.analyses import MASS_RING_PX
 from VirtualContrastTraining.evaluation.evaluate import COMPARISON_SIZE, evaluate_images
+from VirtualContrastTraining.evaluation.reader_study import reader_study
+from VirtualContrastTraining.evaluation.report import build_report
 from VirtualContrastTraining.synthetic_wording import NOT_FOR_DIAGNOSIS
 
 TISSUE_SOURCES = {"manifest": "the regions given", "automatic": "automatic regions (brightest and darkest quarter "
@@ -198,8 +200,6 @@ def evaluationArguments(manifestPath, outDir, modelPath=None, synthetic=None, sp
 
 def buildReport(evaluationDirs, outPath, readerStudy=None) -> Path:
     """The engine's HTML report of one or more evaluation folders (one folder may be given alone)."""
-    from VirtualContrastTraining.evaluation.report import build_report
-
     if isinstance(evaluationDirs, (str, os.PathLike)):
         evaluationDirs = [evaluationDirs]
     return build_report([Path(d) for d in evaluationDirs], Path(outPath), reader_study=readerStudy)
@@ -208,8 +208,6 @@ def buildReport(evaluationDirs, outPath, readerStudy=None) -> Path:
 def readerStudy(ratingsPath, tableNode=None, testsTableNode=None, nResamples: int = 1000, seed: int = 0,
                 scene=None) -> ReaderStudyTables:
     """000's reader-study analysis of a ratings file (engine reader_study.py), its rows and tests as tables."""
-    from VirtualContrastTraining.evaluation.reader_study import reader_study
-
     result = reader_study(ratingsPath, n_resamples=nResamples, seed=seed)
     name = Path(ratingsPath).stem
     return ReaderStudyTables(result, fillTable(result.rows, tableNode, f"{name} reader study", scene),

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import SimpleITK as sitk
 import slicer
 
 from VirtualContrastLib.display import showHeatmap
@@ -39,7 +40,6 @@ def _onGrid(real, synthetic):
     real_img, synth_img = imageFromVolume(real), imageFromVolume(synthetic)
     if real_img.same_geometry(synth_img):
         return real_img, False
-    import SimpleITK as sitk
 
     resampled = sitk.Resample(real_img.to_sitk(), synth_img.to_sitk(), sitk.Transform(), sitk.sitkLinear, 0.0,
                               sitk.sitkFloat32)

@@ -50,10 +50,8 @@ import collections
 import logging
 import os
 import queue
-import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -61,7 +59,8 @@ import uuid
 from pathlib import Path
 from typing import Callable, Iterable
 
-from VirtualContrastLib.dependencies import engineVariables
+import VirtualContrastTraining
+from VirtualContrastLib.dependencies import enginePython, engineVariables
 from VirtualContrastTraining.events import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, STOP_FILE_ENV, parse_event
 
 RUNNING, FINISHED, FAILED, CANCELLED = "running", "finished", "failed", "cancelled"
@@ -79,22 +78,8 @@ class JobError(RuntimeError):
     """A background job that failed or was cancelled; the message is the child's own."""
 
 
-def enginePython() -> str:
-    """The Python that runs the engine: PythonSlicer inside Slicer (sys.executable is the Slicer
-    application there), this interpreter elsewhere."""
-    import slicer
-
-    if hasattr(slicer, "app"):
-        found = shutil.which("PythonSlicer") or shutil.which("PythonSlicer", path=str(Path(sys.executable).parent))
-        if found:
-            return found
-    return sys.executable
-
-
 def engineEnvironment() -> dict[str, str]:
     """The child finds this very engine package (installed beside the module in an extension) first."""
-    import VirtualContrastTraining
-
     env = dict(os.environ)
     root = str(Path(VirtualContrastTraining.__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])

@@ -32,17 +32,26 @@ from pathlib import Path
 import slicer
 
 from VirtualContrastLib import cnr as cnrModule
-from VirtualContrastLib import dependencies
-from VirtualContrastLib import display, evaluation, heatmap, panel, sampledata, training
+from VirtualContrastLib import dependencies, display, evaluation, heatmap, panel, sampledata, training
 from VirtualContrastLib.jobs import Job, JobError
-from VirtualContrastLib.nodes import (dicomSourceFile, imageFromVolume, isSynthetic, loadVolume, sourceWindow,
-                                     volumeFromImage)
+from VirtualContrastLib.nodes import (
+    dicomSourceFile,
+    imageFromVolume,
+    isSynthetic,
+    loadVolume,
+    sourceWindow,
+    volumeFromImage,
+)
 from VirtualContrastLib.training import LoadedCase
+from VirtualContrastTraining.checkpoints import model_path
+from VirtualContrastTraining.config.presets import PRESETS
+from VirtualContrastTraining.data.cases import read_case_images
 from VirtualContrastTraining.data.image import Image
-from VirtualContrastTraining.data.imageio import read_image, write_nrrd
+from VirtualContrastTraining.data.imageio import is_dicom_file, read_image, write_nrrd
+from VirtualContrastTraining.data.importer import import_dicom
+from VirtualContrastTraining.data.manifest import read_manifest
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.synthetic_wording import NODE_SUFFIX, SERIES_DESCRIPTION
-
 
 
 class VirtualContrastLogicBase:
@@ -65,7 +74,6 @@ class VirtualContrastLogicBase:
         path = Path(path)
         if not path.is_file():
             raise InputError(path, "no such file")
-        from VirtualContrastTraining.data.imageio import is_dicom_file
 
         if is_dicom_file(path):
             return self._loadDicomSegmentation(path, referenceVolume)
@@ -117,9 +125,6 @@ class VirtualContrastLogicBase:
         """One case of a manifest (`virtual-contrast import`'s output): the LE, its real DES on the LE's
         grid and its lesion segmentation. A registered pair (CDD-CESM: des_offset set) gets its DES moved
         by the stored offset exactly as training and evaluation read it (the engine's read_case_images)."""
-        from VirtualContrastTraining.data.cases import read_case_images
-        from VirtualContrastTraining.data.manifest import read_manifest
-
         cases = {c.case_id: c for c in read_manifest(manifestPath)}
         if caseId not in cases:
             raise InputError(manifestPath, f"no case {caseId!r} (cases: {', '.join(list(cases)[:5])}"
@@ -262,8 +267,6 @@ class VirtualContrastLogicBase:
 
     def importDicomFolder(self, dicomFolder, datasetFolder) -> Path:
         """Pair LE/DES DICOM files of a folder into a manifest (the engine's import); returns its path."""
-        from VirtualContrastTraining.data.importer import import_dicom
-
         return import_dicom(dicomFolder, Path(datasetFolder) / "manifest.csv").manifest_path
 
     def startTraining(self, preset: str, manifestPath, outputFolder, device: str = "auto", resume: bool = False,
@@ -290,8 +293,6 @@ class VirtualContrastLogicBase:
         training images of the manifest when one is given."""
         count = None
         if manifestPath is not None and Path(manifestPath).is_file():
-            from VirtualContrastTraining.data.manifest import read_manifest
-
             try:
                 cases = read_manifest(manifestPath)
             except InputError:
@@ -300,15 +301,11 @@ class VirtualContrastLogicBase:
         return panel.trainingEstimate(preset, epochs, count, device)
 
     def listPresets(self) -> list[tuple[str, str]]:
-        from VirtualContrastTraining.config.presets import PRESETS
-
         return [(name, config.description) for name, config in PRESETS.items()]
 
     def presetFields(self, name: str) -> dict:
         """The Train panel's fields of a preset (epochs, batch_size, lr, gamma_lesion, image_size) and its recipe
         (which decides whether gamma_lesion acts)."""
-        from VirtualContrastTraining.config.presets import PRESETS
-
         config = PRESETS[name]
         return {key: getattr(config, key)
                 for key in ("recipe", "epochs", "batch_size", "lr", "gamma_lesion", "image_size")}
@@ -331,8 +328,6 @@ class VirtualContrastLogicBase:
 
     @staticmethod
     def isRunFolder(path) -> bool:
-        from VirtualContrastTraining.checkpoints import model_path
-
         try:
             return Path(model_path(path)).is_file()
         except InputError:

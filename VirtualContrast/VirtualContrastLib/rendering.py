@@ -75,10 +75,10 @@ def writeComparisonPNG(path: str | os.PathLike, titles: list[str] | None = None,
                        heatmap=None, table=None, scene=None) -> Path:
     """The four comparison views side by side in one PNG, titled, with the heatmap's colour bar and, when
     given, the CNR table (a vtkMRMLTableNode) printed underneath."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
-    from matplotlib.figure import Figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: matplotlib
+    from matplotlib.cm import ScalarMappable  # lazy: matplotlib
+    from matplotlib.colors import Normalize  # lazy: matplotlib
+    from matplotlib.figure import Figure  # lazy: matplotlib
 
     titles = titles or [label for _, label, _ in display.VIEWS]
     views = [renderView(tag, size, scene) for tag, _, _ in display.VIEWS]

@@ -31,6 +31,9 @@ from __future__ import annotations
 
 import argparse
 
+from VirtualContrastTraining.compare import compare
+from VirtualContrastTraining.config.schema import parse_assignments
+from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.events import EXIT_OK, EventWriter
 
 
@@ -55,8 +58,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _numbers(text: str, option: str) -> list[int]:
-    from VirtualContrastTraining.errors import InputError
-
     try:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
@@ -64,9 +65,6 @@ def _numbers(text: str, option: str) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from VirtualContrastTraining.compare import compare
-    from VirtualContrastTraining.config.schema import parse_assignments
-
     presets = [name.strip() for name in args.presets.split(",") if name.strip()]
     only = _numbers(args.only_folds, "--only-folds") if args.only_folds is not None else None
     result = compare(presets, args.manifest, args.out, k=args.folds, stratify=args.stratify, only_folds=only,

@@ -7,14 +7,22 @@ held-out cases -> evaluate against the identity and linear baselines.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
 
 from VirtualContrastTraining.atomic import ensure_writable_dir
+from VirtualContrastTraining.config.presets import resolve_config
+from VirtualContrastTraining.data.manifest import read_manifest, write_manifest
+from VirtualContrastTraining.data.phantom import generate_dataset
+from VirtualContrastTraining.data.splits import assign_splits
 from VirtualContrastTraining.errors import InputError
+from VirtualContrastTraining.evaluation.run import evaluate_run
 from VirtualContrastTraining.events import EXIT_OK, EventTee, EventWriter
-
+from VirtualContrastTraining.synthesis import Synthesizer, manifest_inputs
+from VirtualContrastTraining.synthetic_export import synthetic_name, write_synthetic_nrrd
+from VirtualContrastTraining.train import train
 
 DEMO_FRACTIONS = (0.7, 0.1, 0.2)
 
@@ -39,8 +47,6 @@ def _fresh_output(out: Path) -> Path:
     A non-empty folder holding anything but the demo's own parts is refused, so
     a mistyped --out never wipes a user's data.
     """
-    import shutil
-
     if out.is_dir() and any(out.iterdir()):
         foreign = sorted(p.name for p in out.iterdir() if p.name not in DEMO_PARTS)
         if foreign:
@@ -61,15 +67,6 @@ def _step(title: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from VirtualContrastTraining.data.manifest import read_manifest, write_manifest
-    from VirtualContrastTraining.data.phantom import generate_dataset
-    from VirtualContrastTraining.data.splits import assign_splits
-    from VirtualContrastTraining.evaluation.run import evaluate_run
-    from VirtualContrastTraining.config.presets import resolve_config
-    from VirtualContrastTraining.synthesis import Synthesizer, manifest_inputs
-    from VirtualContrastTraining.synthetic_export import synthetic_name, write_synthetic_nrrd
-    from VirtualContrastTraining.train import train
-
     out = _fresh_output(Path(args.out))
     start = time.perf_counter()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from VirtualContrastTraining.evaluation.evaluate import COMPARISON_SIZE
+from VirtualContrastTraining.evaluation.run import evaluate_run
 from VirtualContrastTraining.events import EXIT_OK
 
 
@@ -36,8 +37,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from VirtualContrastTraining.evaluation.run import evaluate_run
-
     result = evaluate_run(args.model, args.manifest, split=args.split, out_dir=args.out, device=args.device,
                           synthetic=args.synthetic, name=args.name, size=args.size, reader_study=args.reader_study)
     print(result.table)

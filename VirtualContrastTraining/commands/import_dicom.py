@@ -19,7 +19,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from VirtualContrastTraining.data.importer import DEFAULT_TIME_TOLERANCE_S, ImportReport
+from VirtualContrastTraining.data import ucbm_folds
+from VirtualContrastTraining.data.importer import DEFAULT_TIME_TOLERANCE_S, ImportReport, import_dicom
 from VirtualContrastTraining.errors import InputError
 
 
@@ -51,8 +52,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from VirtualContrastTraining.data import cdd_cesm, ucbm_folds
-    from VirtualContrastTraining.data.importer import import_dicom
+    from VirtualContrastTraining.data import cdd_cesm  # lazy: skimage, tqdm
 
     path = Path(args.path)
     if ucbm_folds.is_fold_folder(path):

@@ -10,6 +10,7 @@ import argparse
 import time
 from pathlib import Path
 
+from VirtualContrastTraining.data.phantom import generate_dataset
 from VirtualContrastTraining.events import EXIT_OK, EventWriter
 
 
@@ -26,8 +27,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from VirtualContrastTraining.data.phantom import generate_dataset
-
     events = EventWriter()
     start = time.monotonic()
     events.emit("started", command="phantom", out=str(args.out), cases=args.cases, seed=args.seed,

@@ -10,7 +10,7 @@ from pathlib import Path
 from VirtualContrastTraining.atomic import ensure_writable_dir
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.events import EventWriter
-from VirtualContrastTraining.synthetic_wording import PIXEL_MARKER
+from VirtualContrastTraining.synthesis import SynthesisInput, Synthesizer, manifest_inputs
 from VirtualContrastTraining.synthetic_export import (
     check_synthetic_name,
     new_anonymizer,
@@ -18,6 +18,7 @@ from VirtualContrastTraining.synthetic_export import (
     write_synthetic_dicom,
     write_synthetic_nrrd,
 )
+from VirtualContrastTraining.synthetic_wording import PIXEL_MARKER
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -65,8 +66,6 @@ def _writer(fmt: str, args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from VirtualContrastTraining.synthesis import SynthesisInput, Synthesizer, manifest_inputs
-
     out = Path(args.out)
     single_file = out.suffix.lower() in (".nrrd", ".dcm")
     fmt = args.format or ("dicom" if out.suffix.lower() == ".dcm" else "nrrd")

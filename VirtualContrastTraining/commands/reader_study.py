@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 
+from VirtualContrastTraining.evaluation.reader_study import reader_study, write_reader_study
 from VirtualContrastTraining.events import EXIT_OK
 
 
@@ -36,8 +37,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from VirtualContrastTraining.evaluation.reader_study import reader_study, write_reader_study
-
     result = reader_study(args.ratings, n_resamples=args.resamples, seed=args.seed)
     paths = write_reader_study(result, args.out)
     print(f"{result.table}\n\nreport: {paths[0]}")

@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from VirtualContrastTraining.evaluation.report import build_report
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="self-contained HTML report of evaluation folders",
@@ -32,7 +34,5 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from VirtualContrastTraining.evaluation.report import build_report
-
     print(build_report(args.evaluation, args.out, reader_study=args.reader_study, title=args.title))
     return 0

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import argparse
 
+from VirtualContrastTraining.data.dicom_read import read_mg_dicom
+from VirtualContrastTraining.data.segmentation import lesion_segments, seg_nrrd_to_dicom_seg, write_lesion_segmentation
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -26,10 +29,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from VirtualContrastTraining.data.dicom_read import read_mg_dicom
-    from VirtualContrastTraining.data.segmentation import (lesion_segments, seg_nrrd_to_dicom_seg,
-                                                           write_lesion_segmentation)
-
     if args.to_dicom:
         out = seg_nrrd_to_dicom_seg(args.to_dicom, args.le, args.out)
     else:

@@ -5,7 +5,6 @@
     virtual-contrast train --list-presets
 
 Transfer learning (001, 002: pre-train on one dataset, fine-tune on another):
-
     virtual-contrast train --preset rofena2024-cyclegan --manifest public/manifest.csv --out runs/pretrain
     virtual-contrast train --preset rofena2025-segcyclegan-g35 --manifest ucbm/manifest.csv \
         --out runs/finetune --init-from runs/pretrain
@@ -29,7 +28,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from VirtualContrastTraining.config.presets import PRESETS, resolve_config
+from VirtualContrastTraining.config.schema import apply_overrides, parse_assignments
+from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.events import EXIT_OK, EventWriter
+from VirtualContrastTraining.train import CONFIG_FILE, load_run_config, train
 
 # CLI option -> TrainConfig field
 SHORTCUTS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "gamma": "gamma_lesion",
@@ -59,8 +62,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def list_presets(stream=None) -> None:
-    from VirtualContrastTraining.config.presets import PRESETS
-
     for name, config in PRESETS.items():
         print(f"{name}\n    {config.description}\n    source: {config.source}", file=stream or sys.stdout)
 
@@ -71,11 +72,6 @@ def resolve_from_args(args: argparse.Namespace):
     With --resume only the overrides given on this command line are applied
     to the saved config (train() then refuses any that changes a step).
     """
-    from VirtualContrastTraining.errors import InputError
-    from VirtualContrastTraining.config.presets import resolve_config
-    from VirtualContrastTraining.config.schema import apply_overrides, parse_assignments
-    from VirtualContrastTraining.train import CONFIG_FILE, load_run_config
-
     overrides = parse_assignments(args.set)
     overrides.update({field: getattr(args, opt) for opt, field in SHORTCUTS.items() if getattr(args, opt) is not None})
     if args.init_from:
@@ -96,9 +92,6 @@ def resolve_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from VirtualContrastTraining.errors import InputError
-    from VirtualContrastTraining.train import train
-
     if args.list_presets:
         list_presets()
         return EXIT_OK

@@ -286,7 +286,7 @@ def _read_sheet(folder: Path, skipped: list) -> dict[ImageKey, list[_SheetRow]] 
     if path is None:
         skipped.append((str(folder / WORKBOOK), NO_WORKBOOK))
         return None
-    import openpyxl
+    import openpyxl  # lazy: openpyxl
 
     try:
         book = openpyxl.load_workbook(path, read_only=True, data_only=True)

@@ -28,6 +28,11 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.valuerep import DA, DT, TM
 
+try:
+    from pydicom.pixels import get_decoder
+except ImportError:  # pydicom 2, which Slicer's own Python ships, has pixel data handlers instead (_handler_problem)
+    get_decoder = None
+
 from VirtualContrastTraining.data.image import IDENTITY, Image
 from VirtualContrastTraining.errors import InputError
 
@@ -311,9 +316,7 @@ def _decoder_problem(transfer_syntax: str) -> str | None:
     uid = pydicom.uid.UID(transfer_syntax)
     if not uid.is_compressed:
         return None
-    try:
-        from pydicom.pixels import get_decoder
-    except ImportError:  # pydicom 2, which Slicer's own Python ships: its pixel data handlers
+    if get_decoder is None:  # pydicom 2, which Slicer's own Python ships: its pixel data handlers
         return _handler_problem(uid)
     try:
         decoder = get_decoder(uid)

@@ -21,8 +21,14 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.sr.codedict import codes
 
+from VirtualContrastTraining import __version__
 from VirtualContrastTraining.atomic import atomic_path
+from VirtualContrastTraining.data.dicom_read import info_from_dataset
 from VirtualContrastTraining.data.image import Image
 from VirtualContrastTraining.errors import InputError
 
@@ -45,12 +51,7 @@ def write_dicom_seg(masks: dict[str, np.ndarray], le_dicom_path: str | os.PathLi
     non-mass enhancement). `algorithm` names the software that made the masks
     (SegmentAlgorithmType AUTOMATIC); empty means drawn by a person (MANUAL).
     """
-    import highdicom as hd
-    import pydicom
-    from pydicom.sr.codedict import codes
-
-    from VirtualContrastTraining import __version__
-    from VirtualContrastTraining.data.dicom_read import info_from_dataset
+    import highdicom as hd  # lazy: highdicom
 
     le_dicom_path, out_path = Path(le_dicom_path), Path(out_path)
     if not masks:
@@ -103,8 +104,7 @@ def write_dicom_seg(masks: dict[str, np.ndarray], le_dicom_path: str | os.PathLi
 def _declare_slicer_grid(seg) -> None:
     """Frame of reference, plane orientation and positions: what dcmqi needs besides the pixel
     measures (module doc)."""
-    import highdicom as hd
-    from pydicom.dataset import Dataset
+    import highdicom as hd  # lazy: highdicom
 
     if "FrameOfReferenceUID" not in seg:
         seg.FrameOfReferenceUID = hd.UID()
@@ -129,7 +129,7 @@ def read_dicom_seg(path: str | os.PathLike, reference: Image) -> dict[str, np.nd
     must match for an LE read from another format. Segments with the same
     label get " (2)", " (3)" appended. A FRACTIONAL SEG counts from 0.5.
     """
-    import highdicom as hd
+    import highdicom as hd  # lazy: highdicom
 
     path = Path(path)
     ds = _read_dataset(path)
@@ -200,9 +200,6 @@ def referenced_instances(path: str | os.PathLike) -> set[str]:
 
 
 def _read_dataset(path: Path, stop_before_pixels: bool = False):
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
     if not path.is_file():
         raise InputError(path, "no such file")
     try:

@@ -17,6 +17,7 @@ import numpy as np
 import pydicom
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sr.codedict import codes
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
 from VirtualContrastTraining.atomic import atomic_path
@@ -179,9 +180,6 @@ def mammography_attributes(laterality: str, view: str) -> dict:
     breast's chest wall at column 0), which the pixels keep from the LE; left
     empty for views without a standard orientation.
     """
-    from pydicom.dataset import Dataset
-    from pydicom.sr.codedict import codes
-
     def item(code) -> Dataset:
         ds = Dataset()
         ds.CodeValue, ds.CodingSchemeDesignator, ds.CodeMeaning = code.value, code.scheme_designator, code.meaning

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import SimpleITK as sitk
 
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
@@ -79,8 +80,6 @@ class Image:
 
     def to_sitk(self):
         """SimpleITK image with one slice (keeps origin and direction in 3-D)."""
-        import SimpleITK as sitk
-
         img = sitk.GetImageFromArray(self.array[np.newaxis])
         img.SetSpacing((self.spacing[0], self.spacing[1], 1.0))
         img.SetOrigin(self.origin)
@@ -90,8 +89,6 @@ class Image:
     @classmethod
     def from_sitk(cls, img, meta: dict[str, Any] | None = None) -> "Image":
         """From a SimpleITK image with 2 dimensions, or 3 with one slice."""
-        import SimpleITK as sitk
-
         arr = sitk.GetArrayFromImage(img)
         if img.GetDimension() == 2:
             spacing = img.GetSpacing()

@@ -11,8 +11,10 @@ import os
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 
 from VirtualContrastTraining.atomic import atomic_path
+from VirtualContrastTraining.data.dicom_read import read_mg_dicom
 from VirtualContrastTraining.data.image import Image
 from VirtualContrastTraining.errors import InputError
 
@@ -43,8 +45,6 @@ def read_image(path: str | os.PathLike) -> Image:
     if not path.is_file():
         raise InputError(path, "no such file")
     if is_dicom_file(path) or _suffix(path) in (".dcm", ".dicom"):
-        from VirtualContrastTraining.data.dicom_read import read_mg_dicom
-
         return read_mg_dicom(path)
     suffix = _suffix(path)
     if suffix in SITK_SUFFIXES or suffix in BITMAP_SUFFIXES:
@@ -53,8 +53,6 @@ def read_image(path: str | os.PathLike) -> Image:
 
 
 def _read_with_sitk(path: Path, bitmap: bool) -> Image:
-    import SimpleITK as sitk
-
     try:
         img = sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -86,8 +84,6 @@ def _read_with_sitk(path: Path, bitmap: bool) -> Image:
 
 def write_nrrd(image: Image, path: str | os.PathLike, fields: dict[str, str] | None = None) -> Path:
     """Write `image` as a one-slice NRRD with its geometry; `fields` become NRRD key/value pairs."""
-    import SimpleITK as sitk
-
     path = Path(path)
     img = image.to_sitk()
     for key, value in (fields or {}).items():

@@ -20,8 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pydicom
+import SimpleITK as sitk
 
 from VirtualContrastTraining.data.dicom_read import DicomInfo, pixel_problem, read_header
+from VirtualContrastTraining.data.dicom_seg import referenced_instances
 from VirtualContrastTraining.data.imageio import is_dicom_file
 from VirtualContrastTraining.data.manifest import Case, write_manifest
 from VirtualContrastTraining.errors import InputError
@@ -183,8 +186,6 @@ def _dicomdir_files(path: Path, skipped: list) -> list[Path]:
     The records are read directly rather than through pydicom's FileSet, which
     silently drops references to missing files.
     """
-    import pydicom
-
     try:
         records = pydicom.dcmread(path).DirectoryRecordSequence
     except Exception as exc:  # a broken DICOMDIR must not stop the folder scan
@@ -353,8 +354,6 @@ def _read_seg_info(path: Path) -> _SegInfo:
     Integer images wider than 8 bits are read once to count their labels, so an
     LE saved as uint16 NRRD is not taken for a mask.
     """
-    import SimpleITK as sitk
-
     if is_dicom_file(path):
         return _read_dicom_seg_info(path)
     reader = sitk.ImageFileReader()
@@ -388,8 +387,6 @@ def _read_seg_info(path: Path) -> _SegInfo:
 
 def _read_dicom_seg_info(path: Path) -> _SegInfo:
     """A DICOM SEG: its size and the LEs it segments, from the header (data/dicom_seg.py)."""
-    from VirtualContrastTraining.data.dicom_seg import referenced_instances
-
     info = read_header(path)
     return _SegInfo(path=path, rows=info.rows, cols=info.cols, spacing=info.spacing or (1.0, 1.0),
                     references=frozenset(referenced_instances(path)))

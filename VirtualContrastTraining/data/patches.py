@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import SimpleITK as sitk
 
 from VirtualContrastTraining.data.cases import case_lesion_mask, case_window, read_case_images
 from VirtualContrastTraining.data.image import Image
@@ -143,8 +144,6 @@ def _resample(arr: np.ndarray, spacing, origin, shape: tuple[int, int], out_spac
     Points past the outermost source pixel centres (up to half a pixel at the
     edges) take the nearest pixel's value instead of a background value.
     """
-    import SimpleITK as sitk
-
     src = sitk.GetImageFromArray(np.ascontiguousarray(arr, dtype=np.float32))
     src.SetSpacing(tuple(float(s) for s in spacing))
     src.SetOrigin(tuple(float(o) for o in origin))
@@ -301,7 +300,7 @@ class _Patches:
         return np.pad(crop, ((0, size - crop.shape[0]), (0, size - crop.shape[1])), constant_values=fill)
 
     def __getitem__(self, index: int) -> dict:
-        import torch
+        import torch  # lazy: torch
 
         number, row, col = self.position(index)
         p = self.prepared[number]
@@ -331,7 +330,7 @@ class RandomPatchDataset(_Patches):
         return len(self.prepared) * self.patches_per_image
 
     def position(self, index: int) -> tuple[int, int, int]:
-        from VirtualContrastTraining.data.augment import sample_seed
+        from VirtualContrastTraining.data.augment import sample_seed  # lazy: monai, torch
 
         number = index // self.patches_per_image
         rows, cols = self.prepared[number].le.shape

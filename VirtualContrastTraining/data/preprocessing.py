@@ -140,8 +140,7 @@ def breast_side(image_or_array: Image | np.ndarray, laterality: str = "") -> str
 def breast_mask(image_or_array: Image | np.ndarray) -> np.ndarray:
     """The breast (and pectoral muscle) against the background air: Otsu's threshold, the largest
     connected component, holes filled. Used to keep difference maps and statistics inside the breast."""
-    from scipy import ndimage
-    from skimage.filters import threshold_otsu
+    from skimage.filters import threshold_otsu  # lazy: skimage
 
     arr = np.asarray(image_or_array.array if isinstance(image_or_array, Image) else image_or_array, dtype=np.float64)
     if arr.max() <= arr.min():
@@ -227,7 +226,7 @@ def _crop(arr: np.ndarray, params: PreprocessParams) -> np.ndarray:
 
 def _resize(arr: np.ndarray, size: int) -> np.ndarray:
     """Bilinear, anti-aliased (Gaussian prefilter) when shrinking, values kept as they are."""
-    from skimage.transform import resize
+    from skimage.transform import resize  # lazy: skimage
 
     out = resize(arr, (size, size), order=1, mode="edge", anti_aliasing=size < arr.shape[0], preserve_range=True)
     return out.astype(np.float32)
@@ -302,7 +301,7 @@ def postprocess(
             _source(reference),
             f"image is {reference.shape} but the preprocessing parameters are for {tuple(params.original_shape)}",
         )
-    from skimage.transform import resize
+    from skimage.transform import resize  # lazy: skimage
 
     full = resize(pred, (params.padded_size, params.padded_size), order=1, mode="edge",
                   anti_aliasing=params.padded_size < pred.shape[0], preserve_range=True)

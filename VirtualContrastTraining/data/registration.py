@@ -29,6 +29,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import SimpleITK as sitk
 
 from VirtualContrastTraining.data.cases import shift_to_le
 from VirtualContrastTraining.errors import InputError
@@ -59,8 +60,6 @@ class _MutualInformation:
     """Mattes MI between the fixed LE window and a shifted DES, on fixed sample pixels."""
 
     def __init__(self, fixed: np.ndarray, moving: np.ndarray, search: int, bins: int):
-        import SimpleITK as sitk
-
         self.sitk = sitk
         self.moving = moving
         self.shape = fixed.shape

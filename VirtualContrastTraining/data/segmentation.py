@@ -23,12 +23,13 @@ from VirtualContrastTraining.atomic import atomic_path
 from VirtualContrastTraining.data.dicom_read import read_header
 from VirtualContrastTraining.data.dicom_seg import PALETTE, read_dicom_seg, write_dicom_seg
 from VirtualContrastTraining.data.image import Image
+from VirtualContrastTraining.data.imageio import is_dicom_file, read_image
 from VirtualContrastTraining.errors import InputError
 
 
 def write_lesion_segmentation(path: str | os.PathLike, masks: dict[str, np.ndarray], reference: Image) -> Path:
     """One segment per lesion (ids Segment_1..., distinct colours), on `reference`'s grid; written atomically."""
-    import slicerio
+    import slicerio  # lazy: slicerio
 
     rows, cols = reference.shape
     seg = slicerio.create_segmentation((cols, rows, 1), reference.ijk_to_lps())
@@ -52,7 +53,7 @@ def write_lesion_segmentation(path: str | os.PathLike, masks: dict[str, np.ndarr
 
 
 def _read_seg(path: Path) -> tuple[dict, Image]:
-    import slicerio
+    import slicerio  # lazy: slicerio
 
     try:
         seg = slicerio.read_segmentation(str(path))
@@ -66,7 +67,7 @@ def _read_seg(path: Path) -> tuple[dict, Image]:
 
 def read_segments(path: str | os.PathLike) -> list[tuple[str, np.ndarray]]:
     """(name, mask rows x cols) for each segment of a .seg.nrrd, on the file's own grid."""
-    import slicerio
+    import slicerio  # lazy: slicerio
 
     seg, _ = _read_seg(Path(path))
     return [(s.get("name", s["id"]), slicerio.segment_mask(seg, s["id"])[:, :, 0].T) for s in seg["segments"]]
@@ -99,20 +100,17 @@ def lesion_segments(path: str | os.PathLike, reference: Image) -> dict[str, np.n
     checked to segment this very LE (data/dicom_seg.py); a labelmap one mask
     per nonzero value ("label 1", ...).
     """
-    from VirtualContrastTraining.data.imageio import is_dicom_file
-
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such file")
     if is_dicom_file(path):
         return read_dicom_seg(path, reference)
     if path.name.lower().endswith(".seg.nrrd"):
-        import slicerio
+        import slicerio  # lazy: slicerio
 
         seg, grid = _read_seg(path)
         return {s.get("name", s["id"]): _place_on(reference, grid.with_array(
             slicerio.segment_mask(seg, s["id"])[:, :, 0].T), path) for s in seg["segments"]}
-    from VirtualContrastTraining.data.imageio import read_image
 
     image = read_image(path)
     return {f"label {value:g}": _place_on(reference, image.with_array(image.array == value), path)
@@ -122,8 +120,6 @@ def lesion_segments(path: str | os.PathLike, reference: Image) -> dict[str, np.n
 def read_lesion_mask(path: str | os.PathLike, reference: Image) -> np.ndarray:
     """Union of all lesions (bool, rows x cols of `reference`) from a .seg.nrrd, a DICOM SEG of the LE
     or a labelmap (nonzero = lesion)."""
-    from VirtualContrastTraining.data.imageio import is_dicom_file, read_image
-
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such file")

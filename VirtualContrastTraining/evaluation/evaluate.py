@@ -22,9 +22,21 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from VirtualContrastTraining.data.preprocessing import breast_mask
+from VirtualContrastTraining.data.preprocessing import (
+    PreprocessConfig,
+    breast_mask,
+    breast_side,
+    preprocess,
+    preprocess_mask,
+)
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.evaluation import columns
+from VirtualContrastTraining.evaluation.analyses import (
+    automatic_tissue_regions,
+    change_metrics,
+    setting_metrics,
+    tissue_metrics,
+)
 from VirtualContrastTraining.evaluation.metrics import image_metrics
 from VirtualContrastTraining.evaluation.significance import describe
 
@@ -76,8 +88,6 @@ def linear_baseline(le: np.ndarray, a: float, b: float) -> np.ndarray:
 def _case_context(case: dict[str, Any]) -> dict[str, Any]:
     """What one case contributes to every model's row: its breast, its tissue regions (drawn ones when
     the case has both, else automatic) and the model-independent tissue values of its LE and DES."""
-    from VirtualContrastTraining.evaluation.analyses import automatic_tissue_regions, tissue_metrics
-
     breast = breast_mask(case["le"])
     fibro, fat = case.get("fibroglandular"), case.get("adipose")
     source = "manifest"
@@ -100,8 +110,6 @@ def evaluate_arrays(cases: list[dict[str, Any]], predictions: dict[str, list[np.
     setting. A metric that cannot be computed (e.g. a blank DES) is a
     ValueError naming the case.
     """
-    from VirtualContrastTraining.evaluation.analyses import change_metrics, setting_metrics, tissue_metrics
-
     for model, preds in predictions.items():
         if len(preds) != len(cases):
             raise ValueError(f"model {model!r}: {len(preds)} predictions for {len(cases)} cases")
@@ -168,8 +176,6 @@ def like_real_des(image, des_window: tuple[float, float], side: str, space) -> n
     """A synthetic DES image (in the LE's geometry) prepared exactly like the case's real DES: the real
     DES's (lo, hi) window, the same padding side, the same size. So patch models and external
     predictions are measured in the space where the real DES is."""
-    from VirtualContrastTraining.data.preprocessing import preprocess
-
     lo, hi = des_window
     out, _ = preprocess(image, window=((lo + hi) / 2, hi - lo), config=space, side=side)
     return out
@@ -198,8 +204,6 @@ def evaluate_images(le, des, synthetic, *, lesion: np.ndarray | None = None,
     Prepared as evaluate prepares a case: each image with its own window (the
     synthetic one with the real DES's), padded on the breast's side, resized to `size`.
     """
-    from VirtualContrastTraining.data.preprocessing import PreprocessConfig, breast_side, preprocess, preprocess_mask
-
     for what, image in (("real DES", des), ("synthetic DES", synthetic)):
         if image.shape != le.shape:
             raise InputError(None, f"the {what} is {image.shape[1]}x{image.shape[0]} pixels but the LE is "

@@ -90,7 +90,7 @@ def psnr(y: np.ndarray, yhat: np.ndarray) -> float:
 
 def ssim(y: np.ndarray, yhat: np.ndarray) -> float:
     """scikit-image SSIM with data_range 1.0: images must be in [0,1] and at least 7x7."""
-    from skimage.metrics import structural_similarity
+    from skimage.metrics import structural_similarity  # lazy: skimage
 
     y, yhat = _pair(y, yhat)
     return float(structural_similarity(y, yhat, data_range=1.0))

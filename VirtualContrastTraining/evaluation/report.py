@@ -38,13 +38,34 @@ from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.evaluation import columns
 from VirtualContrastTraining.evaluation.columns import TISSUE_IMAGES
 from VirtualContrastTraining.evaluation.evaluate import format_cell, summarize
+from VirtualContrastTraining.evaluation.evaluation_folder import (
+    HISTOGRAM_REFERENCE,
+    Evaluation,
+    Pooled,
+    pool,
+    read_evaluation,
+)
+from VirtualContrastTraining.evaluation.html_page import (
+    CSS,
+    Figures,
+    escape,
+    fmt_number,
+    fmt_p,
+    html_section,
+    html_table,
+    markdown_to_html,
+    para,
+)
+from VirtualContrastTraining.evaluation.reader_study import format_reader_table, reader_study
+from VirtualContrastTraining.evaluation.significance import (
+    KRUSKAL_ROW,
+    density_table,
+    describe,
+    fold_table,
+    pearson,
+    wilcoxon_models,
+)
 from VirtualContrastTraining.synthetic_wording import NOT_FOR_DIAGNOSIS
-from VirtualContrastTraining.evaluation.evaluation_folder import (HISTOGRAM_REFERENCE, Evaluation, Pooled, pool,
-                                                                  read_evaluation)
-from VirtualContrastTraining.evaluation.html_page import (CSS, Figures, escape, fmt_number, fmt_p, html_section,
-                                                          html_table, markdown_to_html, para)
-from VirtualContrastTraining.evaluation.significance import (KRUSKAL_ROW, describe, density_table, fold_table, pearson,
-                                                             wilcoxon_models)
 
 
 def _title(key: str) -> str:
@@ -314,7 +335,7 @@ def _heatmaps(pooled: Pooled, figures: Figures) -> str:
 
 def _histograms(pooled: Pooled, figures: Figures) -> str:
     """003 Fig. 5 from the folders' histograms.csv, counts summed over folders (bins must agree)."""
-    from VirtualContrastTraining.evaluation.figures import histogram_figure
+    from VirtualContrastTraining.evaluation.figures import histogram_figure  # lazy: matplotlib
 
     tables = [(ev, ev.histograms) for ev in pooled.evaluations if ev.histograms is not None]
     if not tables:
@@ -336,7 +357,7 @@ def _histograms(pooled: Pooled, figures: Figures) -> str:
 
 
 def _figures(pooled: Pooled, figures: Figures) -> str:
-    from VirtualContrastTraining.evaluation.figures import box_plots
+    from VirtualContrastTraining.evaluation.figures import box_plots  # lazy: matplotlib
 
     metrics = [(m, _title(m)) for m in BOX_METRICS]
     parts = [figures.png(box_plots({m: _values(_model_rows(pooled.rows, m), BOX_METRICS) for m in pooled.models},
@@ -359,7 +380,6 @@ def _figures(pooled: Pooled, figures: Figures) -> str:
 def _reader(path: Path | None) -> str:
     if path is None:
         return para("No reader study was given (--reader-study).")
-    from VirtualContrastTraining.evaluation.reader_study import format_reader_table, reader_study
 
     return (para(f"Ratings: {path}. Method of 000: accuracy, sensitivity and specificity of binary findings against "
                  "the truth; ordinal scores (BPE) as a-b vs c-d accuracy and quadratic-weighted Cohen's κ.")

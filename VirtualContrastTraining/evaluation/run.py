@@ -20,13 +20,31 @@ from typing import Any
 import numpy as np
 
 from VirtualContrastTraining.atomic import atomic_dir, ensure_writable_dir, write_text_atomic
-from VirtualContrastTraining.data.manifest import case_file_stem
+from VirtualContrastTraining.checkpoints import model_path as resolve_model
+from VirtualContrastTraining.data.imageio import read_image
+from VirtualContrastTraining.data.manifest import case_file_stem, read_manifest, resolve
+from VirtualContrastTraining.data.prepared import prepare_cases
+from VirtualContrastTraining.data.preprocessing import PreprocessConfig, preprocess_mask
+from VirtualContrastTraining.data.segmentation import read_lesion_mask
+from VirtualContrastTraining.data.splits import check_splits
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.evaluation.evaluate import (COMPARISON_SIZE, IDENTITY_NAME, LINEAR_NAME, evaluate_arrays,
-                                                         fit_linear_baseline, format_table, identity_baseline,
-                                                         histogram_rows, like_real_des, linear_baseline,
-                                                         summarize)
+from VirtualContrastTraining.evaluation.evaluate import (
+    COMPARISON_SIZE,
+    IDENTITY_NAME,
+    LINEAR_NAME,
+    evaluate_arrays,
+    fit_linear_baseline,
+    format_table,
+    histogram_rows,
+    identity_baseline,
+    like_real_des,
+    linear_baseline,
+    summarize,
+)
 from VirtualContrastTraining.evaluation.evaluation_folder import csv_text
+from VirtualContrastTraining.evaluation.provenance import evaluation_provenance
+from VirtualContrastTraining.evaluation.report import build_report
+from VirtualContrastTraining.synthesis import SynthesisInput, Synthesizer
 from VirtualContrastTraining.synthetic_wording import NOT_FOR_DIAGNOSIS
 
 
@@ -68,9 +86,6 @@ def _select_split(manifest_path: str | os.PathLike, split: str, run_dir: Path | 
     folder's manifest.csv, written by `train`), so the test split is truly held out.
     External synthetic images have no run folder (`run_dir` None): the manifest must set the splits.
     """
-    from VirtualContrastTraining.data.manifest import read_manifest
-    from VirtualContrastTraining.data.splits import check_splits
-
     cases = read_manifest(manifest_path, require_des=True)
     run_manifest = run_dir / "manifest.csv" if run_dir else None
     if any(not c.split for c in cases) and run_manifest and run_manifest.is_file():
@@ -97,8 +112,6 @@ def _breast_side(prepared) -> str:
 def _patch_model_predictions(synth, prepared, space) -> list[np.ndarray]:
     """A patch model's synthetic DES of each case: synthesized from the LE file in the LE's geometry, then
     prepared like the real DES."""
-    from VirtualContrastTraining.synthesis import SynthesisInput
-
     made = synth.synthesize_each(SynthesisInput.of_case(p.case) for p in prepared)
     return [like_real_des(fake, p.des_params.window, _breast_side(p), space) for p, (_, fake) in zip(prepared, made)]
 
@@ -106,8 +119,6 @@ def _patch_model_predictions(synth, prepared, space) -> list[np.ndarray]:
 def read_synthetic_list(path: str | os.PathLike, chosen) -> dict[str, str]:
     """case_id -> synthetic DES file from a CSV with columns case_id, synthetic_path (relative paths are
     relative to the CSV). Every case of `chosen` needs one; InputError naming the CSV otherwise."""
-    from VirtualContrastTraining.data.manifest import resolve
-
     path = Path(path)
     try:
         with open(path, encoding="utf-8-sig", newline="") as fh:
@@ -127,8 +138,6 @@ def read_synthetic_list(path: str | os.PathLike, chosen) -> dict[str, str]:
 
 
 def _synthetic_from_files(files: dict[str, str], prepared, space) -> list[np.ndarray]:
-    from VirtualContrastTraining.data.imageio import read_image
-
     out = []
     for p in prepared:
         image = read_image(files[p.case.case_id])
@@ -142,10 +151,6 @@ def _synthetic_from_files(files: dict[str, str], prepared, space) -> list[np.nda
 
 def _tissue_regions(prepared, space) -> list[tuple[np.ndarray | None, np.ndarray | None]]:
     """(fibroglandular, adipose) masks in the evaluated space for cases whose manifest row gives both."""
-    from VirtualContrastTraining.data.imageio import read_image
-    from VirtualContrastTraining.data.preprocessing import preprocess_mask
-    from VirtualContrastTraining.data.segmentation import read_lesion_mask
-
     regions = []
     for p in prepared:
         case = p.case
@@ -172,16 +177,9 @@ def evaluate_run(model_path: str | os.PathLike | None, manifest_path: str | os.P
     (module docstring), so all are comparable in one table. `reader_study`
     (a ratings CSV, reader_study.py) adds that analysis to the HTML report.
     """
-    from VirtualContrastTraining.data.prepared import prepare_cases
-    from VirtualContrastTraining.data.preprocessing import PreprocessConfig
-    from VirtualContrastTraining.evaluation.provenance import evaluation_provenance
-
     if (model_path is None) == (synthetic is None):
         raise InputError(None, "evaluate needs either a trained model or a list of synthetic images, not both")
     if model_path is not None:
-        from VirtualContrastTraining.checkpoints import model_path as resolve_model
-        from VirtualContrastTraining.synthesis import Synthesizer
-
         if not Path(model_path).exists():
             raise InputError(model_path, "model not found: give a trained run folder or model file")
         chosen, train = _select_split(manifest_path, split, resolve_model(model_path).parent)
@@ -230,7 +228,7 @@ def evaluate_run(model_path: str | os.PathLike | None, manifest_path: str | os.P
     # One colour scale for all heatmaps of this report, so panels compare.
     error_vmax = float(np.percentile(np.abs(np.stack(predicted) - np.stack([c["des"] for c in cases])), 99.5))
     with atomic_dir(out_dir / "heatmaps") as tmp:
-        from VirtualContrastTraining.evaluation.heatmap_panels import write_heatmap_panel
+        from VirtualContrastTraining.evaluation.heatmap_panels import write_heatmap_panel  # lazy: matplotlib
 
         for case, pred in zip(cases, predicted):
             file_name = f"{case_file_stem(case['case_id'])}.png"
@@ -247,7 +245,6 @@ def evaluate_run(model_path: str | os.PathLike | None, manifest_path: str | os.P
     write_text_atomic(result.summary_csv, csv_text(result.summary))
     write_text_atomic(out_dir / "histograms.csv", csv_text(histogram_rows(cases, predictions)))
     write_text_atomic(out_dir / "provenance.json", json.dumps(provenance, indent=2) + "\n")
-    from VirtualContrastTraining.evaluation.report import build_report
 
     build_report([out_dir], result.report_html, reader_study=reader_study)
     write_text_atomic(result.summary_md, _summary_markdown(result, provenance, error_vmax))

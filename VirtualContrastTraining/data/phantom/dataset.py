@@ -9,12 +9,18 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 
 from VirtualContrastTraining import __version__
 from VirtualContrastTraining.atomic import atomic_dir, ensure_writable_dir, write_text_atomic
+from VirtualContrastTraining.data.dicom_write import MG_FOR_PRESENTATION, write_mg_dicom
+from VirtualContrastTraining.data.imageio import write_nrrd
+from VirtualContrastTraining.data.manifest import Case, write_manifest
 from VirtualContrastTraining.data.phantom.anatomy import DENSITIES, VIEWS
 from VirtualContrastTraining.data.phantom.lesions import random_lesion_kinds
 from VirtualContrastTraining.data.phantom.physics import BPE_LEVELS, CALIBRATION, PHYSICS, PhantomCase, simulate_case
+from VirtualContrastTraining.data.segmentation import write_lesion_segmentation
 from VirtualContrastTraining.errors import InputError
 
 GENERATOR_VERSION = "1"
@@ -22,21 +28,12 @@ GENERATOR_VERSION = "1"
 
 def _uid(seed: int, pixel_mm: float, *parts: str) -> str:
     """Deterministic UID: reruns with the same seed and pixel size give identical files."""
-    from pydicom.uid import generate_uid
-
     return generate_uid(entropy_srcs=["virtualcontrast-phantom", str(seed), f"{pixel_mm:g}", *parts])
 
 
 def _write_case(folder: Path, case: PhantomCase, *, case_id: str, patient_id: str, patient_no: int,
                 study_uid: str, seed: int, series_no: int, when: datetime):
     """LE and DES DICOMs, lesion .seg.nrrd (only when there are lesions) and truth NRRDs; returns the manifest row."""
-    from pydicom.dataset import Dataset
-
-    from VirtualContrastTraining.data.dicom_write import MG_FOR_PRESENTATION, write_mg_dicom
-    from VirtualContrastTraining.data.imageio import write_nrrd
-    from VirtualContrastTraining.data.manifest import Case
-    from VirtualContrastTraining.data.segmentation import write_lesion_segmentation
-
     p, lat, view = case.meta["pixel_mm"], case.meta["laterality"], case.meta["view"]
     c = CALIBRATION
     # Row direction (increasing column) and column direction (increasing row) in patient terms.
@@ -129,7 +126,6 @@ def generate_dataset(out_dir: str | Path, n_cases: int, seed: int, pixel_mm: flo
                                         series_no=1 + 2 * v, when=start + timedelta(seconds=90 * v)))
                 if progress:
                     progress(len(rows), n_cases, case_id)
-        from VirtualContrastTraining.data.manifest import write_manifest
 
         write_manifest(tmp / "manifest.csv", rows)
         info = {
