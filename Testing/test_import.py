@@ -64,7 +64,7 @@ def test_pairs_two_patients_two_views_both_sides(tmp_path):
                 t += timedelta(minutes=1)
                 written[f"{patient}_{side}_{view}"] = write_compression(
                     tmp_path / patient / f"series_{side}{view}", patient, side, view, t, study=f"1.2.{k}")
-    report = import_dicom(tmp_path, tmp_path / "manifest.csv")
+    report = import_dicom(tmp_path, tmp_path / "manifest.csv", ids_from_patient_id=True)
     cases = by_id(report)
     assert sorted(cases) == sorted(written)
     for case_id, files in written.items():
@@ -90,7 +90,7 @@ def test_repeated_late_phase_acquisitions_pair_by_nearest_time(tmp_path):
         files[tag] = write_compression(tmp_path, "P1", "L", "CC", T0 + timedelta(minutes=minutes), tag=f"_{tag}",
                                        roles=("LE", "DES"))
     extra_des = write_mg(tmp_path / "late_des.dcm", role="DES", time=T0 + timedelta(minutes=20))
-    report = import_dicom(tmp_path, tmp_path / "m.csv")
+    report = import_dicom(tmp_path, tmp_path / "m.csv", ids_from_patient_id=True)
     cases = by_id(report)
     assert sorted(cases) == ["P1_L_CC", "P1_L_CC_2", "P1_L_CC_3"]
     for case_id, tag in (("P1_L_CC", "a"), ("P1_L_CC_2", "b"), ("P1_L_CC_3", "c")):
@@ -106,10 +106,10 @@ def test_greedy_nearest_is_one_to_one(tmp_path):
     le2 = write_mg(tmp_path / "le2", role="LE", time=T0 + timedelta(seconds=50))
     d40 = write_mg(tmp_path / "d40", role="DES", time=T0 + timedelta(seconds=40))
     d90 = write_mg(tmp_path / "d90", role="DES", time=T0 + timedelta(seconds=90))
-    report = import_dicom(tmp_path, tmp_path / "m.csv", time_tolerance_s=60)
+    report = import_dicom(tmp_path, tmp_path / "m.csv", time_tolerance_s=60, ids_from_patient_id=True)
     assert [(Path(c.le_path).name, Path(c.des_path).name) for c in report.cases] == [("le2", "d40")]
     assert set(reasons(report)) == {le1.name, d90.name}
-    wide = import_dicom(tmp_path, tmp_path / "m.csv", time_tolerance_s=100)
+    wide = import_dicom(tmp_path, tmp_path / "m.csv", time_tolerance_s=100, ids_from_patient_id=True)
     assert sorted((Path(c.le_path).name, Path(c.des_path).name) for c in wide.cases) == [("le1", "d90"), ("le2", "d40")]
 
 
@@ -128,7 +128,7 @@ def test_everything_unusable_is_reported_not_fatal(tmp_path):
     (tmp_path / "notes.txt").write_text("not an image")
     truncated = write_mg(tmp_path / "truncated.dcm", role="DES", view="MLO")
     truncated.write_bytes(truncated.read_bytes()[:400])
-    report = import_dicom(tmp_path, tmp_path / "m.csv")
+    report = import_dicom(tmp_path, tmp_path / "m.csv", ids_from_patient_id=True)
     assert list(by_id(report)) == ["P1_L_CC"]
     r = reasons(report)
     assert r["P1_L_CC_HE.dcm"] == "high-energy image: not used"
@@ -155,7 +155,7 @@ def test_dicomdir_with_extensionless_files_is_not_double_counted(tmp_path):
     media = tmp_path / "media"
     fs.write(media)
     assert (media / "DICOMDIR").is_file() and not list(media.rglob("*.dcm"))
-    report = import_dicom(media, tmp_path / "m.csv")
+    report = import_dicom(media, tmp_path / "m.csv", ids_from_patient_id=True)
     assert sorted(by_id(report)) == ["P7_L_MLO", "P7_R_MLO"]
     assert report.skipped == []
     for c in report.cases:
@@ -169,7 +169,7 @@ def test_dicomdir_reference_to_missing_file_is_reported(tmp_path):
     fs.write(tmp_path / "media")
     he = next(p for p in (tmp_path / "media").rglob("IM*") if read_role(p) == "HE")
     he.unlink()
-    report = import_dicom(tmp_path / "media", tmp_path / "m.csv")
+    report = import_dicom(tmp_path / "media", tmp_path / "m.csv", ids_from_patient_id=True)
     assert list(by_id(report)) == ["P8_L_CC"]
     assert report.skipped == [(str(he), "referenced by DICOMDIR but missing")]
 
@@ -207,7 +207,7 @@ def test_segmentations_by_name_then_by_geometry(tmp_path):
     sitk.WriteImage(sitk.GetImageFromArray(np.random.rand(1, 80, 48).astype(np.float32)), str(float_image))
     many_values = write_labelmap(segs / "P1_L_MLO.nrrd", rows=80, dtype=np.uint16,
                                  values=np.arange(80 * 48, dtype=np.uint16).reshape(80, 48))
-    report = import_dicom(tmp_path, tmp_path / "m.csv")
+    report = import_dicom(tmp_path, tmp_path / "m.csv", ids_from_patient_id=True)
     cases = by_id(report)
     assert cases["P1_L_CC"].lesion_path == str(by_name.resolve())
     assert cases["P1_L_CC_2"].lesion_path == str(by_le_stem.resolve())
@@ -240,7 +240,7 @@ def test_tissue_masks_and_vague_names_are_never_lesion_masks(tmp_path):
     notes = write_labelmap(tmp_path / "P1_R_CC_v2.nrrd")  # extends the name, says nothing about a lesion
     labelled = write_labelmap(tmp_path / "P1_L_MLO_label.nrrd")  # extends the name with a lesion word
     patient_word = write_labelmap(tmp_path / "SKINNER_L_CC.nrrd")  # "skin" is the patient's, not the file's
-    report = import_dicom(tmp_path, tmp_path / "m.csv")
+    report = import_dicom(tmp_path, tmp_path / "m.csv", ids_from_patient_id=True)
     cases = by_id(report)
     assert cases["P1_L_CC"].lesion_path == "" and cases["P1_R_CC"].lesion_path == ""
     assert cases["P1_L_MLO"].lesion_path == str(labelled.resolve())
@@ -276,7 +276,7 @@ def test_monochrome1_pair_imports_and_prepares_like_monochrome2(tmp_path):
             write_mg(folder / f"P1_L_CC_{role}.dcm", role=role, time=T0 + timedelta(seconds=k), pixels=pixels,
                      extra={"PhotometricInterpretation": photometric, "WindowCenter": center, "WindowWidth": width,
                             "BitsStored": 14, "HighBit": 13})
-        report = import_dicom(folder, tmp_path / f"{photometric}.csv")
+        report = import_dicom(folder, tmp_path / f"{photometric}.csv", ids_from_patient_id=True)
         (case,) = read_manifest(report.manifest_path)
         prepared[photometric] = (case, prepare_case(case, PreprocessConfig(size=32)))
     (case1, m1), (case2, m2) = prepared["MONOCHROME1"], prepared["MONOCHROME2"]
@@ -292,12 +292,12 @@ def test_no_pairs_is_one_input_error_and_no_manifest(tmp_path):
     (tmp_path / "readme.md").write_text("x")
     out = tmp_path / "m.csv"
     with pytest.raises(InputError) as err:
-        import_dicom(tmp_path, out)
+        import_dicom(tmp_path, out, ids_from_patient_id=True)
     assert err.value.path == str(tmp_path)
     assert "no LE/DES pairs found; skipped 2 files" in str(err.value) and "not a DICOM file (1)" in str(err.value)
     assert not out.exists()
     with pytest.raises(InputError, match="not a folder"):
-        import_dicom(tmp_path / "absent", out)
+        import_dicom(tmp_path / "absent", out, ids_from_patient_id=True)
 
 
 def test_phantom_dataset_imports_to_its_own_pairs(tmp_path):
@@ -305,7 +305,7 @@ def test_phantom_dataset_imports_to_its_own_pairs(tmp_path):
     from VirtualContrastTraining.data.phantom import generate_dataset
 
     truth_manifest = generate_dataset(tmp_path / "phantom", n_cases=8, seed=1, pixel_mm=2.0)
-    report = import_dicom(tmp_path / "phantom", tmp_path / "imported.csv")
+    report = import_dicom(tmp_path / "phantom", tmp_path / "imported.csv", ids_from_patient_id=True)
     truth = {c.case_id: c for c in read_manifest(truth_manifest)}
     got = {c.case_id: c for c in read_manifest(report.manifest_path)}
     assert sorted(got) == sorted(truth) and len(got) == 8
@@ -333,7 +333,7 @@ def test_cli_import(tmp_path):
     write_compression(data, "P1", "R", "CC", T0 + timedelta(minutes=1))
     write_labelmap(data / "P1_R_CC.seg.nrrd", meta={"Segment0_ID": "Segment_1"})
     out = tmp_path / "manifest.csv"
-    done = run_cli(data, "--out", out)
+    done = run_cli(data, "--out", out, "--ids-from-patient-id")
     assert done.returncode == 0, done.stderr
     assert [c.case_id for c in read_manifest(out)] == ["P1_L_CC", "P1_R_CC"]
     assert "2 LE/DES pairs, 1 with a lesion mask" in done.stdout
@@ -358,3 +358,22 @@ def test_one_tissue_vocabulary_names_regions_and_keeps_them_out_of_lesions():
     assert tissue_region("Fibro 2") == "fibroglandular" and tissue_region("fatty") == "adipose"
     assert tissue_region("breast") is None and is_tissue_name("breast")
     assert tissue_region("mass 1") is None and not is_tissue_name("mass 1")
+
+
+def test_default_ids_are_pseudonyms_stable_for_the_folder(tmp_path):
+    """Without --ids-from-patient-id no case or patient id holds the PatientID; the same folder gives the
+    same ids again; a segmentation named after the PatientID-based id still finds its case."""
+    data = tmp_path / "data"
+    write_compression(data, "MRN-123", "L", "CC", T0)
+    write_compression(data, "MRN-123", "L", "CC", T0 + timedelta(minutes=10), tag="late")
+    write_labelmap(data / "MRN-123_L_CC_2_lesion.nrrd")
+    first = import_dicom(data, tmp_path / "a.csv")
+    again = import_dicom(data, tmp_path / "b.csv")
+    assert [c.case_id for c in first.cases] == [c.case_id for c in again.cases]
+    assert len(first.cases) == 2 and len({c.patient_id for c in first.cases}) == 1
+    for case in first.cases:
+        assert "MRN" not in case.case_id and "MRN" not in case.patient_id
+        assert case.case_id.startswith(case.patient_id + "_L_CC")
+    assert [Path(c.lesion_path).name for c in first.cases] == ["", "MRN-123_L_CC_2_lesion.nrrd"]
+    rows = (tmp_path / "a.csv").read_text().splitlines()
+    assert rows[0].startswith("case_id,patient_id,") and all("MRN" not in ",".join(r.split(",")[:2]) for r in rows)

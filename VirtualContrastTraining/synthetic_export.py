@@ -32,9 +32,9 @@ from VirtualContrastTraining.data.image import Image
 from VirtualContrastTraining.data.imageio import NRRD_WINDOW_FIELDS, write_nrrd
 from VirtualContrastTraining.data.preprocessing import breast_side
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.synthetic_wording import FILE_SUFFIX, PIXEL_MARKER, SERIES_DESCRIPTION
+from VirtualContrastTraining.synthetic_wording import FILE_SUFFIX, PIXEL_MARKER, SERIES_DESCRIPTION, SYNTHETIC_WORD
 
-IMAGE_TYPE = ["DERIVED", "SECONDARY", "", "SYNTHETIC"]
+IMAGE_TYPE = ["DERIVED", "SECONDARY", "", SYNTHETIC_WORD]
 BITS_STORED = 14
 MARKER_HEIGHT = 0.03      # font size as a share of the image height: legible at full size
 MARKER_MAX_WIDTH = 0.45   # share of the image width: the marker stays in the corner, off the breast
@@ -137,7 +137,7 @@ def write_synthetic_dicom(image: Image, path: str | os.PathLike, *, burn_in: boo
             bits_stored=BITS_STORED,
             series_description=SERIES_DESCRIPTION,
             series_number=9900,
-            manufacturer="VirtualContrast (synthetic)",
+            manufacturer=f"VirtualContrast ({SYNTHETIC_WORD.lower()})",
             extra=extra,
         )
         if deidentify is not False:

@@ -21,3 +21,9 @@ NOT_FOR_DIAGNOSIS = ("Synthetic DES images are computed by a neural network from
 FIGURE_NOTE = "(synthetic images are not for diagnosis)"
 #: The end of a synthetic volume's name in Slicer: "<LE name> – synthetic DES".
 NODE_SUFFIX = " \u2013 synthetic DES"
+#: The word that marks an image synthetic in each of the header fields below.
+SYNTHETIC_WORD = "SYNTHETIC"
+#: Every DICOM header field our writer (synthetic_export) marks with SYNTHETIC_WORD: ImageType's fourth value,
+#: SeriesDescription, DerivationDescription and Manufacturer. Import reads them all; one is enough for a file
+#: never to be paired as a real image. BurnedInAnnotation is no marker by itself (real images carry burnt text).
+SYNTHETIC_MARKER_FIELDS = ("ImageType", "SeriesDescription", "DerivationDescription", "Manufacturer")

@@ -48,6 +48,12 @@ def register(subparsers) -> None:
         metavar="SECONDS",
         help="DICOM only: largest acquisition-time gap between an LE and its DES (default %(default)g)",
     )
+    parser.add_argument(
+        "--ids-from-patient-id",
+        action="store_true",
+        help="DICOM only: build case and patient ids from the PatientID (P123_L_CC). By default they are "
+             "pseudonyms, stable for the same folder (docs/deidentification.md)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -65,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     if cdd_cesm.is_cdd_cesm_folder(path):
         report = cdd_cesm.import_cdd_cesm(path, args.out)
     else:
-        report = import_dicom(path, args.out, time_tolerance_s=args.time_tolerance)
+        report = import_dicom(path, args.out, time_tolerance_s=args.time_tolerance,
+                              ids_from_patient_id=args.ids_from_patient_id)
     print(summary(report), file=sys.stdout)
     return 0
 

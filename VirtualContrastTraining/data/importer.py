@@ -7,12 +7,25 @@ compression share an acquisition time to within seconds, so within a
 (patient, study, side, view) group each DES is paired with the LE nearest in
 time, one-to-one, smallest gap first.
 
+Case ids and the manifest's patient_id are pseudonyms unless asked otherwise
+(`ids_from_patient_id`): "P" and ten hex digits of an HMAC of the PatientID
+keyed by the SOP Instance UIDs of the paired images. The key is the folder's
+own content, so the same folder gives the same ids every time, and an id cannot
+be reversed by hashing a list of MRNs without the images themselves
+(docs/deidentification.md).
+
+A file is a synthetic image when any marker our writer sets says so
+(synthetic_wording.SYNTHETIC_MARKER_FIELDS, the file name's FILE_SUFFIX): one
+edited field does not turn it into a real DES.
+
 Nothing in the folder aborts the import: every file that is not used is listed
 in `ImportReport.skipped` with the reason, and the command prints them grouped.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import re
 from collections import Counter, defaultdict, deque
@@ -28,6 +41,7 @@ from VirtualContrastTraining.data.dicom_seg import referenced_instances
 from VirtualContrastTraining.data.imageio import is_dicom_file
 from VirtualContrastTraining.data.manifest import Case, write_manifest
 from VirtualContrastTraining.errors import InputError
+from VirtualContrastTraining.synthetic_wording import FILE_SUFFIX, SYNTHETIC_MARKER_FIELDS, SYNTHETIC_WORD
 
 DEFAULT_TIME_TOLERANCE_S = 120.0  # LE and DES of one compression are seconds apart; repeats are minutes apart
 SEG_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nrrd", ".nii")
@@ -100,6 +114,8 @@ class _Pair:
     le: DicomInfo
     des: DicomInfo
     case_id: str = ""
+    patient: str = ""     # the manifest's patient_id: a pseudonym unless ids come from PatientID
+    patient_case_id: str = ""   # the case id built from the PatientID: matches segmentation names, never written
     lesion_path: str = ""
 
 
@@ -121,8 +137,12 @@ def import_dicom(
     out_manifest: str | os.PathLike,
     *,
     time_tolerance_s: float = DEFAULT_TIME_TOLERANCE_S,
+    ids_from_patient_id: bool = False,
 ) -> ImportReport:
     """Scan `root` recursively (and any DICOMDIR in it), pair LE with DES, write `out_manifest`.
+
+    Case ids and patient ids are pseudonyms (module docstring) unless
+    `ids_from_patient_id`, when they are built from the PatientID.
 
     InputError when `root` is not a folder or when no pair is found (then no
     manifest is written).
@@ -138,6 +158,7 @@ def import_dicom(
         counts = Counter(reason for _, reason in skipped)
         top = "; ".join(f"{reason} ({n})" for reason, n in counts.most_common(3)) or "the folder is empty"
         raise InputError(root, f"no LE/DES pairs found; skipped {len(skipped)} files: {top}")
+    _name_patients(pairs, pseudonymous=not ids_from_patient_id)
     _name_cases(pairs)
     _attach_segmentations(pairs, _read_segs(seg_paths, skipped), skipped)
     cases = [_case(p) for p in sorted(pairs, key=lambda p: p.case_id)]
@@ -233,13 +254,33 @@ def _usable(dicoms: list[DicomInfo], skipped: list) -> list[DicomInfo]:
 
 
 def _role_problem(info: DicomInfo) -> str | None:
+    if info.role == "SYNTHETIC" or synthetic_marker(info.path):
+        return "synthetic image: never paired as a real DES"
     if info.role == "HE":
         return "high-energy image: not used"
-    if info.role == "SYNTHETIC":
-        return "synthetic image: never paired as a real DES"
     if not info.role:
         return "role unknown: not recognisably LE, DES or HE (ImageType, processing code, description)"
     return None
+
+
+def synthetic_marker(path: str | os.PathLike) -> str:
+    """The first synthetic marker of a DICOM file (a header field or its name), or "" when none says so.
+
+    Reads the few marker fields again (DicomInfo has only ImageType and SeriesDescription): a file whose
+    ImageType and description were edited still says synthetic in DerivationDescription or Manufacturer.
+    """
+    if FILE_SUFFIX.lower() in Path(path).name.lower():
+        return "file name"
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=list(SYNTHETIC_MARKER_FIELDS))
+    except Exception:  # read_header read it a moment ago; a file changing under us is not synthetic by that
+        return ""
+    for keyword in SYNTHETIC_MARKER_FIELDS:
+        value = ds.get(keyword)
+        text = " ".join(map(str, value)) if isinstance(value, (list, pydicom.multival.MultiValue)) else str(value or "")
+        if SYNTHETIC_WORD in re.findall(r"[A-Z0-9]+", text.upper()):
+            return keyword
+    return ""
 
 
 # ---------------------------------------------------------------- pairing
@@ -285,23 +326,47 @@ def _match(les: list[DicomInfo], dess: list[DicomInfo], tolerance_s: float) -> l
     return matched
 
 
-def _name_cases(pairs: list[_Pair]) -> None:
-    """f"{patient}_{side}_{view}", then _2, _3 for repeats in time order (also across studies)."""
-    by_base: dict[str, list[_Pair]] = defaultdict(list)
+def _name_patients(pairs: list[_Pair], *, pseudonymous: bool) -> None:
+    """Each pair's patient: its PatientID, or (`pseudonymous`) "P" + 10 hex digits of an HMAC-SHA256 of it
+    keyed by the sorted SOP Instance UIDs of all paired images: stable for one folder, and not
+    reversible by hashing candidate MRNs without the images."""
+    if not pseudonymous:
+        for pair in pairs:
+            pair.patient = pair.le.patient_id
+        return
+    key = hashlib.sha256("\n".join(sorted(i.sop_uid or i.path for p in pairs for i in (p.le, p.des))).encode())
     for pair in pairs:
-        base = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{pair.le.patient_id}_{pair.le.laterality}_{pair.le.view}")
-        by_base[base].append(pair)
+        pair.patient = "P" + hmac.new(key.digest(), pair.le.patient_id.encode(), hashlib.sha256).hexdigest()[:10]
+
+
+def _name_cases(pairs: list[_Pair]) -> None:
+    """f"{patient}_{side}_{view}", then _2, _3 for repeats in time order (also across studies); the same
+    from the PatientID into `patient_case_id`, the name users give their segmentation files."""
+    for pair, name in zip(pairs, _names(pairs, lambda p: p.patient)):
+        pair.case_id = name
+    for pair, name in zip(pairs, _names(pairs, lambda p: p.le.patient_id)):
+        pair.patient_case_id = name
+
+
+def _names(pairs: list[_Pair], patient_of) -> list[str]:
+    by_base: dict[str, list[int]] = defaultdict(list)
+    for k, pair in enumerate(pairs):
+        base = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{patient_of(pair)}_{pair.le.laterality}_{pair.le.view}")
+        by_base[base].append(k)
+    names = [""] * len(pairs)
     for base, members in by_base.items():
-        members.sort(key=lambda p: (p.le.acquisition_time is None, p.le.acquisition_time or 0, p.le.path))
-        for k, pair in enumerate(members, start=1):
-            pair.case_id = base if k == 1 else f"{base}_{k}"
+        members.sort(key=lambda k: (pairs[k].le.acquisition_time is None, pairs[k].le.acquisition_time or 0,
+                                    pairs[k].le.path))
+        for n, k in enumerate(members, start=1):
+            names[k] = base if n == 1 else f"{base}_{n}"
+    return names
 
 
 def _case(pair: _Pair) -> Case:
     le, des = pair.le, pair.des
     return Case(
         case_id=pair.case_id,
-        patient_id=le.patient_id,
+        patient_id=pair.patient,
         le_path=le.path,
         des_path=des.path,
         lesion_path=pair.lesion_path,
@@ -458,9 +523,9 @@ def _not_a_lesion_mask(seg: _SegInfo, rest: str, name_score: int, case_id: str) 
 def _attach_segmentations(pairs: list[_Pair], segs: list[_SegInfo], skipped: list) -> None:
     """By name first (seg stem vs case id and LE file stem), then by geometry among the LEs of its folder.
 
-    A name matches when it equals the case id or the LE's file stem, or is one of
-    them plus a separated prefix/suffix. Such an extended name is taken only for a
-    Slicer .seg.nrrd or a name with a lesion word (lesion, mass, tumour, seg,
+    A name matches when it equals the case id (or the one the PatientID would
+    give) or the LE's file stem, or is one of them plus a separated
+    prefix/suffix. Such an extended name is taken only for a Slicer .seg.nrrd or a name with a lesion word (lesion, mass, tumour, seg,
     label); a name with a tissue or ground-truth word (breast, adipose, fat,
     fibroglandular, glandular, iodine, truth, body, pectoral, muscle, skin) is
     never a lesion mask, by name or by geometry: each is skipped with its reason,
@@ -474,7 +539,8 @@ def _attach_segmentations(pairs: list[_Pair], segs: list[_SegInfo], skipped: lis
     for seg in _attach_dicom_segs(pairs, segs, skipped):
         scored = []
         for pair in pairs:
-            score, target = max((_name_score(seg.stem, t), t) for t in (pair.case_id, Path(pair.le.path).stem))
+            names = (pair.case_id, pair.patient_case_id, Path(pair.le.path).stem)
+            score, target = max((_name_score(seg.stem, t), t) for t in names)
             if score[0]:
                 scored.append((score, pair, target))
         if not scored:
