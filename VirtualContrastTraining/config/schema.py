@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from VirtualContrastTraining.config.registries import DISCRIMINATORS, GAN_LOSSES, GENERATORS, NORMS, PIPELINES, RECIPES
-from VirtualContrastTraining.data.preprocessing import parse_window
+from VirtualContrastTraining.data.preprocessing import parse_window, size_range_problem
 from VirtualContrastTraining.errors import InputError
 
 @dataclass(frozen=True)
@@ -163,10 +163,8 @@ def _check(config: TrainConfig, where: str | os.PathLike | None) -> None:
     for name, valid in CHOICES.items():
         if getattr(config, name) not in valid:
             problems.append(f"{name} {getattr(config, name)!r} is unknown (valid: {', '.join(valid)})")
-    if config.image_size < 16 or config.image_size % 4:
-        problems.append(f"image_size {config.image_size} must be a multiple of 4 and >= 16")
-    if config.patch_size < 16 or config.patch_size % 4:
-        problems.append(f"patch_size {config.patch_size} must be a multiple of 4 and >= 16")
+    problems += [p for p in (size_range_problem(name, getattr(config, name)) for name in ("image_size", "patch_size"))
+                 if p]
     if not 1 <= config.sw_stride <= config.patch_size:
         problems.append(f"sw_stride {config.sw_stride} must be between 1 and patch_size ({config.patch_size})")
     for name in ("ngf", "ndf", "batch_size", "epochs", "patience", "val_every", "unet_depth", "patches_per_image"):

@@ -15,6 +15,10 @@ from VirtualContrastTraining.data.manifest import Case
 from VirtualContrastTraining.data.segmentation import read_lesion_mask
 from VirtualContrastTraining.errors import InputError
 
+# The share of the LE a registered DES must still cover after its des_offset: 004's registration moves a DES by
+# at most 10 px, so a pair that covers less was given a wrong offset and would train on a blank target.
+MIN_OFFSET_COVER = 0.5
+
 
 def case_lesion_mask(case: Case, le_image: Image) -> np.ndarray:
     """The case's lesion mask (bool) on the LE's grid; shared by both pipelines."""
@@ -48,6 +52,17 @@ def shift_to_le(des: np.ndarray, offset: tuple[int, int], shape: tuple[int, int]
     return out
 
 
+def _check_offset_cover(case: Case, le_shape: tuple[int, int], des_shape: tuple[int, int]) -> None:
+    """InputError naming the DES when its des_offset leaves less than MIN_OFFSET_COVER of the LE covered."""
+    x, y = case.des_offset()
+    rows = max(0, min(le_shape[0], des_shape[0] - y) - max(-y, 0))
+    cols = max(0, min(le_shape[1], des_shape[1] - x) - max(-x, 0))
+    cover = rows * cols / (le_shape[0] * le_shape[1])
+    if cover < MIN_OFFSET_COVER:
+        raise InputError(case.des_path, f"case {case.case_id}: des_offset ({x}, {y}) leaves {cover:.0%} of the LE "
+                                        f"covered by the DES (at least {MIN_OFFSET_COVER:.0%} needed)")
+
+
 def read_case_images(case: Case) -> tuple[Image, Image | None]:
     """(LE, DES or None) of one case. A registered pair (des_offset set: CDD-CESM, whose LE and DES are
     neither pixel-aligned nor of one size) gets its DES moved onto the LE's grid by the offset; any other
@@ -57,6 +72,7 @@ def read_case_images(case: Case) -> tuple[Image, Image | None]:
         return le_image, None
     des_image = read_image(case.des_path)
     if case.des_offset_x or case.des_offset_y:
+        _check_offset_cover(case, le_image.shape, des_image.shape)
         aligned = shift_to_le(des_image.array, case.des_offset(), le_image.shape)
         return le_image, Image(aligned, le_image.spacing, le_image.origin, le_image.direction, dict(des_image.meta))
     if des_image.shape != le_image.shape:

@@ -33,7 +33,7 @@ try:
 except ImportError:  # pydicom 2, which Slicer's own Python ships, has pixel data handlers instead (_handler_problem)
     get_decoder = None
 
-from VirtualContrastTraining.data.image import IDENTITY, Image
+from VirtualContrastTraining.data.image import IDENTITY, Image, finite_problem, size_problem
 from VirtualContrastTraining.errors import InputError
 
 GREYSCALE = ("MONOCHROME1", "MONOCHROME2")
@@ -100,6 +100,10 @@ class DicomInfo:
     photometric: str = ""
     transfer_syntax: str = ""
     has_pixel_data: bool = False
+    rescale: tuple[float, float] = (1.0, 0.0)    # (RescaleSlope, RescaleIntercept), (1, 0) when absent
+    # The lowest and highest value the stored bits can hold, after rescale (the same after the MONOCHROME1
+    # inversion): a window centre outside it is a window kept from another image (an 8-bit export of a 16-bit one).
+    stored_range: tuple[float, float] | None = None
 
     @property
     def is_dicomdir(self) -> bool:
@@ -193,6 +197,8 @@ def info_from_dataset(ds: pydicom.Dataset, path: str | os.PathLike) -> DicomInfo
         photometric=photometric,
         transfer_syntax=_text(meta.get("TransferSyntaxUID") if meta else None),
         has_pixel_data=any(t in ds for t in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")),
+        rescale=_rescale(ds),
+        stored_range=_stored_range(ds),
     )
 
 
@@ -240,7 +246,31 @@ def pixel_problem(info: DicomInfo) -> str | None:
         )
     if info.number_of_frames > 1:
         return f"multi-frame image ({info.number_of_frames} frames): expected one 2-D mammogram"
-    return _decoder_problem(info.transfer_syntax)
+    return (size_problem(info.cols, info.rows) or _rescale_problem(info.rescale) or _window_problem(info)
+            or _decoder_problem(info.transfer_syntax))
+
+
+def _rescale_problem(rescale: tuple[float, float]) -> str | None:
+    """A slope of 0 makes every pixel the intercept, a NaN makes every pixel NaN."""
+    slope, intercept = rescale
+    if not (np.isfinite(slope) and np.isfinite(intercept)) or slope == 0:
+        return f"RescaleSlope {slope:g} / RescaleIntercept {intercept:g}: the slope must be a finite non-zero number"
+    return None
+
+
+def _window_problem(info: DicomInfo) -> str | None:
+    """The header's window against the values the stored bits can hold (a window kept from another export)."""
+    center, width = info.window_center, info.window_width
+    if center is None or width is None:
+        return None
+    if not (np.isfinite(center) and np.isfinite(width)) or width <= 0:
+        return f"invalid window (WindowCenter {center:g}, WindowWidth {width:g})"
+    if info.stored_range is not None:
+        lo, hi = info.stored_range
+        if not lo <= center <= hi:
+            return (f"WindowCenter {center:g} lies outside {lo:g}..{hi:g}, the values its BitsStored can hold: "
+                    "a window kept from another image")
+    return None
 
 
 def read_mg_dicom(path: str | os.PathLike) -> Image:
@@ -271,9 +301,15 @@ def read_mg_dicom(path: str | os.PathLike) -> Image:
         raise InputError(path, f"cannot decode pixel data ({_syntax_name(info.transfer_syntax)}): {_short(exc)}") from None
     if arr.ndim != 2:
         raise InputError(path, f"pixel array has shape {arr.shape}; expected one 2-D image")
-    slope, intercept = _rescale(ds)
+    problem = _stored_bits_problem(ds, info)
+    if problem:
+        raise InputError(path, problem)
+    slope, intercept = info.rescale
     if (slope, intercept) != (1.0, 0.0):
         arr = arr.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+    problem = finite_problem(arr)
+    if problem:
+        raise InputError(path, problem)
     meta = info.meta()  # its window centre is already in the inverted scale for MONOCHROME1
     if info.photometric == "MONOCHROME1":
         total = monochrome1_total(ds)
@@ -291,10 +327,41 @@ def monochrome1_total(ds: pydicom.Dataset) -> float:
     highest value the stored bits can hold, after rescale. The range of the bits, not the image's
     own min/max, so every image of a series (and its window) maps the same way."""
     slope, intercept = _rescale(ds)
+    lo, hi = _stored_bits_range(ds)
+    return (lo * slope + intercept) + (hi * slope + intercept)
+
+
+def _stored_bits_range(ds: pydicom.Dataset) -> tuple[int, int]:
+    """The lowest and highest stored value BitsStored and PixelRepresentation allow, before rescale."""
     bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 16)
     signed = int(ds.get("PixelRepresentation") or 0) == 1
-    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
-    return (lo * slope + intercept) + (hi * slope + intercept)
+    return (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+
+
+def _stored_range(ds: pydicom.Dataset) -> tuple[float, float] | None:
+    """_stored_bits_range after rescale (DicomInfo.stored_range); None when the rescale is unusable."""
+    slope, intercept = _rescale(ds)
+    if _rescale_problem((slope, intercept)):
+        return None
+    ends = [v * slope + intercept for v in _stored_bits_range(ds)]
+    return min(ends), max(ends)
+
+
+def _stored_bits_problem(ds: pydicom.Dataset, info: DicomInfo) -> str | None:
+    """Stored values beyond BitsStored in native (uncompressed) pixel data: a BitsStored that lies. pydicom 3
+    masks the bits above BitsStored away, which would turn the image into noise, so the raw bytes are read."""
+    allocated = int(ds.get("BitsAllocated") or 0)
+    syntax = pydicom.uid.UID(info.transfer_syntax or pydicom.uid.ExplicitVRLittleEndian)
+    if "PixelData" not in ds or allocated not in (8, 16) or syntax.is_compressed or not syntax.is_little_endian:
+        return None
+    signed = int(ds.get("PixelRepresentation") or 0) == 1
+    dtype = np.dtype(f"<{'i' if signed else 'u'}{allocated // 8}")
+    raw = np.frombuffer(ds.PixelData, dtype=dtype, count=len(ds.PixelData) // dtype.itemsize)
+    lo, hi = _stored_bits_range(ds)
+    if raw.size and (int(raw.min()) < lo or int(raw.max()) > hi):
+        return (f"stored values {int(raw.min())}..{int(raw.max())} exceed BitsStored {ds.get('BitsStored')} "
+                f"({lo}..{hi}): the header's BitsStored is wrong")
+    return None
 
 
 def invert_monochrome1(values, total: float):
@@ -314,6 +381,8 @@ def _decoder_problem(transfer_syntax: str) -> str | None:
     if not transfer_syntax:
         return None
     uid = pydicom.uid.UID(transfer_syntax)
+    if not uid.is_transfer_syntax:  # is_compressed would raise ValueError
+        return f"unknown Transfer Syntax UID {transfer_syntax}: its pixel data cannot be decoded"
     if not uid.is_compressed:
         return None
     if get_decoder is None:  # pydicom 2, which Slicer's own Python ships: its pixel data handlers

@@ -11,6 +11,7 @@ with one slice so that its origin and direction survive NRRD round trips.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -18,6 +19,50 @@ import numpy as np
 import SimpleITK as sitk
 
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+# The largest side, in pixels, of an image any reader accepts: three times the largest mammography detector
+# (about 4800 x 6000 at 50 um) and digitised films, yet small enough that the float copies the pipelines make
+# fit in memory. Checked from the file's header, before its pixels are decoded.
+MAX_SIDE = 16384
+
+
+def size_problem(cols: int, rows: int) -> str | None:
+    """Why an image of cols x rows pixels cannot be read, or None when it can."""
+    if cols > MAX_SIDE or rows > MAX_SIDE:
+        return f"image is {cols}x{rows} pixels, larger than the {MAX_SIDE} pixels per side this reader accepts"
+    if cols < 1 or rows < 1:
+        return f"image is {cols}x{rows} pixels: no pixels"
+    return None
+
+
+def finite_problem(array: np.ndarray) -> str | None:
+    """Why pixels that are NaN or infinite cannot be used (None when every pixel is finite): a NaN stretched,
+    resized and averaged spreads over the whole synthetic image or turns a validation loss into NaN."""
+    if not np.issubdtype(array.dtype, np.floating):
+        return None
+    bad = array.size - int(np.count_nonzero(np.isfinite(array)))
+    return f"{bad} of {array.size} pixels are NaN or infinite" if bad else None
+
+
+def window_problem(array: np.ndarray, lo: float, hi: float) -> str | None:
+    """Why the intensity window [lo, hi] cannot stretch these pixels, or None when it can: a constant image
+    has nothing to stretch, and a window that holds no pixel maps the whole image to 0 or to 1."""
+    problem = constant_problem(array)
+    if problem:
+        return problem
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        return f"invalid intensity window {lo:g}..{hi:g}"
+    if not np.any((array > lo) & (array < hi)):
+        return (f"intensity window {lo:g}..{hi:g} holds no pixel "
+                f"(the pixels span {float(np.min(array)):g}..{float(np.max(array)):g})")
+    return None
+
+
+def constant_problem(array: np.ndarray) -> str | None:
+    """An image whose pixels are all one value (an all-zero LE) has nothing to learn from or to predict."""
+    low = array.flat[0]
+    if np.all(array == low):
+        return f"image is constant (every pixel is {float(low):g}): nothing to learn from or to predict"
+    return None
 
 
 @dataclass

@@ -2,7 +2,10 @@
 
 Supported inputs: DICOM (MG, one frame, greyscale), NRRD / NIfTI / MHA
 (SimpleITK), PNG / JPEG / TIFF (greyscale; CDD-CESM ships JPEG). Every failure
-is an InputError naming the file.
+is an InputError naming the file. Guards where pixels enter, for every reader:
+the size from the header before decoding (image.MAX_SIDE: a 30000 x 30000 PNG
+is refused, not a MemoryError), and finite pixels after (a NaN would spread
+over a whole synthetic image or a validation loss).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import SimpleITK as sitk
 
 from VirtualContrastTraining.atomic import atomic_path
 from VirtualContrastTraining.data.dicom_read import read_mg_dicom
-from VirtualContrastTraining.data.image import Image
+from VirtualContrastTraining.data.image import Image, finite_problem, size_problem
 from VirtualContrastTraining.errors import InputError
 
 SITK_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
@@ -52,12 +55,22 @@ def read_image(path: str | os.PathLike) -> Image:
     raise InputError(path, "not a DICOM, NRRD, NIfTI, MHA, PNG or JPEG file")
 
 
+def _sitk_problem(exc: RuntimeError) -> str:
+    first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
+    return f"cannot read image ({first[:160]})"
+
+
 def _read_with_sitk(path: Path, bitmap: bool) -> Image:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
     try:
-        img = sitk.ReadImage(str(path))
+        reader.ReadImageInformation()  # the header only: the size is checked before any pixel is decoded
+        problem = size_problem(*reader.GetSize()[:2])
+        if problem:
+            raise InputError(path, problem)
+        img = reader.Execute()
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
-        raise InputError(path, f"cannot read image ({first[:160]})") from None
+        raise InputError(path, _sitk_problem(exc)) from None
     if img.GetNumberOfComponentsPerPixel() != 1:
         if bitmap and img.GetNumberOfComponentsPerPixel() in (3, 4):
             arr = sitk.GetArrayFromImage(img)
@@ -77,9 +90,13 @@ def _read_with_sitk(path: Path, bitmap: bool) -> Image:
         if field in meta:
             meta[key] = meta.pop(field)
     try:
-        return Image.from_sitk(img, meta=meta)
+        image = Image.from_sitk(img, meta=meta)
     except ValueError as exc:
         raise InputError(path, str(exc)) from None
+    problem = finite_problem(image.array)
+    if problem:
+        raise InputError(path, problem)
+    return image
 
 
 def write_nrrd(image: Image, path: str | os.PathLike, fields: dict[str, str] | None = None) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import math
 import os
 import re
 from dataclasses import asdict, dataclass, fields
@@ -67,12 +68,18 @@ OFFSET_COLUMNS = ("des_offset_x", "des_offset_y")
 WINDOW_COLUMNS = ("le_window_center", "le_window_width", "des_window_center", "des_window_width")
 
 
-def _is_number(text: str) -> bool:
+LATERALITIES = ("L", "R", "")
+
+
+def _window_problem(key: str, text: str) -> str | None:
+    """Why a window cell cannot be used: not a number, not finite, or a width that is not > 0."""
     try:
-        float(text)
+        value = float(text)
     except ValueError:
-        return False
-    return True
+        return f"{key} {text!r} is not a number"
+    if not math.isfinite(value) or (key.endswith("_width") and value <= 0):
+        return f"{key} {text!r} must be a finite number{' > 0' if key.endswith('_width') else ''}"
+    return None
 
 
 def case_file_stem(case_id: str) -> str:
@@ -113,8 +120,11 @@ def read_manifest(path: str | os.PathLike, require_des: bool = False) -> list[Ca
             if not values[key]:
                 raise InputError(path, f"line {lineno}: empty {key}")
         for key in WINDOW_COLUMNS:
-            if values[key] and not _is_number(values[key]):
-                raise InputError(path, f"line {lineno}: {key} {values[key]!r} is not a number")
+            problem = values[key] and _window_problem(key, values[key])
+            if problem:
+                raise InputError(path, f"line {lineno}: {problem}")
+        if values["laterality"] not in LATERALITIES:
+            raise InputError(path, f"line {lineno}: laterality {values['laterality']!r} must be L, R or empty")
         for key in OFFSET_COLUMNS:
             if values[key] and not values[key].lstrip("+-").isdigit():
                 raise InputError(path, f"line {lineno}: {key} {values[key]!r} is not a whole number of pixels")

@@ -45,7 +45,9 @@ import SimpleITK as sitk
 from VirtualContrastTraining.data.cases import case_lesion_mask, case_window, read_case_images
 from VirtualContrastTraining.data.image import Image
 from VirtualContrastTraining.data.manifest import Case
-from VirtualContrastTraining.data.preprocessing import PreprocessConfig, breast_mask, intensity_window, parse_window
+from VirtualContrastTraining.data.preprocessing import (
+    PreprocessConfig, breast_mask, check_window, intensity_window, parse_window, size_range_problem,
+)
 from VirtualContrastTraining.errors import InputError
 
 # Value of the background in the network's range: the low end of either window.
@@ -85,6 +87,9 @@ class PatchPipeline:
             raise InputError(where, f"patch pipeline parameters are incomplete or malformed ({exc!r})") from None
         if not (pipeline.spacing_mm > 0 and 1 <= pipeline.sw_stride <= pipeline.patch_size):
             raise InputError(where, f"invalid patch pipeline parameters {data}")
+        problem = size_range_problem("patch_size", pipeline.patch_size)
+        if problem:
+            raise InputError(where, f"invalid patch pipeline parameters: {problem}")
         return pipeline
 
 
@@ -183,6 +188,7 @@ def preprocess_patches(image: Image, pipeline: PatchPipeline, *, which: str = "l
     """
     fixed = pipeline.le_window if which == "le" else pipeline.des_window
     if fixed is not None:
+        check_window(image, fixed)
         lo_hi, source = fixed, "config"
     else:
         lo_hi, source = intensity_window(image, window, PreprocessConfig(percentiles=pipeline.percentiles))

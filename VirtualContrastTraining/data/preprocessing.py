@@ -30,10 +30,20 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from VirtualContrastTraining.data.image import Image
+from VirtualContrastTraining.data.image import Image, constant_problem, window_problem
 from VirtualContrastTraining.errors import InputError
 
 PAD_SIDES = ("left", "right", "bottom", "none")
+# The largest network input side (image_size, patch_size, a sidecar's size): four times the largest any paper uses
+# (512), and small enough that a batch of such images fits in memory.
+MAX_NETWORK_SIZE = 2048
+
+
+def size_range_problem(name: str, size: int) -> str | None:
+    """Why `size` (image_size, patch_size) cannot be a network input side, or None: the one place of this rule."""
+    if size < 16 or size % 4 or size > MAX_NETWORK_SIZE:
+        return f"{name} {size} must be a multiple of 4 between 16 and {MAX_NETWORK_SIZE}"
+    return None
 
 
 def parse_window(text: str) -> tuple[float, float] | None:
@@ -62,8 +72,9 @@ class PreprocessConfig:
     def __post_init__(self) -> None:
         self.size = int(self.size)
         self.percentiles = (float(self.percentiles[0]), float(self.percentiles[1]))
-        if self.size < 8:
-            raise InputError(None, f"preprocessing size must be at least 8 pixels, got {self.size}")
+        if not 8 <= self.size <= MAX_NETWORK_SIZE:
+            raise InputError(None, f"preprocessing size must be between 8 and {MAX_NETWORK_SIZE} pixels, "
+                                   f"got {self.size}")
         lo, hi = self.percentiles
         if not 0.0 <= lo < hi <= 100.0:
             raise InputError(None, f"percentiles must satisfy 0 <= low < high <= 100, got {self.percentiles}")
@@ -172,8 +183,26 @@ def intensity_window(
     Order: the (center, width) given, else the file's window_center/width,
     else the configured percentiles of the pixels above the image minimum (the
     background of a mammogram is its darkest value, and counting it would pull
-    the low percentile into air).
+    the low percentile into air). InputError naming the image when the window
+    cannot stretch it (check_window).
     """
+    (lo, hi), source = _window(image, window, config)
+    check_window(image, (lo, hi))
+    return (lo, hi), source
+
+
+def check_window(image: Image, lo_hi: tuple[float, float]) -> None:
+    """InputError naming the image when (lo, hi) cannot stretch it: a constant image (an all-zero LE), or a
+    window that holds no pixel (a window from another image). Every window used, given or derived, passes here."""
+    problem = window_problem(np.asarray(image.array), float(lo_hi[0]), float(lo_hi[1]))
+    if problem:
+        raise InputError(_source(image), problem)
+
+
+def _window(
+    image: Image, window: tuple[float, float] | None, config: PreprocessConfig
+) -> tuple[tuple[float, float], str]:
+    """The (lo, hi) intensity_window describes, and its source, before check_window."""
     if window is None:
         center = _first_number(image.meta.get("window_center"))
         width = _first_number(image.meta.get("window_width"))
@@ -186,7 +215,7 @@ def intensity_window(
     arr = np.asarray(image.array)  # native dtype: percentiles of uint16 pixels are twice as fast
     foreground = arr[arr > arr.min()]
     if foreground.size == 0:
-        raise InputError(_source(image), f"image is constant (every pixel is {arr.flat[0]:g}): nothing to learn from")
+        raise InputError(_source(image), constant_problem(arr))
     lo, hi = np.percentile(foreground, config.percentiles)
     if hi <= lo:
         # Nearly binary content: stretch over the full range instead.
