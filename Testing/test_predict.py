@@ -16,6 +16,7 @@ from VirtualContrastTraining.data.imageio import read_image, write_nrrd
 from VirtualContrastTraining.data.importer import import_dicom
 from VirtualContrastTraining.data.manifest import read_manifest
 from VirtualContrastTraining.events import EXIT_BAD_INPUT, parse_event
+from VirtualContrastTraining.synthesis import case_pseudonym, pseudonym_key
 from VirtualContrastTraining.synthetic_wording import SERIES_DESCRIPTION
 
 
@@ -162,12 +163,15 @@ def test_burn_in_and_deidentify_are_for_dicom_output(tiny_model, small_phantom, 
 
 
 def test_predict_manifest_burn_in_deidentified_one_pseudonymous_study_per_patient(small_phantom, tiny_model, tmp_path):
-    """One Anonymizer for the run: the images of a patient share one pseudonymous patient and study."""
+    """One Anonymizer for the run: the images of a patient share one pseudonymous patient and study; the
+    files are named after pseudonyms of the case ids (keyed by the manifest's bytes), never the ids."""
     cases = read_manifest(small_phantom)
     out = tmp_path / "out"
     assert main(["predict", "--model", str(tiny_model), "--input", str(small_phantom), "--out", str(out),
                  "--device", "cpu", "--format", "dicom", "--burn-in", "--deidentify"]) == 0
-    written = {c.case_id: pydicom.dcmread(out / f"{c.case_id}_SYNTHETIC-DES.dcm") for c in cases}
+    key = pseudonym_key(small_phantom)
+    written = {c.case_id: pydicom.dcmread(out / f"{case_pseudonym(key, c.case_id)}_SYNTHETIC-DES.dcm") for c in cases}
+    assert len(list(out.iterdir())) == len(cases) and not any("PHANTOM" in p.name for p in out.iterdir())
     for case in cases:
         ds = written[case.case_id]
         assert ds.BurnedInAnnotation == "YES" and ds.PatientIdentityRemoved == "YES"

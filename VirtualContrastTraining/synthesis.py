@@ -17,11 +17,19 @@ saved before it existed: those are "resize"):
 The one loop over many LE images (`Synthesizer.synthesize_each` over
 `SynthesisInput`s, e.g. a manifest split from `manifest_inputs`) serves
 `predict`, the demo and the evaluation of patch models alike.
+
+Output names: `output_stems` gives each case id of a run its own file stem (predict's images, evaluate's
+heatmaps), and with de-identification (`case_pseudonyms`) the stems and every id written are pseudonyms
+keyed by the bytes of the input (the manifest), so predict and evaluate of one manifest agree and a
+dictionary of MRNs does not reverse them (docs/deidentification.md).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -62,17 +70,48 @@ class SynthesisInput:
     window: tuple[float, float] | None = None
 
     @classmethod
-    def of_case(cls, case) -> "SynthesisInput":
-        """A manifest case (data/manifest.Case): its LE, its id as a safe file stem, its side and LE window."""
-        return cls(case.le_path, case_file_stem(case.case_id), case.laterality, case.window("le"))
+    def of_case(cls, case, stem: str = "") -> "SynthesisInput":
+        """A manifest case (data/manifest.Case): its LE, `stem` (default: its id as a safe file stem), its
+        side and LE window."""
+        return cls(case.le_path, stem or case_file_stem(case.case_id), case.laterality, case.window("le"))
 
 
-def manifest_inputs(manifest_path: str | os.PathLike, split: str = "") -> list[SynthesisInput]:
-    """The cases of a manifest in its order, only those of `split` when given; InputError when none is left."""
-    inputs = [SynthesisInput.of_case(c) for c in read_manifest(manifest_path) if not split or c.split == split]
-    if not inputs:
+def output_stems(case_ids: Iterable[str]) -> dict[str, str]:
+    """Case id -> file stem, distinct for distinct ids: `case_file_stem`, plus "-" and 8 hex digits of the
+    id's SHA-256 only where ids of one run share a stem ("a/b" and "a_b"), so no output replaces another
+    and names without a clash stay as they were."""
+    stems = {case_id: case_file_stem(case_id) for case_id in dict.fromkeys(case_ids)}
+    shared = Counter(stems.values())
+    return {case_id: stem if shared[stem] == 1 else f"{stem}-{hashlib.sha256(case_id.encode()).hexdigest()[:8]}"
+            for case_id, stem in stems.items()}
+
+
+def pseudonym_key(path: str | os.PathLike) -> bytes:
+    """The de-identification key of a run: the SHA-256 of its input file's bytes (manifest or LE), so the
+    same input gives the same pseudonyms in predict and evaluate, and nobody without it can recompute them."""
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.file_digest(fh, "sha256").digest()
+    except OSError as exc:
+        raise InputError(path, f"cannot read ({exc.strerror or exc})") from None
+
+
+def case_pseudonym(key: bytes, identifier: str, prefix: str = "case") -> str:
+    """`prefix`-<10 hex digits of HMAC-SHA256(key, identifier)>: the pseudonym of a case or patient id."""
+    return f"{prefix}-{hmac.new(key, identifier.encode(), hashlib.sha256).hexdigest()[:10]}"
+
+
+def manifest_inputs(manifest_path: str | os.PathLike, split: str = "", *,
+                    deidentify: bool = False) -> list[SynthesisInput]:
+    """The cases of a manifest in its order, only those of `split` when given, each with its own output
+    stem (`output_stems`; pseudonyms with `deidentify`); InputError when none is left."""
+    cases = [c for c in read_manifest(manifest_path) if not split or c.split == split]
+    if not cases:
         raise InputError(manifest_path, f"no case in split {split!r}")
-    return inputs
+    key = pseudonym_key(manifest_path) if deidentify else b""
+    names = [case_pseudonym(key, c.case_id) if deidentify else c.case_id for c in cases]
+    stems = output_stems(names)
+    return [SynthesisInput.of_case(c, stems[name]) for c, name in zip(cases, names)]
 
 
 class Synthesizer:

@@ -10,7 +10,13 @@ from pathlib import Path
 from VirtualContrastTraining.atomic import ensure_writable_dir
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.events import EventWriter
-from VirtualContrastTraining.synthesis import SynthesisInput, Synthesizer, manifest_inputs
+from VirtualContrastTraining.synthesis import (
+    SynthesisInput,
+    Synthesizer,
+    case_pseudonym,
+    manifest_inputs,
+    pseudonym_key,
+)
 from VirtualContrastTraining.synthetic_export import (
     check_synthetic_name,
     new_anonymizer,
@@ -42,7 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "away from the breast (BurnedInAnnotation YES)")
     p.add_argument("--deidentify", action="store_true",
                    help="DICOM output: replace names, IDs, UIDs and dates with pseudonyms (dicognito), the same "
-                        "for all files of this run, so a patient's images stay in one pseudonymous study")
+                        "for all files of this run, so a patient's images stay in one pseudonymous study; file "
+                        "names and events carry pseudonyms of the case ids too (docs/deidentification.md)")
     p.set_defaults(func=run)
 
 
@@ -70,9 +77,12 @@ def run(args: argparse.Namespace) -> int:
     single_file = out.suffix.lower() in (".nrrd", ".dcm")
     fmt = args.format or ("dicom" if out.suffix.lower() == ".dcm" else "nrrd")
     if Path(args.input).suffix.lower() == ".csv":
-        inputs = manifest_inputs(args.input, args.split)
+        inputs = manifest_inputs(args.input, args.split, deidentify=args.deidentify)
     else:
-        inputs = [SynthesisInput(args.input, Path(args.input).name.split(".")[0], args.laterality, args.le_window)]
+        stem = Path(args.input).name.split(".")[0]
+        if args.deidentify:
+            stem = case_pseudonym(pseudonym_key(args.input), stem)
+        inputs = [SynthesisInput(args.input, stem, args.laterality, args.le_window)]
     if single_file and len(inputs) != 1:
         raise InputError(out, "a manifest gives several outputs: --out must be a folder")
     if single_file:
@@ -86,10 +96,15 @@ def run(args: argparse.Namespace) -> int:
     events = EventWriter()
     events.emit("started", job="predict", model=str(args.model), n_images=len(inputs))
     written = []
-    for i, (item, des) in enumerate(itertools.chain([first], results), start=1):
-        dest = out if single_file else out / synthetic_name(item.stem, fmt)
-        written.append(writer(des, dest))
-        events.emit("progress", step=i, total_steps=len(inputs), path=str(dest))
+    try:
+        for i, (item, des) in enumerate(itertools.chain([first], results), start=1):
+            dest = out if single_file else out / synthetic_name(item.stem, fmt)
+            written.append(writer(des, dest))
+            events.emit("progress", step=i, total_steps=len(inputs), path=str(dest))
+    except (InputError, OSError) as exc:  # a full disk, an unreadable LE: a failed event, then one line
+        error = exc if isinstance(exc, InputError) else InputError(exc.filename, f"cannot write: {exc.strerror}")
+        events.emit("failed", job="predict", error=str(error), outputs=[str(p) for p in written])
+        raise error from None
     events.emit("finished", job="predict", outputs=[str(p) for p in written])
     print(f"wrote {len(written)} synthetic DES image(s) to {out}", file=sys.stderr)
     return 0
