@@ -19,7 +19,10 @@ The other direction: the runner asks the engine to stop with SIGTERM (or
 Ctrl-C) and, where no signal can reach the engine (Windows, an interpreter
 behind a launcher), by creating the file named in the environment variable
 STOP_FILE_ENV. A command that has state to save reads both through
-StopRequest. Exit codes of the CLI are part of the protocol.
+StopRequest. Exit codes of the CLI are part of the protocol. A second
+SIGTERM or Ctrl-C does not wait for the step in progress: it raises
+ForcedStop, and the command exits with EXIT_CANCELLED at once, its last
+complete checkpoint intact (atomic writes).
 
 A command that runs jobs of its own (`demo` and `compare` train runs) gives
 each an EventWriter on an `EventTee`: the job's events go to its log file,
@@ -128,12 +131,25 @@ class EventTee(io.TextIOBase):
         self.log.close()
 
 
+class ForcedStop(BaseException):
+    """A second stop request: leave now, without finishing the step or saving its state.
+
+    A BaseException, as KeyboardInterrupt, so that no `except Exception` on the way mistakes it for a failure;
+    the finally blocks on the way (atomic writes, the run lock) still clean up.
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signal = signum
+
+
 class StopRequest:
     """Whether the runner asked the engine to stop: SIGTERM, SIGINT (Ctrl-C), or its stop file.
 
     Used as a context manager around a long loop that checks `if stop:` between
-    steps: the signal handlers only set a flag (a step is never cut in half),
-    and the previous handlers come back on exit. The stop file (path in
+    steps: the first signal only sets a flag (a step is never cut in half), a
+    second one raises ForcedStop (the user does not want to wait for the
+    step), and the previous handlers come back on exit. The stop file (path in
     STOP_FILE_ENV) is the request that reaches the engine where no signal
     does: on Windows, and behind a launcher that a signal would stop instead
     of passing it on. It is looked at each time the flag is read (one stat).
@@ -152,6 +168,8 @@ class StopRequest:
         return self
 
     def _handle(self, signum, frame) -> None:
+        if self:
+            raise ForcedStop(signum)
         self.signal = signum
 
     def __exit__(self, *exc) -> None:

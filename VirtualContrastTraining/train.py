@@ -11,12 +11,31 @@ global RNGs, whose states the checkpoint saves. The checkpoint also holds
 the position within the epoch, so a run cancelled after step k and resumed
 makes exactly the steps k+1, k+2, ... an uninterrupted run would have made.
 On CPU, torch.use_deterministic_algorithms(True) makes those steps bitwise
-repeatable.
+repeatable. The learning rate is recomputed for the epoch resumed at (never
+read back from the optimiser state), from the config resumed with.
+
+Extension. `--resume --epochs N` continues a finished or stopped run to N
+epochs. It equals, bit for bit, a run started with N epochs as long as the
+schedule does not depend on the run's length: no linear decay
+(epochs_decay 0) and no loss annealed over the planned steps (tau 0), and
+validation every epoch (with val_every > 1 the last epoch of the shorter
+run was validated although not due). With decay or annealing, a longer run
+would have trained every earlier step at another lr or tau, so changing
+epochs is refused there.
+
+Run folder. One training at a time writes a folder: a lock (atomic.
+folder_lock) is taken before anything is written, and the folder is checked
+under it. A run that fails before its first checkpoint removes what it
+wrote; one killed before it (no checkpoint, but config.json) restarts from
+step 0 with --resume; --overwrite reuses a folder holding only a run's files
+and deletes them once the new run's data and networks are ready.
 
 Cancel. SIGTERM, SIGINT and the runner's stop file (events.StopRequest: the
 one request that reaches an engine behind a launcher on Windows) only set a
 flag; after the current step the loop writes the full training state, emits
-"cancelled" and returns EXIT_CANCELLED.
+"cancelled" and returns EXIT_CANCELLED. A second signal does not wait for
+the step (events.ForcedStop): "cancelled" with forced true, the same exit
+code, and the last complete checkpoint as it was.
 """
 
 from __future__ import annotations
@@ -28,6 +47,7 @@ import json
 import math
 import os
 import random
+import signal
 import sys
 import time
 import traceback
@@ -38,8 +58,10 @@ from typing import Any
 import numpy as np
 
 from VirtualContrastTraining import software_versions
-from VirtualContrastTraining.atomic import ensure_writable_dir, write_text_atomic
+from VirtualContrastTraining.atomic import LOCK_NAME, ensure_writable_dir, folder_lock, write_text_atomic
 from VirtualContrastTraining.checkpoints import (
+    MODEL_NAME,
+    STATE_NAME,
     has_training_state,
     load_initial_weights,
     load_training_state,
@@ -55,7 +77,7 @@ from VirtualContrastTraining.data.preprocessing import PreprocessConfig
 from VirtualContrastTraining.data.splits import assign_splits
 from VirtualContrastTraining.devices import resolve_device
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.events import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EventWriter, StopRequest
+from VirtualContrastTraining.events import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EventWriter, ForcedStop, StopRequest
 from VirtualContrastTraining.recipes import build_recipe
 
 CONFIG_FILE = "config.json"
@@ -63,6 +85,9 @@ HISTORY_FILE = "history.csv"
 SPLIT_MANIFEST_FILE = "manifest.csv"
 # Fields that may change when resuming: they extend or shorten the schedule without changing any step.
 RESUMABLE_CHANGES = ("epochs", "max_steps", "patience", "warmup", "val_every", "description")
+# What a run writes in its folder (besides the temporary names of its atomic writes): all --overwrite may delete.
+RUN_FILES = (CONFIG_FILE, HISTORY_FILE, SPLIT_MANIFEST_FILE, f"{STATE_NAME}.safetensors", f"{STATE_NAME}.json",
+             f"{MODEL_NAME}.safetensors", f"{MODEL_NAME}.json")
 
 
 def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
@@ -132,20 +157,43 @@ def _write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
     write_text_atomic(run_dir / HISTORY_FILE, buf.getvalue())
 
 
-def _check_run_folder(run_dir: Path, resume: bool) -> None:
+def _is_run_file(name: str) -> bool:
+    """A run's own file, or the temporary name of one of its atomic writes (atomic.atomic_path: .STEM-*.tmp*)."""
+    stems = {f.split(".")[0] for f in RUN_FILES}
+    return name in RUN_FILES or name == LOCK_NAME or (name.startswith(".") and ".tmp" in name
+                                                      and name[1:].split("-")[0] in stems)
+
+
+def _check_run_folder(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Under the run lock: --resume needs a run (a checkpoint, or config.json of one killed before its first);
+    a new run an empty folder; --overwrite a folder of nothing but a run's files."""
+    entries = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK_NAME)
     if resume:
-        if not has_training_state(run_dir):
-            raise InputError(run_dir, "--resume: no training checkpoint in this folder (checkpoint.safetensors is missing)")
-    elif run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        raise InputError(run_dir, "output folder is not empty: refusing to overwrite a run (use --resume, or another --out)")
-    ensure_writable_dir(run_dir)
+        if not has_training_state(run_dir) and not (run_dir / CONFIG_FILE).is_file():
+            raise InputError(run_dir, "--resume: no training checkpoint nor run config in this folder "
+                             "(checkpoint.safetensors and config.json are missing)")
+    elif overwrite:
+        foreign = [name for name in entries if not _is_run_file(name) or (run_dir / name).is_dir()]
+        if foreign:
+            raise InputError(run_dir, f"--overwrite: the folder holds files that are not a training run's "
+                             f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); refusing to delete them")
+    elif entries:
+        raise InputError(run_dir, "output folder is not empty: refusing to overwrite a run "
+                         "(use --resume, --overwrite, or another --out)")
+
+
+def _remove_run_files(run_dir: Path) -> None:
+    """The files of a run in `run_dir` (RUN_FILES and temporary ones), not the lock, nothing else."""
+    for path in run_dir.iterdir():
+        if path.name != LOCK_NAME and _is_run_file(path.name) and path.is_file():
+            path.unlink()
 
 
 def _check_resume_config(run_dir: Path, config: TrainConfig) -> None:
     saved = load_run_config(run_dir).to_dict()
     changed = sorted(k for k, v in config.to_dict().items() if saved.get(k) != v and k not in RESUMABLE_CHANGES)
-    if config.epochs_decay and saved.get("epochs") != config.epochs:
-        changed.append("epochs")  # the linear decay ends at the last epoch: moving it changes every later step
+    if (config.epochs_decay or config.tau) and saved.get("epochs") != config.epochs:
+        changed.append("epochs")  # the decay ends at the last epoch, tau at the last step: moving them changes steps
     if changed:
         detail = ", ".join(f"{k} {saved.get(k)!r} -> {config.to_dict()[k]!r}" for k in changed)
         raise InputError(run_dir / CONFIG_FILE, f"--resume with a different config ({detail}); "
@@ -230,13 +278,20 @@ class _Trainer:
             "epoch": 1, "position": 0, "global_step": 0, "best_val_l1": math.inf, "best_epoch": 0,
             "patience_counter": 0, "history": [], "epoch_sums": {}, "epoch_steps": 0,
         }
-        if resume:
+        self.restored = resume and has_training_state(run_dir)
+        if self.restored:
             self._restore()
-        else:
-            write_manifest(run_dir / SPLIT_MANIFEST_FILE, cases)
-        # Rewritten on resume too: epochs or patience may have been extended.
-        write_text_atomic(run_dir / CONFIG_FILE, json.dumps(config.to_dict(), indent=1) + "\n")
+        self.cases = cases
         self.n_train, self.n_val = len(train_cases), len(val_cases)
+
+    def write_start(self, overwrite: bool) -> None:
+        """The run's first writes, once its data and networks are ready: with --overwrite the previous run's files
+        go first; config.json is rewritten on resume too (epochs or patience may have been extended)."""
+        if not self.restored:
+            if overwrite:
+                _remove_run_files(self.run_dir)
+            write_manifest(self.run_dir / SPLIT_MANIFEST_FILE, self.cases)
+        write_text_atomic(self.run_dir / CONFIG_FILE, json.dumps(self.config.to_dict(), indent=1) + "\n")
 
     def _restore(self) -> None:
         saved = load_training_state(self.run_dir)
@@ -246,6 +301,7 @@ class _Trainer:
         self.recipe.load_state_dict(saved.pop("recipe"))
         _set_rng_state(saved.pop("rng"))
         self.state.update(saved)
+        self.recipe.start_epoch(self.state["epoch"])
 
     def _save_state(self) -> None:
         save_training_state(self.run_dir, {**self.state, "recipe": self.recipe.state_dict(), "rng": _rng_state()})
@@ -374,21 +430,26 @@ class _Trainer:
 
 
 def train(config: TrainConfig, manifest_path: str | os.PathLike, run_dir: str | os.PathLike, *,
-          device: str = "auto", resume: bool = False, events: EventWriter) -> int:
+          device: str = "auto", resume: bool = False, overwrite: bool = False, events: EventWriter) -> int:
     """Train `config` on the manifest's train split into `run_dir`; returns an events.EXIT_* code.
 
     Bad input raises InputError (after a "failed" event); any other failure
-    emits "failed" with the message and returns EXIT_FAILED.
+    emits "failed" with the message and returns EXIT_FAILED. `overwrite`
+    reuses a folder that holds a run's files only (see _check_run_folder).
     """
     run_dir = Path(run_dir)
     created = _outermost_missing(run_dir)
     try:
+        if resume and overwrite:
+            raise InputError(None, "--resume continues the run in the folder, --overwrite replaces it: give one")
         dev = resolve_device(device)
-        _check_run_folder(run_dir, resume)
-        if resume:
-            _check_resume_config(run_dir, config)
-        with StopRequest() as stop, _deterministic(dev.type == "cpu"):
-            return _Trainer(config, Path(manifest_path), run_dir, dev, resume, events, stop).run()
+        if run_dir.exists() and not run_dir.is_dir():
+            raise InputError(run_dir, "--out is a file, not a folder")
+        ensure_writable_dir(run_dir)
+        with folder_lock(run_dir, "training"):
+            return _train_locked(config, Path(manifest_path), run_dir, dev, resume, overwrite, events)
+    except ForcedStop as exc:
+        return _forced_stop(run_dir, exc, events)
     except InputError as exc:
         events.emit("failed", error=str(exc))
         _remove_created(run_dir, created)
@@ -399,6 +460,35 @@ def train(config: TrainConfig, manifest_path: str | os.PathLike, run_dir: str | 
         events.emit("failed", error=f"{type(exc).__name__}: {exc}")
         _remove_created(run_dir, created)
         return EXIT_FAILED
+
+
+def _train_locked(config: TrainConfig, manifest_path: Path, run_dir: Path, dev, resume: bool, overwrite: bool,
+                  events: EventWriter) -> int:
+    """train() once it holds the run lock. A run that fails before its first checkpoint removes what it wrote,
+    so that its folder can be used again (a run killed there keeps it: --resume restarts it from step 0)."""
+    _check_run_folder(run_dir, resume, overwrite)
+    if resume:
+        _check_resume_config(run_dir, config)
+    with StopRequest() as stop, _deterministic(dev.type == "cpu"):
+        trainer = _Trainer(config, manifest_path, run_dir, dev, resume, events, stop)
+        try:
+            trainer.write_start(overwrite)
+            return trainer.run()
+        except Exception:
+            if not resume and not has_training_state(run_dir):
+                _remove_run_files(run_dir)
+            raise
+
+
+def _forced_stop(run_dir: Path, exc: ForcedStop, events: EventWriter) -> int:
+    """A second stop request left the step in progress unfinished: the last complete checkpoint stays as it was."""
+    checkpoint = run_dir / f"{STATE_NAME}.safetensors"
+    kept = {"checkpoint": str(checkpoint)} if checkpoint.is_file() else {}
+    events.emit("cancelled", signal=exc.signal, by="second " + signal.Signals(exc.signal).name, forced=True, **kept,
+                message="stopped at once: the step in progress is lost; "
+                + ("run again with --resume to continue from the last checkpoint" if kept else
+                   "no checkpoint yet: --resume starts the run again from step 0"))
+    return EXIT_CANCELLED
 
 
 def _outermost_missing(path: Path) -> Path | None:

@@ -20,6 +20,11 @@ config saved in the run folder is the base: a --preset, when given, must be
 the one the run was started from, and only the options given on this command
 line change it (only epochs, patience and val_every may change; e.g. --epochs
 extends the schedule).
+
+--overwrite reuses a folder that holds a run (say one that failed): its
+files are deleted once the new run's data are ready, and a folder holding
+anything else is refused. A second Ctrl-C or SIGTERM stops at once, keeping
+the last checkpoint. See docs/training-runs.md.
 """
 
 from __future__ import annotations
@@ -47,6 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="run folder: config, checkpoints, model, history")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="reuse --out although it holds a run (a failed or unwanted one): its files are deleted once "
+                        "the new run's data are ready; refused when the folder holds anything else")
     p.add_argument("--epochs", type=int, help="maximum number of epochs")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="learning rate of both Adam optimisers")
@@ -101,4 +109,4 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         raise InputError(None, f"missing {', '.join(missing)} (see virtual-contrast train --help)")
     return train(resolve_from_args(args), args.manifest, args.out, device=args.device, resume=args.resume,
-                 events=EventWriter())
+                 overwrite=args.overwrite, events=EventWriter())

@@ -8,11 +8,14 @@ annealed over training, such as tau of the exponential dampening loss),
 saves `generator` as the model and `state_dict()` as the resumable state.
 
 The learning rate is computed, not stepped by torch schedulers, so a
-resumed run gets it from two saved numbers: base lr x linear-decay factor
+resumed run recomputes it (`start_epoch`) from the config it resumes with
+and one saved number: base lr x linear-decay factor
 (the last `epochs_decay` epochs go linearly to 0, as pytorch-CycleGAN-and-
 pix2pix's "linear" policy) x plateau factor (halved after
 `plateau_patience` epochs without a better validation L1, as
-ReduceLROnPlateau in the Autoencoder code of 001).
+ReduceLROnPlateau in the Autoencoder code of 001). The lr stored in the
+optimiser state is never trusted: after the last epoch it is the next
+epoch's, 0 with epochs_decay 0, which an extended run must not train at.
 """
 
 from __future__ import annotations
@@ -123,6 +126,11 @@ class Recipe:
                 if p["bad_epochs"] >= c.plateau_patience:
                     p.update(factor=p["factor"] * 0.5, bad_epochs=0)
         self._set_lr(epoch + 1)
+
+    def start_epoch(self, epoch: int) -> None:
+        """A resumed run: the lr of `epoch` from the (possibly extended) config, not the one saved with the
+        optimiser (computed for the saved config's schedule)."""
+        self._set_lr(epoch)
 
     def _set_lr(self, epoch: int) -> None:
         c = self.config
