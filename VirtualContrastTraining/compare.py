@@ -147,7 +147,7 @@ def write_folds(folds: dict[int, list], out_dir: Path, only: list[int] | None) -
 
 
 def _run_one(config, fold: int, fold_manifest: Path, run_dir: Path, device: str,
-             relay: EventTee) -> tuple[str, int]:
+             relay: EventTee, deidentify: bool = False) -> tuple[str, int]:
     """Train (or resume, or reuse) one run and evaluate its test split: (what was done, exit code)."""
     evaluation = run_dir / "evaluation"
     started = has_training_state(run_dir)
@@ -159,7 +159,8 @@ def _run_one(config, fold: int, fold_manifest: Path, run_dir: Path, device: str,
         shutil.rmtree(evaluation)
     code = train(config, fold_manifest, run_dir, device=device, resume=started, events=EventWriter(relay))
     if code == EXIT_OK:
-        evaluate_run(run_dir, fold_manifest, split="test", out_dir=evaluation, device=device, fold=fold)
+        evaluate_run(run_dir, fold_manifest, split="test", out_dir=evaluation, device=device, fold=fold,
+                     deidentify=deidentify)
     return ("resumed" if started else "trained"), code
 
 
@@ -226,11 +227,13 @@ def _evaluations(out_dir: Path, preset: str, folds: list[int]) -> list[Path]:
     return [out_dir / "runs" / preset / f"fold_{fold}" / "evaluation" for fold in folds]
 
 
-def _preset_reports(out_dir: Path, presets: list[str], folds: list[int], k: int) -> dict[str, Path]:
+def _preset_reports(out_dir: Path, presets: list[str], folds: list[int], k: int,
+                    deidentify: bool = False) -> dict[str, Path]:
     """One HTML report per preset over all its folds (report.py pools the test images and adds the
     cross-validation table): DIR/reports/<preset>.html."""
     return {name: build_report(_evaluations(out_dir, name, folds), out_dir / "reports" / f"{name}.html",
-                               title=f"{name}: {k}-fold cross-validation") for name in presets}
+                               title=f"{name}: {k}-fold cross-validation", deidentify=deidentify)
+            for name in presets}
 
 
 def _paired_tests(out_dir: Path, presets: list[str], folds: list[int]) -> str:
@@ -306,7 +309,7 @@ def _comparison_markdown(table: str, configs: dict, data_lines: list[str], folds
 def compare(presets: list[str], manifest: str | os.PathLike | None, out_dir: str | os.PathLike, *,
             k: int | None = None, stratify: str | None = None, only_folds: list[int] | None = None,
             overrides: dict[str, Any] | None = None, seed: int = 0, device: str = "auto", events: EventWriter,
-            fold_manifests: str | os.PathLike | None = None) -> ComparisonResult:
+            fold_manifests: str | os.PathLike | None = None, deidentify: bool = False) -> ComparisonResult:
     """Train and evaluate every preset on every chosen fold; write comparison.md and .csv into `out_dir`.
 
     The folds are dealt from `manifest` (k folds, default 10; `stratify`
@@ -315,14 +318,15 @@ def compare(presets: list[str], manifest: str | os.PathLike | None, out_dir: str
     strings allowed) apply to every preset; `seed` deals the folds and is
     every run's training seed unless `overrides` sets "seed". Bad input raises
     InputError (after a "failed" event); a run that fails or is cancelled ends
-    the comparison with its exit code.
+    the comparison with its exit code. `deidentify` evaluates and reports with
+    pseudonyms of the case ids (evaluation/run.py).
     """
     out_dir = Path(out_dir)
     manifest = None if manifest is None else Path(manifest)
     fold_manifests = None if fold_manifests is None else Path(fold_manifests)
     try:
         return _compare(presets, manifest, fold_manifests, out_dir, k, stratify, only_folds, dict(overrides or {}),
-                        seed, device, events)
+                        seed, device, events, deidentify)
     except InputError as exc:
         events.emit("failed", error=str(exc))
         raise
@@ -351,7 +355,7 @@ def _folds(manifest: Path | None, fold_manifests: Path | None, k: int | None, st
 
 
 def _compare(presets, manifest: Path | None, fold_manifests: Path | None, out_dir: Path, k, stratify, only_folds,
-             overrides, seed, device, events: EventWriter) -> ComparisonResult:
+             overrides, seed, device, events: EventWriter, deidentify: bool = False) -> ComparisonResult:
     configs = resolve_presets(presets, {"seed": seed, **overrides})
     folds, all_cases, k, stratify = _folds(manifest, fold_manifests, k, stratify, seed)
     fold_paths = write_folds(folds, out_dir, only_folds)
@@ -372,7 +376,7 @@ def _compare(presets, manifest: Path | None, fold_manifests: Path | None, out_di
         # The run's events go to its log; progress and validation on to the comparison's, tagged with the run.
         with EventTee(run_dir.parent / f"fold_{fold}-events.jsonl", mode="a", events=events,
                       forward=("progress", "validation"), tag=tag) as relay:
-            done, code = _run_one(configs[name], fold, fold_paths[fold], run_dir, device, relay)
+            done, code = _run_one(configs[name], fold, fold_paths[fold], run_dir, device, relay, deidentify)
         if code == EXIT_CANCELLED:
             events.emit("cancelled", **tag, message="run the same compare command again to continue")
             return ComparisonResult(out_dir, code, rows, [])
@@ -393,7 +397,7 @@ def _compare(presets, manifest: Path | None, fold_manifests: Path | None, out_di
     table = format_comparison(summary, list(configs))
     result = ComparisonResult(out_dir, EXIT_OK, rows, summary, table)
     write_text_atomic(result.csv, csv_text(_csv_rows(rows, summary)))
-    reports = _preset_reports(out_dir, list(configs), list(fold_paths), k)
+    reports = _preset_reports(out_dir, list(configs), list(fold_paths), k, deidentify)
     tests = _paired_tests(out_dir, list(configs), list(fold_paths))
     data_lines = _data_lines(manifest, fold_manifests, k, stratify, seed, all_cases)
     write_text_atomic(result.markdown, _comparison_markdown(table, configs, data_lines, list(fold_paths), overrides,

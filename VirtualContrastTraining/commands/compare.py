@@ -54,6 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="override a config field of every preset (repeatable), e.g. --set epochs=2")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--seed", type=int, default=0, help="deals the folds; training seed unless --set seed=... (default 0)")
+    p.add_argument("--deidentify", action="store_true",
+                   help="evaluate and report with pseudonyms of the case ids only (docs/deidentification.md)")
     p.set_defaults(func=run)
 
 
@@ -69,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     only = _numbers(args.only_folds, "--only-folds") if args.only_folds is not None else None
     result = compare(presets, args.manifest, args.out, k=args.folds, stratify=args.stratify, only_folds=only,
                      overrides=parse_assignments(args.set), seed=args.seed, device=args.device, events=EventWriter(),
-                     fold_manifests=args.fold_manifests)
+                     fold_manifests=args.fold_manifests, deidentify=args.deidentify)
     if result.code == EXIT_OK:
         print(f"\n{result.table}\n\nreport: {result.markdown}")
     return result.code

@@ -33,12 +33,16 @@ def register(subparsers) -> None:
     parser.add_argument("--reader-study", metavar="CSV", help="reader ratings to analyse in the report")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder for the report")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--deidentify", action="store_true",
+                        help="tables, figures, file names and messages carry pseudonyms of the case ids only, "
+                             "the ones predict --deidentify gives for this manifest (docs/deidentification.md)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     result = evaluate_run(args.model, args.manifest, split=args.split, out_dir=args.out, device=args.device,
-                          synthetic=args.synthetic, name=args.name, size=args.size, reader_study=args.reader_study)
+                          synthetic=args.synthetic, name=args.name, size=args.size, reader_study=args.reader_study,
+                          deidentify=args.deidentify)
     print(result.table)
     print(f"\nreport: {result.report_html}")
     return EXIT_OK

@@ -30,9 +30,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, metavar="HTML", help="the report file to write")
     p.add_argument("--reader-study", type=Path, metavar="CSV", help="reader-study CSV (000) to add to the report")
     p.add_argument("--title", help="report title (default: names the evaluated models)")
+    p.add_argument("--deidentify", action="store_true",
+                   help="refuse evaluation folders not written by `evaluate --deidentify`, so the report holds "
+                        "pseudonyms only (docs/deidentification.md)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    print(build_report(args.evaluation, args.out, reader_study=args.reader_study, title=args.title))
+    print(build_report(args.evaluation, args.out, reader_study=args.reader_study, title=args.title,
+                       deidentify=args.deidentify))
     return 0

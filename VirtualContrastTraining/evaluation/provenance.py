@@ -29,7 +29,8 @@ def file_sha256(path: str | os.PathLike) -> str:
 def evaluation_provenance(*, model_name: str, sidecar: dict[str, Any], model_file: str | os.PathLike | None,
                           synthetic_list: str | os.PathLike | None, manifest: str | os.PathLike, split: str,
                           n_images: int, image_size: int, comparison_space: str,
-                          linear_fit: tuple[float, float] | None, device: str, fold: int | None) -> dict[str, Any]:
+                          linear_fit: tuple[float, float] | None, device: str, fold: int | None,
+                          deidentified: bool = False) -> dict[str, Any]:
     """The provenance.json record of one evaluation (keys documented in docs/evaluation.md)."""
     source = Path(model_file) if model_file else Path(synthetic_list)
     return {
@@ -49,6 +50,7 @@ def evaluation_provenance(*, model_name: str, sidecar: dict[str, Any], model_fil
         "linear_fit": list(linear_fit) if linear_fit else None,
         "device": device,
         "fold": fold,
+        "deidentified": deidentified,
         "versions": software_versions(),
         "not_for_diagnosis": NOT_FOR_DIAGNOSIS,
     }

@@ -33,7 +33,6 @@ from typing import Any, Sequence
 
 from VirtualContrastTraining import __version__
 from VirtualContrastTraining.atomic import write_text_atomic
-from VirtualContrastTraining.data.manifest import case_file_stem
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.evaluation import columns
 from VirtualContrastTraining.evaluation.columns import TISSUE_IMAGES
@@ -65,6 +64,7 @@ from VirtualContrastTraining.evaluation.significance import (
     pearson,
     wilcoxon_models,
 )
+from VirtualContrastTraining.synthesis import output_stems
 from VirtualContrastTraining.synthetic_wording import NOT_FOR_DIAGNOSIS
 
 
@@ -302,6 +302,12 @@ def _values(rows: list[dict[str, Any]], metrics: Sequence[str]) -> dict[str, lis
     return {m: [r[m] for r in rows if r.get(m) is not None] for m in metrics}
 
 
+def heatmap_stems(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Case id -> heatmap file stem for the rows of one evaluation (per_image.csv): evaluate names the
+    files by it and the report finds them by it (synthesis.output_stems: "a/b" and "a_b" get one each)."""
+    return output_stems(r["case_id"] for r in rows)
+
+
 def _heatmaps(pooled: Pooled, figures: Figures) -> str:
     """The best, median and worst case of each trained model by MAE: its existing heatmap panel, labelled."""
     parts = []
@@ -318,7 +324,8 @@ def _heatmaps(pooled: Pooled, figures: Figures) -> str:
             if row["case_id"] in seen:
                 continue
             seen.add(row["case_id"])
-            path = pooled.source[(model, row["case_id"])].folder / "heatmaps" / f"{case_file_stem(row['case_id'])}.png"
+            source = pooled.source[(model, row["case_id"])]
+            path = source.folder / "heatmaps" / f"{heatmap_stems(source.rows)[row['case_id']]}.png"
             label = f"{model}, {which} case by MAE: {row['case_id']} (MAE {row['MAE']:.4f})"
             try:
                 data = path.read_bytes()
@@ -387,8 +394,11 @@ def _reader(path: Path | None) -> str:
 
 
 def build_report(evaluation_dirs: list[Path], out_path: Path, *, reader_study: Path | None = None,
-                 title: str | None = None) -> Path:
-    """Write the self-contained HTML report of one or more evaluation folders to `out_path`; return its path."""
+                 title: str | None = None, deidentify: bool = False) -> Path:
+    """Write the self-contained HTML report of one or more evaluation folders to `out_path`; return its path.
+
+    `deidentify` refuses a folder that `evaluate --deidentify` did not write: the report only shows the ids
+    the folders hold, so pseudonyms in, pseudonyms out."""
     if not evaluation_dirs:
         raise InputError(None, "no evaluation folder given")
     resolved = [Path(d).resolve() for d in evaluation_dirs]
@@ -397,7 +407,11 @@ def build_report(evaluation_dirs: list[Path], out_path: Path, *, reader_study: P
         raise InputError(twice[0], "evaluation folder given twice")
     if reader_study is not None and not Path(reader_study).is_file():
         raise InputError(reader_study, "reader-study file not found")
-    pooled = pool([read_evaluation(d) for d in evaluation_dirs])
+    evaluations = [read_evaluation(d) for d in evaluation_dirs]
+    plain = [ev.folder for ev in evaluations if not ev.provenance.get("deidentified")]
+    if deidentify and plain:
+        raise InputError(plain[0], "not de-identified: evaluate with --deidentify first, then report --deidentify")
+    pooled = pool(evaluations)
     title = title or f"VirtualContrast evaluation: {', '.join(pooled.trained)}"
     figures = Figures()
     sections = [

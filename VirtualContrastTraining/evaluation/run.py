@@ -6,6 +6,12 @@ predicts, measures every image against its real DES and the two baselines
 (evaluate.py), and writes per_image.csv, summary.csv, histograms.csv,
 provenance.json, heatmaps/<case>.png, report.html (report.py) and
 summary.md, last, whose presence marks a complete folder.
+
+With `deidentify` every case and patient id is replaced by its keyed pseudonym
+(synthesis.case_pseudonym, keyed by the manifest's bytes: the same as predict
+--deidentify gives for that manifest) as the manifest is read, so no table,
+figure, file name or error message after that point holds an original id;
+provenance.json records it ("deidentified": true) for `report --deidentify`.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import numpy as np
 from VirtualContrastTraining.atomic import atomic_dir, ensure_writable_dir, write_text_atomic
 from VirtualContrastTraining.checkpoints import model_path as resolve_model
 from VirtualContrastTraining.data.imageio import read_image
-from VirtualContrastTraining.data.manifest import case_file_stem, read_manifest, resolve
+from VirtualContrastTraining.data.manifest import read_manifest, resolve
 from VirtualContrastTraining.data.prepared import prepare_cases
 from VirtualContrastTraining.data.preprocessing import PreprocessConfig, preprocess_mask
 from VirtualContrastTraining.data.segmentation import read_lesion_mask
@@ -43,8 +49,13 @@ from VirtualContrastTraining.evaluation.evaluate import (
 )
 from VirtualContrastTraining.evaluation.evaluation_folder import csv_text
 from VirtualContrastTraining.evaluation.provenance import evaluation_provenance
-from VirtualContrastTraining.evaluation.report import build_report
-from VirtualContrastTraining.synthesis import SynthesisInput, Synthesizer
+from VirtualContrastTraining.evaluation.report import build_report, heatmap_stems
+from VirtualContrastTraining.synthesis import (
+    SynthesisInput,
+    Synthesizer,
+    case_pseudonym,
+    pseudonym_key,
+)
 from VirtualContrastTraining.synthetic_wording import NOT_FOR_DIAGNOSIS
 
 
@@ -79,17 +90,30 @@ class EvaluationResult:
         return format_table(self.summary)
 
 
-def _select_split(manifest_path: str | os.PathLike, split: str, run_dir: Path | None):
-    """(cases of `split`, train cases) from a manifest with DES.
+def _identity(identifier: str, prefix: str = "case") -> str:
+    return identifier
+
+
+def _pseudonymizer(manifest_path: str | os.PathLike, deidentify: bool):
+    """(id, prefix) -> what the evaluation writes: the id itself, or (`deidentify`) its keyed pseudonym."""
+    if not deidentify:
+        return _identity
+    key = pseudonym_key(manifest_path)
+    return lambda identifier, prefix="case": case_pseudonym(key, identifier, prefix)
+
+
+def _select_split(manifest_path: str | os.PathLike, split: str, run_dir: Path | None, rename=_identity):
+    """(cases of `split`, train cases) from a manifest with DES, case and patient ids through `rename`.
 
     A manifest without splits takes those the model was trained with (the run
     folder's manifest.csv, written by `train`), so the test split is truly held out.
     External synthetic images have no run folder (`run_dir` None): the manifest must set the splits.
     """
-    cases = read_manifest(manifest_path, require_des=True)
+    cases = [replace(c, case_id=rename(c.case_id), patient_id=rename(c.patient_id, "patient") if c.patient_id else "")
+             for c in read_manifest(manifest_path, require_des=True)]
     run_manifest = run_dir / "manifest.csv" if run_dir else None
     if any(not c.split for c in cases) and run_manifest and run_manifest.is_file():
-        used = {c.case_id: c.split for c in read_manifest(run_manifest)}
+        used = {rename(c.case_id): c.split for c in read_manifest(run_manifest)}
         cases = [replace(c, split=c.split or used.get(c.case_id, "")) for c in cases]
     unset = [c.case_id for c in cases if not c.split]
     if unset:
@@ -116,9 +140,10 @@ def _patch_model_predictions(synth, prepared, space) -> list[np.ndarray]:
     return [like_real_des(fake, p.des_params.window, _breast_side(p), space) for p, (_, fake) in zip(prepared, made)]
 
 
-def read_synthetic_list(path: str | os.PathLike, chosen) -> dict[str, str]:
-    """case_id -> synthetic DES file from a CSV with columns case_id, synthetic_path (relative paths are
-    relative to the CSV). Every case of `chosen` needs one; InputError naming the CSV otherwise."""
+def read_synthetic_list(path: str | os.PathLike, chosen, rename=_identity) -> dict[str, str]:
+    """case_id (through `rename`, as `chosen` has them) -> synthetic DES file from a CSV with columns
+    case_id, synthetic_path (relative paths are relative to the CSV). Every case of `chosen` needs one;
+    InputError naming the CSV otherwise."""
     path = Path(path)
     try:
         with open(path, encoding="utf-8-sig", newline="") as fh:
@@ -126,7 +151,7 @@ def read_synthetic_list(path: str | os.PathLike, chosen) -> dict[str, str]:
             missing = {"case_id", "synthetic_path"} - set(reader.fieldnames or ())
             if missing:
                 raise InputError(path, f"lacks column(s) {', '.join(sorted(missing))} (need case_id, synthetic_path)")
-            files = {row["case_id"].strip(): str(resolve(path, row["synthetic_path"].strip())) for row in reader
+            files = {rename(row["case_id"].strip()): str(resolve(path, row["synthetic_path"].strip())) for row in reader
                      if (row.get("case_id") or "").strip() and (row.get("synthetic_path") or "").strip()}
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(path, f"cannot read the synthetic image list ({exc})") from None
@@ -166,7 +191,7 @@ def _tissue_regions(prepared, space) -> list[tuple[np.ndarray | None, np.ndarray
 def evaluate_run(model_path: str | os.PathLike | None, manifest_path: str | os.PathLike, *, split: str = "test",
                  out_dir: str | os.PathLike, device: str = "auto", synthetic: str | os.PathLike | None = None,
                  name: str | None = None, size: int = COMPARISON_SIZE, fold: int | None = None,
-                 reader_study: str | os.PathLike | None = None) -> EvaluationResult:
+                 reader_study: str | os.PathLike | None = None, deidentify: bool = False) -> EvaluationResult:
     """Evaluate a trained model, or synthetic DES files made elsewhere, on one manifest split; write the
     report files (per_image.csv, summary.csv, histograms.csv, provenance.json, heatmaps/, report.html,
     summary.md last) into `out_dir`.
@@ -176,13 +201,15 @@ def evaluate_run(model_path: str | os.PathLike | None, manifest_path: str | os.P
     in its LE's geometry) at `size` after preparing them like the real DES
     (module docstring), so all are comparable in one table. `reader_study`
     (a ratings CSV, reader_study.py) adds that analysis to the HTML report.
+    `deidentify` writes pseudonyms of the case ids only (module docstring).
     """
+    rename = _pseudonymizer(manifest_path, deidentify)
     if (model_path is None) == (synthetic is None):
         raise InputError(None, "evaluate needs either a trained model or a list of synthetic images, not both")
     if model_path is not None:
         if not Path(model_path).exists():
             raise InputError(model_path, "model not found: give a trained run folder or model file")
-        chosen, train = _select_split(manifest_path, split, resolve_model(model_path).parent)
+        chosen, train = _select_split(manifest_path, split, resolve_model(model_path).parent, rename)
         synth = Synthesizer.load(model_path, device=device)
         model_name, sidecar = synth.model_name, synth.sidecar
         space = synth.preprocess_config if synth.pipeline == "resize" else PreprocessConfig(size=size)
@@ -190,8 +217,8 @@ def evaluate_run(model_path: str | os.PathLike | None, manifest_path: str | os.P
                       "a patch model: synthesized in each LE's geometry, then padded and resized like the "
                       "real DES, with the real DES's window")
     else:
-        chosen, train = _select_split(manifest_path, split, None)
-        files = read_synthetic_list(synthetic, chosen)
+        chosen, train = _select_split(manifest_path, split, None, rename)
+        files = read_synthetic_list(synthetic, chosen, rename)
         model_name, sidecar = name or f"external ({Path(synthetic).stem})", {}
         space = PreprocessConfig(size=size)
         space_text = "synthetic files in each LE's geometry, padded and resized like the real DES, with its window"
@@ -230,8 +257,9 @@ def evaluate_run(model_path: str | os.PathLike | None, manifest_path: str | os.P
     with atomic_dir(out_dir / "heatmaps") as tmp:
         from VirtualContrastTraining.evaluation.heatmap_panels import write_heatmap_panel  # lazy: matplotlib
 
+        stems = heatmap_stems(rows)
         for case, pred in zip(cases, predicted):
-            file_name = f"{case_file_stem(case['case_id'])}.png"
+            file_name = f"{stems[case['case_id']]}.png"
             write_heatmap_panel(tmp / file_name, case["le"], case["des"], pred, mask=case["mask"],
                                 title=f"{case['case_id']} - {model_name}", error_vmax=error_vmax or None)
             result.heatmaps.append(out_dir / "heatmaps" / file_name)
@@ -240,7 +268,7 @@ def evaluate_run(model_path: str | os.PathLike | None, manifest_path: str | os.P
         model_name=model_name, sidecar=sidecar, model_file=model_path and resolve_model(model_path),
         synthetic_list=synthetic, manifest=manifest_path, split=split, n_images=len(cases),
         image_size=int(le.shape[-1]), comparison_space=space_text, linear_fit=linear_fit,
-        device=device if model_path is not None else "", fold=fold)
+        device=device if model_path is not None else "", fold=fold, deidentified=deidentify)
     write_text_atomic(result.per_image_csv, csv_text(rows))
     write_text_atomic(result.summary_csv, csv_text(result.summary))
     write_text_atomic(out_dir / "histograms.csv", csv_text(histogram_rows(cases, predictions)))
