@@ -95,14 +95,14 @@ def run(args: argparse.Namespace) -> int:
     ensure_writable_dir(out.parent if single_file else out)
     events = EventWriter()
     events.emit("started", job="predict", model=str(args.model), n_images=len(inputs))
-    written = []
+    written, dest = [], out
     try:
         for i, (item, des) in enumerate(itertools.chain([first], results), start=1):
             dest = out if single_file else out / synthetic_name(item.stem, fmt)
             written.append(writer(des, dest))
             events.emit("progress", step=i, total_steps=len(inputs), path=str(dest))
     except (InputError, OSError) as exc:  # a full disk, an unreadable LE: a failed event, then one line
-        error = exc if isinstance(exc, InputError) else InputError(exc.filename, f"cannot write: {exc.strerror}")
+        error = exc if isinstance(exc, InputError) else InputError(dest, f"cannot write: {exc.strerror}")
         events.emit("failed", job="predict", error=str(error), outputs=[str(p) for p in written])
         raise error from None
     events.emit("finished", job="predict", outputs=[str(p) for p in written])
