@@ -525,11 +525,12 @@ def _attach_segmentations(pairs: list[_Pair], segs: list[_SegInfo], skipped: lis
 
     A name matches when it equals the case id (or the one the PatientID would
     give) or the LE's file stem, or is one of them plus a separated
-    prefix/suffix. Such an extended name is taken only for a Slicer .seg.nrrd or a name with a lesion word (lesion, mass, tumour, seg,
-    label); a name with a tissue or ground-truth word (breast, adipose, fat,
-    fibroglandular, glandular, iodine, truth, body, pectoral, muscle, skin) is
-    never a lesion mask, by name or by geometry: each is skipped with its reason,
-    so a lesion-free case stays without a mask instead of getting a tissue map.
+    prefix/suffix. Such an extended name is taken only for a Slicer .seg.nrrd
+    or a name with a lesion word (lesion, mass, tumour, seg, label); a name
+    with a tissue or ground-truth word (breast, adipose, fat, fibroglandular,
+    glandular, iodine, truth, body, pectoral, muscle, skin) is never a lesion
+    mask, by name or by geometry: each is skipped with its reason, so a
+    lesion-free case stays without a mask instead of getting a tissue map.
     When several files claim the same case, the best claim wins: closer name,
     then a .seg.nrrd, then a lesion word, then path order. A DICOM SEG names
     the image it segments: it goes to the case of that LE before any other
