@@ -198,7 +198,7 @@ def test_import_attaches_a_dicom_seg_to_the_le_it_references(small_phantom, case
     ds.save_as(outside)
     of_outside = write_dicom_seg({"x": np.ones((ds.Rows, ds.Columns), bool)}, outside, exports / "of_outside.dcm")
 
-    report = import_dicom(data, tmp_path / "manifest.csv")
+    report = import_dicom(data, tmp_path / "manifest.csv", ids_from_patient_id=True)
     by_id = {c.case_id: c for c in report.cases}
     for case_id, (seg_path, mask) in expected.items():
         case = by_id[case_id]

@@ -45,13 +45,14 @@ def finite_problem(array: np.ndarray) -> str | None:
 
 def window_problem(array: np.ndarray, lo: float, hi: float) -> str | None:
     """Why the intensity window [lo, hi] cannot stretch these pixels, or None when it can: a constant image
-    has nothing to stretch, and a window that holds no pixel maps the whole image to 0 or to 1."""
+    has nothing to stretch, and a window with every pixel on one side of it maps the whole image to 0 or to 1
+    (pixels on both edges still stretch to 0 and 1)."""
     problem = constant_problem(array)
     if problem:
         return problem
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         return f"invalid intensity window {lo:g}..{hi:g}"
-    if not np.any((array > lo) & (array < hi)):
+    if np.all(array <= lo) or np.all(array >= hi):  # every pixel on one side: the stretch gives one value
         return (f"intensity window {lo:g}..{hi:g} holds no pixel "
                 f"(the pixels span {float(np.min(array)):g}..{float(np.max(array)):g})")
     return None
