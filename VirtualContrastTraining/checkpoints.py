@@ -3,7 +3,9 @@
 A pickled checkpoint (torch.save) executes code when loaded, so one received
 from a stranger is a risk; this module neither writes nor reads pickle. A
 checkpoint is one file, NAME.safetensors, whose header metadata embeds the
-sidecar (format, config, ..., and the sha256 of the tensor data); it is
+sidecar (format, config, ..., the sha256 of the tensor data and the sha256
+of the sidecar itself: an edited des_output_window is refused like an edited
+weight; the values predict relies on are also range-checked); it is
 written to a temporary name and renamed, so that single rename commits it and
 a process killed at any moment leaves either the old checkpoint or the new
 one, never a mixed or half-written one. NAME.json, written after it (also
@@ -39,6 +41,7 @@ import numpy as np
 from VirtualContrastTraining import read_versions
 from VirtualContrastTraining.atomic import atomic_path, write_text_atomic
 from VirtualContrastTraining.config.schema import TrainConfig
+from VirtualContrastTraining.data.preprocessing import size_range_problem
 from VirtualContrastTraining.errors import InputError
 
 STATE_NAME = "checkpoint"
@@ -46,9 +49,11 @@ MODEL_NAME = "model"
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle")
 PICKLE_REFUSED = "pickled checkpoint refused: it could run code; only safetensors are loaded"
 FORMAT = "virtual-contrast-checkpoint"
-# 2: the sidecar is embedded in the safetensors header (1: only in NAME.json, no longer read).
-FORMAT_VERSION = 2
+# 3: the sidecar carries its own sha256; 2: the sidecar is embedded in the safetensors header (still read);
+# 1: only in NAME.json, no longer read.
+FORMAT_VERSION = 3
 SIDECAR_KEY = "sidecar"
+SIDECAR_SHA_KEY = "sidecar_sha256"
 
 
 # --- tree <-> (tensors, JSON) --------------------------------------------------------------
@@ -122,6 +127,12 @@ def read_json_object(path: str | os.PathLike, what: str) -> dict:
     return parse_json_object(text, path, what)
 
 
+def _sidecar_sha256(sidecar: dict) -> str:
+    """The sha256 of the sidecar without its own hash, as canonical JSON (sorted keys: the same after a round trip)."""
+    rest = {k: v for k, v in sidecar.items() if k != SIDECAR_SHA_KEY}
+    return _sha256(json.dumps(rest, sort_keys=True, separators=(",", ":")).encode("utf-8"))  # NaN: an edit, hashed
+
+
 def _header_length(data: bytes) -> int:
     """A safetensors file: 8-byte little-endian header length, the JSON header, then the tensor data."""
     return int.from_bytes(data[:8], "little")
@@ -141,6 +152,7 @@ def write_pair(weights_path: Path, tensors: dict, sidecar: dict) -> Path:
     del bare
     full = {"format": FORMAT, "format_version": FORMAT_VERSION, "weights_file": weights_path.name,
             "weights_sha256": weights_sha, **sidecar}
+    full[SIDECAR_SHA_KEY] = _sidecar_sha256(full)
     data = save(tensors, metadata={SIDECAR_KEY: json.dumps(full, separators=(",", ":"), allow_nan=False)})
     with atomic_path(weights_path) as tmp:
         tmp.write_bytes(data)
@@ -199,6 +211,9 @@ def read_pair(weights_path: Path) -> tuple[dict, dict]:
     if sidecar.get("weights_sha256") != _sha256(memoryview(data)[8 + n:]):
         raise InputError(weights_path, "the tensor data do not match the sha256 recorded in the file's own header: "
                          "the file was altered or damaged")
+    if version >= 3 and sidecar.get(SIDECAR_SHA_KEY) != _sidecar_sha256(sidecar):
+        raise InputError(weights_path, "the embedded sidecar does not match its own sha256: its fields "
+                         "(des_output_window, preprocessing, config) were altered or damaged")
     if "versions" in sidecar:  # one schema: the record of an earlier engine is read as today's
         sidecar["versions"] = read_versions(sidecar["versions"])
     return tensors, sidecar
@@ -265,12 +280,34 @@ def load_generator(path: str | os.PathLike, device: str = "cpu"):
     if sidecar.get("kind") != "generator" or not isinstance(sidecar.get("config"), dict):
         raise InputError(weights, "not a generator checkpoint (its sidecar has no generator config)")
     config = TrainConfig.from_dict(sidecar["config"], where=weights)
+    _check_generator_sidecar(weights, sidecar)
     net = build_generator(config)
     try:
         net.load_state_dict(tensors)
     except RuntimeError as exc:
         raise InputError(weights, f"weights do not fit the generator described by the sidecar ({str(exc)[:160]})") from None
     return net.to(device).eval(), sidecar
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_generator_sidecar(weights: Path, sidecar: dict) -> None:
+    """The sidecar fields predict uses as they are, checked where they enter (the hash catches edits; this,
+    files written wrongly or by hand): the DES output window and the network input side."""
+    window = sidecar.get("des_output_window")
+    if not (isinstance(window, list) and len(window) == 2 and all(map(_finite_number, window))
+            and window[0] < window[1]):
+        raise InputError(weights, f"des_output_window {window!r} in the model's sidecar must be two finite "
+                         "numbers, low < high")
+    preprocessing = sidecar.get("preprocessing")
+    if sidecar.get("pipeline", "resize") == "resize" and isinstance(preprocessing, dict):
+        size = preprocessing.get("size")
+        problem = (size_range_problem("preprocessing size", size) if type(size) is int  # noqa: E721 - not bool
+                   else f"preprocessing size {size!r} must be an integer")
+        if problem:
+            raise InputError(weights, f"{problem} (model sidecar)")
 
 
 def load_initial_weights(recipe, path: str | os.PathLike) -> str:

@@ -175,8 +175,9 @@ def _check_run_folder(run_dir: Path, resume: bool, overwrite: bool) -> None:
     elif overwrite:
         foreign = [name for name in entries if not _is_run_file(name) or (run_dir / name).is_dir()]
         if foreign:
-            raise InputError(run_dir, f"--overwrite: the folder holds files that are not a training run's "
-                             f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); refusing to delete them")
+            listed = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise InputError(run_dir, f"--overwrite: the folder holds files that are not a training run's ({listed}); "
+                             "refusing to delete them")
     elif entries:
         raise InputError(run_dir, "output folder is not empty: refusing to overwrite a run "
                          "(use --resume, --overwrite, or another --out)")
