@@ -38,6 +38,8 @@ from VirtualContrastTraining.atomic import ensure_writable_dir, write_text_atomi
 from VirtualContrastTraining.checkpoints import has_training_state
 from VirtualContrastTraining.config.presets import resolve_config
 from VirtualContrastTraining.data.manifest import PATH_COLUMNS, read_manifest, write_manifest
+from VirtualContrastTraining.data.prepared import prepare_case
+from VirtualContrastTraining.data.preprocessing import PreprocessConfig
 from VirtualContrastTraining.data.splits import SPLITS, check_splits, kfold_splits
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.evaluation import columns
@@ -331,7 +333,6 @@ def compare(presets: list[str], manifest: str | os.PathLike | None, out_dir: str
         events.emit("failed", error=str(exc))
         raise
     except Exception as exc:  # the protocol promises a "failed" event, whatever went wrong
-
         traceback.print_exc(file=sys.stderr)
         events.emit("failed", error=f"{type(exc).__name__}: {exc}")
         return ComparisonResult(out_dir, EXIT_FAILED, [], [])
@@ -354,10 +355,20 @@ def _folds(manifest: Path | None, fold_manifests: Path | None, k: int | None, st
     return folds, cases, len(folds), None
 
 
+def _check_cases(cases: list) -> None:
+    """Every case read and prepared once (small) before anything is written: a missing or unusable image, or a
+    window that cannot stretch it, is refused naming its file, not found hours later by the run of one fold
+    with the comparison folder half made."""
+    print(f"checking the {len(cases)} cases' images", file=sys.stderr, flush=True)
+    for case in cases:
+        prepare_case(case, PreprocessConfig(size=32))
+
+
 def _compare(presets, manifest: Path | None, fold_manifests: Path | None, out_dir: Path, k, stratify, only_folds,
              overrides, seed, device, events: EventWriter, deidentify: bool = False) -> ComparisonResult:
     configs = resolve_presets(presets, {"seed": seed, **overrides})
     folds, all_cases, k, stratify = _folds(manifest, fold_manifests, k, stratify, seed)
+    _check_cases(all_cases)
     fold_paths = write_folds(folds, out_dir, only_folds)
     jobs = [(fold, name) for fold in fold_paths for name in configs]
     events.emit("started", out=str(out_dir), manifest=str(manifest) if manifest else None,

@@ -188,6 +188,16 @@ def _tissue_regions(prepared, space) -> list[tuple[np.ndarray | None, np.ndarray
     return regions
 
 
+def _check_can_write(out_dir: Path) -> None:
+    """InputError naming `out_dir` when it cannot be made or written, checked before minutes of synthesis but
+    without creating it (evaluate_run makes it once every input has been read)."""
+    existing = next(p for p in (out_dir, *out_dir.parents) if p.exists())
+    if not existing.is_dir():
+        raise InputError(out_dir, f"cannot create output folder ({existing} is a file)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(out_dir, f"cannot create output folder ({existing} is not writable)")
+
+
 def evaluate_run(model_path: str | os.PathLike | None, manifest_path: str | os.PathLike, *, split: str = "test",
                  out_dir: str | os.PathLike, device: str = "auto", synthetic: str | os.PathLike | None = None,
                  name: str | None = None, size: int = COMPARISON_SIZE, fold: int | None = None,
@@ -222,7 +232,7 @@ def evaluate_run(model_path: str | os.PathLike | None, manifest_path: str | os.P
         model_name, sidecar = name or f"external ({Path(synthetic).stem})", {}
         space = PreprocessConfig(size=size)
         space_text = "synthetic files in each LE's geometry, padded and resized like the real DES, with its window"
-    out_dir = ensure_writable_dir(out_dir)
+    _check_can_write(Path(out_dir))
     prepared = prepare_cases(chosen, space)
     le = np.stack([p.le for p in prepared])
     if model_path is None:
@@ -250,6 +260,7 @@ def evaluate_run(model_path: str | os.PathLike | None, manifest_path: str | os.P
         rows = evaluate_arrays(cases, predictions)
     except ValueError as exc:
         raise InputError(manifest_path, str(exc)) from None
+    out_dir = ensure_writable_dir(out_dir)  # now that every input has been read: a refusal leaves no folder
     result = EvaluationResult(out_dir, split, model_name, rows, summarize(rows), linear_fit)
 
     # One colour scale for all heatmaps of this report, so panels compare.
