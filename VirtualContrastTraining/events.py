@@ -148,8 +148,10 @@ class StopRequest:
 
     Used as a context manager around a long loop that checks `if stop:` between
     steps: the first signal only sets a flag (a step is never cut in half), a
-    second one raises ForcedStop (the user does not want to wait for the
-    step), and the previous handlers come back on exit. The stop file (path in
+    second signal raises ForcedStop (the user does not want to wait for the
+    step), and the previous handlers come back on exit. The stop file does
+    not count as a first request there: the Slicer runner creates it and
+    signals too, for one cancel. The stop file (path in
     STOP_FILE_ENV) is the request that reaches the engine where no signal
     does: on Windows, and behind a launcher that a signal would stop instead
     of passing it on. It is looked at each time the flag is read (one stat).
@@ -168,7 +170,7 @@ class StopRequest:
         return self
 
     def _handle(self, signum, frame) -> None:
-        if self:
+        if self.signal is not None:  # a second signal; not the first after the stop file: a runner sends both
             raise ForcedStop(signum)
         self.signal = signum
 

@@ -450,6 +450,7 @@ def train(config: TrainConfig, manifest_path: str | os.PathLike, run_dir: str | 
         with folder_lock(run_dir, "training"):
             return _train_locked(config, Path(manifest_path), run_dir, dev, resume, overwrite, events)
     except ForcedStop as exc:
+        _remove_created(run_dir, created)  # only while still empty: stopped before its first write
         return _forced_stop(run_dir, exc, events)
     except InputError as exc:
         events.emit("failed", error=str(exc))
@@ -488,7 +489,7 @@ def _forced_stop(run_dir: Path, exc: ForcedStop, events: EventWriter) -> int:
     events.emit("cancelled", signal=exc.signal, by="second " + signal.Signals(exc.signal).name, forced=True, **kept,
                 message="stopped at once: the step in progress is lost; "
                 + ("run again with --resume to continue from the last checkpoint" if kept else
-                   "no checkpoint yet: --resume starts the run again from step 0"))
+                   "no checkpoint yet: run the command again (with --resume where the folder holds config.json)"))
     return EXIT_CANCELLED
 
 
