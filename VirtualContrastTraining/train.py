@@ -457,7 +457,6 @@ def train(config: TrainConfig, manifest_path: str | os.PathLike, run_dir: str | 
         _remove_created(run_dir, created)
         raise
     except Exception as exc:  # the protocol promises a "failed" event, whatever went wrong
-
         traceback.print_exc(file=sys.stderr)
         events.emit("failed", error=f"{type(exc).__name__}: {exc}")
         _remove_created(run_dir, created)
