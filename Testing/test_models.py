@@ -260,7 +260,7 @@ def test_every_generator_survives_a_checkpoint_round_trip(tmp_path):
         net = build_generator(config)
         side = SMALL[name][1]
         net(torch.rand(2, 1, side, side))  # a training-mode pass moves the running statistics
-        checkpoints.save_model(tmp_path / name, net, {"config": config.to_dict()})
+        checkpoints.save_model(tmp_path / name, net, {"config": config.to_dict(), "des_output_window": [0.0, 1.0]})
         loaded, _ = checkpoints.load_generator(tmp_path / name)
         x = torch.rand(1, 1, side, side)
         with torch.no_grad():

@@ -1,7 +1,7 @@
 """Resume is bit-exact for every preset family: killed mid-epoch, stopped after a "best" save, and extended.
 
-For each family (cyclegan: demo; pix2pix with dropout and linear decay: hosseinipour2024-pix2pix-unet512;
-supervised with dropout: perre2025-unet, a ronneberger-unet; patches: zormpas2026-cyclegan-patch), shrunk by
+For each family (cyclegan: demo; pix2pix with dropout and linear decay: hosseinipour2024-pix2pix-unet512, and
+with a constant lr, so that its extension is compared too: rofena2024-pix2pix; supervised with dropout: perre2025-unet, a ronneberger-unet; patches: zormpas2026-cyclegan-patch), shrunk by
 overrides to seconds on 2 cores, an uninterrupted 2-epoch run is the reference, and each of these must end with
 every tensor of its training state (networks, optimiser moments, RNG states, image pools) and of its model equal
 to the reference's, the other state fields equal too (history without its timings):
@@ -44,6 +44,8 @@ FAMILIES = {
     "cyclegan": ("demo", {**SMALL, "image_size": 32, "n_blocks": 1}),
     "pix2pix-dropout": ("hosseinipour2024-pix2pix-unet512", {**SMALL, "image_size": 32, "unet_depth": 5,
                                                              "epochs_decay": 1}),
+    "pix2pix-dropout-constant-lr": ("rofena2024-pix2pix", {**SMALL, "image_size": 32, "unet_depth": 5,
+                                                           "warmup": 0}),
     "supervised-dropout": ("perre2025-unet", {**SMALL, "image_size": 32, "unet_depth": 3}),
     "patches": ("zormpas2026-cyclegan-patch", {**SMALL, "n_blocks": 1, "patch_size": 32, "sw_stride": 16,
                                                "patches_per_image": 2, "spacing_mm": 2.0}),
@@ -56,8 +58,6 @@ def manifest(small_phantom, tmp_path_factory) -> Path:
     splits = {"PHANTOM-0001": "train", "PHANTOM-0002": "train", "PHANTOM-0003": "val", "PHANTOM-0004": "test"}
     cases = [replace(c, split=splits[c.patient_id]) for c in read_manifest(small_phantom)]
     return write_manifest(tmp_path_factory.mktemp("split") / "manifest.csv", cases)
-
-
 
 
 def _run(config, manifest: Path, run: Path, *, resume: bool = False, stream=None) -> int:
