@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import csv
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from conftest import make_tiny_model
-from hostile import expect_clear_error, expect_handled, run_cli, snapshot
+from hostile import REPO, Outcome, expect_clear_error, expect_handled, run_cli, snapshot
 from VirtualContrastTraining.data.manifest import read_manifest
 
 TINY = ("--epochs", "1", "--set", "image_size=32", "--set", "ngf=4", "--set", "n_blocks=1", "--set", "batch_size=2",
@@ -314,3 +316,20 @@ def test_arguments_out_of_range_are_refused_before_anything_is_written(args, say
     before = snapshot(case_dir)
     outcome = run_cli(*args, *extra)
     expect_clear_error(outcome, names=None, says=says, before=before, watched=(case_dir,))
+
+
+def test_predict_on_a_full_disk_names_the_output_and_leaves_nothing(model, small_phantom, case_dir):
+    """A file-size limit (RLIMIT_FSIZE: the kernel refuses the write as a full disk would) on the real CLI in a
+    child: the NRRD writer's failure is one line naming the output file, and no file, not even a temporary one,
+    is left."""
+    le = read_manifest(small_phantom)[0].le_path
+    out = case_dir / "out"
+    out.mkdir()
+    before = snapshot(case_dir)
+    limit = "import resource; resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048)); "
+    done = subprocess.run([sys.executable, "-c", limit + "import sys; from VirtualContrastTraining.cli import main; "
+                           "sys.exit(main(sys.argv[1:]))", "predict", "--model", str(model), "--input", le, "--out",
+                           str(out / "synthetic.nrrd"), "--device", "cpu"],
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    expect_clear_error(Outcome(done.returncode, done.stdout, done.stderr), names=out / "synthetic.nrrd",
+                       says="cannot write", before=before, watched=(case_dir,))

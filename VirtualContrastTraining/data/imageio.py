@@ -55,9 +55,10 @@ def read_image(path: str | os.PathLike) -> Image:
     raise InputError(path, "not a DICOM, NRRD, NIfTI, MHA, PNG or JPEG file")
 
 
-def _sitk_problem(exc: RuntimeError) -> str:
-    first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
-    return f"cannot read image ({first[:160]})"
+def _sitk_problem(exc: RuntimeError, doing: str = "read") -> str:
+    """ITK's message, last line, shortened: its RuntimeErrors carry the C++ file and line first."""
+    last = str(exc).strip().splitlines()[-1] if str(exc).strip() else "no reason given"
+    return f"cannot {doing} image ({last[:160]})"
 
 
 def _read_with_sitk(path: Path, bitmap: bool) -> Image:
@@ -106,5 +107,8 @@ def write_nrrd(image: Image, path: str | os.PathLike, fields: dict[str, str] | N
     for key, value in (fields or {}).items():
         img.SetMetaData(key, str(value))
     with atomic_path(path) as tmp:
-        sitk.WriteImage(img, str(tmp), useCompression=True)
+        try:
+            sitk.WriteImage(img, str(tmp), useCompression=True)
+        except RuntimeError as exc:  # ITK's writers report a full disk or a refused write this way, not OSError
+            raise InputError(path, f"{_sitk_problem(exc, 'write')}; nothing was half-written") from None
     return path
