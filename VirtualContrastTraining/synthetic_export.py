@@ -1,9 +1,12 @@
 """Write a synthetic DES so that it can never be mistaken for a real one.
 
 Every output says so three times: in its file name (`_SYNTHETIC-DES`), in its
-metadata (NRRD key/value fields) and, for DICOM, in ImageType
-(DERIVED\\SECONDARY\\\\SYNTHETIC), SeriesDescription and DerivationDescription,
-with a reference to the LE it was computed from. `import` skips such files.
+metadata (NRRD key/value fields, PNG text chunks, TIFF ImageDescription) and,
+for DICOM, in ImageType (DERIVED\\SECONDARY\\\\SYNTHETIC), SeriesDescription
+and DerivationDescription, with a reference to the LE it was computed from.
+`import` skips such files. Every output also states its intensity units (the
+training set's DES window, UNITS_FIELD), so that `evaluate --synthetic` can
+refuse to score it against a real DES in other units (docs/outputs.md).
 On request the DICOM also carries the warning in its pixels (a burned-in
 marker that survives screenshots and exports that drop the header) and is
 de-identified, for sharing synthetic images outside the hospital; the papers'
@@ -29,18 +32,31 @@ from VirtualContrastTraining import __version__
 from VirtualContrastTraining.atomic import atomic_path
 from VirtualContrastTraining.data.dicom_write import MG_FOR_PRESENTATION, write_mg_dicom
 from VirtualContrastTraining.data.image import Image
-from VirtualContrastTraining.data.imageio import NRRD_WINDOW_FIELDS, write_nrrd
+from VirtualContrastTraining.data.imageio import BITMAP_FORMATS, NRRD_WINDOW_FIELDS, write_bitmap, write_nrrd
 from VirtualContrastTraining.data.preprocessing import breast_side
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.synthetic_wording import FILE_SUFFIX, PIXEL_MARKER, SERIES_DESCRIPTION, SYNTHETIC_WORD
+from VirtualContrastTraining.synthetic_wording import (
+    FILE_SUFFIX,
+    METADATA_WARNING,
+    PIXEL_MARKER,
+    SERIES_DESCRIPTION,
+    SYNTHETIC_WORD,
+    UNITS_FIELD,
+    intensity_units,
+)
 
 IMAGE_TYPE = ["DERIVED", "SECONDARY", "", SYNTHETIC_WORD]
 BITS_STORED = 14
 MARKER_HEIGHT = 0.03      # font size as a share of the image height: legible at full size
 MARKER_MAX_WIDTH = 0.45   # share of the image width: the marker stays in the corner, off the breast
 MARKER_MIN_FONT_PX = 8    # below this no text is legible, whatever the image size
+# Output format -> the extension of its files; predict picks the format from --out's extension (SUFFIX_FORMATS).
+EXTENSIONS = {"nrrd": ".nrrd", "dicom": ".dcm", **{fmt: ext for fmt, (_, ext) in BITMAP_FORMATS.items()}}
+SUFFIX_FORMATS = {**{ext: fmt for fmt, ext in EXTENSIONS.items()}, ".tiff": "tiff"}
+
+
 def synthetic_name(stem: str, fmt: str) -> str:
-    return f"{stem}{FILE_SUFFIX}.{'nrrd' if fmt == 'nrrd' else 'dcm'}"
+    return f"{stem}{FILE_SUFFIX}{EXTENSIONS[fmt]}"
 
 
 def check_synthetic_name(path: str | os.PathLike) -> Path:
@@ -51,14 +67,59 @@ def check_synthetic_name(path: str | os.PathLike) -> Path:
     return path
 
 
-def write_synthetic_nrrd(image: Image, path: str | os.PathLike) -> Path:
-    """NRRD with the provenance fields and the display window (read back by read_image), so a viewer
-    such as the Slicer module shows it like the real DES and knows it is synthetic."""
-    fields = {k: v for k, v in image.meta.items() if k.startswith("VirtualContrast.") or k == "Synthetic"}
+def des_window(image: Image) -> tuple[float, float] | None:
+    """(low, high) of the DES window a synthetic image carries (the model's DES output window), or None."""
+    center, width = image.meta.get("window_center"), image.meta.get("window_width")
+    if center is None or width is None:
+        return None
+    return float(center) - float(width) / 2, float(center) + float(width) / 2
+
+
+def synthetic_fields(image: Image) -> dict[str, str]:
+    """The key/value metadata of a synthetic NRRD, PNG or TIFF: the provenance fields (Synthetic, the
+    warning, the model), the display window and the intensity units, all read back by read_image."""
+    fields = {k: str(v) for k, v in image.meta.items() if k.startswith("VirtualContrast.") or k == "Synthetic"}
     for key, field in NRRD_WINDOW_FIELDS.items():
         if image.meta.get(key) is not None:
             fields[field] = f"{float(image.meta[key]):g}"
-    return write_nrrd(image, check_synthetic_name(path), fields=fields)
+    window = des_window(image)
+    if window:
+        fields[UNITS_FIELD] = intensity_units(*window)
+    return fields
+
+
+def write_synthetic_nrrd(image: Image, path: str | os.PathLike) -> Path:
+    """NRRD with the provenance fields, the display window and the units (read back by read_image), so a
+    viewer such as the Slicer module shows it like the real DES and knows it is synthetic."""
+    return write_nrrd(image, check_synthetic_name(path), fields=synthetic_fields(image))
+
+
+def bitmap_bits(window: tuple[float, float] | None) -> int:
+    """8 when the DES window lies within 0..255 (a model trained on 8-bit DES, such as CDD-CESM's), else 16.
+
+    The pixels are the DES values themselves, rounded, never rescaled to fill
+    the bit range: the file keeps the training set's units, so its window and
+    units fields stay true and an 8-bit model gives 8-bit files like its DES.
+    """
+    return 8 if window and window[0] >= 0 and window[1] <= 255 else 16
+
+
+def write_synthetic_bitmap(image: Image, path: str | os.PathLike, fmt: str) -> Path:
+    """PNG or TIFF (`fmt`) in the training set's DES units (bitmap_bits), marked synthetic in its name and its
+    text: synthetic_fields plus the standard Description, Warning and Software keys that viewers show.
+    InputError when the DES window does not fit 16 bits (a model trained on negative values): NRRD keeps it."""
+    path = check_synthetic_name(path)
+    window = des_window(image)
+    bits = bitmap_bits(window)
+    if window and (window[0] < 0 or window[1] > 2**16 - 1):
+        raise InputError(path, f"the model's DES window {window[0]:g}..{window[1]:g} does not fit the 0..65535 "
+                               f"of a 16-bit {fmt.upper()}: write NRRD or DICOM instead")
+    dtype = np.uint8 if bits == 8 else np.uint16
+    pixels = np.clip(np.rint(image.array), 0, 2**bits - 1).astype(dtype)
+    text = {"Description": SERIES_DESCRIPTION, "Warning": METADATA_WARNING,
+            "Software": f"VirtualContrast {__version__}", **synthetic_fields(image)}
+    no_spacing = str(image.meta.get("spacing_source", "")).startswith("none")  # as for DICOM: no invented 1 mm
+    return write_bitmap(pixels, path, fmt, spacing=None if no_spacing else image.spacing, text=text)
 
 
 def new_anonymizer():
@@ -97,7 +158,8 @@ def write_synthetic_dicom(image: Image, path: str | os.PathLike, *, burn_in: boo
     extra = {
         "DerivationDescription": (
             f"{SERIES_DESCRIPTION}. Virtual contrast enhancement by {meta.get('VirtualContrast.Model', '?')}, "
-            f"preset {meta.get('VirtualContrast.Preset', '?')}, VirtualContrast {__version__}"
+            f"preset {meta.get('VirtualContrast.Preset', '?')}, VirtualContrast {__version__}. "
+            f"Intensity units: {intensity_units(*des_window(image))}"
         )[:1024],
         "BurnedInAnnotation": "YES" if burn_in else "NO",
         "SpecificCharacterSet": "ISO_IR 192",  # UTF-8: the description holds an en dash

@@ -27,3 +27,12 @@ SYNTHETIC_WORD = "SYNTHETIC"
 #: SeriesDescription, DerivationDescription and Manufacturer. Import reads them all; one is enough for a file
 #: never to be paired as a real image. BurnedInAnnotation is no marker by itself (real images carry burnt text).
 SYNTHETIC_MARKER_FIELDS = ("ImageType", "SeriesDescription", "DerivationDescription", "Manufacturer")
+#: The metadata key that states a synthetic image's intensity units (NRRD field, PNG text chunk, TIFF description).
+UNITS_FIELD = "VirtualContrast.IntensityUnits"
+#: Its value: a synthetic DES is in the units of the DES its model was trained on (the sidecar's DES output window),
+#: whatever the LE's units were. Filled by `intensity_units`; DICOM carries it in DerivationDescription.
+INTENSITY_UNITS = "DES units of the training set, window {low:g}..{high:g}"
+
+
+def intensity_units(low: float, high: float) -> str:
+    return INTENSITY_UNITS.format(low=low, high=high)

@@ -1,4 +1,7 @@
-"""`virtual-contrast predict`: synthetic DES for one LE file or for every case of a manifest."""
+"""`virtual-contrast predict`: synthetic DES for one LE file or for every case of a manifest.
+
+The output format follows --out's extension for one file (.nrrd, .dcm, .png, .tif/.tiff) and --format for a
+folder; every format is marked synthetic and states its intensity units (docs/outputs.md)."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import sys
 from pathlib import Path
 
 from VirtualContrastTraining.atomic import ensure_writable_dir
+from VirtualContrastTraining.data.imageio import BITMAP_SUFFIXES, SITK_SUFFIXES
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.events import EventWriter
 from VirtualContrastTraining.synthesis import (
@@ -18,9 +22,12 @@ from VirtualContrastTraining.synthesis import (
     pseudonym_key,
 )
 from VirtualContrastTraining.synthetic_export import (
+    EXTENSIONS,
+    SUFFIX_FORMATS,
     check_synthetic_name,
     new_anonymizer,
     synthetic_name,
+    write_synthetic_bitmap,
     write_synthetic_dicom,
     write_synthetic_nrrd,
 )
@@ -30,12 +37,15 @@ from VirtualContrastTraining.synthetic_wording import PIXEL_MARKER
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="synthesize DES from LE images with a trained model",
                        description="Writes the synthetic DES in the LE's geometry (size, spacing, origin, direction) "
-                                   "as NRRD or as DICOM marked DERIVED/SYNTHETIC.")
+                                   "as NRRD, as DICOM marked DERIVED/SYNTHETIC, or as PNG/TIFF (size and spacing "
+                                   "only), in the training set's DES units (docs/outputs.md).")
     p.add_argument("--model", required=True, help="run folder (or its model.safetensors)")
     p.add_argument("--input", required=True, help="LE image (DICOM, NRRD, PNG/JPEG) or a manifest .csv")
-    p.add_argument("--out", required=True, help="output folder, or a file name containing 'SYNTHETIC' for one input")
-    p.add_argument("--format", choices=("nrrd", "dicom"), default=None,
-                   help="output format (default: from --out's extension, else nrrd)")
+    p.add_argument("--out", required=True, help="output folder, or a file name containing 'SYNTHETIC' for one input "
+                                                "(.nrrd, .dcm, .png, .tif or .tiff)")
+    p.add_argument("--format", choices=tuple(EXTENSIONS), default=None,
+                   help="output format (default: from --out's extension, else nrrd); png and tiff are 8-bit for a "
+                        "model trained on 8-bit DES, else 16-bit, in the DES units either way")
     p.add_argument("--split", default="", help="with a manifest: only cases of this split (e.g. test)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--laterality", choices=("L", "R"), default="",
@@ -61,21 +71,36 @@ def _window(text: str) -> tuple[float, float]:
     return center, width
 
 
+def _output_format(out: Path, fmt: str | None) -> tuple[str, bool]:
+    """(format, one file?) from --out and --format. An extension we write makes --out one file, in that format
+    (--format must agree); another image extension (.jpg: lossy) is refused rather than made a folder."""
+    suffix = out.suffix.lower()
+    if suffix in SUFFIX_FORMATS:
+        if fmt and fmt != SUFFIX_FORMATS[suffix]:
+            raise InputError(out, f"--format {fmt} but the file name ends in {out.suffix}: give one of them")
+        return SUFFIX_FORMATS[suffix], True
+    if suffix in SITK_SUFFIXES + BITMAP_SUFFIXES:
+        raise InputError(out, f"predict writes {', '.join(sorted(SUFFIX_FORMATS))} files, not {out.suffix} "
+                              "(or give a folder)")
+    return fmt or "nrrd", False
+
+
 def _writer(fmt: str, args: argparse.Namespace):
-    """The output writer; --burn-in and --deidentify are DICOM's (an NRRD carries no patient data)."""
+    """The output writer; --burn-in and --deidentify are DICOM's (an NRRD, PNG or TIFF carries no patient data)."""
     if fmt != "dicom":
         if args.burn_in or args.deidentify:
             flags = " and ".join(f for f, on in (("--burn-in", args.burn_in), ("--deidentify", args.deidentify)) if on)
             raise InputError(None, f"{flags} apply to DICOM output only: add --format dicom (or --out NAME.dcm)")
-        return write_synthetic_nrrd
+        if fmt == "nrrd":
+            return write_synthetic_nrrd
+        return lambda image, dest: write_synthetic_bitmap(image, dest, fmt)
     anonymizer = new_anonymizer() if args.deidentify else False  # one for the whole run: consistent pseudonyms
     return lambda image, dest: write_synthetic_dicom(image, dest, burn_in=args.burn_in, deidentify=anonymizer)
 
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    single_file = out.suffix.lower() in (".nrrd", ".dcm")
-    fmt = args.format or ("dicom" if out.suffix.lower() == ".dcm" else "nrrd")
+    fmt, single_file = _output_format(out, args.format)
     if Path(args.input).suffix.lower() == ".csv":
         inputs = manifest_inputs(args.input, args.split, deidentify=args.deidentify)
     else:

@@ -30,7 +30,7 @@ from VirtualContrastTraining.checkpoints import model_path as resolve_model
 from VirtualContrastTraining.data.imageio import read_image
 from VirtualContrastTraining.data.manifest import read_manifest, resolve
 from VirtualContrastTraining.data.prepared import prepare_cases
-from VirtualContrastTraining.data.preprocessing import PreprocessConfig, preprocess_mask
+from VirtualContrastTraining.data.preprocessing import PreprocessConfig, breast_mask, preprocess_mask
 from VirtualContrastTraining.data.segmentation import read_lesion_mask
 from VirtualContrastTraining.data.splits import check_splits
 from VirtualContrastTraining.errors import InputError
@@ -56,7 +56,11 @@ from VirtualContrastTraining.synthesis import (
     case_pseudonym,
     pseudonym_key,
 )
-from VirtualContrastTraining.synthetic_wording import NOT_FOR_DIAGNOSIS
+from VirtualContrastTraining.synthetic_export import des_window
+from VirtualContrastTraining.synthetic_wording import NOT_FOR_DIAGNOSIS, UNITS_FIELD
+
+# A synthetic whose range lies less than this share inside the real DES window is in other units (units_problem).
+MIN_RANGE_INSIDE = 0.5
 
 
 @dataclass
@@ -162,14 +166,60 @@ def read_synthetic_list(path: str | os.PathLike, chosen, rename=_identity) -> di
     return files
 
 
+def synthetic_range(image) -> tuple[float, float, str]:
+    """(low, high, where from) of a synthetic image's intensities: the window its metadata states (predict's
+    outputs: the training set's DES window, with UNITS_FIELD), else the 1st-99th percentile of its breast
+    pixels (Otsu: air and padding would pull the range to 0)."""
+    window = des_window(image)
+    if window:
+        units = image.meta.get(UNITS_FIELD)
+        return *window, f"its metadata: {units}" if units else "the window in its metadata"
+    pixels = np.asarray(image.array, dtype=np.float64)
+    inside = breast_mask(pixels) if np.ptp(pixels) > 0 else np.ones(pixels.shape, bool)
+    low, high = np.percentile(pixels[inside], [1, 99])
+    return float(low), float(high), "1st-99th percentile of its breast pixels"
+
+
+def units_problem(synthetic: tuple[float, float], real: tuple[float, float]) -> str:
+    """Why a synthetic range (low, high) cannot be scored with the real DES window (low, high), or "".
+
+    The synthetic is stretched with the real DES's window before any metric,
+    so what lies outside that window clips. Rule: at least MIN_RANGE_INSIDE
+    (half) of the synthetic's range must lie inside the real window. Measured
+    (docs/outputs.md): images in the same units pass with a wide margin (each
+    real DES's own breast range, and a phantom model's window against the
+    phantom's DES: 100 %; even the 8-bit LE scored as a synthetic on the
+    CDD-CESM sample: 58-74 %), while other units share nothing (a phantom
+    model's 1700..2400 against the sample's 8-bit DES windows, e.g. 3..136:
+    0 %, every pixel clipped). Half sits between the two and still refuses a
+    range that would lose most of its contrast to clipping. A single-valued
+    range counts as inside or outside as a whole.
+    """
+    low, high = synthetic
+    inside = max(0.0, min(high, real[1]) - max(low, real[0]))
+    share = inside / (high - low) if high > low else float(real[0] <= low <= real[1])
+    if share >= MIN_RANGE_INSIDE:
+        return ""
+    return f"{share:.0%} of it lies inside the real DES window {real[0]:g}..{real[1]:g}"
+
+
 def _synthetic_from_files(files: dict[str, str], prepared, space) -> list[np.ndarray]:
+    """Each case's synthetic file prepared like its real DES; InputError when it is not in the LE's geometry or
+    not in the real DES's units (units_problem), in one line naming both files and both ranges."""
     out = []
     for p in prepared:
-        image = read_image(files[p.case.case_id])
+        path = files[p.case.case_id]
+        image = read_image(path)
         if image.shape != p.le_image_shape:
             (r, c), (lr, lc) = image.shape, p.le_image_shape
-            raise InputError(files[p.case.case_id], f"synthetic DES is {c}x{r} pixels but the LE of case "
-                                                    f"{p.case.case_id} is {lc}x{lr}: it must be in the LE's geometry")
+            raise InputError(path, f"synthetic DES is {c}x{r} pixels but the LE of case "
+                                   f"{p.case.case_id} is {lc}x{lr}: it must be in the LE's geometry")
+        low, high, source = synthetic_range(image)
+        problem = units_problem((low, high), p.des_params.window)
+        if problem:
+            raise InputError(path, f"synthetic DES range {low:g}..{high:g} ({source}) does not fit the real DES "
+                                   f"{p.case.des_path} of case {p.case.case_id}: {problem}, so it would be scored "
+                                   "clipped; give synthetic images in the real DES's units")
         out.append(like_real_des(image, p.des_params.window, _breast_side(p), space))
     return out
 
@@ -279,7 +329,7 @@ def evaluate_run(model_path: str | os.PathLike | None, manifest_path: str | os.P
         model_name=model_name, sidecar=sidecar, model_file=model_path and resolve_model(model_path),
         synthetic_list=synthetic, manifest=manifest_path, split=split, n_images=len(cases),
         image_size=int(le.shape[-1]), comparison_space=space_text, linear_fit=linear_fit,
-        device=device if model_path is not None else "", fold=fold, deidentified=deidentify)
+        device=str(synth.device) if model_path is not None else "", fold=fold, deidentified=deidentify)
     write_text_atomic(result.per_image_csv, csv_text(rows))
     write_text_atomic(result.summary_csv, csv_text(result.summary))
     write_text_atomic(out_dir / "histograms.csv", csv_text(histogram_rows(cases, predictions)))
