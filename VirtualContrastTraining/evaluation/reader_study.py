@@ -449,8 +449,11 @@ def _mcnemar_row(endpoint: Endpoint, reader: str, ratings: list[Rating]) -> dict
     for clinical, synthetic in pairs:
         b[clinical.case_id] += clinical.rating > synthetic.rating
         c[clinical.case_id] += synthetic.rating > clinical.rating
-    return {"endpoint": endpoint.name, "reader": reader, "n_pairs": len(pairs),
-            "n_cases": len({k.case_id for k, _ in pairs}), **mcnemar(b, c, clustered=reader == ALL_READERS)}
+    row = {"endpoint": endpoint.name, "reader": reader, "n_pairs": len(pairs),
+           "n_cases": len({k.case_id for k, _ in pairs}), **mcnemar(b, c, clustered=reader == ALL_READERS)}
+    if not pairs:
+        row["note"] = "no test: no case with both its images read (case_id links them)"
+    return row
 
 
 def _agreement_row(endpoint: Endpoint, image: str, ratings: list[Rating], n_resamples: int,
