@@ -16,7 +16,8 @@ from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structu
 from VirtualContrastTraining.evaluation import columns
 from VirtualContrastTraining.evaluation.analyses import (MASS_RING_PX, automatic_tissue_regions, change_metrics,
                                                          setting_metrics, tissue_metrics)
-from VirtualContrastTraining.evaluation.metrics import breast_cnr, cnr, l1, l2, lesion_cnr, ring_around
+from VirtualContrastTraining.evaluation.metrics import (breast_cnr, breast_metrics, cnr, image_metrics, l1, l2,
+                                                        lesion_cnr, psnr, ring_around, ssim, vif)
 
 SETTING_COLUMNS, CHANGE_COLUMNS, TISSUE_COLUMNS = (columns.keys(g) for g in ("setting", "change", "tissue"))
 
@@ -95,8 +96,9 @@ def test_setting_metrics_regions_and_delta_cnr():
     assert set(values) == set(SETTING_COLUMNS)
     assert values["mass_L1"] == pytest.approx(0.2 * 255)
     assert values["mass_L2"] == pytest.approx((0.2 * 255) ** 2)
-    assert values["breast_L1"] == pytest.approx(0.2 * 255 * mass.sum() / breast.sum())
-    assert values["breast_PSNR"] == pytest.approx(
+    region = breast_metrics(des, synthetic, breast)            # 003's breast setting: the breast region's values
+    assert region["breast_L1"] == pytest.approx(0.2 * 255 * mass.sum() / breast.sum())
+    assert region["breast_PSNR"] == pytest.approx(
         peak_signal_noise_ratio(des[breast], synthetic[breast], data_range=des[breast].max()))
     ring = ring_around(mass, MASS_RING_PX) & breast
     assert values["mass_CNR_real"] == pytest.approx(lesion_cnr(des, mass, ring))
@@ -105,7 +107,9 @@ def test_setting_metrics_regions_and_delta_cnr():
     assert values["breast_dCNR"] < 0
     assert values["breast_dCNR"] == pytest.approx(values["breast_CNR_synthetic"] - values["breast_CNR_real"])
     without = setting_metrics(des, des, breast, None)
-    assert without["breast_L1"] == 0 and without["breast_PSNR"] == math.inf and without["breast_dCNR"] == 0
+    assert without["breast_dCNR"] == 0
+    same = breast_metrics(des, des, breast)
+    assert same["breast_L1"] == 0 and same["breast_PSNR"] == math.inf and same["breast_SSIM"] == pytest.approx(1)
     assert all(without[k] is None for k in SETTING_COLUMNS if k.startswith("mass_"))
 
 
@@ -134,3 +138,23 @@ def test_tissue_metrics_table_2_values_and_automatic_regions():
     assert values["fibroglandular_mean_DES"] == pytest.approx(1 - values["fibroglandular_mean_LE"])
     empty = tissue_metrics({"synthetic": le}, np.zeros(le.shape, bool), fat)
     assert empty["tissue_CNR_synthetic"] is None and empty["fibroglandular_mean_synthetic"] is None
+
+
+def test_padding_raises_the_whole_square_values_but_not_the_breasts():
+    """The two regions of columns.REGIONS: padding a portrait image to a square with zeros (what preprocessing
+    does) adds easy, correct pixels to the whole square; the breast region's values stay those of the breast."""
+    des = smooth(11, (96, 96))
+    synthetic = np.clip(des + 0.05 * smooth(12, des.shape), 0, 1)
+    breast = np.ones(des.shape, bool)
+    padded = [np.pad(image, ((0, 0), (0, 96))) for image in (des, synthetic, breast)]
+    square, inside = image_metrics(*padded[:2], breast=padded[2]), image_metrics(des, synthetic, breast=breast)
+    assert square["PSNR"] > psnr(des, synthetic) + 2.9 and square["SSIM"] > ssim(des, synthetic)
+    for metric in ("MSE", "PSNR", "MAE", "L1", "L2"):
+        assert square[f"breast_{metric}"] == pytest.approx(inside[metric])
+    # SSIM: the map's mean over breast pixels; VIF: windows centred in the breast (all of them here)
+    _, ssim_map = structural_similarity(*padded[:2], data_range=1.0, full=True)
+    assert square["breast_SSIM"] == pytest.approx(ssim_map[padded[2]].mean())
+    assert inside["breast_VIF"] == pytest.approx(vif(des, synthetic))
+    assert square["breast_VIF"] == pytest.approx(vif(*padded[:2], region=padded[2]))
+    assert square["breast_VIF"] != pytest.approx(square["VIF"])
+    assert all(v is None for k, v in image_metrics(des, synthetic).items() if k.startswith("breast_"))

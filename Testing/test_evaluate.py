@@ -81,7 +81,7 @@ def test_summarize_means_sds_and_infinite_psnr(cases):
     header = table.splitlines()[0]
     assert all(columns.column(m).title in header for m in HEADLINE)
     assert "| perfect | 3 | 0.00000 ± 0.00000 | n/a |" in table
-    assert table.count("±") == 5 + 6  # PSNR of the perfect model is n/a
+    assert table.count("±") == 8 + 10  # PSNR of the perfect model is n/a, in both regions
 
 
 def test_summarize_single_image_has_no_sd():
@@ -90,7 +90,7 @@ def test_summarize_single_image_has_no_sd():
     entry = summarize(rows)[0]
     assert entry["MSE_mean"] == 0.5 and entry["MSE_sd"] is None
     assert entry["lesion_MAE_mean"] is None and entry["lesion_MAE_n"] == 0
-    assert "| m | 1 | 0.50000 | 3.00 |" in format_table([entry])
+    assert "| m | 1 | n/a | n/a | n/a | n/a | n/a | n/a | 0.50000 | 3.00 |" in format_table([entry])  # no breast
 
 
 def test_evaluate_arrays_rejects_bad_input(cases):
@@ -222,7 +222,9 @@ def test_evaluate_run_end_to_end(tmp_path, capsys):
 
     report = (out / "summary.md").read_text()
     for needed in ("must not be used for diagnosis", "preset `demo`", "`f1ngerprint`", "split `test`: 2 images",
-                   "| model | n | MSE | PSNR (dB) | SSIM | VIF | lesion MAE | bright-pixel MAE |",
+                   "| model | n | MSE, breast | PSNR (dB), breast | SSIM, breast | VIF, breast | lesion MAE | "
+                   "bright-pixel MAE | MSE, whole square | PSNR (dB), whole square | SSIM, whole square | "
+                   "VIF, whole square |",
                    "(heatmaps/P2_L_CC.png)", "(heatmaps/P3_L_CC_2.png)"):
         assert needed in report, needed
     panels = sorted(p.name for p in (out / "heatmaps").iterdir())

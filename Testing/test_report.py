@@ -31,6 +31,8 @@ METRICS, SETTING_COLUMNS, CHANGE_COLUMNS, TISSUE_COLUMNS = (columns.keys(g) for 
                                                                                      "tissue"))
 
 MODEL = "demo-segcyclegan"
+# The headline tables' captions: whole padded square (001-004's values) and breast region
+SQUARE, BREAST = (f"Per image: {columns.REGIONS[r]}" for r in ("square", "breast"))
 IDENTIFIERS = ("model", "case_id", "split", "density", "laterality", "view", "label", "has_lesion_mask", "tissue_rois")
 
 
@@ -44,7 +46,8 @@ def _model_values(rng: np.random.Generator, quality: float, lesion: bool, tissue
               "VIF": float(rng.uniform(0.12, 0.2) * quality), "MAE": mae, "L1": 255 * mae, "L2": 255**2 * mse,
               "lesion_MAE": float(rng.uniform(0.08, 0.15) / quality) if lesion else None,
               "bright_MAE": float(rng.uniform(0.1, 0.2) / quality)}
-    values.update({"breast_L1": float(rng.uniform(7, 10) / quality),
+    values.update({"breast_MSE": mse * 2, "breast_SSIM": values["SSIM"] - 0.3, "breast_VIF": values["VIF"] - 0.05,
+                   "breast_MAE": mae * 2, "breast_L1": float(rng.uniform(7, 10) / quality),
                    "breast_L2": float(rng.uniform(120, 300) / quality),
                    "breast_PSNR": float(rng.uniform(25, 29) * quality), "breast_CNR_real": float(rng.uniform(0.5, 1)),
                    "breast_CNR_synthetic": float(rng.uniform(0.5, 1))})
@@ -224,15 +227,20 @@ def test_report_is_self_contained_with_banner_provenance_and_every_figure_embedd
 def test_headline_table_is_mean_and_sample_sd_per_model(one_report):
     folder, out = one_report
     rows = read_rows(folder)
-    table = parse(out)[1].tables["Per image"]
+    tables = parse(out)[1].tables
+    table, breast = tables[SQUARE], tables[BREAST]
+    assert list(tables).index(BREAST) < list(tables).index(SQUARE)      # the breast first
     for model in (MODEL, IDENTITY_NAME, LINEAR_NAME):
         cells = row(table, model)
-        assert cells[column(table, 0, "MSE")] == mean_sd(values(rows, model, "MSE"), ".5f")
-        assert cells[column(table, 0, "PSNR (dB)")] == mean_sd(values(rows, model, "PSNR"), ".2f")
-        assert cells[column(table, 0, "L2 (0-255)")] == mean_sd(values(rows, model, "L2"), ".1f")
-        assert cells[column(table, 0, "lesion MAE")] == mean_sd(values(rows, model, "lesion_MAE"), ".4f")
+        assert cells[column(table, 0, "MSE, whole square")] == mean_sd(values(rows, model, "MSE"), ".5f")
+        assert cells[column(table, 0, "PSNR (dB), whole square")] == mean_sd(values(rows, model, "PSNR"), ".2f")
+        assert cells[column(table, 0, "L2 (0-255), whole square")] == mean_sd(values(rows, model, "L2"), ".1f")
+        assert row(breast, model)[column(breast, 0, "PSNR (dB), breast")] == mean_sd(
+            values(rows, model, "breast_PSNR"), ".2f")
+        assert row(breast, model)[column(breast, 0, "lesion MAE")] == mean_sd(values(rows, model, "lesion_MAE"),
+                                                                              ".4f")
         assert cells[1:3] == ["8", "4"]
-    assert "Across folds" not in parse(out)[1].tables   # one folder: no cross-validation table
+    assert not any(t.startswith("Across folds") for t in tables)   # one folder: no cross-validation table
 
 
 def test_model_vs_baselines_match_scipy_wilcoxon_and_bh(one_report):
@@ -246,11 +254,12 @@ def test_model_vs_baselines_match_scipy_wilcoxon_and_bh(one_report):
         a, b = values(rows, MODEL, metric), values(rows, IDENTITY_NAME, metric)
         ps.append(stats.wilcoxon(a, b).pvalue)
     adjusted = stats.false_discovery_control(ps, method="bh")
-    mse = row(table, "MSE")
+    mse = row(table, "MSE, whole square")
     a, b = values(rows, MODEL, "MSE"), values(rows, IDENTITY_NAME, "MSE")
     assert mse[1] == "8"
     assert mse[4] == f"{np.median(a - b):.5f}"
-    assert mse[6] == f"{ps[0]:.4f}" and mse[7] == f"{adjusted[0]:.4f}"
+    i = METRICS.index("MSE")
+    assert mse[6] == f"{ps[i]:.4f}" and mse[7] == f"{adjusted[i]:.4f}"
     lesion = row(table, "lesion MAE")
     assert lesion[1] == "4"
 
@@ -299,8 +308,11 @@ def test_density_table_kruskal_wallis_matches_scipy(one_report):
     table = parse(out)[1].tables[MODEL]
     assert [r[0] for r in table[1:]] == ["ACR a", "ACR b", "ACR c", "ACR d", "Kruskal-Wallis p"]
     groups = [values(rows, MODEL, "PSNR", density=g) for g in "abcd"]
-    assert row(table, "Kruskal-Wallis p")[3] == f"{stats.kruskal(*groups).pvalue:.4f}"
-    assert row(table, "ACR c")[1:3] == ["2", mean_sd(values(rows, MODEL, "MSE", density="c"), ".5f")]
+    psnr, mse = column(table, 0, "PSNR (dB), whole square"), column(table, 0, "MSE, whole square")
+    assert row(table, "Kruskal-Wallis p")[psnr] == f"{stats.kruskal(*groups).pvalue:.4f}"
+    assert row(table, "ACR c")[1] == "2"
+    assert row(table, "ACR c")[mse] == mean_sd(values(rows, MODEL, "MSE", density="c"), ".5f")
+    assert table[0][2] == "PSNR (dB), breast"                         # the breast first
 
 
 def test_heatmaps_are_the_best_median_and_worst_case_by_mae(one_report):
@@ -334,11 +346,11 @@ def test_hand_computed_headline_and_sections_without_data(tmp_path):
     folder = _tiny_folder(tmp_path / "ev", "tiny <b>model</b>", [0.1, 0.2, 0.3])
     out = build_report([folder], tmp_path / "r.html", title="Tiny & small")
     text, page = parse(out)
-    table = page.tables["Per image"]
+    table = page.tables[SQUARE]
     cells = row(table, "tiny <b>model</b>")          # escaped in the page, the text itself after parsing
-    assert cells[column(table, 0, "MAE")] == "0.2000 ± 0.1000"
-    assert row(table, IDENTITY_NAME)[column(table, 0, "MAE")] == "0.4000 ± 0.2000"
-    assert cells[column(table, 0, "PSNR (dB)")] == "n/a"
+    assert cells[column(table, 0, "MAE, whole square")] == "0.2000 ± 0.1000"
+    assert row(table, IDENTITY_NAME)[column(table, 0, "MAE, whole square")] == "0.4000 ± 0.2000"
+    assert cells[column(table, 0, "PSNR (dB), whole square")] == "n/a"
     assert "<b>model</b>" not in text and "tiny &lt;b&gt;model&lt;/b&gt;" in text
     assert "<title>Tiny &amp; small</title>" in text
     assert "PSNR is infinite for some images of tiny <b>model</b>, identity (DES = LE)" in html_text(text)
@@ -366,13 +378,13 @@ def test_folds_give_the_mean_and_sd_of_fold_means(tmp_path):
     b = _tiny_folder(tmp_path / "f1", "m", [0.4, 0.4, 0.4], fold=1, case_prefix="b")   # fold mean 0.4
     out = build_report([a, b], tmp_path / "r.html")
     text, page = parse(out)
-    folds = page.tables["Across folds"]
+    folds = page.tables[f"Across folds: {columns.REGIONS['square']}"]
     # mean of (0.2, 0.4) = 0.3, sample sd = sqrt(0.02) = 0.1414
     assert row(folds, "m")[1] == "2"
-    assert row(folds, "m")[column(folds, 0, "MAE")] == "0.3000 ± 0.1414"
-    assert row(folds, IDENTITY_NAME)[column(folds, 0, "MAE")] == "0.6000 ± 0.2828"
-    pooled = page.tables["Per image"]
-    assert row(pooled, "m")[column(pooled, 0, "MAE")] == f"{np.mean([.1, .2, .3, .4, .4, .4]):.4f} ± " \
+    assert row(folds, "m")[column(folds, 0, "MAE, whole square")] == "0.3000 ± 0.1414"
+    assert row(folds, IDENTITY_NAME)[column(folds, 0, "MAE, whole square")] == "0.6000 ± 0.2828"
+    pooled = page.tables[SQUARE]
+    assert row(pooled, "m")[column(pooled, 0, "MAE, whole square")] == f"{np.mean([.1, .2, .3, .4, .4, .4]):.4f} ± " \
                                                          f"{np.std([.1, .2, .3, .4, .4, .4], ddof=1):.4f}"
     assert "Cross-validation over 2 folds (folds 0, 1)" in text
 
@@ -382,7 +394,7 @@ def test_a_case_in_two_folders_is_counted_once(tmp_path):
     b = _tiny_folder(tmp_path / "b", "m2", [0.3, 0.3, 0.3])   # same cases: its identity rows repeat a's
     out = build_report([a, b], tmp_path / "r.html")
     text, page = parse(out)
-    table = page.tables["Per image"]
+    table = page.tables[SQUARE]
     assert [r[0] for r in table[1:]] == ["m1", "m2", IDENTITY_NAME]
     assert row(table, IDENTITY_NAME)[1] == "3"
     assert "3 (model, case) rows found in more than one folder were counted once." in text

@@ -90,9 +90,10 @@ def test_real_des_as_synthetic_measures_a_perfect_copy(mrml_scene, vc_logic, pha
     papers, notes = _column(table, "paper"), _column(table, "note")
     assert measures == [c.label for c in columns.COLUMNS] and len(measures) == len(columns.keys())
     assert all(_same(value, v[c.key]) for value, c in zip(values, columns.COLUMNS))
-    psnr = measures.index("PSNR (dB)")
+    psnr = measures.index(columns.column("PSNR").label)
     assert values[psnr] == math.inf and notes[psnr].startswith("infinite") and papers[psnr] == "001 Rofena 2024, eq. 10"
-    assert "automatic regions" in notes[measures.index("tissue CNR (fibroglandular vs adipose), LE")]
+    assert "automatic regions" in notes[measures.index(columns.column("tissue_CNR_LE").label)]
+    assert measures.index(columns.column("breast_PSNR").label) < psnr       # the breast region first
     assert all(paper for paper in papers)
 
 
@@ -125,7 +126,8 @@ def test_module_values_equal_the_engine_on_the_same_files(mrml_scene, vc_logic, 
     # 000 Table 2: the recombination cancels the tissue contrast that the LE shows.
     assert result.values["tissue_CNR_LE"] > 3 * abs(result.values["tissue_CNR_DES"])
     notes = dict(zip(_column(result.table, "measure"), _column(result.table, "note")))
-    assert notes["adipose mean, LE"] == "the regions given" and notes["MSE"] == ""
+    assert notes[columns.column("adipose_mean_LE").label] == "the regions given"
+    assert notes[columns.column("MSE").label] == ""
 
 
 def test_undefined_values_are_nan_with_a_note_and_bad_regions_name_themselves(mrml_scene, vc_logic, phantom_1mm):

@@ -102,7 +102,8 @@ def main(argv=None) -> int:
     for measure, row in result.values.items():
         print(f"  {measure}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()))
 
-    print(f"\ntissue CNR on ground-truth masks, {len(test_cases)} test-split cases (mean \u00b1 sd):")
+    print(f"\ntissue CNR (raw intensities, full resolution) on ground-truth masks, {len(test_cases)} test-split "
+          "cases (mean \u00b1 sd); the report's tissue CNR is normalised at the evaluated size, another value:")
     values = {label: [] for label in ("LE", REAL_DES, SYNTHETIC_DES)}
     lesions = {label: [] for label in values}
     for case in test_cases:
@@ -114,7 +115,8 @@ def main(argv=None) -> int:
             if LESION in case_result.values:
                 lesions[label].append(case_result.values[LESION][label])
     print("| | LE | real DES | synthetic DES |\n| --- | --- | --- | --- |")
-    for title, table in (("tissue CNR", values), ("lesion CNR (5 mm ring)", lesions)):
+    for title, table in (("tissue CNR (raw, full resolution)", values),
+                         ("lesion CNR (raw, full resolution, 5 mm ring)", lesions)):
         print(f"| {title} (n = {len(table['LE'])}) | " +
               " | ".join(f"{np.mean(v):.3f} \u00b1 {np.std(v, ddof=1):.3f}" for v in table.values()) + " |")
     return 0

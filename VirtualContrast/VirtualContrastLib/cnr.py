@@ -7,7 +7,10 @@ the command line give the same numbers on the same pixels:
 - lesion CNR (Hosseinipour et al., eq. 9): the lesion against a ring of
   `ringWidthMm` around it, (mean_lesion - mean_ring) / std_ring.
 ΔCNR = CNR(synthetic DES) - CNR(real DES) (Hosseinipour et al., eq. 12) when
-both are measured. Regions are rasterised on each volume's own grid.
+both are measured. Regions are rasterised on each volume's own grid, and the
+CNR is taken on its raw intensities at full resolution: the measure names say
+so, because `evaluate`'s tissue CNR (normalised, at the evaluated size) is
+another value for the same regions.
 """
 
 from __future__ import annotations
@@ -28,7 +31,10 @@ from VirtualContrastTraining.atomic import write_text_atomic
 from VirtualContrastTraining.evaluation.metrics import cnr, lesion_cnr, ring_around
 
 LE, REAL_DES, SYNTHETIC_DES = "LE", "real DES", "synthetic DES"
-TISSUE, LESION = "tissue CNR (fibroglandular vs adipose)", "lesion CNR (lesion vs ring)"
+# Measured on the volumes' raw intensities at full resolution: not the evaluation's tissue CNR, which is
+# normalised and at the evaluated size (evaluation/columns.py, TISSUE_UNITS), so the names differ.
+TISSUE = "tissue CNR (raw intensities, full resolution; fibroglandular vs adipose)"
+LESION = "lesion CNR (raw intensities, full resolution; lesion vs ring)"
 DELTA = "ΔCNR (synthetic − real)"
 
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from VirtualContrastTraining.evaluation import columns
 from VirtualContrastTraining.evaluation.metrics import (BREAST_CNR_PATCH, EIGHT_BIT, breast_cnr, cnr, lesion_cnr, mae,
-                                                        ring_around, ssim)
+                                                        region_errors, ring_around, ssim)
 
 # 003's mass CNR compares the mass with "its surrounding region"; at the evaluated 256x256 of a full-field
 # mammogram a pixel is about 1 mm, so this ring is about the 5 mm the Slicer module uses by default.
@@ -41,16 +41,10 @@ MIN_PATCH = 8
 AUTO_TISSUE_PERCENTILES = (25.0, 75.0)
 
 
-def _region_errors(y: np.ndarray, yhat: np.ndarray, region: np.ndarray) -> tuple[float | None, float | None,
-                                                                                   float | None]:
-    """(L1, L2, PSNR) over the region's pixels, 0-255 scale; Nones for an empty region."""
-    if not region.any():
-        return None, None, None
-    diff = y[region] - yhat[region]
-    l2 = float(np.mean(diff**2))
-    peak = float(y[region].max())
-    value = None if peak <= 0 else (np.inf if l2 == 0 else float(10 * np.log10(peak**2 / l2)))
-    return EIGHT_BIT * float(np.mean(np.abs(diff))), EIGHT_BIT**2 * l2, value
+def _mass_errors(y: np.ndarray, yhat: np.ndarray, mass: np.ndarray) -> tuple[float, float, float | None]:
+    """003's mass-only (L1, L2, PSNR) on the 0-255 scale (the breast setting's are the breast region's)."""
+    abs_err, sq_err, peak_snr = region_errors(y, yhat, mass)
+    return EIGHT_BIT * abs_err, EIGHT_BIT**2 * sq_err, peak_snr
 
 
 def _or_none(compute, *args) -> float | None:
@@ -68,10 +62,10 @@ def breast_cnr_patch(shape: tuple[int, int]) -> int:
 
 def setting_metrics(des: np.ndarray, synthetic: np.ndarray, breast: np.ndarray,
                     mass: np.ndarray | None) -> dict[str, float | None]:
-    """003's values of one image (the "setting" columns): breast_* always, mass_* with a non-empty mass mask."""
+    """003's values of one image (the "setting" columns): breast CNR always, mass_* with a non-empty mass mask.
+    The breast setting's L1, L2 and PSNR are the breast region's "image" columns (metrics.breast_metrics)."""
     des, synthetic = np.asarray(des, np.float64), np.asarray(synthetic, np.float64)
     out: dict[str, float | None] = dict.fromkeys(columns.keys("setting"))
-    out["breast_L1"], out["breast_L2"], out["breast_PSNR"] = _region_errors(des, synthetic, breast)
     patch = breast_cnr_patch(des.shape)
     real, fake = breast_cnr(des, breast, patch), breast_cnr(synthetic, breast, patch)
     out["breast_CNR_real"], out["breast_CNR_synthetic"] = real, fake
@@ -79,7 +73,7 @@ def setting_metrics(des: np.ndarray, synthetic: np.ndarray, breast: np.ndarray,
     mass = None if mass is None else np.asarray(mass) > 0.5
     if mass is None or not mass.any():
         return out
-    out["mass_L1"], out["mass_L2"], out["mass_PSNR"] = _region_errors(des, synthetic, mass)
+    out["mass_L1"], out["mass_L2"], out["mass_PSNR"] = _mass_errors(des, synthetic, mass)
     ring = ring_around(mass, MASS_RING_PX) & breast
     real, fake = _or_none(lesion_cnr, des, mass, ring), _or_none(lesion_cnr, synthetic, mass, ring)
     out["mass_CNR_real"], out["mass_CNR_synthetic"] = real, fake

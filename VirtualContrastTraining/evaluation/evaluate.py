@@ -43,8 +43,10 @@ from VirtualContrastTraining.evaluation.significance import describe
 IDENTITY_NAME = "identity (DES = LE)"
 LINEAR_NAME = "linear LE->DES"
 ARRAY_KEYS = ("le", "des", "mask", "fibroglandular", "adipose")
-# The columns of summary.md's headline table (titles and formats from columns.py).
-HEADLINE = ("MSE", "PSNR", "SSIM", "VIF", "lesion_MAE", "bright_MAE")
+# The columns of summary.md's headline table (titles and formats from columns.py): the breast region first,
+# then the whole padded square, as 001-004 compute it.
+HEADLINE = ("breast_MSE", "breast_PSNR", "breast_SSIM", "breast_VIF", "lesion_MAE", "bright_MAE",
+            "MSE", "PSNR", "SSIM", "VIF")
 # Bins of the real-vs-synthetic intensity histograms on [0, 1].
 HISTOGRAM_BINS = 64
 # Side of the square comparison images of patch models: the papers' 256 (PreprocessConfig's default).
@@ -133,6 +135,7 @@ def evaluate_arrays(cases: list[dict[str, Any]], predictions: dict[str, list[np.
                     fibroglandular=context["fibroglandular"], adipose=context["adipose"])))
             except ValueError as exc:
                 raise ValueError(f"case {case['case_id']}, model {model!r}: {exc}") from None
+            values = {key: values[key] for key in columns.keys()}  # per_image.csv in registry order
             rows_by_model[model].append({"model": model, **info, "has_lesion_mask": values["lesion_MAE"] is not None,
                                          "tissue_rois": context["tissue_rois"], **values})
     return [row for rows in rows_by_model.values() for row in rows]
@@ -163,7 +166,8 @@ def format_cell(entry: dict[str, Any], metric: str, fmt: str) -> str:
 
 
 def format_table(summary: list[dict[str, Any]]) -> str:
-    """The headline Markdown table: model, n and the HEADLINE columns, mean ± sd."""
+    """The headline Markdown table: model, n and the HEADLINE columns, mean ± sd (breast region first, then the
+    whole square; each title names its region)."""
     head = ["model", "n", *(columns.column(m).title for m in HEADLINE)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for e in summary:

@@ -20,6 +20,10 @@ in Rofena et al. 2024 (CMIG), section on metrics:
 - MAE, L1 and L2: mean absolute and squared difference; L1 and L2 are on the
   0-255 scale that Hosseinipour et al. (003) report (L1 = 255 MAE,
   L2 = 255^2 MSE), so their tables and ours read alike.
+Each of these is computed in two regions (columns.REGIONS): the whole padded
+square, as the papers compute them, and the breast (the Otsu/LE mask: padding
+and air excluded), where PSNR takes the target's maximum in the breast, SSIM
+averages its map over breast pixels and VIF sums over windows centred in it.
 Tissue CNR follows Zormpas-Petridis et al. 2026:
 |mean_a - mean_b| / (std_a + std_b).
 Lesion (mass) CNR follows Hosseinipour et al., eq. 9: (mean_mass - mean_ring) / std_ring,
@@ -88,12 +92,16 @@ def psnr(y: np.ndarray, yhat: np.ndarray) -> float:
     return 10.0 * math.log10(peak**2 / err)
 
 
-def ssim(y: np.ndarray, yhat: np.ndarray) -> float:
-    """scikit-image SSIM with data_range 1.0: images must be in [0,1] and at least 7x7."""
+def ssim(y: np.ndarray, yhat: np.ndarray, region: np.ndarray | None = None) -> float:
+    """scikit-image SSIM with data_range 1.0: images must be in [0,1] and at least 7x7. With a region
+    (non-empty bool mask), the mean of SSIM's map over the region's pixels."""
     from skimage.metrics import structural_similarity  # lazy: skimage
 
     y, yhat = _pair(y, yhat)
-    return float(structural_similarity(y, yhat, data_range=1.0))
+    if region is None:
+        return float(structural_similarity(y, yhat, data_range=1.0))
+    _, ssim_map = structural_similarity(y, yhat, data_range=1.0, full=True)
+    return float(ssim_map[region].mean())
 
 
 def _gauss_window_1d(n: int) -> np.ndarray:
@@ -110,15 +118,18 @@ def _filter_valid(img: np.ndarray, w: np.ndarray) -> np.ndarray:
     return out[r:img.shape[0] - r, r:img.shape[1] - r]
 
 
-def vif(y: np.ndarray, yhat: np.ndarray) -> float:
+def vif(y: np.ndarray, yhat: np.ndarray, region: np.ndarray | None = None) -> float:
     """Pixel-domain VIF of `yhat` against the reference `y` (1 for identical images).
 
     Images in [0,1], at least 41x41 (the 4th scale needs a 3x3 window after
-    three filter-and-halve steps). ValueError for a constant reference, which
-    carries no information to preserve.
+    three filter-and-halve steps). With a region (bool mask), the sums run
+    over the windows whose weight lies mostly in the region, at every scale.
+    ValueError for a constant reference (or region), which carries no
+    information to preserve.
     """
     ref, dist = _pair(y, yhat)
     ref, dist = ref * VIF_SCALE, dist * VIF_SCALE
+    inside = np.ones(ref.shape) if region is None else np.asarray(region, np.float64)
     num = den = 0.0
     for scale in range(4):
         n = 2 ** (4 - scale) + 1
@@ -126,6 +137,7 @@ def vif(y: np.ndarray, yhat: np.ndarray) -> float:
         if scale > 0:
             ref = _filter_valid(ref, w)[::2, ::2]
             dist = _filter_valid(dist, w)[::2, ::2]
+            inside = _filter_valid(inside, w)[::2, ::2]
         if min(ref.shape) < n:
             raise ValueError(f"VIF needs images of at least 41x41 pixels, got {y.shape}")
         mu1, mu2 = _filter_valid(ref, w), _filter_valid(dist, w)
@@ -147,10 +159,11 @@ def vif(y: np.ndarray, yhat: np.ndarray) -> float:
         g[negative] = 0
         sv = np.maximum(sv, _VIF_EPS)
 
-        num += float(np.sum(np.log10(1 + g * g * s1 / (sv + VIF_SIGMA_NSQ))))
-        den += float(np.sum(np.log10(1 + s1 / VIF_SIGMA_NSQ)))
+        counted = _filter_valid(inside, w) > 0.5
+        num += float(np.sum(np.log10(1 + g * g * s1 / (sv + VIF_SIGMA_NSQ))[counted]))
+        den += float(np.sum(np.log10(1 + s1 / VIF_SIGMA_NSQ)[counted]))
     if den == 0.0:
-        raise ValueError("VIF is undefined for a constant reference image")
+        raise ValueError("VIF is undefined for a constant reference image" + ("" if region is None else " region"))
     return num / den
 
 
@@ -297,11 +310,48 @@ def bright_mae(y: np.ndarray, yhat: np.ndarray, breast: np.ndarray | None,
     return float(np.mean(np.abs(y[bright] - yhat[bright])))
 
 
+def region_errors(y: np.ndarray, yhat: np.ndarray, region: np.ndarray) -> tuple[float, float, float | None]:
+    """(MAE, MSE, PSNR) over a non-empty region's pixels; PSNR with the target's maximum in the region
+    (+inf for equal pixels, None for a region without a positive target pixel)."""
+    diff = y[region] - yhat[region]
+    err = float(np.mean(diff**2))
+    peak = float(y[region].max())
+    value = None if peak <= 0 else (math.inf if err == 0 else 10.0 * math.log10(peak**2 / err))
+    return float(np.mean(np.abs(diff))), err, value
+
+
+def _vif_or_none(y: np.ndarray, yhat: np.ndarray, region: np.ndarray) -> float | None:
+    """VIF in a region that may be too small or flat for it: None there (the image's row still has a value)."""
+    try:
+        return vif(y, yhat, region)
+    except ValueError:
+        return None
+
+
+def breast_metrics(y: np.ndarray, yhat: np.ndarray, breast: np.ndarray | None) -> dict[str, float | None]:
+    """The "image" columns of the breast region (`breast_<metric>`): the square's metrics over the breast
+    pixels only, so that padding and air, which any model gets right, do not count. Nones without a breast."""
+    y, yhat = _pair(y, yhat)
+    names = ("MSE", "PSNR", "SSIM", "VIF", "MAE", "L1", "L2")
+    if breast is None or not np.asarray(breast, bool).any():
+        return {f"breast_{m}": None for m in names}
+    breast = np.asarray(breast, dtype=bool)
+    if breast.shape != y.shape:
+        raise ValueError(f"breast mask shape {breast.shape} does not match the image shape {y.shape}")
+    abs_err, sq_err, peak_snr = region_errors(y, yhat, breast)
+    values = (sq_err, peak_snr, ssim(y, yhat, breast), _vif_or_none(y, yhat, breast), abs_err,
+              EIGHT_BIT * abs_err, EIGHT_BIT**2 * sq_err)
+    return {f"breast_{m}": v for m, v in zip(names, values)}
+
+
 def image_metrics(y: np.ndarray, yhat: np.ndarray, mask: np.ndarray | None = None,
                   breast: np.ndarray | None = None) -> dict[str, float | None]:
-    """The "image" columns of columns.py (pixel similarity); lesion_MAE is None without a non-empty mask,
-    bright_MAE without a breast mask."""
+    """The "image" columns of columns.py (pixel similarity), in both regions: the breast's (breast_metrics)
+    and the whole square's; lesion_MAE is None without a non-empty mask, bright_MAE without a breast mask."""
     return {
+        **breast_metrics(y, yhat, breast),
+        "lesion_MAE": masked_mae(y, yhat, mask),
+        "bright_MAE": bright_mae(y, yhat, breast),
         "MSE": mse(y, yhat),
         "PSNR": psnr(y, yhat),
         "SSIM": ssim(y, yhat),
@@ -309,6 +359,4 @@ def image_metrics(y: np.ndarray, yhat: np.ndarray, mask: np.ndarray | None = Non
         "MAE": mae(y, yhat),
         "L1": l1(y, yhat),
         "L2": l2(y, yhat),
-        "lesion_MAE": masked_mae(y, yhat, mask),
-        "bright_MAE": bright_mae(y, yhat, breast),
     }
