@@ -214,7 +214,8 @@ def read_ratings(path: str | os.PathLike) -> tuple[list[Rating], list[Endpoint]]
             if rating is None:
                 allowed = ("yes/no, 1/0, true/false, positive/negative; an endpoint is ordinal when its ratings "
                            "are a-d or 1-4 with more than two distinct values" if kind == "binary" else "a-d or 1-4")
-                raise bad(line, "rating", f"{row['rating']!r} is not a rating of the {kind} endpoint {name!r} ({allowed})")
+                raise bad(line, "rating",
+                          f"{row['rating']!r} is not a rating of the {kind} endpoint {name!r} ({allowed})")
             if needs_truth and not row["truth"]:
                 raise bad(line, "truth", f"empty, but endpoint {name!r} is " + (
                     "binary: every rating needs the case's truth (e.g. biopsy)" if kind == "binary" else
@@ -582,7 +583,8 @@ def _number(value: float | None, fmt: str) -> str:
 def format_reader_table(result: ReaderStudyResult) -> str:
     """Markdown: the endpoints, the measures with their 95 % CIs, and the Wilcoxon, McNemar and agreement tables
     (each only where the study has one)."""
-    measured = {"binary": "accuracy, sensitivity, specificity", "ordinal": "accuracy of a-b vs c-d, quadratic-weighted κ"}
+    measured = {"binary": "accuracy, sensitivity, specificity",
+                "ordinal": "accuracy of a-b vs c-d, quadratic-weighted κ"}
     lines = [f"- **{e.name}**: " + (TURING_TEXT if e.per_image else
                                      f"{e.kind} ({measured[e.kind]}), against {REFERENCE_TEXT[e.reference]}")
              for e in result.endpoints]
