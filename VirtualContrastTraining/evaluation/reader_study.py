@@ -15,28 +15,29 @@ case_id, reader, endpoint, image, rating, truth:
 - endpoint: free text. It is ordinal when its ratings are the letters a-d or
   the numbers 1-4 with more than two distinct values (BPE, BI-RADS a-d);
   binary otherwise, rated yes/no, 1/0, true/false or positive/negative
-  (lesion present; 001's "is this image real?" with truth "yes" for real images);
+  (lesion present; 001's "is this image real?" belongs in the layout above, whose truth is per image);
 - truth: the case's ground truth (e.g. biopsy), needed for binary endpoints.
   An ordinal endpoint may leave it empty on every line: each reader's rating
   of the clinical image is then the reference for that reader's rating of the
   synthetic image of the same case (000 scored synthetic BPE against the clinical scores).
 
-Per endpoint, reader (and all readers pooled: 000 treats reader assessments
-as independent evaluations) and image, against the reference:
+Per endpoint, reader (and all readers pooled, as 000 did) and image, against the reference:
 - binary: accuracy, sensitivity, specificity (000's formulae);
 - ordinal: accuracy of the dichotomy minimal-mild (a-b) versus moderate-marked
   (c-d), as 000 reports BPE, and the quadratic-weighted Cohen's kappa.
 Each with a 95 % percentile interval from bootstrap resampling of cases
-(000: "1,000-sample bootstrap resampling at the case level"); a resample
+(000: "1,000-sample bootstrap resampling at the case level"), every rating of a
+drawn case with it, so the pooled rows are clustered by case; a resample
 where a value is undefined (no positive case drawn) is left out of its interval.
 Clinical against synthetic, per endpoint and reader: a two-sided Wilcoxon
 signed-rank test over the cases rated on both images, of the per-case
 correctness (1/0), or, where the clinical rating is the reference, of the
 ratings themselves (a systematic shift, 000's BPE overestimation); p-values
-are corrected by Benjamini-Hochberg across the endpoints (000, "Statistical analysis").
+are corrected by Benjamini-Hochberg across the endpoints (000, "Statistical analysis");
+the pooled test treats reader x case pairs as independent, as 000 did.
 
-Both layouts, for binary endpoints:
-- McNemar's test of the paired reads of the same reader and case on its clinical and its synthetic
+Both layouts (the Turing test is one binary endpoint whose rows pool both images):
+- McNemar's test, for binary endpoints, of the paired reads of the same reader and case on its clinical and its synthetic
   image (lesion seen on one only; for the Turing test, "synthetic" said of one only): exact binomial
   while the discordant pairs are fewer than EXACT_BELOW, else chi-square with continuity correction.
   Pooled over readers the pairs of one case are not independent: the test is clustered by case, the
