@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -9,7 +10,9 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+from PIL import Image as PILImage
 
+from conftest import make_tiny_model
 from VirtualContrastTraining.cli import main
 from VirtualContrastTraining.data.image import Image
 from VirtualContrastTraining.data.imageio import read_image, write_nrrd
@@ -182,3 +185,75 @@ def test_predict_manifest_burn_in_deidentified_one_pseudonymous_study_per_patien
             (written[case.case_id].PatientID, written[case.case_id].StudyInstanceUID))
     assert all(len(pseudonyms) == 1 for pseudonyms in by_patient.values())
     assert len({next(iter(p)) for p in by_patient.values()}) == len(by_patient)  # different patients stay apart
+
+
+# ---------------------------------------------------------------- PNG and TIFF
+
+
+def _png_text(path):
+    with PILImage.open(path) as im:
+        assert im.format == "PNG"
+        return dict(im.text)
+
+
+def _tiff_text(path):
+    with PILImage.open(path) as im:
+        assert im.format == "TIFF"
+        return json.loads(im.tag_v2[270])
+
+
+@pytest.mark.parametrize("name, read_text", [("case_SYNTHETIC.png", _png_text), ("case_SYNTHETIC.tif", _tiff_text),
+                                             ("case_SYNTHETIC.tiff", _tiff_text)])
+def test_predict_one_png_or_tiff_by_extension_marked_synthetic(small_phantom, tiny_model, tmp_path, name, read_text):
+    """--out x.png is one PNG file (it was a folder named x.png), 16-bit in the model's DES units, its text
+    saying synthetic and not for diagnosis."""
+    case = _first_case(small_phantom)
+    out = tmp_path / "o" / name
+    assert main(["predict", "--model", str(tiny_model), "--input", case.le_path, "--out", str(out),
+                 "--device", "cpu"]) == 0
+    assert out.is_file() and [p.name for p in out.parent.iterdir()] == [name]
+    text = read_text(out)
+    assert text["Synthetic"] == "true" and text["Description"] == SERIES_DESCRIPTION
+    assert "not for diagnosis" in text["Warning"] and "not for diagnosis" in text["VirtualContrast.Warning"]
+    assert text["VirtualContrast.Preset"] == "demo" and "window 1700..2400" in text["VirtualContrast.IntensityUnits"]
+    le, synthetic = read_image(case.le_path), read_image(out)
+    assert synthetic.shape == le.shape and synthetic.array.dtype == np.uint16
+    if read_text is _tiff_text:  # the resolution (dpi) carries the spacing; SimpleITK reads it from TIFF only
+        assert synthetic.spacing == pytest.approx(le.spacing, rel=1e-3)
+    assert 1700 <= synthetic.array.min() and synthetic.array.max() <= 2400
+
+
+def test_predict_manifest_to_a_folder_of_pngs(small_phantom, tiny_model, tmp_path):
+    cases = read_manifest(small_phantom)
+    out = tmp_path / "out"
+    assert main(["predict", "--model", str(tiny_model), "--input", str(small_phantom), "--out", str(out),
+                 "--device", "cpu", "--format", "png"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{c.case_id}_SYNTHETIC-DES.png" for c in cases)
+    assert all(_png_text(p)["Synthetic"] == "true" for p in out.iterdir())
+
+
+def test_a_model_of_8_bit_des_writes_8_bit_pngs(cdd_sample, tmp_path):
+    """A model whose DES window lies in 0..255 (trained on 8-bit DES such as CDD-CESM's) on an 8-bit LE: an
+    8-bit PNG holding the DES values themselves."""
+    model = make_tiny_model(tmp_path / "run", des_window=(3.0, 136.0))
+    out = tmp_path / "P10_SYNTHETIC-DES.png"
+    assert main(["predict", "--model", str(model), "--input", str(cdd_sample / "P10_L_DM_CC.png"), "--out", str(out),
+                 "--device", "cpu"]) == 0
+    with PILImage.open(out) as im:
+        assert im.mode == "L"
+        pixels = np.asarray(im)
+    assert 3 <= pixels.min() and pixels.max() <= 136 and "window 3..136" in _png_text(out)["VirtualContrast.IntensityUnits"]
+
+
+@pytest.mark.parametrize("name, flags, says", [
+    ("des.png", [], "SYNTHETIC"),
+    ("x_SYNTHETIC.jpg", [], "not .jpg"),
+    ("x_SYNTHETIC.png", ["--format", "tiff"], "--format tiff but the file name ends in .png"),
+])
+def test_bitmap_output_names_that_cannot_be_written(small_phantom, tiny_model, tmp_path, capsys, name, flags, says):
+    out = tmp_path / "o" / name
+    code = main(["predict", "--model", str(tiny_model), "--input", _first_case(small_phantom).le_path,
+                 "--out", str(out), "--device", "cpu", *flags])
+    err = capsys.readouterr().err.strip()
+    assert code == EXIT_BAD_INPUT and len(err.splitlines()) == 1 and str(out) in err and says in err
+    assert not out.parent.exists()

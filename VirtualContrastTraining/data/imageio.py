@@ -8,8 +8,8 @@ is refused, not a MemoryError), and finite pixels after (a NaN would spread
 over a whole synthetic image or a validation loss).
 
 PNG and TIFF carry key/value text (PNG text chunks, TIFF ImageDescription as
-JSON) and the pixel spacing as their resolution (dpi), never an origin or a
-direction; the VirtualContrast fields among that text are read back into meta,
+JSON) and the pixel spacing as their resolution (dpi; SimpleITK reads it back
+from TIFF, not from PNG), never an origin or a direction; the VirtualContrast fields among that text are read back into meta,
 as NRRD's are.
 """
 
