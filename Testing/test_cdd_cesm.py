@@ -9,6 +9,7 @@ abort on (unpaired, unreadable, misnamed, misplaced, duplicate and mismatched im
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -96,7 +97,7 @@ def build_folder(sample: Path, root: Path, *, sheet=True, via=True) -> Path:
             ("P10_L_DM_CC.jpg", {"name": "ellipse", "cx": 128, "cy": 200, "rx": 20, "ry": 10}),   # line 2
             ("P10_L_DM_CC.jpg", {"name": "point", "cx": 60, "cy": 300}),                          # 3
             ("P10_L_DM_CC.jpg", {"name": "circle", "cx": 250, "cy": 100, "r": 15}),               # 4: partly out
-            ("P10_L_DM_CC.jpg", {"name": "ellipse", "cx": 310, "cy": 1692, "rx": 44, "ry": 37}),  # 5: wholly out
+            ("P10_L_DM_CC.jpg", {"name": "ellipse", "cx": -60, "cy": 200, "rx": 44, "ry": 37}),  # 5: wholly out
             ("P10_L_DM_CC.jpg", {"name": "rect", "x": 5, "y": 5, "width": 9, "height": 9}),       # 6: unknown
             ("P10_L_CM_CC.jpg", {"name": "circle", "cx": 120, "cy": 210, "r": 30}),               # 7: DM wins
             ("P12_L_CM_MLO .jpg", POLYGON),                                                       # 8: CM only
@@ -104,6 +105,9 @@ def build_folder(sample: Path, root: Path, *, sheet=True, via=True) -> Path:
             ("P11_R_DM_CC.jpg", {"name": "circle", "cx": 50, "cy": 50, "r": 5}),                  # 10: unpaired
             ("P99_L_DM_CC.jpg", {"name": "circle", "cx": 50, "cy": 50, "r": 5}),                  # 11: absent
             ("scan.jpg", {"name": "circle", "cx": 50, "cy": 50, "r": 5}),                         # 12: no name
+            # 13, 14: full-size coordinates (the collection's) on a resized copy: no mask for that image
+            ("P12_L_DM_CC.jpg", {"name": "circle", "cx": 120, "cy": 150, "r": 20}),
+            ("P12_L_DM_CC.jpg", {"name": "ellipse", "cx": 310, "cy": 1692, "rx": 44, "ry": 37}),
         ])
     return root
 
@@ -204,12 +208,15 @@ def test_import_summary_lists_each_problem_with_its_reason(imported):
         UNKNOWN_SHAPE: [f"{cdd.SEGMENTATION_CSV} line 6 (P10_L_DM_CC.jpg: shape 'rect')"],
         cdd.OUTSIDE: [f"{cdd.SEGMENTATION_CSV} line 5 (P10_L_DM_CC.jpg: ellipse 3)"],
         cdd.CLIPPED: [groups[cdd.CLIPPED][0]],
+        cdd.BEYOND: ["P12_L_DM_CC.jpg: coordinates up to x 354, y 1729 on an image of 256 x 512 px"],
+        cdd.ON_BOUND: [groups[cdd.ON_BOUND][0]],
         cdd.BAD_SHEET_NAME: [f"{cdd.WORKBOOK} row 9 ('overview')"],
         cdd.NO_SHEET_ROW: ["P10_L_MLO", "P15_R_CC"],
         cdd.DENSITY_CONFLICT: ["P10_L_CC (c, b, c)"],
         cdd.BAD_DENSITY: [f"{cdd.WORKBOOK} row 7 ('E')"],
         cdd.BAD_LABEL: [f"{cdd.WORKBOOK} row 7 ('Suspicious')"],
     }
+    assert re.fullmatch(r"1 pair\(s\) at \+-10 px: P\d+_L_(CC|MLO) \(-?\d+, -?\d+\)", groups[cdd.ON_BOUND][0])
     unreadable = groups[cdd.UNREADABLE][0]
     assert unreadable.startswith(str((le_dir / "P13_L_DM_CC.jpg").resolve()))
     # The circle at column 250 with r 15 reaches column 264: its columns 256..264 are cut off.
@@ -241,6 +248,7 @@ def test_missing_or_malformed_sheet_and_csv_are_reported_not_fatal(cdd_sample, t
     assert (report.cases[0].density, report.cases[0].label, report.cases[0].lesion_path) == ("", "", "")
     assert report.skipped_by_reason() == {
         cdd.NO_WORKBOOK: [str(root / cdd.WORKBOOK)], cdd.NO_CSV: [str(root / cdd.SEGMENTATION_CSV)],
+        cdd.ON_BOUND: ["1 pair(s) at +-10 px: P10_L_CC (-10, 4)"],  # a crop of a resized copy: at 004's bound
         cdd.UNPAIRED_DES: [str((root / cdd.DES_FOLDER / "P12_L_CM_CC.png").resolve())]}
 
     write_sheet(root / cdd.WORKBOOK, [["P10_L_DM_CC", "x"]], header=["Image_name", "Comment"])
@@ -305,7 +313,8 @@ def test_the_import_command_recognises_a_cdd_cesm_folder(cdd_sample, tmp_path, c
     assert [c.case_id for c in read_manifest(out)][0] == "P10_L_CC"
 
 
-def build_phantom_collection(root: Path) -> Path:
+def build_phantom_collection(root: Path, shifts: dict[str, tuple[int, int]] | None = None,
+                             via_rows: list | None = None) -> Path:
     """Phantom images as 8-bit PNGs in CDD-CESM's layout, each DES moved by a known offset and 30 rows
     longer, a sheet and VIA rows. The DES stand-in is the inverted LE: the phantom's real DES cancels
     the tissue texture (as recombination does), which leaves a horizontal shift along the chest wall
@@ -315,7 +324,7 @@ def build_phantom_collection(root: Path) -> Path:
     le_dir, des_dir = root / cdd.LE_FOLDER, root / cdd.DES_FOLDER
     le_dir.mkdir(parents=True)
     des_dir.mkdir()
-    shifts = {"P1_L_{}_CC.png": (3, -5), "P1_L_{}_MLO.png": (-6, 2)}
+    shifts = shifts or {"P1_L_{}_CC.png": (3, -5), "P1_L_{}_MLO.png": (-6, 2)}
     for n, (name, (x, y)) in enumerate(shifts.items()):
         case = simulate_case(np.random.default_rng(n), pixel_mm=1.0, laterality="L",
                              view=name.split("_")[-1][:-4], density="c", lesions=[])
@@ -326,8 +335,9 @@ def build_phantom_collection(root: Path) -> Path:
         matplotlib.image.imsave(des_dir / name.format("CM"), moved, cmap="gray", vmin=0, vmax=255)
     write_sheet(root / cdd.WORKBOOK, [_sheet_row("P1_L_DM_CC", "B", "Benign"),
                                       _sheet_row("P1_L_DM_MLO", 3, "Malignant")])
-    write_via(root / cdd.SEGMENTATION_CSV, [("P1_L_DM_CC.jpg", {"name": "point", "cx": 60, "cy": 80}),
-                                            ("P1_L_CM_MLO.jpg", {"name": "circle", "cx": 70, "cy": 90, "r": 12})])
+    write_via(root / cdd.SEGMENTATION_CSV, via_rows or [
+        ("P1_L_DM_CC.jpg", {"name": "point", "cx": 60, "cy": 80}),
+        ("P1_L_CM_MLO.jpg", {"name": "circle", "cx": 70, "cy": 90, "r": 12})])
     return root
 
 
@@ -362,3 +372,30 @@ def test_the_slicer_logic_loads_a_registered_case_on_the_les_grid(tmp_path, vc_l
     with pytest.raises(InputError, match="no case 'P9_L_CC'"):
         vc_logic.loadManifestCase(manifest, "P9_L_CC")
 
+
+
+def test_an_offset_on_the_search_bound_is_reported_and_a_wider_search_finds_it(tmp_path, capsys):
+    """Generated pairs (no ../shared): the CC's DES is 13 px off, beyond 004's +-10. The default search stops
+    at the bound and says so in one line naming the pair; --search-px 15 finds the offset and is silent. The
+    MLO's annotation is in coordinates 4x its image (a full-size annotation on a resized copy): no mask, one
+    line naming the file."""
+    from VirtualContrastTraining.cli import main
+
+    root = build_phantom_collection(
+        tmp_path / "CDD-CESM", {"P1_L_{}_CC.png": (13, -2), "P1_L_{}_MLO.png": (-6, 2)},
+        [("P1_L_DM_CC.jpg", {"name": "point", "cx": 60, "cy": 80}),
+         ("P1_L_DM_MLO.jpg", {"name": "circle", "cx": 700, "cy": 900, "r": 40})])
+    assert main(["import", str(root), "--out", str(tmp_path / "a.csv")]) == 0
+    printed = capsys.readouterr().out
+    cases = {c.case_id: c for c in read_manifest(tmp_path / "a.csv")}
+    assert cases["P1_L_CC"].des_offset()[0] == 10
+    assert f"  1 x {cdd.ON_BOUND}\n      1 pair(s) at +-10 px: P1_L_CC (10, " in printed
+    shape = read_image(cases["P1_L_MLO"].le_path).shape
+    assert cases["P1_L_MLO"].lesion_path == "" and cases["P1_L_CC"].lesion_path
+    assert (f"  1 x {cdd.BEYOND}\n      P1_L_DM_MLO.jpg: coordinates up to x 740, y 940 on an image of "
+            f"{shape[1]} x {shape[0]} px") in printed
+
+    assert main(["import", str(root), "--out", str(tmp_path / "b.csv"), "--search-px", "15"]) == 0
+    assert cdd.ON_BOUND not in capsys.readouterr().out
+    assert {c.case_id: c.des_offset() for c in read_manifest(tmp_path / "b.csv")} == {
+        "P1_L_CC": (13, -2), "P1_L_MLO": (-6, 2)}

@@ -49,9 +49,10 @@ from VirtualContrastTraining.data.cases import shift_to_le
 from VirtualContrastTraining.data.imageio import read_image
 from VirtualContrastTraining.data.importer import ImportReport
 from VirtualContrastTraining.data.manifest import Case, write_manifest
-from VirtualContrastTraining.data.registration import register_translation
+from VirtualContrastTraining.data.registration import SEARCH_PX, on_bound, register_translation
 from VirtualContrastTraining.data.segmentation import write_lesion_segmentation
-from VirtualContrastTraining.data.via import Region, normalise_name, pixels_outside, read_via_csv, shape_mask
+from VirtualContrastTraining.data.via import (Region, coordinates_beyond, normalise_name, pixels_outside, read_via_csv,
+                                             shape_mask)
 from VirtualContrastTraining.errors import InputError
 
 LE_FOLDER = "Low energy images of CDD-CESM"
@@ -78,6 +79,9 @@ ORPHAN_REGION = "segmentation row for an image that is not in an imported pair"
 OUTSIDE = "lesion shape wholly outside its image: not used"
 EMPTY = "lesion shape covers no pixel centre: not used"
 CLIPPED = "lesion shape partly outside its image: clipped to it"
+BEYOND = ("annotation coordinates exceed the image they are drawn on (full-size annotations on a resized "
+          "image?): no lesion mask for it")
+ON_BOUND = "best registration offset on the search bound: a wider --search-px may align better"
 NO_WORKBOOK = "no annotation workbook: no densities or labels"
 BAD_WORKBOOK = "annotation workbook unusable: no densities or labels"
 MISSING_COLUMN = "annotation sheet lacks a column: that information is missing for every case"
@@ -133,9 +137,12 @@ def is_cdd_cesm_folder(path: str | os.PathLike) -> bool:
     return all((child := _child(path, name)) is not None and child.is_dir() for name in (LE_FOLDER, DES_FOLDER))
 
 
-def import_cdd_cesm(folder: str | os.PathLike, out_manifest: str | os.PathLike) -> ImportReport:
+def import_cdd_cesm(folder: str | os.PathLike, out_manifest: str | os.PathLike,
+                    search_px: int = SEARCH_PX) -> ImportReport:
     """Import a CDD-CESM folder into `out_manifest` (masks in `<stem>_masks/` beside it).
 
+    Pairs are registered within +-`search_px` (004's 10 by default); those whose
+    best offset lies on that bound are listed in one problem line (ON_BOUND).
     InputError when `folder` is not a CDD-CESM folder or no pair can be imported
     (then nothing is written).
     """
@@ -147,14 +154,16 @@ def import_cdd_cesm(folder: str | os.PathLike, out_manifest: str | os.PathLike) 
     sheet = _read_sheet(folder, skipped)
     regions = _read_regions(folder, skipped)
     mask_dir = out_manifest.with_name(f"{out_manifest.stem}_masks")
-    cases, imported = [], set()
+    cases, imported, bounded = [], set(), []
     # The whole collection takes about half an hour (2 s per pair): a progress bar in a terminal.
     progress = tqdm(pairs, desc="register LE/DES pairs", unit="pair", file=sys.stderr,
                     disable=not sys.stderr.isatty())
     with atomic_dir(mask_dir) as tmp:
         for le_key, le_path, des_path in progress:
-            case = _import_pair(le_key, le_path, des_path, regions, tmp, mask_dir, skipped)
+            case = _import_pair(le_key, le_path, des_path, regions, tmp, mask_dir, skipped, search_px)
             if case is not None:
+                if on_bound(case.des_offset(), search_px):
+                    bounded.append(f"{case.case_id} {case.des_offset()}")
                 if sheet is not None:
                     case.density, case.label = _facts(le_key, sheet, skipped)
                 cases.append(case)
@@ -163,6 +172,8 @@ def import_cdd_cesm(folder: str | os.PathLike, out_manifest: str | os.PathLike) 
             counts = Counter(reason for _, reason in skipped)
             top = "; ".join(f"{reason} ({n})" for reason, n in counts.most_common(3)) or "the image folders are empty"
             raise InputError(folder, f"no LE/DES pair could be imported: {top}")
+    if bounded:
+        skipped.append((f"{len(bounded)} pair(s) at +-{search_px} px: {', '.join(bounded)}", ON_BOUND))
     for key, found in sorted(regions.items()):
         if key not in imported:
             skipped += [(f"{r.where} ({r.file_name})", ORPHAN_REGION) for r in found]
@@ -203,7 +214,7 @@ def _pairs(found: dict[ImageKey, Path], skipped: list) -> list[tuple[ImageKey, P
 
 
 def _import_pair(le_key: ImageKey, le_path: Path, des_path: Path, regions: dict, tmp: Path, mask_dir: Path,
-                 skipped: list) -> Case | None:
+                 skipped: list, search_px: int = SEARCH_PX) -> Case | None:
     """The pair's Case (lesion mask written into `tmp`), or None with the reason in `skipped`."""
     try:
         le, des = read_image(le_path), read_image(des_path)
@@ -211,7 +222,7 @@ def _import_pair(le_key: ImageKey, le_path: Path, des_path: Path, regions: dict,
         skipped.append((f"{exc.path} ({exc.problem})", UNREADABLE))
         return None
     try:
-        result = register_translation(le.array, des.array)
+        result = register_translation(le.array, des.array, search=search_px)
     except InputError as exc:
         skipped.append((f"{le_key.case_id} ({exc.problem})", NOT_REGISTERED))
         return None
@@ -257,6 +268,10 @@ def _lesion_masks(le_regions: list[Region], des_regions: list[Region], le_shape:
     moved onto the LE's grid by the registered offset."""
     regions, on_des = (le_regions, False) if le_regions else (des_regions, True)
     shape = des_shape if on_des else le_shape
+    beyond = coordinates_beyond(regions, shape)
+    if beyond:
+        skipped.append((beyond, BEYOND))
+        return {}
     masks = {}
     for region in regions:
         mask, outside = shape_mask(region, shape), pixels_outside(region, shape)

@@ -49,6 +49,11 @@ class RegistrationResult:
     evaluations: int         # candidate offsets scored
 
 
+def on_bound(offset: tuple[int, int], search: int = SEARCH_PX) -> bool:
+    """The best offset lies on the edge of a +-`search` search: the true one may lie beyond (search wider)."""
+    return search in (abs(offset[0]), abs(offset[1]))
+
+
 def sample_stride(shape: tuple[int, int], search: int = SEARCH_PX) -> int:
     """Row and column step that keeps the scored window at or below MAX_SAMPLES pixels."""
     rows, cols = shape

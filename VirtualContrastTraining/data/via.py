@@ -32,6 +32,7 @@ from skimage import draw
 from VirtualContrastTraining.errors import InputError
 
 POINT_RADIUS = 25  # px: a point annotation becomes a disc of this radius (the issue's rule for CDD-CESM)
+BEYOND_TOLERANCE = 0.05  # a shape may overrun its image by 5 % of the size (clipped); beyond: another size
 SHAPES = {  # VIA shape name -> numeric parameters it needs
     "polygon": ("all_points_x", "all_points_y"),
     "ellipse": ("cx", "cy", "rx", "ry"),
@@ -160,6 +161,21 @@ def _bounds(region: Region) -> tuple[float, float, float, float]:
     else:
         hx = hy = p["r"] if region.shape == "circle" else POINT_RADIUS
     return p["cx"] - hx, p["cx"] + hx, p["cy"] - hy, p["cy"] + hy
+
+
+def coordinates_beyond(regions: list[Region], shape: tuple[int, int]) -> str:
+    """"" when the regions fit an image of `shape` (rows, cols) give or take BEYOND_TOLERANCE of its size (a
+    shape drawn a little over the edge is clipped); else what exceeds it, naming the file: annotations made
+    on the full-size image drawn onto a resized copy would mark the wrong pixels."""
+    if not regions:
+        return ""
+    rows, cols = shape
+    x_max = max(_bounds(r)[1] for r in regions)
+    y_max = max(_bounds(r)[3] for r in regions)
+    if x_max <= cols * (1 + BEYOND_TOLERANCE) and y_max <= rows * (1 + BEYOND_TOLERANCE):
+        return ""
+    return (f"{regions[0].file_name}: coordinates up to x {x_max:.0f}, y {y_max:.0f} on an image of "
+            f"{cols} x {rows} px")
 
 
 def _draw(region: Region, shape: tuple[int, int], origin: tuple[int, int] = (0, 0)) -> np.ndarray:
