@@ -3,12 +3,15 @@ marker, de-identification, and loading through the readers Slicer's DICOM scalar
 
 from __future__ import annotations
 
+import json
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
+from PIL import Image as PILImage
 
 from conftest import make_tiny_model
 from VirtualContrastTraining import __version__
@@ -21,11 +24,13 @@ from VirtualContrastTraining.synthesis import Synthesizer
 from VirtualContrastTraining.synthetic_export import (
     IMAGE_TYPE,
     MARKER_MIN_FONT_PX,
+    bitmap_bits,
     burn_in_marker,
     new_anonymizer,
+    write_synthetic_bitmap,
     write_synthetic_dicom,
 )
-from VirtualContrastTraining.synthetic_wording import SERIES_DESCRIPTION
+from VirtualContrastTraining.synthetic_wording import METADATA_WARNING, SERIES_DESCRIPTION
 
 
 # ---------------------------------------------------------------- shared checks (other test files import them)
@@ -103,7 +108,8 @@ def test_every_marking_and_the_le_geometry(r_cc, tmp_path):
 
     assert list(ds.ImageType) == IMAGE_TYPE and list(ds.ImageType)[:2] == ["DERIVED", "SECONDARY"]
     assert ds.SeriesDescription == SERIES_DESCRIPTION == "SYNTHETIC DES \u2013 not for diagnosis"
-    assert "Seg-CycleGAN (demo)" in ds.DerivationDescription and "preset demo" in ds.DerivationDescription
+    assert synthetic.meta["VirtualContrast.Model"] in ds.DerivationDescription
+    assert "preset demo" in ds.DerivationDescription and "Intensity units: DES units" in ds.DerivationDescription
     assert f"VirtualContrast {__version__}" in ds.DerivationDescription
     assert ds.BurnedInAnnotation == "NO" and ds.Modality == "MG" and ds.SOPClassUID == MG_FOR_PRESENTATION
     # a new series and instance in the LE's study, for the LE's patient
@@ -274,3 +280,34 @@ def test_the_phantoms_own_le_and_des_are_valid_mg_objects(phantom_1mm):
     case = read_manifest(phantom_1mm)[0]
     assert dciodvfy_problems(Path(case.le_path)) == []
     assert dciodvfy_problems(Path(case.des_path)) == []
+
+
+# ---------------------------------------------------------------- PNG and TIFF
+
+
+@pytest.mark.parametrize("fmt", ["png", "tiff"])
+def test_png_and_tiff_are_marked_synthetic_in_their_text(r_cc, tmp_path, fmt):
+    """The same markings as NRRD and DICOM, in the text a bitmap can hold, read back with PIL: Synthetic, the
+    warning, the series description, the model, the window and the units; no patient data."""
+    le_path, _, synthetic = r_cc
+    out = write_synthetic_bitmap(synthetic, tmp_path / f"x_SYNTHETIC.{fmt}", fmt)
+    with PILImage.open(out) as im:
+        text = dict(im.text) if fmt == "png" else json.loads(im.tag_v2[270])
+        assert im.mode == "I;16" and im.format == fmt.upper()
+    assert text["Synthetic"] == "true" and text["Description"] == SERIES_DESCRIPTION
+    assert text["Warning"] == text["VirtualContrast.Warning"] == METADATA_WARNING
+    assert text["VirtualContrast.Model"] == synthetic.meta["VirtualContrast.Model"]
+    assert text["Software"] == f"VirtualContrast {__version__}"
+    assert (text["VirtualContrast.WindowCenter"], text["VirtualContrast.WindowWidth"]) == ("2050", "700")
+    assert str(pydicom.dcmread(le_path).PatientID) not in json.dumps(text)
+    assert np.array_equal(np.asarray(PILImage.open(out)), np.clip(np.rint(synthetic.array), 0, 65535))
+
+
+def test_bitmap_bits_follow_the_des_units_and_16_bits_must_hold_them(r_cc, tmp_path):
+    assert [bitmap_bits(w) for w in ((3, 136), (0, 255), (0, 256), (1700, 2400), None)] == [8, 8, 16, 16, 16]
+    negative = replace(r_cc[2], meta={**r_cc[2].meta, "window_center": 0.0, "window_width": 400.0})
+    with pytest.raises(InputError, match=r"x_SYNTHETIC\.png.*-200\.\.200 does not fit.*16-bit PNG"):
+        write_synthetic_bitmap(negative, tmp_path / "x_SYNTHETIC.png", "png")
+    with pytest.raises(InputError, match="SYNTHETIC"):
+        write_synthetic_bitmap(r_cc[2], tmp_path / "des.tif", "tiff")
+    assert not list(tmp_path.iterdir())

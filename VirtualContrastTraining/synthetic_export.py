@@ -157,9 +157,9 @@ def write_synthetic_dicom(image: Image, path: str | os.PathLike, *, burn_in: boo
         pixels, _ = burn_in_marker(pixels, laterality=str(meta.get("laterality", "")), low=low, high=high)
     extra = {
         "DerivationDescription": (
-            f"{SERIES_DESCRIPTION}. Virtual contrast enhancement by {meta.get('VirtualContrast.Model', '?')}, "
-            f"preset {meta.get('VirtualContrast.Preset', '?')}, VirtualContrast {__version__}. "
-            f"Intensity units: {intensity_units(*des_window(image))}"
+            f"{SERIES_DESCRIPTION}. Intensity units: {intensity_units(*des_window(image))}. "  # before the long part
+            f"Virtual contrast enhancement by {meta.get('VirtualContrast.Model', '?')}, "
+            f"preset {meta.get('VirtualContrast.Preset', '?')}, VirtualContrast {__version__}"
         )[:1024],
         "BurnedInAnnotation": "YES" if burn_in else "NO",
         "SpecificCharacterSet": "ISO_IR 192",  # UTF-8: the description holds an en dash
