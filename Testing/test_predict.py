@@ -242,7 +242,8 @@ def test_a_model_of_8_bit_des_writes_8_bit_pngs(cdd_sample, tmp_path):
     with PILImage.open(out) as im:
         assert im.mode == "L"
         pixels = np.asarray(im)
-    assert 3 <= pixels.min() and pixels.max() <= 136 and "window 3..136" in _png_text(out)["VirtualContrast.IntensityUnits"]
+    assert 3 <= pixels.min() and pixels.max() <= 136
+    assert "window 3..136" in _png_text(out)["VirtualContrast.IntensityUnits"]
 
 
 @pytest.mark.parametrize("name, flags, says", [

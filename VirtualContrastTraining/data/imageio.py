@@ -9,8 +9,8 @@ over a whole synthetic image or a validation loss).
 
 PNG and TIFF carry key/value text (PNG text chunks, TIFF ImageDescription as
 JSON) and the pixel spacing as their resolution (dpi; SimpleITK reads it back
-from TIFF, not from PNG), never an origin or a direction; the VirtualContrast fields among that text are read back into meta,
-as NRRD's are.
+from TIFF, not from PNG), never an origin or a direction; the VirtualContrast
+fields among that text are read back into meta, as NRRD's are.
 """
 
 from __future__ import annotations
