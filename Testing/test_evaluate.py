@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 
 import numpy as np
@@ -13,8 +14,10 @@ from scipy import ndimage
 
 from conftest import make_tiny_model
 from VirtualContrastTraining.commands import evaluate as evaluate_command
+from VirtualContrastTraining.config.registries import model_name
 from VirtualContrastTraining.data.manifest import Case, case_file_stem, write_manifest
 from VirtualContrastTraining.errors import InputError
+from VirtualContrastTraining.synthesis import sidecar_preset_changes
 from VirtualContrastTraining.evaluation import columns
 from VirtualContrastTraining.evaluation.evaluate import (HEADLINE, evaluate_arrays, fit_linear_baseline, format_table,
                                                          identity_baseline, linear_baseline, summarize)
@@ -206,7 +209,11 @@ def test_evaluate_run_end_to_end(tmp_path, capsys):
     args = _parse(["--model", str(run_dir), "--manifest", str(manifest), "--out", str(out), "--device", "cpu"])
     assert args.func(args) == 0
     printed = capsys.readouterr().out
-    assert "| CycleGAN (demo) |" not in printed and "| Seg-CycleGAN (demo) | 2 |" in printed
+    # a config that differs from the demo preset is named so (registries.model_name)
+    sidecar = json.loads((run_dir / "model.json").read_text())
+    name = model_name(sidecar["config"], sidecar_preset_changes(sidecar))
+    assert name.startswith("Seg-CycleGAN, from demo, modified: ngf 4, n_blocks 1") and "image_size 48" in name
+    assert "(demo)" not in printed and f"| {name} | 2 |" in printed
     assert "| identity (DES = LE) | 2 |" in printed and "| linear LE->DES | 2 |" in printed
     assert str(out / "report.html") in printed
 
@@ -216,7 +223,7 @@ def test_evaluate_run_end_to_end(tmp_path, capsys):
     assert all(r["split"] == "test" and r["density"] == "b" and r["lesion_MAE"] == "" for r in rows)
     assert all(0 <= float(r["SSIM"]) <= 1 and float(r["MSE"]) > 0 for r in rows)
     summary = {r["model"]: r for r in csv.DictReader((out / "summary.csv").read_text().splitlines())}
-    assert set(summary) == {"Seg-CycleGAN (demo)", "identity (DES = LE)", "linear LE->DES"}
+    assert set(summary) == {name, "identity (DES = LE)", "linear LE->DES"}
     # On data built as DES = 100 + 0.5 LE + texture, the fitted line beats DES = LE.
     assert float(summary["linear LE->DES"]["MSE_mean"]) < float(summary["identity (DES = LE)"]["MSE_mean"])
 

@@ -461,8 +461,8 @@ def test_bad_arguments_are_input_errors(tmp_path):
 
 
 def test_histogram_bins_must_agree_between_folders(tmp_path):
-    a = make_evaluation(tmp_path / "a", heatmaps=False, case_prefix="a")
-    b = make_evaluation(tmp_path / "b", heatmaps=False, case_prefix="b")
+    a = make_evaluation(tmp_path / "a", heatmaps=False, case_prefix="a", fold=0)
+    b = make_evaluation(tmp_path / "b", heatmaps=False, case_prefix="b", fold=1)
     (b / "histograms.csv").write_text((b / "histograms.csv").read_text().replace("0.0,0.015625", "0.0,0.02", 1))
     with pytest.raises(InputError, match="bins differ") as info:
         build_report([a, b], tmp_path / "r.html")

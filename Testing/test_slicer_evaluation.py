@@ -208,11 +208,12 @@ def _reader_section(page: str) -> str:
 
 
 def _model_name(run: Path) -> str:
-    """The name evaluate gives the model: its family and preset, from the sidecar written by the checkpoint code."""
-    from VirtualContrastTraining.config.registries import model_family
+    """The name evaluate gives the model: its family, preset and changes, from the sidecar the checkpoint code wrote."""
+    from VirtualContrastTraining.config.registries import model_name
+    from VirtualContrastTraining.synthesis import sidecar_preset_changes
 
-    config = json.loads((run / "model.json").read_text())["config"]
-    return f"{model_family(config)} ({config['preset']})"
+    sidecar = json.loads((run / "model.json").read_text())
+    return model_name(sidecar["config"], sidecar_preset_changes(sidecar))
 
 
 def test_evaluation_job_writes_the_report(evaluated):

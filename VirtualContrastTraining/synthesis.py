@@ -38,7 +38,8 @@ import numpy as np
 
 from VirtualContrastTraining import __version__
 from VirtualContrastTraining.checkpoints import load_generator
-from VirtualContrastTraining.config.registries import model_family
+from VirtualContrastTraining.config.presets import PRESETS
+from VirtualContrastTraining.config.registries import model_name, preset_changes
 from VirtualContrastTraining.data.image import Image
 from VirtualContrastTraining.data.imageio import read_image
 from VirtualContrastTraining.data.manifest import case_file_stem, read_manifest
@@ -114,6 +115,17 @@ def manifest_inputs(manifest_path: str | os.PathLike, split: str = "", *,
     return [SynthesisInput.of_case(c, stems[name]) for c, name in zip(cases, names)]
 
 
+def sidecar_preset_changes(sidecar: dict[str, Any]) -> dict[str, Any]:
+    """The fields a model changed from its preset: as training recorded them ("preset_changes"), or, for a model
+    saved before it did, against today's preset of that name ({} for a custom config or an unknown preset)."""
+    recorded = sidecar.get("preset_changes")
+    if isinstance(recorded, dict):
+        return recorded
+    config = sidecar.get("config") or {}
+    preset = config.get("preset")
+    return preset_changes(config, PRESETS[preset].to_dict()) if preset in PRESETS else {}
+
+
 class Synthesizer:
     """A loaded generator G: LE -> DES with the preprocessing it was trained with."""
 
@@ -157,9 +169,9 @@ class Synthesizer:
 
     @property
     def model_name(self) -> str:
-        """Human name, e.g. "Seg-CycleGAN (demo)", for tables and DICOM descriptions."""
-        config = self.sidecar.get("config", {})
-        return f"{model_family(config)} ({config.get('preset') or 'custom'})"
+        """Human name, e.g. "Seg-CycleGAN (demo)", or "Seg-CycleGAN, from demo, modified: ngf 8" for a run that
+        changed its preset (registries.model_name), for tables and DICOM descriptions."""
+        return model_name(self.sidecar.get("config", {}), sidecar_preset_changes(self.sidecar))
 
     def provenance(self) -> dict[str, str]:
         """Key/value facts written into every synthetic output's metadata."""

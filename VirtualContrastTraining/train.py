@@ -69,6 +69,8 @@ from VirtualContrastTraining.checkpoints import (
     save_model,
     save_training_state,
 )
+from VirtualContrastTraining.config.presets import PRESETS
+from VirtualContrastTraining.config.registries import preset_changes
 from VirtualContrastTraining.config.schema import TrainConfig
 from VirtualContrastTraining.data.manifest import fingerprint, read_manifest, write_manifest
 from VirtualContrastTraining.data.patches import PatchPipeline, RandomPatchDataset, TilePatchDataset, prepare_patch_case
@@ -364,9 +366,16 @@ class _Trainer:
             count += n
         return total / count
 
+    def _preset_changes(self) -> dict[str, Any]:
+        """The fields this run changed from its preset ({} for a custom config)."""
+        preset = PRESETS.get(self.config.preset or "")
+        return preset_changes(self.config.to_dict(), preset.to_dict()) if preset else {}
+
     def _save_model(self, epoch: int, val_l1: float) -> Path:
         return save_model(self.run_dir, self.recipe.generator, {
             "config": self.config.to_dict(),
+            "preset_changes": self._preset_changes(),  # what --set changed: the model's name says so
+            "device": str(self.device),                # the device it was trained on, "auto" resolved
             "pipeline": self.config.pipeline,  # how to read "preprocessing"; models without it are "resize"
             "preprocessing": self.preprocessing.to_dict(),
             "des_output_window": list(self.des_window),

@@ -33,10 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--deidentify", action="store_true",
                    help="refuse evaluation folders not written by `evaluate --deidentify`, so the report holds "
                         "pseudonyms only (docs/deidentification.md)")
+    p.add_argument("--allow-mixed", action="store_true",
+                   help="pool folders that differ in image size, region or case set (refused by default: one table "
+                        "would mix them); the report names what differs")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     print(build_report(args.evaluation, args.out, reader_study=args.reader_study, title=args.title,
-                       deidentify=args.deidentify))
+                       deidentify=args.deidentify, allow_mixed=args.allow_mixed))
     return 0

@@ -7,6 +7,11 @@ TrainConfig), so models.build_generator / build_discriminator and
 recipes.build_recipe resolve the entry with `load`. Adding a network is one
 entry here plus its builder in models/builders.py; the schema's checks, the
 Slicer panel's choices and the model names read these tables.
+
+A model's name says what it is: its family, its preset, and the fields it
+changed from that preset (`preset_changes`, `model_name`). The preset itself
+is looked up by the caller (config.presets imports the schema, which imports
+this module), which passes both configs as dicts.
 """
 
 from __future__ import annotations
@@ -59,6 +64,8 @@ DISCRIMINATORS = {
 GAN_LOSSES = ("lsgan", "bce")
 NORMS = ("instance", "batch")
 PIPELINES = ("resize", "patches")
+# Fields that describe a config rather than set it: a run differing from its preset only here is not modified.
+DESCRIPTIVE_FIELDS = ("preset", "description", "source")
 
 
 def model_family(config: dict[str, Any]) -> str:
@@ -79,3 +86,25 @@ def model_family(config: dict[str, Any]) -> str:
         name = generator_title
     tau = float(config.get("tau", 0) or 0)
     return f"{name}, tau {tau:g}" if tau > 0 and recipe != "cyclegan" else name
+
+
+def preset_changes(config: dict[str, Any], preset: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a (saved) config whose values differ from its preset's, in the config's order (both as
+    TrainConfig.to_dict gives them): the `--set` overrides that changed something."""
+    return {k: v for k, v in config.items() if k not in DESCRIPTIVE_FIELDS and k in preset and preset[k] != v}
+
+
+def _value(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def model_name(config: dict[str, Any], changes: dict[str, Any]) -> str:
+    """The name of a model in tables and provenance: "Seg-CycleGAN (rofena2025-segcyclegan-g35)" as its preset
+    trains it, "Seg-CycleGAN, from rofena2025-segcyclegan-g35, modified: image_size 64, ngf 8" otherwise, so a
+    modified run is never reported under its preset's name; "(custom)" without a preset."""
+    family, preset = model_family(config), config.get("preset") or ""
+    if not preset:
+        return f"{family} (custom)"
+    if not changes:
+        return f"{family} ({preset})"
+    return f"{family}, from {preset}, modified: " + ", ".join(f"{k} {_value(v)}" for k, v in changes.items())

@@ -159,6 +159,36 @@ class Pooled:
     models: list[str]                           # trained, then the rest (baselines) in order of appearance
 
 
+def _differing(evaluations: list[Evaluation], what: str, value) -> list[str]:
+    """"<what>: <value> (<folder>), ..." when `value(ev)` is not the same for all folders; [] otherwise."""
+    values = [value(ev) for ev in evaluations]
+    if len(set(values)) < 2:
+        return []
+    return [f"{what}: " + "; ".join(f"{v} ({ev.folder})" for v, ev in zip(values, evaluations))]
+
+
+def _measured_regions(ev: Evaluation) -> str:
+    """The comparison space and which regions of columns.REGIONS the folder's rows hold values for."""
+    measured = [r for r in columns.REGIONS if any(row.get(k) is not None for row in ev.rows
+                                                  for k in columns.image_keys(r))]
+    return f"{ev.provenance.get('comparison_space') or 'unknown space'}, regions {' + '.join(measured) or 'none'}"
+
+
+def mixing_problems(evaluations: list[Evaluation]) -> list[str]:
+    """What differs between evaluation folders that one table would pool as if it did not: the image size, the
+    region measured, or the case set. Folds of one cross-validation (distinct fold numbers) hold different test
+    cases by design; other folders (models compared) must hold the same cases."""
+    problems = _differing(evaluations, "image size", lambda ev: str(ev.provenance.get("image_size", "unknown")))
+    problems += _differing(evaluations, "region", _measured_regions)
+    folds = [ev.provenance.get("fold") for ev in evaluations]
+    cases = [frozenset(r["case_id"] for r in ev.rows) for ev in evaluations]
+    if (None in folds or len(set(folds)) < len(folds)) and len(set(cases)) > 1:
+        common = frozenset.intersection(*cases)
+        problems.append("cases: " + "; ".join(f"{len(c)} cases, {len(c - common)} not in every folder ({ev.folder})"
+                                              for c, ev in zip(cases, evaluations)))
+    return problems
+
+
 def pool(evaluations: list[Evaluation]) -> Pooled:
     """All folders' rows, trained models first; each (model, case) once, with the folder it came from."""
     rows, source, duplicates = [], {}, 0

@@ -13,9 +13,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from VirtualContrastTraining.synthetic_wording import NOT_FOR_DIAGNOSIS
 from VirtualContrastTraining import __version__, software_versions
-
+from VirtualContrastTraining.devices import resolve_device
+from VirtualContrastTraining.synthesis import sidecar_preset_changes
+from VirtualContrastTraining.synthetic_wording import NOT_FOR_DIAGNOSIS
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -31,13 +32,17 @@ def evaluation_provenance(*, model_name: str, sidecar: dict[str, Any], model_fil
                           n_images: int, image_size: int, comparison_space: str,
                           linear_fit: tuple[float, float] | None, device: str, fold: int | None,
                           deidentified: bool = False) -> dict[str, Any]:
-    """The provenance.json record of one evaluation (keys documented in docs/evaluation.md)."""
+    """The provenance.json record of one evaluation (keys documented in docs/evaluation.md): with the fields the
+    model changed from its preset, the device it was trained on and the device that synthesized ("auto"
+    resolved to the device it picked)."""
     source = Path(model_file) if model_file else Path(synthetic_list)
     return {
         "version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model_name": model_name,
         "preset": sidecar.get("config", {}).get("preset", "custom") if sidecar else "external",
+        "preset_changes": sidecar_preset_changes(sidecar) if sidecar else {},
+        "training_device": sidecar.get("device", "unknown") if sidecar else "unknown",
         "model_path": str(source.resolve()),
         "model_sha256": file_sha256(source),
         "data_fingerprint": sidecar.get("data_fingerprint", "unknown") if sidecar else "unknown",
@@ -48,7 +53,7 @@ def evaluation_provenance(*, model_name: str, sidecar: dict[str, Any], model_fil
         "image_size": image_size,
         "comparison_space": comparison_space,
         "linear_fit": list(linear_fit) if linear_fit else None,
-        "device": device,
+        "device": str(resolve_device(device)) if device else "",
         "fold": fold,
         "deidentified": deidentified,
         "versions": software_versions(),

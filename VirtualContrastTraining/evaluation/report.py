@@ -41,6 +41,7 @@ from VirtualContrastTraining.evaluation.evaluation_folder import (
     HISTOGRAM_REFERENCE,
     Evaluation,
     Pooled,
+    mixing_problems,
     pool,
     read_evaluation,
 )
@@ -108,6 +109,8 @@ def _provenance_fields(ev: Evaluation) -> list[tuple[str, str]]:
         ("Evaluation folder", str(ev.folder.resolve())),
         ("Model", get("model_name")),
         ("Preset", get("preset")),
+        ("Changed from the preset", ", ".join(f"{k} {v}" for k, v in (p.get("preset_changes") or {}).items())
+         or ("nothing" if "preset_changes" in p else "unknown")),
         ("Model file", get("model_path")),
         ("Model SHA-256", get("model_sha256")),
         ("Training data fingerprint", get("data_fingerprint")),
@@ -118,7 +121,8 @@ def _provenance_fields(ev: Evaluation) -> list[tuple[str, str]]:
         ("Image size / comparison space", size + (f"; {space}" if space else "")),
         ("Linear baseline", f"DES = {fit[0]:.4f} × LE + {fit[1]:.4f}" if isinstance(fit, list) and len(fit) == 2
          else "not fitted"),
-        ("Device", get("device")),
+        ("Device (evaluation)", get("device")),
+        ("Device (training)", get("training_device")),
         ("Engine version", get("version")),
         ("Software versions", versions),
         ("Evaluated", get("created")),
@@ -410,11 +414,12 @@ def _reader(path: Path | None) -> str:
 
 
 def build_report(evaluation_dirs: list[Path], out_path: Path, *, reader_study: Path | None = None,
-                 title: str | None = None, deidentify: bool = False) -> Path:
+                 title: str | None = None, deidentify: bool = False, allow_mixed: bool = False) -> Path:
     """Write the self-contained HTML report of one or more evaluation folders to `out_path`; return its path.
 
     `deidentify` refuses a folder that `evaluate --deidentify` did not write: the report only shows the ids
-    the folders hold, so pseudonyms in, pseudonyms out."""
+    the folders hold, so pseudonyms in, pseudonyms out. Folders that differ in image size, region or case set
+    (evaluation_folder.mixing_problems) are refused unless `allow_mixed`; then the report says what differs."""
     if not evaluation_dirs:
         raise InputError(None, "no evaluation folder given")
     resolved = [Path(d).resolve() for d in evaluation_dirs]
@@ -427,11 +432,16 @@ def build_report(evaluation_dirs: list[Path], out_path: Path, *, reader_study: P
     plain = [ev.folder for ev in evaluations if not ev.provenance.get("deidentified")]
     if deidentify and plain:
         raise InputError(plain[0], "not de-identified: evaluate with --deidentify first, then report --deidentify")
+    mixed = mixing_problems(evaluations) if len(evaluations) > 1 else []
+    if mixed and not allow_mixed:
+        raise InputError(None, f"the {len(evaluations)} evaluation folders differ, so one table would mix them: "
+                               f"{' | '.join(mixed)}. Give --allow-mixed to pool them anyway")
     pooled = pool(evaluations)
     title = title or f"VirtualContrast evaluation: {', '.join(pooled.trained)}"
     figures = Figures()
     sections = [
-        ("provenance", "Provenance", _provenance(pooled)),
+        ("provenance", "Provenance", "".join(para(f"Pooled although they differ (--allow-mixed): {m}.", "note")
+                                             for m in mixed) + _provenance(pooled)),
         ("headline", "Image similarity", _headline(pooled)),
         ("baselines", "Model vs baselines (paired tests)", _wilcoxon(pooled)),
         ("settings", "003's three settings", _settings(pooled)),
