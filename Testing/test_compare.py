@@ -18,9 +18,11 @@ import numpy as np
 import pytest
 
 from VirtualContrastTraining.cli import main
+from VirtualContrastTraining.compare import TABLE_METRICS, format_comparison
 from VirtualContrastTraining.data.manifest import Case, read_manifest
 from VirtualContrastTraining.data.splits import kfold_splits
 from VirtualContrastTraining.errors import InputError
+from VirtualContrastTraining.evaluation import columns
 from VirtualContrastTraining.evaluation.evaluate import IDENTITY_NAME, LINEAR_NAME
 from VirtualContrastTraining.events import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_OK, EventWriter, parse_event
 from VirtualContrastTraining.train import load_run_config, train
@@ -131,7 +133,8 @@ def test_compare_writes_the_table_with_every_preset(comparison):
     report = (out / "comparison.md").read_text(encoding="utf-8")
     main, tests = report.split("## Paired tests between presets")
     table = [line for line in main.splitlines() if line.startswith("|")]
-    assert table[0] == "| model | folds | MSE ↓ | PSNR (dB) ↑ | VIF ↑ | SSIM ↑ | lesion MAE ↓ | bright-pixel MAE ↓ |"
+    titles = [f"{columns.column(m).title} {'↓' if columns.column(m).better == 'lower' else '↑'}" for m in TABLE_METRICS]
+    assert table[0] == "| " + " | ".join(["model", "folds", *titles]) + " |"
     rows = {line.split(" | ")[0].strip("| *"): line for line in table[2:]}
     assert list(rows) == [*PRESETS, IDENTITY_NAME, LINEAR_NAME]
     for line in rows.values():
@@ -144,7 +147,7 @@ def test_compare_writes_the_table_with_every_preset(comparison):
     assert len(pairs) == 6
     n_test = sum(int(r["n_images"]) for r in _read_csv(out / "comparison.csv")
                  if r["model"] == PRESETS[0] and r["fold"] in ("0", "1"))
-    assert f"| PSNR (dB) | {n_test} |" in "".join(pairs)
+    assert f"| {columns.column('PSNR').title} | {n_test} |" in "".join(pairs)
     for preset in PRESETS:
         html = (out / "reports" / f"{preset}.html").read_text(encoding="utf-8")
         assert "over 2 folds (folds 0, 1)" in html and f"<title>{preset}: 3-fold" in html, preset
@@ -303,3 +306,24 @@ def test_fold_manifests_bad_input(comparison, tmp_path, capsys):
     with pytest.raises(SystemExit):  # argparse: one of --manifest and --fold-manifests, not both
         main(["compare", "--presets", "demo", "--manifest", "m.csv", "--fold-manifests", str(folds), "--out", "x"])
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def _entry(model: str, **means: float) -> dict:
+    entry = {"model": model, "n_folds": 2}
+    for m in TABLE_METRICS:
+        entry.update({f"{m}_mean": means.get(m), f"{m}_sd": 0.1 if m in means else None, f"{m}_n": 2 * (m in means)})
+    return entry
+
+
+def test_no_preset_is_bold_where_a_baseline_beats_it():
+    """PSNR: the identity beats both presets, so neither is bold; MSE (lower is better): the best preset beats
+    both baselines and is bold; SSIM: a tie with the linear baseline is no win."""
+    summary = [_entry("a", PSNR=20.0, MSE=0.010, SSIM=0.5), _entry("b", PSNR=21.0, MSE=0.020, SSIM=0.4),
+               _entry(IDENTITY_NAME, PSNR=22.0, MSE=0.030, SSIM=0.3),
+               _entry(LINEAR_NAME, PSNR=19.0, MSE=0.015, SSIM=0.5)]
+    rows = {line.split(" | ")[0].strip("| *"): line.split(" | ") for line in
+            format_comparison(summary, ["a", "b"]).splitlines()[2:]}
+    column = {m: 2 + TABLE_METRICS.index(m) for m in ("PSNR", "MSE", "SSIM")}
+    assert rows["a"][column["MSE"]].startswith("**")
+    assert not any("**" in rows[m][column[k]] for m in ("a", "b") for k in ("PSNR", "SSIM"))
+    assert not any("**" in cell for cell in rows["b"])

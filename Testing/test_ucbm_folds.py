@@ -9,6 +9,7 @@ file names, foreign absolute paths, Windows paths, relative paths).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 from dataclasses import replace
 from pathlib import Path
@@ -24,10 +25,13 @@ from VirtualContrastTraining.data.imageio import read_image, write_nrrd
 from VirtualContrastTraining.data.manifest import read_manifest
 from VirtualContrastTraining.data.phantom import simulate_case
 from VirtualContrastTraining.data.preprocessing import PreprocessConfig, preprocess
-from VirtualContrastTraining.data.splits import check_splits
+from VirtualContrastTraining.data.splits import FOLDS_JSON, check_splits, read_leakage
 from VirtualContrastTraining.data.ucbm_folds import import_folds, is_fold_folder, read_fold, summary
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.events import EXIT_OK, parse_event
+
+REPO = Path(__file__).resolve().parents[1]
+PUBLISHED = REPO.parent / "shared" / "data" / "vce-cesm-folds"
 
 # patient -> (side, density); each patient has a CC and an MLO pair.
 PATIENTS = {"P1": ("L", "b"), "P2": ("R", "c"), "P3": ("L", "a"), "P4": ("R", "d"), "P5": ("L", "b")}
@@ -179,7 +183,8 @@ def test_bad_rows_are_problems_and_the_rest_is_imported(ucbm, tmp_path):
     cases, problems = read_fold(tmp_path / "folds" / "3", ucbm["images"])
     assert [(c.case_id, c.split) for c in cases] == [
         (_stem("P1", "CC"), "train"), (_stem("P1", "MLO"), "train"), (_stem("P3", "CC"), "train"),
-        (_stem("P3", "MLO"), "train"), (_stem("P4", "MLO"), "val")]
+        (_stem("P3", "MLO"), "train"), (_stem("P4", "MLO"), "val"), (_stem("P5", "CC"), "val"),
+        (_stem("P5", "MLO"), "test")]  # P5 straddles val and test: kept as published
     root = ucbm["images"]
     assert problems == [
         (f"{train}:6", f"LE image (img_x) 'P9_1_LCC_LOW_ENERGY.nrrd': not found (no such path, and no file named "
@@ -194,8 +199,6 @@ def test_bad_rows_are_problems_and_the_rest_is_imported(ucbm, tmp_path):
         (f"{train}:14", "no patient in the id 'x1' or the file name scan_LOW_ENERGY.nrrd (expected names like "
                         "P12_1_LCC_LOW_ENERGY.nrrd)"),
         (f"{train}:15", f"id {_stem('P1', 'CC')} was already read at {train}:2: row left out"),
-        (f"{val}:3", "patient P5 is in val and test of fold 3: its images are left out of that fold"),
-        (f"{test}:2", "patient P5 is in val and test of fold 3: its images are left out of that fold"),
     ]
 
 
@@ -237,12 +240,13 @@ def test_import_reports_problems_and_skips_a_fold_without_test_images(ucbm, tmp_
                                      "img_x, img_y, r_l (tab-separated), optional wc_x, ww_x, wc_y, ww_y, acr")
     assert [p for p, _ in reports[2].skipped[1:]] == [str(folds / "2" / "val.txt"), str(folds / "2" / "test.txt"),
                                                        str(folds / "2")]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["fold_0.csv"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["fold_0.csv", "folds.json"]
+    assert read_leakage(tmp_path / "out") == {"fold_0.csv": {"patients": 4, "straddling": 0}}
     text = summary(reports)
     assert text.splitlines()[0] == (f"fold 0: 4 LE/DES pairs (train 2, val 1, test 1) of 4 patients (train 2, val 1, "
-                                    f"test 1) -> {tmp_path / 'out' / 'fold_0.csv'}")
-    assert "fold 1: 2 LE/DES pairs (train 1, val 1, test 0) of 2 patients (train 1, val 1, test 0) -> no manifest" \
-           in text
+                                    f"test 1; density a 1, b 1, c 1, d 1) -> {tmp_path / 'out' / 'fold_0.csv'}")
+    assert ("fold 1: 2 LE/DES pairs (train 1, val 1, test 0) of 2 patients (train 1, val 1, test 0; density a 0, b 1, "
+            "c 1, d 0) -> no manifest") in text
     assert "6 problems (rows, files or folds left out):" in text
     assert "  2 x missing: a fold needs train.txt, val.txt, test.txt" in text
 
@@ -307,6 +311,125 @@ def test_the_import_command_recognises_fold_files(ucbm, tmp_path, capsys):
     assert main(["import", str(ucbm["folds"]), "--images", str(ucbm["images"]), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert printed.startswith("fold 0: ") and f"-> {out / 'fold_1.csv'}" in printed
-    assert sorted(p.name for p in out.iterdir()) == ["fold_0.csv", "fold_1.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["fold_0.csv", "fold_1.csv", "folds.json"]
     assert main(["import", str(ucbm["folds"]), "--out", str(out)]) == 2
     assert "holds fold files: give --images" in capsys.readouterr().err
+
+
+# --- folds as published: leakage kept and reported, regrouped by patient, test sets by density ----------------
+
+def _leaky_folds(root: Path) -> Path:
+    """Two folds split by image as 001's are: in each, some patients' CC and MLO lie in different splits."""
+    folds = root / "leaky"
+    layout = {0: {"train": [("P1", "CC"), ("P1", "MLO"), ("P2", "CC"), ("P3", "CC"), ("P3", "MLO"), ("P4", "CC")],
+                  "val": [("P2", "MLO"), ("P5", "CC")], "test": [("P4", "MLO"), ("P5", "MLO")]},
+              1: {"train": [("P2", "CC"), ("P2", "MLO"), ("P3", "CC"), ("P4", "CC"), ("P4", "MLO"), ("P5", "CC")],
+                  "val": [("P3", "MLO"), ("P1", "CC")], "test": [("P1", "MLO"), ("P5", "MLO")]}}
+    for fold, splits in layout.items():
+        for split, images in splits.items():
+            _write(folds / str(fold) / f"{split}.txt", [HEADER0, *(_fold0_row(p, v) for p, v in images)])
+    return folds
+
+
+def _load_benchmark():
+    spec = importlib.util.spec_from_file_location("folds_leakage", REPO / "benchmarks" / "folds_leakage.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_image_level_folds_are_kept_and_their_leakage_reported(ucbm, tmp_path):
+    folds = _leaky_folds(tmp_path)
+    reports = import_folds(folds, ucbm["images"], tmp_path / "out")
+    assert all(r.skipped == [] and len(r.cases) == 10 for r in reports.values())  # every row kept
+    assert read_leakage(tmp_path / "out") == {"fold_0.csv": {"patients": 5, "straddling": 3},
+                                              "fold_1.csv": {"patients": 5, "straddling": 3}}
+    text = summary(reports).splitlines()
+    assert text[2:] == ["fold 0: 3 of 5 patients in more than one split (image-level folds: results are optimistic)",
+                        "fold 1: 3 of 5 patients in more than one split (image-level folds: results are optimistic)"]
+    # Declared in folds.json, the leakage is accepted (training and evaluation read the manifest this way) ...
+    check_splits(read_manifest(tmp_path / "out" / "fold_0.csv"), tmp_path / "out" / "fold_0.csv")
+    # ... and refused as ever without it, or when the manifest leaks more than declared.
+    copy = tmp_path / "copy" / "fold_0.csv"
+    copy.parent.mkdir()
+    copy.write_bytes((tmp_path / "out" / "fold_0.csv").read_bytes())
+    with pytest.raises(InputError, match="appear in more than one split"):
+        check_splits(read_manifest(copy), copy)
+    (copy.parent / FOLDS_JSON).write_text('{"folds": {"fold_0.csv": {"patients": 5, "straddling": 2}}}')
+    with pytest.raises(InputError, match="appear in more than one split"):
+        check_splits(read_manifest(copy), copy)
+    (copy.parent / FOLDS_JSON).write_text("{broken")
+    with pytest.raises(InputError, match="not a folds.json"):
+        check_splits(read_manifest(copy), copy)
+
+
+def test_regroup_by_patient_keeps_the_images_and_the_split_sizes(ucbm, tmp_path):
+    folds = _leaky_folds(tmp_path)
+    published = import_folds(folds, ucbm["images"], tmp_path / "a")
+    regrouped = import_folds(folds, ucbm["images"], tmp_path / "b", regroup=True)
+    again = import_folds(folds, ucbm["images"], tmp_path / "c", regroup=True)
+    for fold in (0, 1):
+        cases = read_manifest(regrouped[fold].manifest_path)
+        check_splits(cases)  # patient-level: no folds.json needed
+        assert [c.case_id for c in cases] == [c.case_id for c in published[fold].cases]
+        assert {c.split for c in cases} == {"train", "val", "test"}
+        assert (tmp_path / "c" / f"fold_{fold}.csv").read_bytes() == regrouped[fold].manifest_path.read_bytes()
+    assert read_leakage(tmp_path / "b") == {f"fold_{f}.csv": {"patients": 5, "straddling": 0} for f in (0, 1)}
+    tests = [{c.patient_id for c in regrouped[f].cases if c.split == "test"} for f in (0, 1)]
+    assert tests[0] != tests[1]  # rotated: the folds test different patients
+
+
+def test_folds_acr_gives_the_density_of_each_test_image(ucbm, tmp_path):
+    acr = tmp_path / "folds_acr"
+    _write(acr / "0" / "test_b.txt", [HEADER0, _fold0_row("P1", "CC")])  # acr column "B" agrees
+    _write(acr / "0" / "test_d.txt", [HEADER0[:-1], _fold0_row("P4", "MLO")[:-1]])  # no acr column
+    _write(acr / "0" / "test_a.txt", [HEADER0, _fold0_row("P2", "CC")])  # acr "3" (c) disagrees
+    reports = import_folds(acr, ucbm["images"], tmp_path / "out")
+    cases = read_manifest(reports[0].manifest_path)
+    assert [(c.case_id, c.split, c.density) for c in cases] == [(_stem("P1", "CC"), "test", "b"),
+                                                                (_stem("P4", "MLO"), "test", "d")]
+    assert reports[0].skipped == [(f"{acr / '0' / 'test_a.txt'}:2", "acr '3' but the row is in test_a.txt")]
+    assert "density a 0, b 1, c 0, d 1" in summary(reports)
+
+
+def test_the_benchmark_mechanics_compare_image_and_patient_level_folds(ucbm, tmp_path):
+    """benchmarks/folds_leakage.py on the leaky folds of the fixture: the real import and compare commands,
+    folds.json carried into the comparison folder, the leakage in comparison.md and the started event."""
+    bench = _load_benchmark()
+    folds = _leaky_folds(tmp_path)
+    imported = bench.import_both(folds, ucbm["images"], tmp_path)
+    assert "fold 0: 3 of 5 patients in more than one split" in imported["image-level"][1]
+    manifests = {label: folder for label, (folder, _) in imported.items()}
+    psnr = bench.compare_both(manifests, tmp_path, "demo", "0", list(bench.TINY))  # one fold each: fast
+    assert [len(v) for v in psnr.values()] == [1, 1] and all(np.isfinite(v).all() for v in psnr.values())
+    image_level = tmp_path / "compare" / "image-level"
+    assert read_leakage(image_level / "folds") == read_leakage(manifests["image-level"])
+    report = (image_level / "comparison.md").read_text(encoding="utf-8")
+    assert "- Fold 0: 3 of 5 patients in more than one split (image-level folds: results are optimistic)" in report
+    assert "- Fold 0: 0 of 5 patients in more than one split" in \
+        (tmp_path / "compare" / "patient-level" / "comparison.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.skipif(not PUBLISHED.is_dir(), reason="../shared/data/vce-cesm-folds (001's fold files) not here")
+def test_the_published_folds_import_with_stand_ins(tmp_path):
+    """001's real fold files, every image a phantom stand-in under the name they give: every row imported,
+    the leakage the README counts (66-77 of 105 patients per fold of folds/, 131-148 of 326 of folds_public/)."""
+    bench = _load_benchmark()
+    images = tmp_path / "images"
+    for name in ("folds", "folds_public"):
+        bench.write_stand_ins(PUBLISHED / name, images)
+    expected = {"folds": (569, 105, 66, 77), "folds_public": (1003, 326, 131, 148)}
+    for name, (pairs, patients, low, high) in expected.items():
+        code, text = bench.run_cli(["import", str(PUBLISHED / name), "--images", str(images),
+                                    "--out", str(tmp_path / name)])
+        assert code == 0 and "problems" not in text
+        leakage = read_leakage(tmp_path / name)
+        assert len(leakage) == 10 and all(e["patients"] == patients and low <= e["straddling"] <= high
+                                          for e in leakage.values())
+        assert all(len(read_manifest(tmp_path / name / f"fold_{f}.csv")) == pairs for f in range(10))
+    code, text = bench.run_cli(["import", str(PUBLISHED / "folds_acr"), "--images", str(images),
+                                "--out", str(tmp_path / "acr")])
+    assert code == 0 and "problems" not in text
+    ucbm_cases = {c.case_id: c.split for c in read_manifest(tmp_path / "folds" / "fold_0.csv")}
+    acr = read_manifest(tmp_path / "acr" / "fold_0.csv")
+    assert acr and all(c.density in "abcd" and c.density and ucbm_cases[c.case_id] == "test" for c in acr)

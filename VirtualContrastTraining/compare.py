@@ -40,7 +40,8 @@ from VirtualContrastTraining.config.presets import resolve_config
 from VirtualContrastTraining.data.manifest import PATH_COLUMNS, read_manifest, write_manifest
 from VirtualContrastTraining.data.prepared import prepare_case
 from VirtualContrastTraining.data.preprocessing import PreprocessConfig
-from VirtualContrastTraining.data.splits import SPLITS, check_splits, kfold_splits
+from VirtualContrastTraining.data.splits import (SPLITS, check_splits, kfold_splits, leakage_entry, leakage_text,
+                                                 write_leakage)
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.evaluation import columns
 from VirtualContrastTraining.evaluation.evaluate import IDENTITY_NAME, LINEAR_NAME, format_cell
@@ -100,7 +101,8 @@ def _comparable(cases) -> list:
 def read_fold_manifests(folder: str | os.PathLike) -> dict[int, list]:
     """{fold: cases} of the fold_<i>.csv manifests in `folder`, in fold order: folds made elsewhere, used as
     they are. Each must name a DES for every case and give every patient one of train/val/test, all three
-    present (check_splits), or the comparison would not be a fair cross-validation."""
+    present (check_splits), or the comparison would not be a fair cross-validation; the exception is the
+    leakage folds.json declares (001's image-level folds as published), which comparison.md then states."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(folder, "folder of fold manifests not found")
@@ -135,6 +137,7 @@ def write_folds(folds: dict[int, list], out_dir: Path, only: list[int] | None) -
                    else f"among {', '.join(map(str, numbers))}")
         raise InputError(None, f"folds to run must be distinct numbers {allowed}, got {chosen}")
     folds_dir = ensure_writable_dir(out_dir / "folds")
+    write_leakage(folds_dir, {f"fold_{i}.csv": leakage_entry(folds[i]) for i in chosen})
     paths = {}
     for i in chosen:
         path = folds_dir / f"fold_{i}.csv"
@@ -184,14 +187,19 @@ def _fold_rows(evaluation: Path, preset: str, fold: int) -> list[dict[str, Any]]
 
 
 def _best(summary: list[dict[str, Any]], presets: list[str]) -> dict[str, float]:
-    """Best mean per metric among the presets (bold in the table, as in 001 Table 4.1); none for one preset."""
+    """Best mean per metric among the presets (bold in the table, as in 001 Table 4.1); none for one preset,
+    and none for a metric where a baseline (identity, linear) is as good as the best preset: bold would call
+    a model best that does not beat copying or rescaling its input."""
     if len(presets) < 2:
         return {}
     best = {}
     for m in TABLE_METRICS:
+        sign = -1.0 if columns.column(m).better == "lower" else 1.0
         means = [e[f"{m}_mean"] for e in summary if e["model"] in presets and e[f"{m}_mean"] is not None]
-        if means:
-            best[m] = min(means) if columns.column(m).better == "lower" else max(means)
+        baselines = [e[f"{m}_mean"] for e in summary if e["model"] in BASELINES and e[f"{m}_mean"] is not None]
+        top = max(means, key=lambda v: sign * v, default=None)
+        if top is not None and all(sign * top > sign * b for b in baselines):
+            best[m] = top
     return best
 
 
@@ -263,16 +271,17 @@ def _paired_tests(out_dir: Path, presets: list[str], folds: list[int]) -> str:
 
 
 def _data_lines(manifest: Path | None, fold_manifests: Path | None, k: int, stratify: str | None, seed: int,
-                cases: list) -> list[str]:
-    """The report's lines on the data and on where the folds come from."""
+                cases: list, leakage: dict[int, dict]) -> list[str]:
+    """The report's lines on the data and on where the folds come from (with the leakage of each fold run)."""
     size = f"{len(cases)} images of {len({c.patient_id for c in cases})} patients"
     if fold_manifests is None:
         return [f"- Manifest: `{manifest.resolve()}`: {size}",
                 f"- {k}-fold cross-validation, patient-level, {STRATIFY_TEXT[stratify]}, seed {seed}: fold i is the "
                 "test set, fold i+1 the validation set, the others train."]
-    return [f"- Fold manifests: `{fold_manifests.resolve()}` ({k} folds): {size} in all",
-            "- Cross-validation on the given folds (e.g. the public VCE_CESM folds of 001, imported with "
-            "`virtual-contrast import`): train, val and test as those manifests set them, one split per patient."]
+    lines = [f"- Fold manifests: `{fold_manifests.resolve()}` ({k} folds): {size} in all",
+             "- Cross-validation on the given folds (e.g. the public VCE_CESM folds of 001, imported with "
+             "`virtual-contrast import`): train, val and test as those manifests set them."]
+    return lines + [f"- Fold {fold}: {leakage_text(entry)}" for fold, entry in leakage.items()]
 
 
 def _comparison_markdown(table: str, configs: dict, data_lines: list[str], folds: list[int],
@@ -291,7 +300,8 @@ def _comparison_markdown(table: str, configs: dict, data_lines: list[str], folds
         f"- Overrides applied to every preset: {set_text}",
         "- Each cell: mean ± sd across folds of the per-fold value, the mean over that fold's test images "
         "(001 Table 4.1, 002 Table I). Metrics on the preprocessed [0,1] images at the model's input size "
-        "(see each run's evaluation/summary.md). Best preset per column in bold; (n=...) where fewer folds "
+        "(see each run's evaluation/summary.md). Best preset per column in bold, only where it also beats the "
+        "identity and linear baselines (no bold: no preset does); (n=...) where fewer folds "
         "had a value (lesion MAE needs a lesion mask in the test fold).",
         "",
         table,
@@ -370,10 +380,11 @@ def _compare(presets, manifest: Path | None, fold_manifests: Path | None, out_di
     folds, all_cases, k, stratify = _folds(manifest, fold_manifests, k, stratify, seed)
     _check_cases(all_cases)
     fold_paths = write_folds(folds, out_dir, only_folds)
+    leakage = {fold: leakage_entry(folds[fold]) for fold in fold_paths}
     jobs = [(fold, name) for fold in fold_paths for name in configs]
     events.emit("started", out=str(out_dir), manifest=str(manifest) if manifest else None,
                 fold_manifests=str(fold_manifests) if fold_manifests else None, presets=list(configs), k=k,
-                folds=list(fold_paths), stratify=stratify, runs=len(jobs))
+                folds=list(fold_paths), stratify=stratify, runs=len(jobs), leakage=leakage)
     rows: list[dict[str, Any]] = []
     for index, (fold, name) in enumerate(jobs, start=1):
         run_dir = out_dir / "runs" / name / f"fold_{fold}"
@@ -410,7 +421,7 @@ def _compare(presets, manifest: Path | None, fold_manifests: Path | None, out_di
     write_text_atomic(result.csv, csv_text(_csv_rows(rows, summary)))
     reports = _preset_reports(out_dir, list(configs), list(fold_paths), k, deidentify)
     tests = _paired_tests(out_dir, list(configs), list(fold_paths))
-    data_lines = _data_lines(manifest, fold_manifests, k, stratify, seed, all_cases)
+    data_lines = _data_lines(manifest, fold_manifests, k, stratify, seed, all_cases, leakage)
     write_text_atomic(result.markdown, _comparison_markdown(table, configs, data_lines, list(fold_paths), overrides,
                                                             reports, tests))
     events.emit("finished", comparison=str(result.markdown), csv=str(result.csv), runs=len(jobs),

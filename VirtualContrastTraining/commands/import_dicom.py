@@ -4,8 +4,10 @@ PATH is recognised by its layout:
 - a CDD-CESM folder ("Low energy images of CDD-CESM/", "Subtracted images of CDD-CESM/", the annotation
   workbook and VIA CSV): DM/CM pairs registered by mutual information, lesion masks, density, labels ->
   one manifest (data/cdd_cesm.py);
-- VCE_CESM fold files (N/{train,val,test}.txt) with --images, the folder of the CESM@UCBM NRRDs ->
-  one manifest per fold in the --out folder (data/ucbm_folds.py), for `compare --fold-manifests`;
+- VCE_CESM fold files (N/{train,val,test}.txt, or folds_acr's N/test_{a,b,c,d}.txt) with --images, the
+  folder of the images -> one manifest per fold in the --out folder and folds.json with each fold's leakage
+  (data/ucbm_folds.py), for `compare --fold-manifests`; kept as published, or --regroup-by-patient;
+- with --pairs PATTERN, a folder of LE/DES files named any other way (data/pairs.py);
 - anything else is a DICOM folder: LE and DES paired by patient, study, side, view and time
   (data/importer.py).
 The summary goes to stdout (pairs, pairs with a lesion mask, what was left out grouped by reason with a
@@ -19,8 +21,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from VirtualContrastTraining.data import ucbm_folds
+from VirtualContrastTraining.data import pairs, ucbm_folds
 from VirtualContrastTraining.data.importer import DEFAULT_TIME_TOLERANCE_S, ImportReport, import_dicom
+from VirtualContrastTraining.data.registration import SEARCH_PX
 from VirtualContrastTraining.errors import InputError
 
 
@@ -34,13 +37,24 @@ def register(subparsers) -> None:
             "segmentations (.seg.nrrd, labelmap NRRD/NIfTI, DICOM SEG) and write the manifest --out. "
             "CDD-CESM folder: pair DM (LE) with CM (DES), register each pair by mutual information, draw the "
             "VIA annotations as lesion masks, take density and pathology from the workbook. VCE_CESM fold "
-            "files (folds/N/{train,val,test}.txt) with --images: one manifest per fold into the folder --out."
+            "files (folds/N/{train,val,test}.txt) with --images: one manifest per fold into the folder --out. "
+            "Any other naming of LE/DES files: --pairs PATTERN (docs/data.md)."
         ),
     )
     parser.add_argument("path", metavar="PATH", help="DICOM folder, CDD-CESM folder, or folds folder")
     parser.add_argument("--out", required=True, metavar="OUT",
                         help="manifest CSV to write (a folder for fold files)")
     parser.add_argument("--images", metavar="DIR", help="fold files only: the folder holding the NRRD images")
+    parser.add_argument("--regroup-by-patient", action="store_true",
+                        help="fold files only: deal each fold's images into patient-level splits of the same sizes "
+                             "(default: the folds as published, their leakage reported)")
+    parser.add_argument("--pairs", metavar="PATTERN",
+                        help='file names of the pairs, e.g. "{id}_{view}_{role}.png" (fields {id}, {role}, optional '
+                             "{side}, {view}, {any}); files matched under PATH, recursively")
+    parser.add_argument("--roles", metavar="LE=..,DES=..", default=None,
+                        help="--pairs only: the {role} text of each role (default LE=LE,DES=DES,mask=mask)")
+    parser.add_argument("--search-px", type=int, default=SEARCH_PX, metavar="N",
+                        help="CDD-CESM only: registration search range in px (default %(default)s, 004's bound)")
     parser.add_argument(
         "--time-tolerance",
         type=float,
@@ -61,15 +75,23 @@ def run(args: argparse.Namespace) -> int:
     from VirtualContrastTraining.data import cdd_cesm  # lazy: skimage, tqdm
 
     path = Path(args.path)
+    if args.pairs is not None:
+        report = pairs.import_pairs(path, args.out, args.pairs, pairs.parse_roles(args.roles))
+        print(summary(report), file=sys.stdout)
+        return 0
+    if args.roles is not None:
+        raise InputError(None, "--roles goes with --pairs PATTERN")
     if ucbm_folds.is_fold_folder(path):
         if not args.images:
             raise InputError(path, "holds fold files: give --images, the folder with their NRRD images")
-        print(ucbm_folds.summary(ucbm_folds.import_folds(path, args.images, args.out)))
+        print(ucbm_folds.summary(ucbm_folds.import_folds(path, args.images, args.out,
+                                                         regroup=args.regroup_by_patient)))
         return 0
-    if args.images:
-        raise InputError(path, "--images is for fold files (N/train.txt, val.txt, test.txt); this folder has none")
+    if args.images or args.regroup_by_patient:
+        raise InputError(path, "--images and --regroup-by-patient are for fold files (N/train.txt, val.txt, "
+                               "test.txt); this folder has none")
     if cdd_cesm.is_cdd_cesm_folder(path):
-        report = cdd_cesm.import_cdd_cesm(path, args.out)
+        report = cdd_cesm.import_cdd_cesm(path, args.out, search_px=args.search_px)
     else:
         report = import_dicom(path, args.out, time_tolerance_s=args.time_tolerance,
                               ids_from_patient_id=args.ids_from_patient_id)

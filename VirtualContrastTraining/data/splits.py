@@ -13,16 +13,22 @@ and independent of row order.
 
 from __future__ import annotations
 
+import json
+import os
 from collections import defaultdict
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
+from VirtualContrastTraining.atomic import write_text_atomic
 from VirtualContrastTraining.data.manifest import Case
 from VirtualContrastTraining.errors import InputError
 
 SPLITS = ("train", "val", "test")
 STRATIFY = ("lesion", "label")
+#: Beside fold manifests: the leakage of each (image-level folds as published keep a patient in several splits).
+FOLDS_JSON = "folds.json"
 
 
 def _patient_strata(cases: list[Case], stratify: str) -> dict[str, tuple]:
@@ -74,22 +80,71 @@ def _with_splits(cases: list[Case], split_of: dict[str, str]) -> list[Case]:
     return [replace(c, split=split_of[c.patient_id]) for c in cases]
 
 
+def straddling_patients(cases: list[Case]) -> list[str]:
+    """The patients with images in more than one split, sorted."""
+    splits_of: dict[str, set[str]] = defaultdict(set)
+    for case in cases:
+        splits_of[case.patient_id].add(case.split)
+    return sorted(p for p, s in splits_of.items() if len(s) > 1)
+
+
+def leakage_entry(cases: list[Case]) -> dict:
+    """What folds.json records of one fold manifest: its patients and those straddling splits."""
+    return {"patients": len({c.patient_id for c in cases}), "straddling": len(straddling_patients(cases))}
+
+
+def leakage_text(entry: dict) -> str:
+    """'71 of 105 patients in more than one split (image-level folds: results are optimistic)': the one
+    sentence the import summary, compare and comparison.md print."""
+    text = f"{entry['straddling']} of {entry['patients']} patients in more than one split"
+    return f"{text} (image-level folds: results are optimistic)" if entry["straddling"] else text
+
+
+def write_leakage(folder: str | os.PathLike, entries: dict[str, dict]) -> Path:
+    """FOLDER/folds.json: {manifest file name: leakage_entry}; what check_splits accepts for those files."""
+    path = Path(folder) / FOLDS_JSON
+    write_text_atomic(path, json.dumps({"folds": entries}, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def read_leakage(folder: str | os.PathLike) -> dict[str, dict]:
+    """{manifest file name: leakage_entry} of FOLDER/folds.json; {} without one. InputError for a broken one."""
+    path = Path(folder) / FOLDS_JSON
+    if not path.is_file():
+        return {}
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))["folds"]
+        return {str(name): {"patients": int(e["patients"]), "straddling": int(e["straddling"])}
+                for name, e in entries.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InputError(path, f"not a folds.json as `import` writes it ({type(exc).__name__}: {exc})") from None
+
+
+def _declared(source, leaking: list[str]) -> bool:
+    """True when `source` is a manifest whose folds.json declares exactly this leakage (folds as published)."""
+    if not isinstance(source, (str, os.PathLike)):
+        return False
+    entry = read_leakage(Path(source).parent).get(Path(source).name)
+    return entry is not None and entry["straddling"] == len(leaking)
+
+
 def check_splits(cases: list[Case], source=None) -> None:
     """Splits chosen by the user must be train/val/test and keep each patient in one split.
 
     A patient in two splits leaks the test set into training; a label like
     "validation" would silently drop its images from training and validation.
+    The one exception: a fold manifest whose folds.json beside it declares that
+    very leakage (001's image-level folds, imported as published), so that the
+    published protocol can be rerun, its optimism stated wherever it is reported.
     """
     unknown = sorted({c.split for c in cases} - set(SPLITS))
     if unknown:
         raise InputError(source, f"unknown split value(s) {', '.join(map(repr, unknown))}: use {', '.join(SPLITS)}")
-    splits_of: dict[str, set[str]] = defaultdict(set)
-    for case in cases:
-        splits_of[case.patient_id].add(case.split)
-    leaking = sorted(p for p, s in splits_of.items() if len(s) > 1)
-    if leaking:
+    leaking = straddling_patients(cases)
+    if leaking and not _declared(source, leaking):
+        first = sorted({c.split for c in cases if c.patient_id == leaking[0]})
         raise InputError(source, f"patient(s) {', '.join(leaking[:5])} appear in more than one split "
-                         f"({', '.join(sorted(splits_of[leaking[0]]))}): all images of a patient must share one split")
+                         f"({', '.join(first)}): all images of a patient must share one split")
 
 
 def assign_splits(
@@ -127,6 +182,33 @@ def assign_splits(
         bounds = np.cumsum([0, *count])
         for k, name in enumerate(SPLITS):
             split_of.update({p: name for p in ids[bounds[k]: bounds[k + 1]]})
+    return _with_splits(cases, split_of)
+
+
+def regroup_by_patient(cases: list[Case], rotation: float, seed: int = 0) -> list[Case]:
+    """The same images (copies, same order) with patient-level splits of about the same sizes as given.
+
+    For image-level folds as published (001): each split's target is its image
+    count in `cases`. Patients are shuffled once per seed (sorted first, so row
+    order does not matter) and the order is rotated by `rotation` (fold / k), so
+    that the folds' test sets differ as a cross-validation's do; then whole
+    patients fill test, then val, up to their image counts, and the rest train.
+    """
+    target = {s: sum(c.split == s for c in cases) for s in SPLITS}
+    images: dict[str, int] = defaultdict(int)
+    for case in cases:
+        images[case.patient_id] += 1
+    ids = sorted(images)
+    ids = [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
+    start = int(round(rotation * len(ids))) % max(len(ids), 1)
+    queue = ids[start:] + ids[:start]
+    split_of = {}
+    for split in ("test", "val"):
+        filled = 0
+        while queue and filled < target[split]:
+            split_of[queue[0]] = split
+            filled += images.pop(queue.pop(0))
+    split_of.update({p: "train" for p in queue})
     return _with_splits(cases, split_of)
 
 

@@ -33,12 +33,23 @@ here, so reading is tolerant and everything accepted is listed):
   scaling to [0, 1] (001, Section 3.1; data/preprocessing.intensity_window).
   Without them an image gets the percentile window.
 
+- folds_acr: FOLDS_DIR/N/test_a.txt ... test_d.txt, the test set of fold N by
+  ACR density (001 Table 4.2): each row a test image whose density is the
+  file's letter (an acr column, if given, must agree). Its manifests hold test
+  images only, with their density: for `evaluate --split test`, not `compare`.
+
+Folds are kept as published: every usable row is imported, also when a
+patient's images straddle train/val/test. 001's folds are split by image (in
+every fold of folds/ 66-77 of the 105 patients straddle), so a model has seen
+the patient's other images; the import prints one leakage line per fold and
+writes it to folds.json beside the manifests (data/splits.py), which is what
+lets training, evaluation and `compare` accept those manifests and what
+`compare` reports. `regroup_by_patient` (import --regroup-by-patient) deals
+the same images into patient-level folds of about the same split sizes.
+
 Nothing in a fold file aborts the import: each row that cannot be used is a
-problem (file:line, reason) and the other rows are imported. So is a patient
-found in two splits of one fold: all its images are left out of that fold,
-because check_splits would refuse the manifest (a patient in two splits leaks
-the test set into training). A fold left without train, val or test images
-gets no manifest.
+problem (file:line, reason) and the other rows are imported. A fold left
+without train, val or test images (test for folds_acr) gets no manifest.
 """
 
 from __future__ import annotations
@@ -55,7 +66,7 @@ from typing import Iterator
 from VirtualContrastTraining.atomic import ensure_writable_dir
 from VirtualContrastTraining.data.importer import ImportReport
 from VirtualContrastTraining.data.manifest import Case, write_manifest
-from VirtualContrastTraining.data.splits import SPLITS
+from VirtualContrastTraining.data.splits import SPLITS, leakage_entry, leakage_text, regroup_by_patient, write_leakage
 from VirtualContrastTraining.errors import InputError
 
 REQUIRED_COLUMNS = ("id", "img_x", "img_y", "r_l")
@@ -76,16 +87,32 @@ def _split_files(folder: Path) -> list[Path]:
     return [folder / f"{split}.txt" for split in SPLITS]
 
 
+def _density_files(folder: Path) -> list[Path]:
+    """folds_acr's test_a.txt ... test_d.txt (ACR densities a-d)."""
+    return [folder / f"test_{density}.txt" for density in "abcd"]
+
+
+def _fold_files(folder: Path) -> list[tuple[str, str, Path]]:
+    """(split, density from the file name or "", path) of the files that make the fold in `folder`: the
+    density files when any is there (folds_acr), else train/val/test."""
+    if any(p.is_file() for p in _density_files(folder)):
+        return [("test", path.stem[-1], path) for path in _density_files(folder) if path.is_file()]
+    return [(split, "", path) for split, path in zip(SPLITS, _split_files(folder))]
+
+
+def _holds_a_fold(folder: Path) -> bool:
+    return any(p.is_file() for p in (*_split_files(folder), *_density_files(folder)))
+
+
 def fold_dirs(folds_dir: str | os.PathLike) -> dict[int, Path]:
     """{fold number: folder} of the numbered subfolders that hold a train/val/test .txt file, in number
     order; a folder holding all three itself is one fold. Empty when `folds_dir` is no fold folder."""
     folds_dir = Path(folds_dir)
     if not folds_dir.is_dir():
         return {}
-    if all(p.is_file() for p in _split_files(folds_dir)):
+    if all(p.is_file() for p in _split_files(folds_dir)) or any(p.is_file() for p in _density_files(folds_dir)):
         return {int(folds_dir.name) if folds_dir.name.isdigit() else 0: folds_dir}
-    found = {int(d.name): d for d in folds_dir.iterdir()
-             if d.is_dir() and d.name.isdigit() and any(p.is_file() for p in _split_files(d))}
+    found = {int(d.name): d for d in folds_dir.iterdir() if d.is_dir() and d.name.isdigit() and _holds_a_fold(d)}
     return dict(sorted(found.items()))
 
 
@@ -176,8 +203,9 @@ def _window(row: dict[str, str], center_key: str, width_key: str) -> tuple[str, 
     return f"{c:.10g}", f"{w:.10g}"
 
 
-def _case(row: dict[str, str], split: str, finder: _ImageFinder) -> Case:
-    """One fold-file row as a Case; ValueError with the reason when the row cannot be used."""
+def _case(row: dict[str, str], split: str, file_density: str, finder: _ImageFinder) -> Case:
+    """One fold-file row as a Case (`file_density`: folds_acr's letter, or ""); ValueError with the reason when
+    the row cannot be used."""
     case_id = row["id"]
     if not case_id:
         raise ValueError("empty id")
@@ -205,6 +233,9 @@ def _case(row: dict[str, str], split: str, finder: _ImageFinder) -> Case:
         density = ""
     elif density not in ACR:
         raise ValueError(f"acr {row['acr']!r} is not an ACR density (a-d or 1-4)")
+    if file_density and density and ACR[density] != file_density:
+        raise ValueError(f"acr {row['acr']!r} but the row is in test_{file_density}.txt")
+    density = file_density or density
     windows = {}
     for (center_key, width_key), (center_col, width_col) in WINDOW_COLUMNS.items():
         windows[center_col], windows[width_col] = _window(row, center_key, width_key)
@@ -213,33 +244,17 @@ def _case(row: dict[str, str], split: str, finder: _ImageFinder) -> Case:
                 **windows)
 
 
-def _leave_out_leaking(fold: dict[str, tuple[str, Case]], fold_name: str, problems: list) -> list[Case]:
-    """The cases of patients found in one split only; each image of the others becomes a problem."""
-    splits_of: dict[str, set[str]] = defaultdict(set)
-    for _, case in fold.values():
-        splits_of[case.patient_id].add(case.split)
-    kept = []
-    for where, case in fold.values():
-        splits = splits_of[case.patient_id]
-        if len(splits) == 1:
-            kept.append(case)
-        else:
-            problems.append((where, f"patient {case.patient_id} is in {' and '.join(s for s in SPLITS if s in splits)} "
-                                    f"of {fold_name}: its images are left out of that fold"))
-    return kept
-
-
 def _read_fold(fold_dir: Path, finder: _ImageFinder) -> tuple[list[Case], list[tuple[str, str]]]:
     problems: list[tuple[str, str]] = []
     fold: dict[str, tuple[str, Case]] = {}  # case id -> (where, case), in file order
-    for split, path in zip(SPLITS, _split_files(fold_dir)):
+    for split, file_density, path in _fold_files(fold_dir):
         if not path.is_file():
             problems.append((str(path), f"missing: a fold needs {', '.join(p.name for p in _split_files(fold_dir))}"))
             continue
         for lineno, row in _read_rows(path, problems):
             where = f"{path}:{lineno}"
             try:
-                case = _case(row, split, finder)
+                case = _case(row, split, file_density, finder)
             except ValueError as exc:
                 problems.append((where, str(exc)))
                 continue
@@ -247,7 +262,7 @@ def _read_fold(fold_dir: Path, finder: _ImageFinder) -> tuple[list[Case], list[t
                 problems.append((where, f"id {case.case_id} was already read at {fold[case.case_id][0]}: row left out"))
                 continue
             fold[case.case_id] = (where, case)
-    return _leave_out_leaking(fold, f"fold {fold_dir.name}", problems), problems
+    return [case for _, case in fold.values()], problems
 
 
 def _images_root(images_root: str | os.PathLike) -> Path:
@@ -258,19 +273,29 @@ def _images_root(images_root: str | os.PathLike) -> Path:
 
 
 def read_fold(fold_dir: str | os.PathLike, images_root: str | os.PathLike) -> tuple[list[Case], list[tuple[str, str]]]:
-    """The cases of one fold folder (train.txt, val.txt, test.txt) with their split set, and the problems:
+    """The cases of one fold folder (train.txt, val.txt, test.txt, or folds_acr's test_a.txt ... test_d.txt)
+    with their split set, as published (patients may straddle splits), and the problems:
     (file:line or file, reason) for each row or file left out. InputError only for a missing images folder."""
     return _read_fold(Path(fold_dir), _ImageFinder(_images_root(images_root)))
 
 
-def import_folds(folds_dir: str | os.PathLike, images_root: str | os.PathLike,
-                 out_dir: str | os.PathLike) -> dict[int, ImportReport]:
-    """Write OUT_DIR/fold_<N>.csv for each fold of `folds_dir`; {fold: its ImportReport}.
+def _needed_splits(fold_dir: Path) -> tuple[str, ...]:
+    """The splits a fold's manifest must hold: test only for a folds_acr fold (test sets by density)."""
+    return ("test",) if _fold_files(fold_dir)[0][1] else SPLITS
 
-    A report's `skipped` holds the problems of its fold, `manifest_path` is None
-    for a fold that got no manifest (no usable train, val or test image). The
-    files are `compare --fold-manifests OUT_DIR`'s input. InputError when there
-    is no fold folder, no images folder, or not one fold could be written.
+
+def import_folds(folds_dir: str | os.PathLike, images_root: str | os.PathLike, out_dir: str | os.PathLike, *,
+                 regroup: bool = False, seed: int = 0) -> dict[int, ImportReport]:
+    """Write OUT_DIR/fold_<N>.csv for each fold of `folds_dir` and OUT_DIR/folds.json (the leakage of each);
+    {fold: its ImportReport}.
+
+    Rows are kept as published; with `regroup` the images of each fold are
+    dealt into patient-level splits of the same sizes (splits.regroup_by_patient,
+    rotated by fold, `seed`). A report's `skipped` holds the problems of its
+    fold, `manifest_path` is None for a fold that got no manifest (no usable
+    train, val or test image). The files are `compare --fold-manifests
+    OUT_DIR`'s input. InputError when there is no fold folder, no images folder,
+    or not one fold could be written.
     """
     folds_dir = Path(folds_dir)
     folds = fold_dirs(folds_dir)
@@ -279,31 +304,40 @@ def import_folds(folds_dir: str | os.PathLike, images_root: str | os.PathLike,
     finder = _ImageFinder(_images_root(images_root))
     out_dir = ensure_writable_dir(out_dir)
     reports = {}
-    for number, fold_dir in folds.items():
+    for index, (number, fold_dir) in enumerate(folds.items()):
         cases, problems = _read_fold(fold_dir, finder)
+        if regroup:
+            cases = regroup_by_patient(cases, index / len(folds), seed)
         report = ImportReport(cases=cases, skipped=problems)
-        empty = [s for s in SPLITS if not any(c.split == s for c in cases)]
+        empty = [s for s in _needed_splits(fold_dir) if not any(c.split == s for c in cases)]
         if empty:
             problems.append((str(fold_dir), f"fold {number} has no usable {' or '.join(empty)} images: "
                                             "no manifest written for it"))
         else:
             report.manifest_path = write_manifest(out_dir / f"fold_{number}.csv", cases)
         reports[number] = report
-    if not any(r.manifest_path for r in reports.values()):
+    written = {r.manifest_path.name: leakage_entry(r.cases) for r in reports.values() if r.manifest_path}
+    if not written:
         first = next(p for r in reports.values() for p in r.skipped)
         raise InputError(folds_dir, f"no fold could be imported; first problem: {first[0]}: {first[1]}")
+    write_leakage(out_dir, written)
     return reports
 
 
 def summary(reports: dict[int, ImportReport]) -> str:
-    """Text for the terminal: per fold the images and patients of each split and its manifest, then the
-    problems of all folds grouped by reason (a missing image shows once, with the rows naming it)."""
+    """Text for the terminal: per fold the images and patients of each split (and densities when given) and
+    its manifest; one leakage line per fold; then the problems of all folds grouped by reason (a missing image
+    shows once, with the rows naming it)."""
     lines = []
     for number, report in reports.items():
         images = ", ".join(f"{s} {sum(c.split == s for c in report.cases)}" for s in SPLITS)
         patients = ", ".join(f"{s} {len({c.patient_id for c in report.cases if c.split == s})}" for s in SPLITS)
+        densities = {d: sum(c.density == d for c in report.cases) for d in "abcd"}
+        density = ("; density " + ", ".join(f"{d} {n}" for d, n in densities.items())
+                   if any(densities.values()) else "")
         lines.append(f"fold {number}: {len(report.cases)} LE/DES pairs ({images}) of "
-                     f"{len({c.patient_id for c in report.cases})} patients ({patients}) -> "
+                     f"{len({c.patient_id for c in report.cases})} patients ({patients}{density}) -> "
                      f"{report.manifest_path or 'no manifest'}")
+    lines += [f"fold {number}: {leakage_text(leakage_entry(report.cases))}" for number, report in reports.items()]
     merged = ImportReport(cases=[], skipped=[p for r in reports.values() for p in r.skipped])
     return "\n".join(lines + merged.skipped_lines("{n} problems (rows, files or folds left out):"))
