@@ -14,7 +14,7 @@ from sklearn.metrics import mutual_info_score
 from VirtualContrastTraining.data import registration
 from VirtualContrastTraining.data.cases import shift_to_le
 from VirtualContrastTraining.data.imageio import read_image
-from VirtualContrastTraining.data.registration import register_translation, sample_stride
+from VirtualContrastTraining.data.registration import on_bound, register_translation, sample_stride
 from VirtualContrastTraining.errors import InputError
 
 PAIRS = ("P10_L_{}_CC.png", "P10_L_{}_MLO.png", "P12_L_{}_CC.png", "P12_L_{}_MLO.png", "P207_L_{}_MLO.jpg")
@@ -145,3 +145,16 @@ def test_a_des_of_another_size_is_registered_from_the_shared_top_left_corner():
     assert result.offset == (-3, -6)
     assert np.allclose(shift_to_le(des, result.offset, le.shape)[10:-10, 10:-10], 1.0 - le[10:-10, 10:-10])
 
+
+
+def test_a_shift_beyond_the_search_stops_on_its_bound_and_a_wider_search_finds_it():
+    """Generated texture (no ../shared needed): a 13 px shift. Searched +-10 the best offset lies on the bound
+    (on_bound says so, the import warns); searched +-15 the shift is found and lies inside."""
+    rng = np.random.default_rng(3)
+    le = np.cumsum(np.cumsum(rng.normal(size=(120, 110)), axis=0), axis=1).astype(np.float32)
+    des = shift_to_le(le, (-13, 4))  # aligned by (13, -4)
+    narrow = register_translation(le, des)
+    assert on_bound(narrow.offset) and narrow.offset[0] == 10
+    wide = register_translation(le, des, search=15)
+    assert wide.offset == (13, -4) and not on_bound(wide.offset, 15) and wide.mi > narrow.mi
+    assert on_bound((-10, 3)) and on_bound((2, 10)) and not on_bound((9, -9))

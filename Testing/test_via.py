@@ -23,6 +23,7 @@ from VirtualContrastTraining.data.via import (
     POINT_RADIUS,
     UNKNOWN_SHAPE,
     Region,
+    coordinates_beyond,
     normalise_name,
     pixels_outside,
     read_via_csv,
@@ -199,3 +200,16 @@ def test_missing_columns_or_unreadable_file_are_input_errors(tmp_path):
 def test_file_names_lose_stray_whitespace():
     assert normalise_name(" P1_L_CM_MLO .jpg ") == "P1_L_CM_MLO.jpg"
     assert normalise_name("P1_L_CM_MLO.jpg") == "P1_L_CM_MLO.jpg"
+
+
+def test_coordinates_beyond_the_image_name_the_file():
+    """A shape a little over the edge (within 5 %) is for clipping; a shape far beyond means the annotation was
+    made on another size of the image (full-size coordinates on a resized copy)."""
+    inside = Region("P1_L_DM_CC.jpg", "circle", {"cx": 50.0, "cy": 40.0, "r": 10.0}, "0", 2)
+    edge = Region("P1_L_DM_CC.jpg", "circle", {"cx": 98.0, "cy": 40.0, "r": 6.0}, "1", 3)   # to x 104 of 100
+    far = Region("P1_L_DM_CC.jpg", "point", {"cx": 400.0, "cy": 300.0}, "2", 4)
+    assert coordinates_beyond([], (80, 100)) == ""
+    assert coordinates_beyond([inside, edge], (80, 100)) == ""
+    assert coordinates_beyond([inside, far], (80, 100)) == (
+        f"P1_L_DM_CC.jpg: coordinates up to x {400 + POINT_RADIUS}, y {300 + POINT_RADIUS} on an image of 100 x 80 px")
+    assert coordinates_beyond([inside, far], (400, 500)) == ""
