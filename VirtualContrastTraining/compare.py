@@ -300,9 +300,9 @@ def _comparison_markdown(table: str, configs: dict, data_lines: list[str], folds
         f"- Overrides applied to every preset: {set_text}",
         "- Each cell: mean ± sd across folds of the per-fold value, the mean over that fold's test images "
         "(001 Table 4.1, 002 Table I). Metrics on the preprocessed [0,1] images at the model's input size "
-        "(see each run's evaluation/summary.md). Best preset per column in bold, only where it also beats the "
-        "identity and linear baselines (no bold: no preset does); (n=...) where fewer folds "
-        "had a value (lesion MAE needs a lesion mask in the test fold).",
+        "(see each run's evaluation/summary.md). With two or more presets, the best per column in bold, and only "
+        "where it also beats the identity and linear baselines (a column without bold: no preset does); "
+        "(n=...) where fewer folds had a value (lesion MAE needs a lesion mask in the test fold).",
         "",
         table,
         "",
