@@ -294,7 +294,7 @@ def test_tissue_table_in_000_layout_states_roi_sources(one_report):
     folder, out = one_report
     rows = read_rows(folder)
     text, page = parse(out)
-    table = page.tables[f"{MODEL}: tissue CNR over 6 image(s)"]
+    table = page.tables[f"{MODEL}: tissue CNR ({columns.TISSUE_UNITS}) over 6 image(s)"]
     assert table[0] == ["Metric", "Low-energy", "Real DES", "Synthetic DES"]
     assert row(table, "CNR")[3] == mean_sd(values(rows, MODEL, "tissue_CNR_synthetic"), ".3f")
     assert row(table, "Adipose tissue (mean)")[1] == mean_sd(values(rows, MODEL, "adipose_mean_LE"), ".3f")

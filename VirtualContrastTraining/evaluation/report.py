@@ -290,10 +290,12 @@ def _tissue(pooled: Pooled) -> str:
         entry = describe(mine, columns.keys("tissue"))
         rows = [[title, *(_cell(entry, f"{what}_{image}") for image in TISSUE_IMAGES)] for what, title in TISSUE_ROWS]
         parts.append(html_table(("Metric", *(TISSUE_IMAGE_TITLES[i] for i in TISSUE_IMAGES)), rows,
-                            caption=f"{model}: tissue CNR over {len(mine)} image(s)"))
+                            caption=f"{model}: tissue CNR ({columns.TISSUE_UNITS}) over {len(mine)} image(s)"))
         parts.append(para(f"Regions of interest: {source_text}.", "note"))
     return (para("000 Table 2: tissue CNR = |mean adipose − mean fibroglandular| / (sd adipose + sd fibroglandular) "
-                 "and the regions' mean intensities, mean ± sd over images with tissue regions.") + "".join(parts))
+                 "and the regions' mean intensities, mean ± sd over images with tissue regions. Measured on the "
+                 f"evaluated images ({columns.TISSUE_UNITS}): not the Slicer CNR table's raw, full-resolution "
+                 "values.") + "".join(parts))
 
 
 def _densities(rows: list[dict[str, Any]]) -> list[str]:
