@@ -133,7 +133,8 @@ def test_compare_writes_the_table_with_every_preset(comparison):
     report = (out / "comparison.md").read_text(encoding="utf-8")
     main, tests = report.split("## Paired tests between presets")
     table = [line for line in main.splitlines() if line.startswith("|")]
-    titles = [f"{columns.column(m).title} {'↓' if columns.column(m).better == 'lower' else '↑'}" for m in TABLE_METRICS]
+    arrow = {"lower": "↓", "higher": "↑"}
+    titles = [f"{columns.column(m).title} {arrow[columns.column(m).better]}" for m in TABLE_METRICS]
     assert table[0] == "| " + " | ".join(["model", "folds", *titles]) + " |"
     rows = {line.split(" | ")[0].strip("| *"): line for line in table[2:]}
     assert list(rows) == [*PRESETS, IDENTITY_NAME, LINEAR_NAME]

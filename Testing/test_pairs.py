@@ -33,7 +33,8 @@ def export(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("export") / "pairs"
     root.mkdir()
     for n, (pid, view) in enumerate(IDS.items()):
-        case = simulate_case(np.random.default_rng(n), pixel_mm=2.0, view=view, lesions=["mass_homogeneous"] if n == 0 else [])
+        lesions = ["mass_homogeneous"] if n == 0 else []
+        case = simulate_case(np.random.default_rng(n), pixel_mm=2.0, view=view, lesions=lesions)
         _png(case.le, root / f"{pid}_{view}_LE.png")
         _png(case.des, root / f"{pid}_{view}_DES.png")
         if n == 0:

@@ -178,8 +178,8 @@ def test_bad_rows_are_problems_and_the_rest_is_imported(ucbm, tmp_path):
         ["x1", "scan_LOW_ENERGY.nrrd", "scan_RECOMBINED.nrrd", "R", "", "", "", "", ""],                 # 14
         _fold0_row("P1", "CC"),                                                                          # 15
     ])
-    val = _write(tmp_path / "folds" / "3" / "val.txt", [HEADER0, _fold0_row("P4", "MLO"), _fold0_row("P5", "CC")])
-    test = _write(tmp_path / "folds" / "3" / "test.txt", [HEADER0, _fold0_row("P5", "MLO")])
+    _write(tmp_path / "folds" / "3" / "val.txt", [HEADER0, _fold0_row("P4", "MLO"), _fold0_row("P5", "CC")])
+    _write(tmp_path / "folds" / "3" / "test.txt", [HEADER0, _fold0_row("P5", "MLO")])
     cases, problems = read_fold(tmp_path / "folds" / "3", ucbm["images"])
     assert [(c.case_id, c.split) for c in cases] == [
         (_stem("P1", "CC"), "train"), (_stem("P1", "MLO"), "train"), (_stem("P3", "CC"), "train"),
@@ -367,7 +367,7 @@ def test_regroup_by_patient_keeps_the_images_and_the_split_sizes(ucbm, tmp_path)
     folds = _leaky_folds(tmp_path)
     published = import_folds(folds, ucbm["images"], tmp_path / "a")
     regrouped = import_folds(folds, ucbm["images"], tmp_path / "b", regroup=True)
-    again = import_folds(folds, ucbm["images"], tmp_path / "c", regroup=True)
+    import_folds(folds, ucbm["images"], tmp_path / "c", regroup=True)  # again: the same files
     for fold in (0, 1):
         cases = read_manifest(regrouped[fold].manifest_path)
         check_splits(cases)  # patient-level: no folds.json needed
