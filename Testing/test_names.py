@@ -27,8 +27,8 @@ def test_a_modified_run_is_not_named_as_its_preset():
     assert _name(PRESET, {}) == f"Seg-CycleGAN ({PRESET})"
     modified = _name(PRESET, {"image_size": "64", "ngf": "8"})
     assert modified == f"Seg-CycleGAN, from {PRESET}, modified: ngf 8, image_size 64"
-    # an override equal to the preset's value changes nothing; a description never counts
-    same = {"ngf": str(PRESETS[PRESET].ngf), "description": "mine"}
+    # an override equal to the preset's value changes nothing; a description or another seed never counts
+    same = {"ngf": str(PRESETS[PRESET].ngf), "description": "mine", "seed": "7"}
     assert _name(PRESET, same) == f"Seg-CycleGAN ({PRESET})"
     assert _name(PRESET, {"lr": "2e-4"}).endswith("modified: lr 0.0002")
     assert model_name(replace(PRESETS[PRESET], preset="").to_dict(), {}) == "Seg-CycleGAN (custom)"

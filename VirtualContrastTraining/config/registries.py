@@ -64,8 +64,9 @@ DISCRIMINATORS = {
 GAN_LOSSES = ("lsgan", "bce")
 NORMS = ("instance", "batch")
 PIPELINES = ("resize", "patches")
-# Fields that describe a config rather than set it: a run differing from its preset only here is not modified.
-DESCRIPTIVE_FIELDS = ("preset", "description", "source")
+# Fields that do not change the method: a run differing from its preset only here is not modified (another seed
+# repeats the preset; the config keeps its value).
+DESCRIPTIVE_FIELDS = ("preset", "description", "source", "seed")
 
 
 def model_family(config: dict[str, Any]) -> str:
