@@ -410,8 +410,11 @@ def _reader(path: Path | None) -> str:
     if path is None:
         return para("No reader study was given (--reader-study).")
 
-    return (para(f"Ratings: {path}. Method of 000: accuracy, sensitivity and specificity of binary findings against "
-                 "the truth; ordinal scores (BPE) as a-b vs c-d accuracy and quadratic-weighted Cohen's κ.")
+    return (para(f"Ratings: {path}. Method of 000 (accuracy, sensitivity and specificity of binary findings against "
+                 "the truth; ordinal scores (BPE) as a-b vs c-d accuracy and quadratic-weighted Cohen's κ) or 001's "
+                 "visual Turing test (each image against its own truth, positive = synthetic); McNemar's test of "
+                 "paired clinical/synthetic reads and Cohen's/Fleiss' κ between readers; 95 % CIs resample cases "
+                 "(docs/reader-study.md).")
             + markdown_to_html(format_reader_table(reader_study(path))))
 
 
