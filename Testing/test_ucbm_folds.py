@@ -401,9 +401,11 @@ def test_the_benchmark_mechanics_compare_image_and_patient_level_folds(ucbm, tmp
     assert "fold 0: 3 of 5 patients in more than one split" in imported["image-level"][1]
     manifests = {label: folder for label, (folder, _) in imported.items()}
     psnr = bench.compare_both(manifests, tmp_path, "demo", "0", list(bench.TINY))  # one fold each: fast
-    assert [len(v) for v in psnr.values()] == [1, 1] and all(np.isfinite(v).all() for v in psnr.values())
+    assert list(psnr) == ["image-level", "patient-level"] and all(list(v) == ["demo", bench.IDENTITY_NAME]
+                                                                  for v in psnr.values())
+    assert all(len(f) == 1 and np.isfinite(f).all() for v in psnr.values() for f in v.values())
     image_level = tmp_path / "compare" / "image-level"
-    assert read_leakage(image_level / "folds") == read_leakage(manifests["image-level"])
+    assert read_leakage(image_level / "folds") == {"fold_0.csv": read_leakage(manifests["image-level"])["fold_0.csv"]}
     report = (image_level / "comparison.md").read_text(encoding="utf-8")
     assert "- Fold 0: 3 of 5 patients in more than one split (image-level folds: results are optimistic)" in report
     assert "- Fold 0: 0 of 5 patients in more than one split" in \
