@@ -145,7 +145,7 @@ def test_compare_writes_the_table_with_every_preset(comparison):
 
     # The two presets paired on the same test images of both folds, one line per metric.
     pairs = [line for line in tests.splitlines() if line.startswith(f"| {PRESETS[0]} vs {PRESETS[1]} |")]
-    assert len(pairs) == 6
+    assert len(pairs) == len(TABLE_METRICS)
     n_test = sum(int(r["n_images"]) for r in _read_csv(out / "comparison.csv")
                  if r["model"] == PRESETS[0] and r["fold"] in ("0", "1"))
     assert f"| {columns.column('PSNR').title} | {n_test} |" in "".join(pairs)

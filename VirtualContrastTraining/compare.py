@@ -53,9 +53,10 @@ from VirtualContrastTraining.events import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK,
 from VirtualContrastTraining.synthetic_wording import NOT_FOR_DIAGNOSIS
 from VirtualContrastTraining.train import load_run_config, train
 
-# Columns of 001 Table 4.1 in its order, then the lesion-region MAE of 002; titles, formats and arrows
-# (which direction is better) from columns.py.
-TABLE_METRICS = ("MSE", "PSNR", "VIF", "SSIM", "lesion_MAE", "bright_MAE")
+# The breast's PSNR and SSIM first (padding and air excluded), then the columns of 001 Table 4.1 in its order
+# over the whole padded square (comparable with the papers), then the lesion-region MAE of 002; titles, formats
+# and arrows (which direction is better) from columns.py.
+TABLE_METRICS = ("breast_PSNR", "breast_SSIM", "MSE", "PSNR", "VIF", "SSIM", "lesion_MAE", "bright_MAE")
 BASELINES = (IDENTITY_NAME, LINEAR_NAME)
 STRATIFY_TEXT = {"lesion": "stratified by lesion-mask presence (002)", "label": "stratified by class label (004)"}
 # evaluate_run writes summary.md last: its presence means the evaluation is complete.
