@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -410,6 +411,13 @@ def test_the_benchmark_mechanics_compare_image_and_patient_level_folds(ucbm, tmp
     assert "- Fold 0: 3 of 5 patients in more than one split (image-level folds: results are optimistic)" in report
     assert "- Fold 0: 0 of 5 patients in more than one split" in \
         (tmp_path / "compare" / "patient-level" / "comparison.md").read_text(encoding="utf-8")
+    # and into each run's evaluation provenance and the preset's HTML report (the patient-level ones say nothing)
+    sentence = "3 of 5 patients in more than one split (image-level folds: results are optimistic)"
+    for label, says in (("image-level", sentence), ("patient-level", "")):
+        evaluation = tmp_path / "compare" / label / "runs" / "demo" / "fold_0" / "evaluation"
+        assert json.loads((evaluation / "provenance.json").read_text())["split_leakage"] == says
+        html = (tmp_path / "compare" / label / "reports" / "demo.html").read_text(encoding="utf-8")
+        assert ("Image-level folds (evaluation): " + sentence in html) == bool(says)
 
 
 @pytest.mark.skipif(not PUBLISHED.is_dir(), reason="../shared/data/vce-cesm-folds (001's fold files) not here")

@@ -31,10 +31,11 @@ def evaluation_provenance(*, model_name: str, sidecar: dict[str, Any], model_fil
                           synthetic_list: str | os.PathLike | None, manifest: str | os.PathLike, split: str,
                           n_images: int, image_size: int, comparison_space: str,
                           linear_fit: tuple[float, float] | None, device: str, fold: int | None,
-                          deidentified: bool = False) -> dict[str, Any]:
+                          deidentified: bool = False, split_leakage: str = "") -> dict[str, Any]:
     """The provenance.json record of one evaluation (keys documented in docs/evaluation.md): with the fields the
     model changed from its preset, the device it was trained on and the device that synthesized ("auto"
-    resolved to the device it picked)."""
+    resolved to the device it picked), and `split_leakage`: the sentence saying how many patients straddle the
+    manifest's splits, for image-level folds (001's, as published), "" otherwise."""
     source = Path(model_file) if model_file else Path(synthetic_list)
     return {
         "version": __version__,
@@ -55,6 +56,7 @@ def evaluation_provenance(*, model_name: str, sidecar: dict[str, Any], model_fil
         "linear_fit": list(linear_fit) if linear_fit else None,
         "device": str(resolve_device(device)) if device else "",
         "fold": fold,
+        "split_leakage": split_leakage,
         "deidentified": deidentified,
         "versions": software_versions(),
         "not_for_diagnosis": NOT_FOR_DIAGNOSIS,

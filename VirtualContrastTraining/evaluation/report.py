@@ -162,7 +162,9 @@ def _region_tables(pooled: Pooled, summary: list[dict[str, Any]], region: str) -
 
 def _headline(pooled: Pooled) -> str:
     """The image similarity in both regions, the breast first (columns.REGIONS)."""
-    parts = [para("Each metric in two regions. Breast: the pixels of the breast (Otsu on the LE), padding and air "
+    parts = [para(f"Image-level folds ({ev.folder.name}): {ev.provenance['split_leakage']}.", "note")
+             for ev in pooled.evaluations if ev.provenance.get("split_leakage")]
+    parts += [para("Each metric in two regions. Breast: the pixels of the breast (Otsu on the LE), padding and air "
                   "excluded: how well the tissue is synthesized. Whole padded square: every pixel of the square the "
                   "model sees, as 001-004 compute it: the value to compare with the papers. Padding and air are "
                   "easy to predict, so the square's values are higher (docs/evaluation.md).")]

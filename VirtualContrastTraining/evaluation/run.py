@@ -32,7 +32,7 @@ from VirtualContrastTraining.data.manifest import read_manifest, resolve
 from VirtualContrastTraining.data.prepared import prepare_cases
 from VirtualContrastTraining.data.preprocessing import PreprocessConfig, breast_mask, preprocess_mask
 from VirtualContrastTraining.data.segmentation import read_lesion_mask
-from VirtualContrastTraining.data.splits import check_splits
+from VirtualContrastTraining.data.splits import check_splits, leakage_entry, leakage_text
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.evaluation.evaluate import (
     COMPARISON_SIZE,
@@ -238,6 +238,13 @@ def _tissue_regions(prepared, space) -> list[tuple[np.ndarray | None, np.ndarray
     return regions
 
 
+def _split_leakage(manifest_path) -> str:
+    """How many patients straddle the manifest's splits, as a sentence, or "" for patient-level splits: only
+    image-level folds declared in a folds.json (001's, as published) pass check_splits with any."""
+    entry = leakage_entry(read_manifest(manifest_path))
+    return leakage_text(entry) if entry["straddling"] else ""
+
+
 def _check_can_write(out_dir: Path) -> None:
     """InputError naming `out_dir` when it cannot be made or written, checked before minutes of synthesis but
     without creating it (evaluate_run makes it once every input has been read)."""
@@ -329,7 +336,8 @@ def evaluate_run(model_path: str | os.PathLike | None, manifest_path: str | os.P
         model_name=model_name, sidecar=sidecar, model_file=model_path and resolve_model(model_path),
         synthetic_list=synthetic, manifest=manifest_path, split=split, n_images=len(cases),
         image_size=int(le.shape[-1]), comparison_space=space_text, linear_fit=linear_fit,
-        device=str(synth.device) if model_path is not None else "", fold=fold, deidentified=deidentify)
+        device=str(synth.device) if model_path is not None else "", fold=fold, deidentified=deidentify,
+        split_leakage=_split_leakage(manifest_path))
     write_text_atomic(result.per_image_csv, csv_text(rows))
     write_text_atomic(result.summary_csv, csv_text(result.summary))
     write_text_atomic(out_dir / "histograms.csv", csv_text(histogram_rows(cases, predictions)))
