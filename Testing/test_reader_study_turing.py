@@ -4,7 +4,6 @@ ratings files written here whose values are counted by hand or computed by scipy
 from __future__ import annotations
 
 import csv
-import io
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ from scipy import stats
 from sklearn.metrics import cohen_kappa_score, recall_score
 
 from hostile import expect_clear_error, run_cli, snapshot
+from test_reader_study import write_ratings
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.evaluation.reader_study import (ALL_READERS, BOTH_IMAGES, EXACT_BELOW, TURING_ENDPOINT,
                                                              _fleiss_kappa, format_reader_table, mcnemar, reader_study)
@@ -30,12 +30,8 @@ WORD = {"r": "real", "s": "synthetic"}
 
 
 def write(path: Path, lines: list[list[str]], header=HEADER) -> Path:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(lines)
-    path.write_text(buf.getvalue(), encoding="utf-8")
-    return path
+    """A ratings file of the Turing layout by default (test_reader_study's writer)."""
+    return write_ratings(path, lines, header)
 
 
 def turing_lines(answers=ANSWERS) -> list[list[str]]:
