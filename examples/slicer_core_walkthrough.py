@@ -1,7 +1,10 @@
 """The Slicer module's job without Slicer: a phantom case in an MRML scene, end to end, to one PNG.
 
     make demo                                        # phantom + demo model in demo-output/
-    .venv/bin/python examples/slicer_core_walkthrough.py [--demo demo-output] [--out Resources/screenshot.png]
+    .venv/bin/python examples/slicer_core_walkthrough.py [--demo demo-output] [--out walkthrough-output/comparison.png]
+
+It writes only under the output given (default walkthrough-output/, ignored by git). README's screenshot is
+made by `--out Resources/screenshot-comparison.png`.
 
 With the PyPI package slicer-core only (no Slicer application), it does what a
 user does in the module's panel, through the same Logic calls:
@@ -76,7 +79,8 @@ def measureCase(logic, case, model, verbose=False):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--demo", type=Path, default=REPO / "demo-output", help="output folder of `make demo`")
-    parser.add_argument("--out", type=Path, default=REPO / "Resources" / "screenshot-comparison.png")
+    parser.add_argument("--out", type=Path, default=REPO / "walkthrough-output" / "comparison.png",
+                        help="the PNG to write (default: %(default)s, outside the tracked files)")
     args = parser.parse_args(argv)
     manifest, model = args.demo / "phantom" / "manifest.csv", args.demo / "run"
     if not manifest.is_file() or not (model / "model.safetensors").is_file():

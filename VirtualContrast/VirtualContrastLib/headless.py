@@ -1,7 +1,7 @@
 """A scene that behaves like Slicer's, built from the PyPI package slicer-core (no application).
 
 Used by the tests and by scripts that run the module's logic without Slicer
-(Resources/make_screenshot.py). Inside Slicer none of this is needed: the
+(examples/slicer_core_walkthrough.py, which makes README's screenshot). Inside Slicer none of this is needed: the
 application has already made all of it.
 """
 
