@@ -299,7 +299,7 @@ def test_import_of_nothing_importable(what, case_dir):
     (["phantom", "--cases", "-3"], "cases"),
     (["phantom", "--pixel-mm", "0"], "pixel"),
     (["phantom", "--pixel-mm", "nan"], "pixel"),
-    (["train", "--preset", "rofena2025-segcylcegan-g35"], "preset"),
+    (["train", "--preset", "rofena2025-segcylcegan-g35"], "did you mean 'rofena2025-segcyclegan-g35'?"),
     (["train", "--preset", "demo", "--set", "lr"], "--set"),
     (["train", "--preset", "demo", "--set", "lr=abc"], "lr"),
     (["train", "--preset", "demo", "--set", "no_such_field=1"], "no_such_field"),

@@ -28,13 +28,17 @@ DEMO_FRACTIONS = (0.7, 0.1, 0.2)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run the whole job end to end on the built-in CESM phantom")
+    p = sub.add_parser("demo", help="run the whole job end to end on the built-in CESM phantom",
+                       description="The main job on the built-in CESM phantom, with no data of your own: make the "
+                       "phantom (split by patient 70/10/20), train a preset, synthesize the held-out test images and "
+                       "evaluate them against the identity and linear baselines; prints the headline table and "
+                       "writes everything under --out (about 5 minutes on 2 CPU cores with the demo preset).")
     p.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
     p.add_argument("--cases", type=int, default=56, help="phantom images (default 56)")
     p.add_argument("--pixel-mm", type=float, default=0.5, help="phantom pixel size in mm (default 0.5)")
-    p.add_argument("--seed", type=int, default=2026)
-    p.add_argument("--preset", default="demo")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=2026, help="phantom, split and training seed (default 2026)")
+    p.add_argument("--preset", default="demo", help="training preset (default demo; `train --list-presets`)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default auto)")
     p.set_defaults(func=run)
 
 

@@ -4,6 +4,7 @@ paper leaves unstated (description), and `resolve_config` for a preset with `--s
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import replace
 from typing import Any
 
@@ -216,5 +217,7 @@ PRESETS: dict[str, TrainConfig] = {
 def resolve_config(preset_name: str, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """The named preset with `overrides` applied (values may be strings from the command line)."""
     if preset_name not in PRESETS:
-        raise InputError(None, f"unknown preset {preset_name!r}; valid presets: {', '.join(PRESETS)}")
+        close = difflib.get_close_matches(preset_name, PRESETS, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise InputError(None, f"unknown preset {preset_name!r}; {hint}valid presets: {', '.join(PRESETS)}")
     return apply_overrides(replace(PRESETS[preset_name], preset=preset_name), dict(overrides or {}), where=None)
