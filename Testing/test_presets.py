@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -133,3 +136,13 @@ def test_every_preset_has_its_own_model_name():
     # A saved config from before the recipe field existed is a CycleGAN.
     assert model_family({"gamma_lesion": 35.0}) == "Seg-CycleGAN"
     assert len(set(names.values())) == len(names)
+
+
+def test_list_presets_cites_papers_by_name_not_by_file():
+    """`train --list-presets` through the CLI: every source is a citation ("Rofena et al. 2024 (001)"), no file."""
+    done = subprocess.run([sys.executable, "-m", "VirtualContrastTraining", "train", "--list-presets"],
+                          capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+    sources = [line.strip() for line in done.stdout.splitlines() if line.strip().startswith("source:")]
+    assert done.returncode == 0 and len(sources) == len(PRESETS)
+    assert not [s for s in sources if ".txt" in s]
+    assert "source: Rofena et al. 2024 (001)" in sources and "source: Zormpas-Petridis et al. 2026 (000)" in sources

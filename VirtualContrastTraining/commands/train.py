@@ -34,6 +34,7 @@ import sys
 from pathlib import Path
 
 from VirtualContrastTraining.config.presets import PRESETS, resolve_config
+from VirtualContrastTraining.config.registries import cite_papers
 from VirtualContrastTraining.config.schema import apply_overrides, parse_assignments
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.events import EXIT_OK, EventWriter
@@ -71,7 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def list_presets(stream=None) -> None:
     for name, config in PRESETS.items():
-        print(f"{name}\n    {config.description}\n    source: {config.source}", file=stream or sys.stdout)
+        print(f"{name}\n    {config.description}\n    source: {cite_papers(config.source)}", file=stream or sys.stdout)
 
 
 def resolve_from_args(args: argparse.Namespace):

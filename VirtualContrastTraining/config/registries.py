@@ -17,6 +17,7 @@ this module), which passes both configs as dicts.
 from __future__ import annotations
 
 import importlib
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -32,6 +33,22 @@ def load(entry: Entry) -> Callable[..., Any]:
     """The builder an entry names (imports its module: torch for every network and recipe)."""
     module, _, attribute = entry.builder.partition(":")
     return getattr(importlib.import_module(module), attribute)
+
+
+# The five papers by the code their text files carry in ../shared/papers (000_....txt), as people cite them.
+PAPERS = {
+    "000": "Zormpas-Petridis et al. 2026",
+    "001": "Rofena et al. 2024",
+    "002": "Rofena et al. 2025",
+    "003": "Hosseinipour et al. 2024",
+    "004": "Perre et al.",
+}
+_PAPER_FILE = re.compile(r"\b(00[0-4])_[0-9a-f]+\.txt")
+
+
+def cite_papers(text: str) -> str:
+    """`text` with each paper file name ("001_851b294891272478.txt") as its citation ("Rofena et al. 2024 (001)")."""
+    return _PAPER_FILE.sub(lambda m: f"{PAPERS[m.group(1)]} ({m.group(1)})", text)
 
 
 _MODELS, _RECIPES = "VirtualContrastTraining.models.builders", "VirtualContrastTraining.recipes"
