@@ -229,7 +229,6 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
-@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="POSIX file size limits")
 def test_a_full_disk_in_train_is_a_clear_error_without_a_half_written_checkpoint(manifest, tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(REPO)}

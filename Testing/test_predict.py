@@ -106,12 +106,15 @@ def test_predict_dicom_output_is_marked_and_never_paired_as_real(small_phantom, 
     assert any(str(out) == str(path) and "synthetic" in reason for path, reason in report.skipped)
 
 
-def test_predict_manifest_split_writes_one_output_per_case(small_phantom, tiny_model, tmp_path):
+@pytest.mark.parametrize("fmt, suffix", [("dicom", ".dcm"), ("png", ".png")])
+def test_predict_manifest_writes_one_marked_output_per_case(fmt, suffix, small_phantom, tiny_model, tmp_path):
     cases = read_manifest(small_phantom)
     out = tmp_path / "out"
     assert main(["predict", "--model", str(tiny_model), "--input", str(small_phantom), "--out", str(out),
-                 "--device", "cpu", "--format", "dicom"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"{c.case_id}_SYNTHETIC-DES.dcm" for c in cases)
+                 "--device", "cpu", "--format", fmt]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{c.case_id}_SYNTHETIC-DES{suffix}" for c in cases)
+    if fmt == "png":
+        assert all(_png_text(p)["Synthetic"] == "true" for p in out.iterdir())
 
 
 def test_predict_png_le(cdd_sample, tiny_model, tmp_path):
@@ -223,13 +226,6 @@ def test_predict_one_png_or_tiff_by_extension_marked_synthetic(small_phantom, ti
     assert 1700 <= synthetic.array.min() and synthetic.array.max() <= 2400
 
 
-def test_predict_manifest_to_a_folder_of_pngs(small_phantom, tiny_model, tmp_path):
-    cases = read_manifest(small_phantom)
-    out = tmp_path / "out"
-    assert main(["predict", "--model", str(tiny_model), "--input", str(small_phantom), "--out", str(out),
-                 "--device", "cpu", "--format", "png"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"{c.case_id}_SYNTHETIC-DES.png" for c in cases)
-    assert all(_png_text(p)["Synthetic"] == "true" for p in out.iterdir())
 
 
 def test_a_model_of_8_bit_des_writes_8_bit_pngs(cdd_sample, tmp_path):

@@ -420,7 +420,8 @@ def test_the_benchmark_mechanics_compare_image_and_patient_level_folds(ucbm, tmp
         assert ("Image-level folds (evaluation): " + sentence in html) == bool(says)
 
 
-@pytest.mark.skipif(not PUBLISHED.is_dir(), reason="../shared/data/vce-cesm-folds (001's fold files) not here")
+@pytest.mark.skipif(not PUBLISHED.is_dir(), reason=f"001's published fold files ({PUBLISHED}) are absent on this "
+                    "machine: ../shared is not beside this checkout (the fixture's folds cover the same code)")
 def test_the_published_folds_import_with_stand_ins(tmp_path):
     """001's real fold files, every image a phantom stand-in under the name they give: every row imported,
     the leakage the README counts (66-77 of 105 patients per fold of folds/, 131-148 of 326 of folds_public/)."""
