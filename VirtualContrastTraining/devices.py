@@ -1,8 +1,42 @@
-"""Choose the torch device from a user's words: auto, cpu, cuda or cuda:N."""
+"""Choose the torch device from a user's words (auto, cpu, cuda or cuda:N), and the CPU threads to use."""
 
 from __future__ import annotations
 
+import os
+import sys
+
+import SimpleITK as sitk
+
 from VirtualContrastTraining.errors import InputError
+
+#: The environment variables that the OpenMP and BLAS libraries read for their thread count.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity), which on a shared machine or in a container can be
+    fewer than the machine has: what torch's own default (all the machine's cores) oversubscribes."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def use_threads(threads: int | None) -> int:
+    """Use `threads` CPU threads (None: available_cores()) in torch, SimpleITK, the BLAS and the child processes
+    this one starts; returns the number.
+
+    Torch reads OMP_NUM_THREADS when it is imported, so a command that has not loaded it yet does not pay for
+    loading it here; one that has is told directly. The BLAS read their variables when numpy loads them, which
+    is too late in this process, but their count matters little next to torch's.
+    """
+    threads = threads or available_cores()
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+    return threads
 
 
 def resolve_device(name: str = "auto"):

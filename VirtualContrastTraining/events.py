@@ -65,6 +65,15 @@ def _clean(value: Any) -> Any:
     return value
 
 
+#: Whether an EventWriter made without a stream writes JSON (the CLI's --json) or readable lines (console.py).
+_JSON_OUTPUT = {"stdout": True}
+
+
+def use_json(enabled: bool) -> None:
+    """The CLI's --json: set once, before a command makes its EventWriter."""
+    _JSON_OUTPUT["stdout"] = bool(enabled)
+
+
 class EventWriter:
     """Writes protocol events as JSON lines (stdout by default), flushed at once."""
 

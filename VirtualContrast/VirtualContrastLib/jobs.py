@@ -1,6 +1,6 @@
 """Run the engine as a child process and follow it through the one progress protocol.
 
-The child is `python -m VirtualContrastTraining <command> ...` (PythonSlicer
+The child is `python -m VirtualContrastTraining <command> ... --json` (PythonSlicer
 inside Slicer), so a crash, a CUDA error or a long training run never freezes
 or kills Slicer. Two reader threads collect its stdout (JSON-lines events, see
 VirtualContrastTraining.events) and stderr; nothing touches MRML from those
@@ -109,7 +109,8 @@ class Job:
     def __init__(self, name: str, args: list[str], python: str | None = None):
         self.name = name
         self.args = list(args)
-        self.command = [python or enginePython(), "-m", "VirtualContrastTraining", *self.args]
+        # --json: the events come as the protocol's JSON lines; the engine's default is text for a terminal.
+        self.command = [python or enginePython(), "-m", "VirtualContrastTraining", *self.args, "--json"]
         self.state = RUNNING
         self.progress = 0.0
         self.message = f"{name}: starting"
