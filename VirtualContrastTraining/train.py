@@ -325,7 +325,7 @@ class _Trainer:
                          message="training state saved; run again with --resume to continue")
         return EXIT_CANCELLED
 
-    def _train_epoch(self, epoch: int, bar, clock: dict) -> bool:
+    def _train_epoch(self, epoch: int, clock: dict) -> bool:
         """The remaining steps of `epoch`; False when a stop was requested."""
         from torch.utils.data import DataLoader  # lazy: torch
 
@@ -349,11 +349,10 @@ class _Trainer:
             clock["images"] += len(batch["le"])
             elapsed = time.perf_counter() - clock["start"]
             eta = elapsed / clock["steps"] * (self.total_steps - s["global_step"])
+            headline = {k: losses[k] for k in self.recipe.headline}  # first: what a progress bar shows
             self.events.emit("progress", step=s["global_step"], total_steps=self.total_steps, epoch=epoch,
-                             epochs=cfg.epochs, losses=losses, lr=self.recipe.lr, eta_s=round(eta, 1),
+                             epochs=cfg.epochs, losses={**headline, **losses}, lr=self.recipe.lr, eta_s=round(eta, 1),
                              images_per_s=round(clock["images"] / max(elapsed, 1e-9), 3))
-            bar.update(1)
-            bar.set_postfix({k: f"{losses[k]:.3f}" for k in self.recipe.headline}, refresh=False)
             if self.stop:
                 return False
         return True
@@ -413,23 +412,19 @@ class _Trainer:
         self.events.emit("checkpoint", path=str(self.run_dir / "checkpoint.safetensors"), epoch=epoch, reason="epoch")
 
     def run(self) -> int:
-        from tqdm import tqdm  # lazy: tqdm
-
         cfg, s = self.config, self.state
         self.events.emit("started", run=str(self.run_dir), preset=cfg.preset or "custom", device=str(self.device),
                          n_train=self.n_train, n_val=self.n_val, total_steps=self.total_steps,
                          steps_per_epoch=self.steps_per_epoch, epochs=cfg.epochs, resumed_at_step=s["global_step"],
                          config=cfg.to_dict())
         clock = {"start": time.perf_counter(), "steps": 0, "images": 0}
-        with tqdm(total=self.total_steps, initial=s["global_step"], file=sys.stderr, unit="step",
-                  disable=not sys.stderr.isatty(), dynamic_ncols=True) as bar:
-            while not self._finished():
-                if self.stop:
-                    return self._cancel()
-                epoch, t0 = s["epoch"], time.perf_counter()
-                if not self._train_epoch(epoch, bar, clock):
-                    return self._cancel()
-                self._end_epoch(epoch, time.perf_counter() - t0)
+        while not self._finished():
+            if self.stop:
+                return self._cancel()
+            epoch, t0 = s["epoch"], time.perf_counter()
+            if not self._train_epoch(epoch, clock):
+                return self._cancel()
+            self._end_epoch(epoch, time.perf_counter() - t0)
         if s["best_epoch"] == 0:
             raise RuntimeError("training ended without any validation")
         stopped_early = s["epoch"] <= cfg.epochs and s["global_step"] < self.total_steps

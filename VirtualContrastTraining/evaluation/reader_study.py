@@ -640,7 +640,7 @@ def _agreement_table(result: ReaderStudyResult) -> list[str]:
     if not result.agreement:
         return []
     lines = ["", "Inter-reader agreement over the images every reader rated (Cohen's κ for two readers, "
-             f"Fleiss' κ for more), 95 % bootstrap CIs over cases:", "",
+             "Fleiss' κ for more), 95 % bootstrap CIs over cases:", "",
              "| endpoint | image | readers | images | cases | statistic | κ |", "|---|---|---|---|---|---|---|"]
     for a in result.agreement:
         kappa = "n/a" if a["kappa"] is None else f"{a['kappa']:.2f}" + (
