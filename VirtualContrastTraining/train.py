@@ -47,6 +47,7 @@ import json
 import math
 import os
 import random
+import shutil
 import signal
 import sys
 import time
@@ -73,14 +74,32 @@ from VirtualContrastTraining.config.presets import PRESETS
 from VirtualContrastTraining.config.registries import preset_changes
 from VirtualContrastTraining.config.schema import TrainConfig
 from VirtualContrastTraining.data.manifest import fingerprint, read_manifest, write_manifest
-from VirtualContrastTraining.data.patches import PatchPipeline, RandomPatchDataset, TilePatchDataset, prepare_patch_case
+from VirtualContrastTraining.data.patches import (
+    BACKGROUND,
+    PatchPipeline,
+    RandomPatchDataset,
+    TilePatchDataset,
+    prepare_patch_case,
+)
 from VirtualContrastTraining.data.prepared import des_output_window, prepare_case, prepare_cases
 from VirtualContrastTraining.data.preprocessing import PreprocessConfig
 from VirtualContrastTraining.data.splits import assign_splits
 from VirtualContrastTraining.devices import resolve_device
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.events import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EventWriter, ForcedStop, StopRequest
+from VirtualContrastTraining.estimate import StepTimer, cpu_warning, gpu_sized
 from VirtualContrastTraining.recipes import build_recipe
+from VirtualContrastTraining.training_progress import (
+    N_SAMPLES,
+    PROGRESS_PNG,
+    SAMPLES_DIR,
+    TENSORBOARD_DIR,
+    sample_file_name,
+    tensorboard_writer,
+    write_progress_png,
+    write_sample_png,
+    write_samples_index,
+)
 
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.csv"
@@ -89,7 +108,9 @@ SPLIT_MANIFEST_FILE = "manifest.csv"
 RESUMABLE_CHANGES = ("epochs", "max_steps", "patience", "warmup", "val_every", "description")
 # What a run writes in its folder (besides the temporary names of its atomic writes): all --overwrite may delete.
 RUN_FILES = (CONFIG_FILE, HISTORY_FILE, SPLIT_MANIFEST_FILE, f"{STATE_NAME}.safetensors", f"{STATE_NAME}.json",
-             f"{MODEL_NAME}.safetensors", f"{MODEL_NAME}.json")
+             f"{MODEL_NAME}.safetensors", f"{MODEL_NAME}.json", PROGRESS_PNG)
+# The folders a run writes (outputs for the eye, not state): --overwrite deletes them whole.
+RUN_FOLDERS = (SAMPLES_DIR, TENSORBOARD_DIR)
 
 
 def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
@@ -175,7 +196,8 @@ def _check_run_folder(run_dir: Path, resume: bool, overwrite: bool) -> None:
             raise InputError(run_dir, "--resume: no training checkpoint nor run config in this folder "
                              "(checkpoint.safetensors and config.json are missing)")
     elif overwrite:
-        foreign = [name for name in entries if not _is_run_file(name) or (run_dir / name).is_dir()]
+        foreign = [name for name in entries if not (_is_run_file(name) and (run_dir / name).is_file())
+                   and not (name in RUN_FOLDERS and (run_dir / name).is_dir())]
         if foreign:
             listed = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
             raise InputError(run_dir, f"--overwrite: the folder holds files that are not a training run's ({listed}); "
@@ -186,10 +208,13 @@ def _check_run_folder(run_dir: Path, resume: bool, overwrite: bool) -> None:
 
 
 def _remove_run_files(run_dir: Path) -> None:
-    """The files of a run in `run_dir` (RUN_FILES and temporary ones), not the lock, nothing else."""
+    """The files of a run in `run_dir` (RUN_FILES and temporary ones) and its RUN_FOLDERS, not the lock, nothing
+    else."""
     for path in run_dir.iterdir():
         if path.name != LOCK_NAME and _is_run_file(path.name) and path.is_file():
             path.unlink()
+        elif path.name in RUN_FOLDERS and path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
 
 
 def _check_resume_config(run_dir: Path, config: TrainConfig) -> None:
@@ -244,6 +269,17 @@ def _datasets(config: TrainConfig, train_cases: list, val_cases: list):
             PairedDataset(val_prepared, augment=False, seed=config.seed), des_output_window(train_prepared))
 
 
+def _sample_items(val_set) -> list[tuple[int, str]]:
+    """(item, case id) of the validation cases rendered each epoch: the first N_SAMPLES by case id (the ids the
+    run's manifest.csv holds), the middle tile of each case for the patch pipeline."""
+    items: dict[int, list[int]] = {}
+    for index in range(len(val_set)):
+        number = val_set.position(index)[0] if isinstance(val_set, TilePatchDataset) else index
+        items.setdefault(number, []).append(index)
+    chosen = sorted(items, key=lambda number: val_set.prepared[number].case.case_id)[:N_SAMPLES]
+    return [(items[n][len(items[n]) // 2], val_set.prepared[n].case.case_id) for n in chosen]
+
+
 def _loader_generator():
     """A DataLoader's own generator, for the worker base seed it draws each time it is iterated (unused with
     num_workers=0). Drawn from the global RNG instead, that seed would make a run resumed mid-epoch, which
@@ -263,7 +299,8 @@ class _Trainer:
 
         self.config, self.run_dir, self.device, self.events, self.stop = config, run_dir, device, events, stop
         cases, train_cases, val_cases = _split_cases(manifest_path, config.seed)
-        self.preprocessing, self.train_set, val_set, self.des_window = _datasets(config, train_cases, val_cases)
+        self.preprocessing, self.train_set, self.val_set, self.des_window = _datasets(config, train_cases, val_cases)
+        val_set = self.val_set
         self.fingerprint = fingerprint(train_cases + val_cases)
         self.val_loader = DataLoader(val_set, batch_size=config.batch_size, shuffle=False, num_workers=0,
                                      generator=_loader_generator())
@@ -286,6 +323,13 @@ class _Trainer:
             self._restore()
         self.cases = cases
         self.n_train, self.n_val = len(train_cases), len(val_cases)
+        self.samples = _sample_items(val_set)
+        self.first_step = self.state["global_step"]  # this process's first: the estimate covers the steps after it
+        self.timer = StepTimer(device)
+        self.tensorboard = None  # a SummaryWriter with --tensorboard (open_tensorboard)
+
+    def open_tensorboard(self) -> None:
+        self.tensorboard = tensorboard_writer(self.run_dir, purge_step=self.state["global_step"])
 
     def write_start(self, overwrite: bool) -> None:
         """The run's first writes, once its data and networks are ready: with --overwrite the previous run's files
@@ -353,9 +397,61 @@ class _Trainer:
             self.events.emit("progress", step=s["global_step"], total_steps=self.total_steps, epoch=epoch,
                              epochs=cfg.epochs, losses={**headline, **losses}, lr=self.recipe.lr, eta_s=round(eta, 1),
                              images_per_s=round(clock["images"] / max(elapsed, 1e-9), 3))
+            self._after_step(losses)
             if self.stop:
                 return False
         return True
+
+    def _after_step(self, losses: dict[str, float]) -> None:
+        """The estimate once the first steps are timed; TensorBoard's per-step scalars."""
+        measured = self.timer.step_done()
+        if measured is not None:
+            planned = self.total_steps - self.first_step
+            self.events.emit("info", message=measured.summary(planned), seconds_per_step=measured.seconds_per_step,
+                             planned_steps=planned, peak_memory_bytes=measured.peak_bytes)
+        if self.tensorboard is not None:
+            step = self.state["global_step"]
+            for name, value in losses.items():
+                self.tensorboard.add_scalar(f"loss/{name}", value, step)
+            self.tensorboard.add_scalar("lr", self.recipe.lr, step)
+
+    def _synthesise(self, item: dict) -> np.ndarray:
+        """G(LE) of one validation item, in eval mode and without gradients (no RNG draw: resume stays exact)."""
+        import torch  # lazy: torch
+
+        G = self.recipe.generator
+        G.eval()
+        try:
+            with torch.no_grad(), self.recipe.autocast():
+                return G(item["le"][None].to(self.device)).float()[0, 0].cpu().numpy()
+        finally:
+            G.train()
+
+    def _render_samples(self, epoch: int) -> list[tuple[str, np.ndarray]]:
+        """samples/epoch_NNN_<case>.png for the fixed validation cases, and the index page; (case, panel) pairs."""
+        folder = self.run_dir / SAMPLES_DIR
+        folder.mkdir(exist_ok=True)
+        low = BACKGROUND if self.config.pipeline == "patches" else 0.0
+        panels = []
+        for index, case_id in self.samples:
+            item = self.val_set[index]
+            le, des, synthetic = item["le"][0].numpy(), item["des"][0].numpy(), self._synthesise(item)
+            write_sample_png(folder / sample_file_name(epoch, case_id), le, synthetic, des,
+                             title=f"{case_id}, epoch {epoch}", value_range=(low, 1.0))
+            panels.append((case_id, (np.clip(np.hstack([le, synthetic, des]), low, 1.0) - low) / (1.0 - low)))
+        write_samples_index(folder)
+        return panels
+
+    def _write_progress(self, epoch: int, row: dict[str, Any]) -> None:
+        """progress.png, the samples of this epoch, and TensorBoard's epoch scalars and images."""
+        write_progress_png(self.run_dir / PROGRESS_PNG, self.state["history"])
+        panels = self._render_samples(epoch)
+        if self.tensorboard is not None:
+            if row["val_l1"] is not None:
+                self.tensorboard.add_scalar("val_l1", row["val_l1"], self.state["global_step"])
+            for case_id, panel in panels:
+                self.tensorboard.add_image(f"samples/{case_id}", panel, self.state["global_step"], dataformats="HW")
+            self.tensorboard.flush()
 
     def _validate(self) -> float:
         total, count = 0.0, 0
@@ -406,10 +502,33 @@ class _Trainer:
         row["epoch_time_s"] = round(epoch_time, 3)
         s["history"].append(row)
         _write_history(self.run_dir, s["history"])
+        self._write_progress(epoch, row)
         self.recipe.end_epoch(epoch, row["val_l1"])
         s.update(epoch=epoch + 1, position=0, epoch_sums={}, epoch_steps=0)
         self._save_state()
         self.events.emit("checkpoint", path=str(self.run_dir / "checkpoint.safetensors"), epoch=epoch, reason="epoch")
+
+    def estimate(self) -> int:
+        """`train --estimate`: the first steps of epoch 1 (repeated when an epoch is shorter), timed; no write."""
+        from torch.utils.data import DataLoader  # lazy: torch
+
+        loader = DataLoader(self.train_set, batch_size=self.config.batch_size, num_workers=0,
+                            generator=_loader_generator())
+        measured = None
+        while measured is None:
+            for batch in loader:
+                self.recipe.train_step(batch)
+                measured = self.timer.step_done()
+                if measured is not None or self.stop:
+                    break
+            if self.stop:
+                self.events.emit("cancelled", signal=self.stop.signal, by=self.stop.by, message="estimate stopped")
+                return EXIT_CANCELLED
+        self.events.emit("info", message=measured.summary(self.total_steps), seconds_per_step=measured.seconds_per_step,
+                         planned_steps=self.total_steps, peak_memory_bytes=measured.peak_bytes, estimate=True)
+        if self.device.type == "cpu" and gpu_sized(self.config):
+            self.events.emit("info", message="warning: " + cpu_warning(self.config, measured, len(self.train_set)))
+        return EXIT_OK
 
     def run(self) -> int:
         cfg, s = self.config, self.state
@@ -417,6 +536,8 @@ class _Trainer:
                          n_train=self.n_train, n_val=self.n_val, total_steps=self.total_steps,
                          steps_per_epoch=self.steps_per_epoch, epochs=cfg.epochs, resumed_at_step=s["global_step"],
                          config=cfg.to_dict())
+        if self.device.type == "cpu" and gpu_sized(cfg):
+            self.events.emit("info", message="warning: " + cpu_warning(cfg))
         clock = {"start": time.perf_counter(), "steps": 0, "images": 0}
         while not self._finished():
             if self.stop:
@@ -434,13 +555,25 @@ class _Trainer:
         return EXIT_OK
 
 
+def estimate(config: TrainConfig, manifest_path: str | os.PathLike, *, device: str = "auto",
+             events: EventWriter) -> int:
+    """Build the run as train() would, time WARMUP_STEPS + TIMED_STEPS real steps and emit the estimate as "info"
+    events (and the CPU warning for a GPU-sized config). Writes nothing: no run folder, no lock."""
+    dev = resolve_device(device)
+    with StopRequest() as stop, _deterministic(dev.type == "cpu"):
+        trainer = _Trainer(config, Path(manifest_path), Path(os.devnull), dev, False, events, stop)
+        return trainer.estimate()
+
+
 def train(config: TrainConfig, manifest_path: str | os.PathLike, run_dir: str | os.PathLike, *,
-          device: str = "auto", resume: bool = False, overwrite: bool = False, events: EventWriter) -> int:
+          device: str = "auto", resume: bool = False, overwrite: bool = False, tensorboard: bool = False,
+          events: EventWriter) -> int:
     """Train `config` on the manifest's train split into `run_dir`; returns an events.EXIT_* code.
 
     Bad input raises InputError (after a "failed" event); any other failure
     emits "failed" with the message and returns EXIT_FAILED. `overwrite`
-    reuses a folder that holds a run's files only (see _check_run_folder).
+    reuses a folder that holds a run's files only (see _check_run_folder);
+    `tensorboard` also writes TensorBoard event files into <run>/tensorboard.
     """
     run_dir = Path(run_dir)
     created = _outermost_missing(run_dir)
@@ -452,7 +585,7 @@ def train(config: TrainConfig, manifest_path: str | os.PathLike, run_dir: str | 
             raise InputError(run_dir, "--out is a file, not a folder")
         ensure_writable_dir(run_dir)
         with folder_lock(run_dir, "training"):
-            return _train_locked(config, Path(manifest_path), run_dir, dev, resume, overwrite, events)
+            return _train_locked(config, Path(manifest_path), run_dir, dev, resume, overwrite, tensorboard, events)
     except ForcedStop as exc:
         _remove_created(run_dir, created)  # only while still empty: stopped before its first write
         return _forced_stop(run_dir, exc, events)
@@ -468,7 +601,7 @@ def train(config: TrainConfig, manifest_path: str | os.PathLike, run_dir: str | 
 
 
 def _train_locked(config: TrainConfig, manifest_path: Path, run_dir: Path, dev, resume: bool, overwrite: bool,
-                  events: EventWriter) -> int:
+                  tensorboard: bool, events: EventWriter) -> int:
     """train() once it holds the run lock. A run that fails before its first checkpoint removes what it wrote,
     so that its folder can be used again (a run killed there keeps it: --resume restarts it from step 0)."""
     _check_run_folder(run_dir, resume, overwrite)
@@ -478,11 +611,16 @@ def _train_locked(config: TrainConfig, manifest_path: Path, run_dir: Path, dev, 
         trainer = _Trainer(config, manifest_path, run_dir, dev, resume, events, stop)
         try:
             trainer.write_start(overwrite)
+            if tensorboard:
+                trainer.open_tensorboard()
             return trainer.run()
         except Exception:
             if not resume and not has_training_state(run_dir):
                 _remove_run_files(run_dir)
             raise
+        finally:
+            if trainer.tensorboard is not None:
+                trainer.tensorboard.close()
 
 
 def _forced_stop(run_dir: Path, exc: ForcedStop, events: EventWriter) -> int:

@@ -1,13 +1,23 @@
-"""`virtual-contrast train`: train a preset on a manifest, with JSON-lines progress on stdout.
+"""`virtual-contrast train`: train a preset on a manifest, with its progress on the terminal (--json: events).
 
     virtual-contrast train --preset demo --manifest data/manifest.csv --out runs/demo
+    virtual-contrast train --preset rofena2024-cyclegan --manifest data/manifest.csv --estimate
     virtual-contrast train --out runs/demo --manifest data/manifest.csv --resume
     virtual-contrast train --list-presets
 
+--estimate times a few real steps on the device and prints seconds per
+step, the planned steps, the total time and the peak memory, then exits
+without writing anything; a real run prints the same after its first steps.
+A GPU-sized preset on the CPU gets a warning naming a scaled-down run.
+
+The run folder gets progress.png (losses, validation L1, learning rate per
+epoch), samples/ (a few fixed validation cases per epoch, samples/index.html)
+and, with --tensorboard, TensorBoard event files in tensorboard/.
+
 Transfer learning (001, 002: pre-train on one dataset, fine-tune on another):
     virtual-contrast train --preset rofena2024-cyclegan --manifest public/manifest.csv --out runs/pretrain
-    virtual-contrast train --preset rofena2025-segcyclegan-g35 --manifest ucbm/manifest.csv \
-        --out runs/finetune --init-from runs/pretrain
+    virtual-contrast train --preset rofena2025-segcyclegan-g35 --manifest ucbm/manifest.csv
+        --out runs/finetune --init-from runs/pretrain   (one command line)
 
 --init-from takes a run folder (every network of its last training state:
 generators and discriminators) or a model file (the generator only); the
@@ -38,7 +48,7 @@ from VirtualContrastTraining.config.registries import cite_papers
 from VirtualContrastTraining.config.schema import apply_overrides, parse_assignments
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.events import EXIT_OK, EventWriter
-from VirtualContrastTraining.train import CONFIG_FILE, load_run_config, train
+from VirtualContrastTraining.train import CONFIG_FILE, estimate, load_run_config, train
 
 # CLI option -> TrainConfig field
 SHORTCUTS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "gamma": "gamma_lesion",
@@ -48,16 +58,23 @@ SHORTCUTS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "gamma"
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a CycleGAN / Seg-CycleGAN preset (LE -> DES)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", help="named configuration (see --list-presets)")
-    p.add_argument("--manifest", help="manifest CSV of LE/DES pairs (splits assigned per patient when empty)")
-    p.add_argument("--out", help="run folder: config, checkpoints, model, history")
+    p.add_argument("--preset", help="named configuration (see --list-presets); required, except with --resume")
+    p.add_argument("--manifest", help="manifest CSV of LE/DES pairs (splits assigned per patient when empty); "
+                   "required, except with --list-presets")
+    p.add_argument("--out", help="run folder: config, checkpoints, model, history, progress.png, samples; "
+                   "required, except with --estimate or --list-presets")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--estimate", action="store_true",
+                   help="time a few real steps and print s/step, planned steps, total time and peak memory; "
+                        "writes nothing")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard event files into <out>/tensorboard (needs the tensorboard package)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--overwrite", action="store_true",
                    help="reuse --out although it holds a run (a failed or unwanted one): its files are deleted once "
                         "the new run's data are ready; refused when the folder holds anything else")
     p.add_argument("--epochs", type=int, help="maximum number of epochs")
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--batch-size", type=int, help="images per step")
     p.add_argument("--lr", type=float, help="learning rate of both Adam optimisers")
     p.add_argument("--gamma", type=float, help="gamma_lesion: weight of the lesion-masked terms (0 = CycleGAN)")
     p.add_argument("--image-size", type=int, help="side of the square network input")
@@ -104,10 +121,13 @@ def run(args: argparse.Namespace) -> int:
     if args.list_presets:
         list_presets()
         return EXIT_OK
-    missing = [opt for opt, value in (("--manifest", args.manifest), ("--out", args.out)) if not value]
+    needs_out = not args.estimate or args.resume  # --estimate writes nothing; with --resume it reads the run
+    missing = [opt for opt, value in (("--manifest", args.manifest), ("--out", args.out or not needs_out)) if not value]
     if not args.preset and not args.resume:
         missing.insert(0, "--preset")
     if missing:
         raise InputError(None, f"missing {', '.join(missing)} (see virtual-contrast train --help)")
+    if args.estimate:
+        return estimate(resolve_from_args(args), args.manifest, device=args.device, events=EventWriter())
     return train(resolve_from_args(args), args.manifest, args.out, device=args.device, resume=args.resume,
-                 overwrite=args.overwrite, events=EventWriter())
+                 overwrite=args.overwrite, tensorboard=args.tensorboard, events=EventWriter())
