@@ -354,11 +354,11 @@ def test_hand_computed_headline_and_sections_without_data(tmp_path):
     assert "<b>model</b>" not in text and "tiny &lt;b&gt;model&lt;/b&gt;" in text
     assert "<title>Tiny &amp; small</title>" in text
     assert "PSNR is infinite for some images of tiny <b>model</b>, identity (DES = LE)" in html_text(text)
-    for sentence in ("No values of 003's settings in per_image.csv",
+    for sentence in ("No values of Hosseinipour et al. 2024 (003)'s settings in per_image.csv",
                      "No LE-change values in per_image.csv",
                      "tiny <b>model</b>: no image has tissue regions",
                      "No breast density is known for any image",
-                     "no breast density is known, so there are no box plots per density",
+                     "No breast density is known, so there are no box plots per density",
                      "is missing.",
                      "No histograms.csv in the evaluation folder(s)",
                      "No reader study was given"):
@@ -478,22 +478,23 @@ def _png_array(data: bytes) -> np.ndarray:
 
 
 def test_box_plots_grow_with_the_number_of_groups_and_are_not_blank():
-    from VirtualContrastTraining.evaluation.figures import box_plots
+    from VirtualContrastTraining.evaluation.figures import box_plots, to_png
 
     rng = np.random.default_rng(1)
-    few = _png_array(box_plots({"a": {"PSNR": rng.normal(25, 1, 20).tolist()}}, [("PSNR", "PSNR")]))
-    many = _png_array(box_plots({f"model {i}": {"PSNR": rng.normal(25, 1, 20).tolist(), "SSIM": [math.inf, 0.5]}
-                                 for i in range(12)}, [("PSNR", "PSNR"), ("SSIM", "SSIM")]))
+    few = _png_array(to_png(box_plots({"a": {"PSNR": rng.normal(25, 1, 20).tolist()}}, [("PSNR", "PSNR")])))
+    many = _png_array(to_png(box_plots({f"model {i}": {"PSNR": rng.normal(25, 1, 20).tolist(),
+                                                       "SSIM": [math.inf, 0.5]}
+                                        for i in range(12)}, [("PSNR", "PSNR"), ("SSIM", "SSIM")])))
     assert many.shape[0] > 2 * few.shape[0] and many.shape[1] > few.shape[1]
     assert few.std() > 0.05 and len(np.unique(few.reshape(-1, few.shape[-1]), axis=0)) > 20
 
 
 def test_histogram_figure_png():
-    from VirtualContrastTraining.evaluation.figures import histogram_figure
+    from VirtualContrastTraining.evaluation.figures import histogram_figure, to_png
 
     edges = np.linspace(0, 1, 65)
-    png = histogram_figure(edges[:-1], edges[1:], {"real DES": np.arange(64), "m": np.zeros(64)},
-                               reference="real DES")
+    png = to_png(histogram_figure(edges[:-1], edges[1:], {"real DES": np.arange(64), "m": np.zeros(64)},
+                                  reference="real DES"))
     image = _png_array(png)
     assert image.shape[1] == 8 * 80 and image.std() > 0.05
 
@@ -504,7 +505,8 @@ def test_cli_report_prints_the_path_and_rejects_bad_input(tmp_path, capsys):
     assert main(["report", "--evaluation", str(folder), "--out", str(out), "--title", "T"]) == 0
     assert capsys.readouterr().out.strip() == str(out)
     assert "<title>T</title>" in out.read_text()
-    assert sorted(p.name for p in out.parent.iterdir()) == ["report.html"]   # written atomically, no leftovers
+    # written atomically, no leftovers; the gallery beside the report
+    assert sorted(p.name for p in out.parent.iterdir()) == ["report-gallery.html", "report.html"]
     assert main(["report", "--evaluation", str(tmp_path / "none"), "--out", str(out)]) == 2
     assert "not a folder" in capsys.readouterr().err
 
@@ -520,3 +522,116 @@ def test_a_folder_written_before_the_one_versions_schema_reads_with_todays_keys(
     path.write_text(json.dumps(provenance), encoding="utf-8")
     assert read_evaluation(folder).provenance["versions"] == {"python": "3.11.7", "engine": "0.1.0",
                                                               "torch": "2.13.0"}
+
+
+# ---------------------------------------------------------------- every model, every case, signed CNR, citations
+
+LONG_NAME = "Seg-CycleGAN, from rofena2025-segcyclegan-g35, modified: ngf 8, image_size 64"
+
+
+def test_density_box_plots_name_every_model_in_full_in_a_legend_inside_the_figure():
+    from VirtualContrastTraining.evaluation.figures import box_plots, grouped_box_plots, to_png
+
+    rng = np.random.default_rng(2)
+    models = [LONG_NAME, IDENTITY_NAME, LINEAR_NAME]
+    metrics = [("PSNR", "PSNR"), ("SSIM", "SSIM")]
+    values = {f"ACR {d}": {m: {"PSNR": rng.normal(25, 1, 5).tolist(), "SSIM": rng.uniform(0, 1, 5).tolist()}
+                           for m in models} for d in "abcd"}
+    fig = grouped_box_plots(values, metrics)
+    image = _png_array(to_png(fig))
+    [legend] = fig.legends
+    assert [t.get_text().replace("\n", " ") for t in legend.get_texts()] == models     # in full, wrapped
+    box, page = legend.get_window_extent(fig.canvas.get_renderer()), fig.bbox
+    assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0 and box.y1 <= page.y1   # not cut off
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == [f"ACR {d}" for d in "abcd"]
+    assert len(fig.axes[0].patches) == len(fig.axes[1].patches) == 4 * len(models)          # every model's boxes
+    assert image.std() > 0.05
+    labels = box_plots({m: values["ACR a"][m] for m in models}, metrics).axes[0].get_yticklabels()
+    assert [t.get_text().replace("\n", " ") for t in labels] == models
+
+
+def test_every_figure_of_the_report_covers_every_model(one_report):
+    _, out = one_report
+    alts = [img["alt"] for img in parse(out)[1].images]
+    everyone = ", ".join((MODEL, IDENTITY_NAME, LINEAR_NAME))
+    assert f"box plots per model: {everyone}" in alts
+    assert f"box plots per density: {everyone}" in alts
+
+
+def _gallery_cases(text: str) -> list[str]:
+    import re
+
+    return re.findall(r'<article class="case" id="[^"]+"[^>]*><h3>([^<]+)</h3>', text)
+
+
+def test_gallery_shows_every_case_worst_mae_first_with_its_values_and_heatmap(one_report):
+    from urllib.parse import unquote
+
+    folder, out = one_report
+    gallery = out.with_name("report-gallery.html")
+    assert 'href="report-gallery.html"' in out.read_text()
+    mine = sorted((r for r in read_rows(folder) if r["model"] == MODEL), key=lambda r: -float(r["MAE"]))
+    text, page = parse(gallery)
+    assert _gallery_cases(text) == [r["case_id"] for r in mine]
+    assert page.scripts == 0 and page.external == [] and NOT_FOR_DIAGNOSIS in text
+    # each panel linked, relative to the gallery, to the case's heatmap (not embedded)
+    assert [(gallery.parent / unquote(img["src"])).resolve() for img in page.images] == [
+        (folder / "heatmaps" / f"{r['case_id']}.png").resolve() for r in mine]
+    worst = page.tables[f"{mine[0]['case_id']}: values per model"]
+    assert worst[0] == ["Metric", MODEL, IDENTITY_NAME, LINEAR_NAME]
+    assert row(worst, "MAE, whole square")[1] == f"{float(mine[0]['MAE']):.4f}"
+    titles = [r[0] for r in worst[1:]]
+    assert titles.index("MAE, breast") < titles.index("MAE, whole square")     # the breast first
+    index = page.tables[f"{MODEL}: cases by MAE, worst first"]
+    assert [r[1] for r in index[1:]] == [r["case_id"] for r in mine]
+    assert 'id="f-lesion-0"' in text and 'id="f-density-3"' in text        # the filters
+
+
+def _with_negative_breast_cnr(folder: Path) -> Path:
+    rows = read_rows(folder)
+    for r in rows:
+        if r["model"] == MODEL:
+            r["breast_CNR_synthetic"] = str(-abs(float(r["breast_CNR_synthetic"])))
+    with open(folder / "per_image.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return folder
+
+
+def test_a_negative_cnr_is_explained_only_where_one_is_shown(one_report, tmp_path):
+    from VirtualContrastTraining.evaluation.gallery import NEGATIVE_CNR
+
+    _, out = one_report
+    for page in (out, out.with_name("report-gallery.html")):
+        assert "negative CNR" not in page.read_text()
+    folder = _with_negative_breast_cnr(make_evaluation(tmp_path / "ev", n_cases=4, heatmaps=False, histograms=False))
+    report = build_report([folder], tmp_path / "r.html")
+    cnr = parse(report)[1].tables["CNR, real vs synthetic DES (breast: 64×64 patches at 512², scaled with the image, "
+                                  "eqs. 10-11; mass: eq. 9)"]
+    assert row(cnr, MODEL)[2].startswith("-")
+    assert "(mean of the region − mean of its background) / sd of the background" in NEGATIVE_CNR
+    for page in (report, tmp_path / "r-gallery.html"):
+        assert html_text(page.read_text()).count(NEGATIVE_CNR) == 1, page
+
+
+def test_vector_heatmaps_are_linked_beside_the_png(tmp_path):
+    """Linked where they exist (heatmap_panels may write them): here for one case of two."""
+    folder = make_evaluation(tmp_path / "ev", n_cases=2, histograms=False, densities=False)
+    for suffix in (".svg", ".pdf"):
+        (folder / "heatmaps" / f"P000_L_CC{suffix}").unlink(missing_ok=True)
+        (folder / "heatmaps" / f"P001_L_CC{suffix}").write_bytes(b"vector")
+    text = build_report([folder], tmp_path / "out" / "r.html").with_name("r-gallery.html").read_text()
+    assert text.count('href="../ev/heatmaps/P001_L_CC.svg">SVG</a>') == 1
+    assert text.count('href="../ev/heatmaps/P001_L_CC.pdf">PDF</a>') == 1
+    assert text.count(">SVG</a>") == 1 and 'id="f-density' not in text
+
+
+def test_papers_are_named_by_citation_and_code(one_report):
+    text = html_text(parse(one_report[1])[0])
+    for heading in ("Hosseinipour et al. 2024 (003): three settings",
+                    "Zormpas-Petridis et al. 2026 (000): change from the low-energy image",
+                    "Zormpas-Petridis et al. 2026 (000): tissue CNR"):
+        assert f"<h2>{heading}</h2>" in text
+    assert "Rofena et al. 2024 (001) Table 4.2" in text
+    assert "003's" not in text and "(001 Table" not in text

@@ -14,6 +14,8 @@ import math
 import re
 from typing import Any, Iterable, Sequence
 
+from VirtualContrastTraining.config.registries import PAPERS
+
 
 def escape(value: Any) -> str:
     return html.escape(str(value))
@@ -40,6 +42,11 @@ def html_table(header: Sequence[str], rows: Iterable[Sequence[str]], *, head_htm
     attr = f' class="{cls}"' if cls else ""
     return (f'<div class="table-wrap"><table{attr}>{cap}<thead>{thead}</thead>'
             f'<tbody>{"".join(html_row(r) for r in rows)}</tbody></table></div>')
+
+
+def paper(code: str) -> str:
+    """A paper of ../shared/papers by its citation and code: "Rofena et al. 2024 (001)"."""
+    return f"{PAPERS[code]} ({code})"
 
 
 def para(text: str, cls: str = "") -> str:
@@ -112,8 +119,8 @@ h3 { font-size: 16px; margin: 24px 0 8px; }
           background: #fff7e0; border-radius: 4px; }
 nav ol { columns: 2; margin: 8px 0 0; padding-left: 20px; font-size: 14px; }
 nav a, a { color: var(--accent); }
-.table-wrap { overflow-x: auto; margin: 10px 0 14px; }
-table { border-collapse: collapse; font-size: 13px; font-variant-numeric: tabular-nums; }
+.table-wrap { overflow-x: auto; max-width: 100%; margin: 10px 0 14px; }
+table { border-collapse: collapse; overflow-wrap: anywhere; font-size: 13px; font-variant-numeric: tabular-nums; }
 caption { text-align: left; font-weight: 600; padding: 4px 0; }
 th, td { padding: 5px 8px; border-bottom: 1px solid var(--line); vertical-align: top; }
 thead th { background: var(--band); border-bottom: 2px solid var(--line); text-align: center; }
@@ -121,8 +128,8 @@ tbody th { text-align: left; font-weight: 600; }
 td { text-align: right; }
 td .sd { white-space: nowrap; }
 tbody tr:nth-child(even) { background: #fafbfd; }
-.kv td { text-align: left; white-space: normal; word-break: break-all; font-family: ui-monospace, Menlo, monospace;
-         font-size: 12px; }
+.kv td, .wide td { text-align: left; white-space: normal; word-break: break-all; font-size: 12px;
+                  font-family: ui-monospace, Menlo, monospace; }
 figure { margin: 14px 0 22px; }
 figure img { display: block; max-width: 100%; height: auto; border: 1px solid var(--line); }
 footer { margin-top: 40px; padding-top: 10px; border-top: 1px solid var(--line); color: var(--muted); font-size: 12px; }

@@ -3,7 +3,9 @@
 Reads one or more evaluation folders written by `virtual-contrast evaluate`
 (per_image.csv, provenance.json, optionally histograms.csv and heatmaps/) and
 writes a single HTML page: inline CSS, every figure a PNG data URI, no script,
-so it can be mailed, archived and printed as is. Its sections follow the
+so it can be mailed, archived and printed as is; beside it, `<report>-gallery.html`
+(gallery.py) shows every case. Papers are named by citation and code,
+"Rofena et al. 2024 (001)" (html_page.paper). Its sections follow the
 papers' own tables:
 
 - headline mean ± sd per model, and with several folds the mean ± sd across
@@ -15,14 +17,16 @@ papers' own tables:
 - 000's change analysis (MAE and SSIM of LE->DES vs LE->synthetic, Pearson r)
   and tissue CNR table (000 Table 2);
 - per-ACR-density table with Kruskal-Wallis p (001 Table 4.2);
-- box plots, heatmaps of the best, median and worst case, intensity
-  histograms of real vs synthetic DES (003 Fig. 5);
+- box plots per model and per density (every model of the report in each),
+  heatmaps of the best, median and worst case, intensity histograms of real
+  vs synthetic DES (003 Fig. 5);
 - the reader study (000), when given.
 
 With several folders (compare's runs/<preset>/fold_<i>/evaluation) the
 per-image sections pool all folders' rows; a (model, case) pair found in two
 folders (the baselines when several presets share folds) is counted once.
-A section without data says so in one sentence instead of disappearing.
+A section without data says so in one sentence instead of disappearing. Tables
+scroll inside their own box where they are wider than the page.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
+from urllib.parse import quote
 
 from VirtualContrastTraining import __version__
 from VirtualContrastTraining.atomic import write_text_atomic
@@ -54,7 +59,16 @@ from VirtualContrastTraining.evaluation.html_page import (
     html_section,
     html_table,
     markdown_to_html,
+    paper,
     para,
+)
+from VirtualContrastTraining.evaluation.gallery import (
+    CNR_KEYS,
+    NEGATIVE_CNR,
+    gallery_path,
+    heatmap_stems,
+    negative_cnr,
+    write_gallery,
 )
 from VirtualContrastTraining.evaluation.reader_study import format_reader_table, reader_study
 from VirtualContrastTraining.evaluation.significance import (
@@ -65,7 +79,6 @@ from VirtualContrastTraining.evaluation.significance import (
     pearson,
     wilcoxon_models,
 )
-from VirtualContrastTraining.synthesis import output_stems
 from VirtualContrastTraining.synthetic_wording import NOT_FOR_DIAGNOSIS
 
 
@@ -138,7 +151,7 @@ def _provenance(pooled: Pooled) -> str:
     out = html_table(("Field", "Value"), [fields[0][i] for i in same], caption="Provenance", cls="kv")
     if varying:
         out += para(f"{len(fields)} evaluation folders; fields that differ between them:")
-        out += html_table([names[i] for i in varying], [[f[i][1] for i in varying] for f in fields])
+        out += html_table([names[i] for i in varying], [[f[i][1] for i in varying] for f in fields], cls="wide")
     return out
 
 
@@ -164,23 +177,24 @@ def _headline(pooled: Pooled) -> str:
     """The image similarity in both regions, the breast first (columns.REGIONS)."""
     parts = [para(f"Image-level folds ({ev.folder.name}): {ev.provenance['split_leakage']}.", "note")
              for ev in pooled.evaluations if ev.provenance.get("split_leakage")]
+    square_papers = ", ".join(paper(code) for code in ("001", "002", "003", "004"))
     parts += [para("Each metric in two regions. Breast: the pixels of the breast (Otsu on the LE), padding and air "
-                  "excluded: how well the tissue is synthesized. Whole padded square: every pixel of the square the "
-                  "model sees, as 001-004 compute it: the value to compare with the papers. Padding and air are "
-                  "easy to predict, so the square's values are higher (docs/evaluation.md).")]
+                   "excluded: how well the tissue is synthesized. Whole padded square: every pixel of the square the "
+                   f"model sees, as {square_papers} compute it: the value to compare with the papers. Padding and "
+                   "air are easy to predict, so the square's values are higher (docs/evaluation.md).")]
     if len(pooled.folds) > 1:
         parts.append(para(f"Cross-validation over {len(pooled.folds)} folds (folds "
                           f"{', '.join(str(f) for f in sorted(pooled.folds))}): mean ± sd across folds of each fold's "
-                          "mean over its test images (001 Table 4.1); then pooled over the test images of all folds: "
-                          "mean ± sd over images."))
+                          f"mean over its test images ({paper('001')} Table 4.1); then pooled over the test images "
+                          "of all folds: mean ± sd over images."))
     summary = summarize(pooled.rows)
     for region in columns.REGIONS:
         parts += _region_tables(pooled, summary, region)
     infinite = [e["model"] for e in summary if e["PSNR_n"] < e["n_images"] or e["breast_PSNR_n"] < e["n_images"]]
     notes = ["MSE, PSNR, SSIM, VIF, MAE and the MAEs on preprocessed images in [0, 1]; L1 and L2 on the 0-255 scale "
-             "(003). Lesion MAE over images with a lesion mask; bright-pixel MAE over the brightest 5 % of the real "
-             "DES inside the breast. In the breast, PSNR takes the real DES's maximum in the breast, SSIM is the "
-             "mean of its map over breast pixels, VIF sums over the windows centred in the breast."]
+             f"({paper('003')}). Lesion MAE over images with a lesion mask; bright-pixel MAE over the brightest 5 % "
+             "of the real DES inside the breast. In the breast, PSNR takes the real DES's maximum in the breast, "
+             "SSIM is the mean of its map over breast pixels, VIF sums over the windows centred in the breast."]
     if infinite:
         notes.append(f"PSNR is infinite for some images of {', '.join(infinite)} (prediction equal to the target); "
                      "they are left out of the PSNR mean.")
@@ -192,7 +206,8 @@ def _headline(pooled: Pooled) -> str:
 def _wilcoxon(pooled: Pooled) -> str:
     metrics = list(columns.keys("image"))
     parts = [para("Wilcoxon signed-rank test on the per-image values paired by case; p adjusted for the metrics of "
-                  "each comparison by Benjamini-Hochberg (000, Statistical analysis). Difference = model − other.")]
+                  f"each comparison by Benjamini-Hochberg ({paper('000')}, Statistical analysis). "
+                  "Difference = model − other.")]
     models = pooled.models
     pairs = [(a, b) for i, a in enumerate(models) if a in pooled.trained for b in models[i + 1:]]
     if not pairs:
@@ -219,7 +234,8 @@ def _span(numbers: set[int]) -> str:
 def _settings(pooled: Pooled) -> str:
     """003's Tables 2-4: rows = models; With mass | Without mass | Mass only x L1, L2, PSNR, dCNR."""
     if not any(r.get(c) is not None for r in pooled.rows for c in columns.keys("setting")):
-        return para("No values of 003's settings in per_image.csv (columns breast_* and mass_* are absent or empty).")
+        return para(f"No values of {paper('003')}'s settings in per_image.csv (columns breast_* and mass_* are "
+                    "absent or empty).")
     rows, counts = [], [set() for _ in SETTINGS]
     for model in pooled.models:
         mine = _model_rows(pooled.rows, model)
@@ -236,20 +252,21 @@ def _settings(pooled: Pooled) -> str:
             + "".join(f'<th colspan="{len(SETTING_METRICS)}" scope="colgroup">{escape(title)} (n = {_span(n)})</th>'
                       for (title, _, _), n in zip(SETTINGS, counts))
             + "</tr><tr>" + "".join(f"<th>{escape(t)}</th>" for _, t in SETTING_METRICS) * len(SETTINGS) + "</tr>")
-    cnr_columns = ("breast_CNR_real", "breast_CNR_synthetic", "mass_CNR_real", "mass_CNR_synthetic")
-    cnr_rows = []
+    cnr_rows, means = [], []
     for model in pooled.models:
-        entry = describe(_model_rows(pooled.rows, model), cnr_columns)
-        cnr_rows.append([model, *(_cell(entry, c) for c in cnr_columns)])
-    return (para("003 Tables 2-4: L1 and L2 on the 0-255 scale, PSNR in dB, "
+        entry = describe(_model_rows(pooled.rows, model), CNR_KEYS)
+        cnr_rows.append([model, *(_cell(entry, c) for c in CNR_KEYS)])
+        means += [entry[f"{c}_mean"] for c in CNR_KEYS]
+    return (para(f"{paper('003')} Tables 2-4: L1 and L2 on the 0-255 scale, PSNR in dB, "
                  "ΔCNR = CNR(synthetic) − CNR(real) (eq. 12). With mass: the breast of images with a lesion mask; "
                  "without mass: the breast of images without; mass only: the lesion pixels. "
                  "Mean ± sd over images; n = images with values in each group.")
             + html_table((), rows, head_html=head, caption="Three settings")
             + html_table(("Model", "Breast CNR, real", "Breast CNR, synthetic", "Mass CNR, real",
                           "Mass CNR, synthetic"),
-                     cnr_rows, caption="CNR, real vs synthetic DES (breast: 64×64 patches at 512², "
-                     "scaled with the image, eqs. 10-11; mass: eq. 9)"))
+                         cnr_rows, caption="CNR, real vs synthetic DES (breast: 64×64 patches at 512², "
+                         "scaled with the image, eqs. 10-11; mass: eq. 9)")
+            + (para(NEGATIVE_CNR, "note") if negative_cnr(means) else ""))
 
 
 def _change(pooled: Pooled) -> str:
@@ -270,8 +287,9 @@ def _change(pooled: Pooled) -> str:
     head = ('<tr><th rowspan="2" scope="col">Model</th><th colspan="5" scope="colgroup">MAE</th>'
             '<th colspan="5" scope="colgroup">SSIM</th></tr><tr>'
             + "<th>LE → real DES</th><th>LE → synthetic</th><th>n</th><th>Pearson r</th><th>p</th>" * 2 + "</tr>")
-    return (para("000: MAE and SSIM between the low-energy image and the real DES, and between the low-energy "
-                 "image and the synthetic DES (mean ± sd over images); Pearson r between the two per-image series "
+    return (para(f"{paper('000')}: MAE and SSIM between the low-energy image and the real DES, and between the "
+                 "low-energy image and the synthetic DES (mean ± sd over images); Pearson r between the two "
+                 "per-image series "
                  "tells whether the model changes each image as much as the contrast does.")
             + html_table((), rows, head_html=head, caption="Change from the low-energy image"))
 
@@ -294,8 +312,9 @@ def _tissue(pooled: Pooled) -> str:
         parts.append(html_table(("Metric", *(TISSUE_IMAGE_TITLES[i] for i in TISSUE_IMAGES)), rows,
                             caption=f"{model}: tissue CNR ({columns.TISSUE_UNITS}) over {len(mine)} image(s)"))
         parts.append(para(f"Regions of interest: {source_text}.", "note"))
-    return (para("000 Table 2: tissue CNR = |mean adipose − mean fibroglandular| / (sd adipose + sd fibroglandular) "
-                 "and the regions' mean intensities, mean ± sd over images with tissue regions. Measured on the "
+    return (para(f"{paper('000')} Table 2: tissue CNR = |mean adipose − mean fibroglandular| / "
+                 "(sd adipose + sd fibroglandular) and the regions' mean intensities, mean ± sd over images with "
+                 "tissue regions. Measured on the "
                  f"evaluated images ({columns.TISSUE_UNITS}): not the Slicer CNR table's raw, full-resolution "
                  "values.") + "".join(parts))
 
@@ -308,8 +327,8 @@ def _density(pooled: Pooled) -> str:
     if not _densities(pooled.rows):
         return para("No breast density is known for any image (the manifest's density column is empty), "
                     "so there is no per-density table.")
-    parts = [para("001 Table 4.2: mean ± sd over the images of each ACR density category; Kruskal-Wallis p compares "
-                  "the categories within the model.")]
+    parts = [para(f"{paper('001')} Table 4.2: mean ± sd over the images of each ACR density category; "
+                  "Kruskal-Wallis p compares the categories within the model.")]
     titles = [_title(m) for m in DENSITY_METRICS]
     for model in pooled.trained:
         *groups, test = density_table(pooled.rows, model, DENSITY_METRICS)
@@ -324,12 +343,6 @@ def _density(pooled: Pooled) -> str:
 
 def _values(rows: list[dict[str, Any]], metrics: Sequence[str]) -> dict[str, list[float]]:
     return {m: [r[m] for r in rows if r.get(m) is not None] for m in metrics}
-
-
-def heatmap_stems(rows: list[dict[str, Any]]) -> dict[str, str]:
-    """Case id -> heatmap file stem for the rows of one evaluation (per_image.csv): evaluate names the
-    files by it and the report finds them by it (synthesis.output_stems: "a/b" and "a_b" get one each)."""
-    return output_stems(r["case_id"] for r in rows)
 
 
 def _heatmaps(pooled: Pooled, figures: Figures) -> str:
@@ -366,7 +379,7 @@ def _heatmaps(pooled: Pooled, figures: Figures) -> str:
 
 def _histograms(pooled: Pooled, figures: Figures) -> str:
     """003 Fig. 5 from the folders' histograms.csv, counts summed over folders (bins must agree)."""
-    from VirtualContrastTraining.evaluation.figures import histogram_figure  # lazy: matplotlib
+    from VirtualContrastTraining.evaluation.figures import histogram_figure, to_png  # lazy: matplotlib
 
     tables = [(ev, ev.histograms) for ev in pooled.evaluations if ev.histograms is not None]
     if not tables:
@@ -380,30 +393,35 @@ def _histograms(pooled: Pooled, figures: Figures) -> str:
         for name, series in table.items():
             if name not in ("bin_lo", "bin_hi"):
                 counts[name] = [a + b for a, b in zip(counts[name], series)] if name in counts else list(series)
-    png = histogram_figure(first["bin_lo"], first["bin_hi"], counts, reference=HISTOGRAM_REFERENCE,
-                               title="Breast-pixel intensities, real vs synthetic DES")
+    png = to_png(histogram_figure(first["bin_lo"], first["bin_hi"], counts, reference=HISTOGRAM_REFERENCE,
+                                  title="Breast-pixel intensities, real vs synthetic DES"))
     return figures.png(png, "intensity histograms",
                        "Intensities of breast pixels of the real DES (black) and each model's DES over all evaluated "
-                       "images, as fractions of each series' pixels (log scale; 003 Fig. 5).")
+                       f"images, as fractions of each series' pixels (log scale; {paper('003')} Fig. 5).")
 
 
-def _figures(pooled: Pooled, figures: Figures) -> str:
-    from VirtualContrastTraining.evaluation.figures import box_plots  # lazy: matplotlib
+def _figures(pooled: Pooled, figures: Figures, gallery: str) -> str:
+    """Box plots of every model (per model, and per density with a box per model), heatmaps, histograms."""
+    from VirtualContrastTraining.evaluation.figures import box_plots, grouped_box_plots, to_png  # lazy: matplotlib
 
     metrics = [(m, _title(m)) for m in BOX_METRICS]
-    parts = [figures.png(box_plots({m: _values(_model_rows(pooled.rows, m), BOX_METRICS) for m in pooled.models},
-                                   metrics), "box plots per model",
+    models = ", ".join(pooled.models)
+    parts = [figures.png(to_png(box_plots({m: _values(_model_rows(pooled.rows, m), BOX_METRICS)
+                                           for m in pooled.models}, metrics)),
+                         f"box plots per model: {models}",
                          "Per-image values of each model (box: quartiles; line: median; whiskers: 1.5 IQR).")]
-    for model in pooled.trained:
-        mine = _model_rows(pooled.rows, model)
-        groups = _densities(mine)
-        if not groups:
-            parts.append(para(f"{model}: no breast density is known, so there are no box plots per density."))
-            continue
-        values = {f"ACR {g}": _values([r for r in mine if r.get("density") == g], BOX_METRICS) for g in groups}
-        parts.append(figures.png(box_plots(values, metrics), f"box plots per density for {model}",
-                                 f"{model}: per-image values by ACR density category."))
-    parts.append("<h3>Error heatmaps</h3>" + _heatmaps(pooled, figures))
+    groups = _densities(pooled.rows)
+    if groups:
+        values = {f"ACR {g}": {m: _values([r for r in _model_rows(pooled.rows, m) if r.get("density") == g],
+                                          BOX_METRICS) for m in pooled.models} for g in groups}
+        parts.append(figures.png(to_png(grouped_box_plots(values, metrics)), f"box plots per density: {models}",
+                                 "Per-image values by ACR density category, one colour per model (legend below)."))
+    else:
+        parts.append(para("No breast density is known, so there are no box plots per density."))
+    link = f'<a href="{escape(quote(gallery))}">{escape(gallery)}</a>'
+    parts.append("<h3>Error heatmaps</h3>"
+                 f"<p>Every case of every model, with its values, worst MAE first: {link} (beside this report).</p>"
+                 + _heatmaps(pooled, figures))
     parts.append("<h3>Intensity histograms</h3>" + _histograms(pooled, figures))
     return "".join(parts)
 
@@ -412,9 +430,10 @@ def _reader(path: Path | None) -> str:
     if path is None:
         return para("No reader study was given (--reader-study).")
 
-    return (para(f"Ratings: {path}. Method of 000 (accuracy, sensitivity and specificity of binary findings against "
-                 "the truth; ordinal scores (BPE) as a-b vs c-d accuracy and quadratic-weighted Cohen's κ) or 001's "
-                 "visual Turing test (each image against its own truth, positive = synthetic); McNemar's test of "
+    return (para(f"Ratings: {path}. Method of {paper('000')} (accuracy, sensitivity and specificity of binary "
+                 "findings against the truth; ordinal scores (BPE) as a-b vs c-d accuracy and quadratic-weighted "
+                 f"Cohen's κ) or {paper('001')}'s visual Turing test (each image against its own truth, positive = "
+                 "synthetic); McNemar's test of "
                  "paired clinical/synthetic reads and Cohen's/Fleiss' κ between readers; 95 % CIs resample cases "
                  "(docs/reader-study.md).")
             + markdown_to_html(format_reader_table(reader_study(path))))
@@ -444,6 +463,7 @@ def build_report(evaluation_dirs: list[Path], out_path: Path, *, reader_study: P
         raise InputError(None, f"the {len(evaluations)} evaluation folders differ, so one table would mix them: "
                                f"{' | '.join(mixed)}. Give --allow-mixed to pool them anyway")
     pooled = pool(evaluations)
+    out_path = Path(out_path)
     title = title or f"VirtualContrast evaluation: {', '.join(pooled.trained)}"
     figures = Figures()
     sections = [
@@ -451,11 +471,11 @@ def build_report(evaluation_dirs: list[Path], out_path: Path, *, reader_study: P
                                              for m in mixed) + _provenance(pooled)),
         ("headline", "Image similarity", _headline(pooled)),
         ("baselines", "Model vs baselines (paired tests)", _wilcoxon(pooled)),
-        ("settings", "003's three settings", _settings(pooled)),
-        ("change", "000: change from the low-energy image", _change(pooled)),
-        ("tissue", "000: tissue CNR", _tissue(pooled)),
+        ("settings", f"{paper('003')}: three settings", _settings(pooled)),
+        ("change", f"{paper('000')}: change from the low-energy image", _change(pooled)),
+        ("tissue", f"{paper('000')}: tissue CNR", _tissue(pooled)),
         ("density", "Per ACR density", _density(pooled)),
-        ("figures", "Figures", _figures(pooled, figures)),
+        ("figures", "Figures", _figures(pooled, figures, gallery_path(out_path).name)),
         ("reader", "Reader study", _reader(None if reader_study is None else Path(reader_study))),
     ]
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -475,6 +495,6 @@ def build_report(evaluation_dirs: list[Path], out_path: Path, *, reader_study: P
         + f"<footer>{escape(NOT_FOR_DIAGNOSIS)} Written by VirtualContrast {escape(__version__)} "
           f"on {escape(created)}.</footer>"
         "</main></body></html>\n")
-    out_path = Path(out_path)
+    write_gallery(pooled, gallery_path(out_path), title=title, report_name=out_path.name)
     write_text_atomic(out_path, page)
     return out_path
