@@ -13,13 +13,14 @@ import SimpleITK as sitk
 from PIL import Image as PILImage
 
 from conftest import make_tiny_model
+from hostile import expect_clear_error, run_cli
 from VirtualContrastTraining.cli import main
 from VirtualContrastTraining.data.image import Image
 from VirtualContrastTraining.data.imageio import read_image, write_nrrd
 from VirtualContrastTraining.data.importer import import_dicom
 from VirtualContrastTraining.data.manifest import read_manifest
 from VirtualContrastTraining.events import EXIT_BAD_INPUT, parse_event
-from VirtualContrastTraining.synthesis import case_pseudonym, pseudonym_key
+from VirtualContrastTraining.synthesis import case_pseudonym, file_case_id, pseudonym_key
 from VirtualContrastTraining.synthetic_wording import SERIES_DESCRIPTION
 
 
@@ -31,12 +32,13 @@ def test_predict_dicom_le_to_nrrd_keeps_geometry_and_says_synthetic(small_phanto
     case = _first_case(small_phantom)
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, "-m", "VirtualContrastTraining", "predict", "--model", str(tiny_model),
-                           "--input", case.le_path, "--out", str(out), "--device", "cpu"],
+                           "--input", case.le_path, "--out", str(out), "--device", "cpu", "--json"],
                           capture_output=True, text=True, check=True)
     events = [parse_event(line) for line in proc.stdout.splitlines()]
     assert [e["event"] for e in events] == ["started", "progress", "finished"]
     written = sorted(out.iterdir())
-    assert [p.name for p in written] == [f"{case.le_path.rsplit('/', 1)[1].split('.')[0]}_SYNTHETIC-DES.nrrd"]
+    # One naming rule: the LE file P_L_CC_LE.dcm gives the name the manifest's case P_L_CC gives.
+    assert [p.name for p in written] == [f"{case.case_id}_SYNTHETIC-DES.nrrd"]
 
     le, synthetic = read_image(case.le_path), read_image(written[0])
     assert synthetic.shape == le.shape
@@ -254,3 +256,41 @@ def test_bitmap_output_names_that_cannot_be_written(small_phantom, tiny_model, t
     err = capsys.readouterr().err.strip()
     assert code == EXIT_BAD_INPUT and len(err.splitlines()) == 1 and str(out) in err and says in err
     assert not out.parent.exists()
+
+
+@pytest.mark.parametrize("name, case", [("P1_L_CC_LE.dcm", "P1_L_CC"), ("P1.2_R_MLO-le.nii.gz", "P1.2_R_MLO"),
+                                        ("P10_L_DM_CC.png", "P10_L_DM_CC"), ("SINGLE.nrrd", "SINGLE")])
+def test_one_file_is_named_for_its_case(name, case):
+    """The stem of one LE file's output is its case as a manifest names it: no extension, no trailing LE word."""
+    assert file_case_id(f"/data/{name}") == case
+
+
+def test_predict_refuses_a_des_naming_what_it_is(small_phantom, tiny_model, tmp_path):
+    des = _first_case(small_phantom).des_path
+    outcome = run_cli("predict", "--model", tiny_model, "--input", des, "--out", tmp_path / "o", "--device", "cpu")
+    expect_clear_error(outcome, names=des, says=("is a DES", "low-energy (LE)"))
+    assert not (tmp_path / "o").exists()
+
+
+def test_predict_refuses_synthetic_images_by_name_metadata_and_dicom_tags(small_phantom, tiny_model, tmp_path):
+    """predict's own outputs given back as input: by the file name, and renamed, by the NRRD Synthetic field
+    and by the DICOM ImageType (the markers of synthetic_export)."""
+    le = _first_case(small_phantom).le_path
+    for fmt in ("nrrd", "dicom"):
+        assert main(["predict", "--model", str(tiny_model), "--input", le, "--out", str(tmp_path / fmt),
+                     "--format", fmt, "--device", "cpu", "--json"]) == 0
+    nrrd, dcm = next((tmp_path / "nrrd").iterdir()), next((tmp_path / "dicom").iterdir())
+    plain_nrrd, plain_dcm = tmp_path / "plain.nrrd", tmp_path / "plain.dcm"
+    plain_nrrd.write_bytes(nrrd.read_bytes())
+    plain_dcm.write_bytes(dcm.read_bytes())
+    for path, marker in ((nrrd, "file name"), (plain_nrrd, "Synthetic metadata"), (plain_dcm, "DICOM ImageType")):
+        outcome = run_cli("predict", "--model", tiny_model, "--input", path, "--out", tmp_path / "again",
+                          "--device", "cpu")
+        expect_clear_error(outcome, names=path, says=("is a synthetic image", marker))
+
+
+def test_predict_split_of_a_manifest_without_splits_points_to_the_split_command(small_phantom, tiny_model, tmp_path):
+    outcome = run_cli("predict", "--model", tiny_model, "--input", small_phantom, "--split", "test",
+                      "--out", tmp_path / "o", "--device", "cpu")
+    expect_clear_error(outcome, names=small_phantom,
+                       says=("split column is empty", f"virtual-contrast split --manifest {small_phantom}"))

@@ -25,8 +25,8 @@ from VirtualContrastTraining.devices import available_cores, use_threads
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.events import EXIT_BAD_INPUT, use_json
 
-COMMANDS = ("phantom", "import_dicom", "train", "predict", "evaluate", "demo", "compare", "report", "reader_study",
-            "seg")
+COMMANDS = ("phantom", "import_dicom", "split", "train", "predict", "evaluate", "demo", "compare", "report",
+            "reader_study", "seg", "presets")
 
 #: The commands whose work is computation, where the number of CPU threads matters.
 COMPUTE_COMMANDS = ("phantom", "import", "train", "predict", "evaluate", "demo", "compare", "seg")

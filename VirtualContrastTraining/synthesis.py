@@ -16,10 +16,16 @@ saved before it existed: those are "resize"):
 
 The one loop over many LE images (`Synthesizer.synthesize_each` over
 `SynthesisInput`s, e.g. a manifest split from `manifest_inputs`) serves
-`predict`, the demo and the evaluation of patch models alike.
+`predict`, the demo and the evaluation of patch models alike. It reads each
+input with `read_le`, which refuses what is not an LE: a DES, an HE or a
+synthetic image, named by what its DICOM tags, metadata or file name say
+(data/dicom_read.detect_role, as `import` classifies files), since a model
+given a DES "synthesizes" from the answer.
 
-Output names: `output_stems` gives each case id of a run its own file stem (predict's images, evaluate's
-heatmaps), and with de-identification (`case_pseudonyms`) the stems and every id written are pseudonyms
+Output names (docs/outputs.md): every synthetic file is `<case>_SYNTHETIC-DES.<ext>`; in a manifest <case> is
+the case id, for one LE file `file_case_id` (its name without extension and without a trailing LE word), so
+predict of a file and of a manifest holding it name the output alike. `output_stems` gives each case id of a
+run its own file stem (predict's images, evaluate's heatmaps), and with de-identification (`case_pseudonyms`) the stems and every id written are pseudonyms
 keyed by the bytes of the input (the manifest), so predict and evaluate of one manifest agree and a
 dictionary of MRNs does not reverse them (docs/deidentification.md).
 """
@@ -29,9 +35,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,7 +49,8 @@ from VirtualContrastTraining.checkpoints import load_generator
 from VirtualContrastTraining.config.presets import PRESETS
 from VirtualContrastTraining.config.registries import model_name, preset_changes
 from VirtualContrastTraining.data.image import Image
-from VirtualContrastTraining.data.imageio import read_image
+from VirtualContrastTraining.data.imageio import BITMAP_SUFFIXES, SITK_SUFFIXES, read_image
+from VirtualContrastTraining.data.importer import synthetic_marker
 from VirtualContrastTraining.data.manifest import case_file_stem, read_manifest
 from VirtualContrastTraining.data.patches import (
     BACKGROUND,
@@ -51,11 +60,18 @@ from VirtualContrastTraining.data.patches import (
     sliding_overlap,
 )
 from VirtualContrastTraining.data.preprocessing import PreprocessConfig, postprocess, preprocess
+from VirtualContrastTraining.data.splits import require_splits
 from VirtualContrastTraining.devices import resolve_device
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.synthetic_wording import METADATA_WARNING
+from VirtualContrastTraining.synthetic_wording import METADATA_WARNING, SYNTHETIC_WORD
 
 PIPELINES = ("resize", "patches")
+# The extensions an LE file may have, longest first (".nii.gz" before ".gz"-less ones), and the LE word that may
+# end its name (P1_L_CC_LE.dcm, as the phantom names it): neither is part of the case.
+_LE_SUFFIXES = sorted({*SITK_SUFFIXES, *BITMAP_SUFFIXES, ".dcm", ".dicom"}, key=len, reverse=True)
+_LE_WORD = re.compile(r"[ _.-]LE$", re.IGNORECASE)
+# What each refused role of an input is, in words.
+_NOT_LE = {"DES": "a DES (recombined / subtracted image)", "HE": "a high-energy (HE) image"}
 # Sliding-window patches per forward pass: on CPU larger batches gain nothing and only raise peak memory.
 SW_BATCH_SIZE = 8
 
@@ -75,6 +91,43 @@ class SynthesisInput:
         """A manifest case (data/manifest.Case): its LE, `stem` (default: its id as a safe file stem), its
         side and LE window."""
         return cls(case.le_path, stem or case_file_stem(case.case_id), case.laterality, case.window("le"))
+
+
+def file_case_id(path: str | os.PathLike) -> str:
+    """The case a single LE file stands for: its name without the image extension and without a trailing LE
+    word ("P1_L_CC_LE.dcm" -> "P1_L_CC", as the manifest's case id), so one output naming rule serves both."""
+    name = Path(path).name
+    suffix = next((s for s in _LE_SUFFIXES if name.lower().endswith(s)), "")
+    stem = name[: len(name) - len(suffix)]
+    return _LE_WORD.sub("", stem) or stem
+
+
+def synthetic_problem(path: str | os.PathLike, image: Image) -> str:
+    """Which marker says the image is synthetic ("" when none): the word SYNTHETIC in its file name, the
+    Synthetic field of an NRRD/PNG/TIFF predict wrote, or one of the DICOM fields our writer marks."""
+    if SYNTHETIC_WORD in re.findall(r"[A-Z0-9]+", Path(path).name.upper()):
+        return "its file name"
+    if str(image.meta.get("Synthetic", "")).lower() == "true":
+        return "its Synthetic metadata field"
+    if image.meta.get("role") == "SYNTHETIC":
+        return "its DICOM ImageType or SeriesDescription"
+    marker = synthetic_marker(path) if "role" in image.meta else ""  # "role": read from DICOM
+    return f"its DICOM {marker}" if marker else ""
+
+
+def read_le(path: str | os.PathLike) -> Image:
+    """The LE image at `path`; InputError naming what it is instead when its DICOM tags say DES or HE (as
+    `import` classifies them) or a marker says synthetic: a model given the DES copies the answer."""
+    image = read_image(path)
+    marker = synthetic_problem(path, image)
+    if marker:
+        raise InputError(path, f"is a synthetic image ({marker} says {SYNTHETIC_WORD}): "
+                               "synthesize from the acquired low-energy (LE) image")
+    role = image.meta.get("role", "")
+    if role in _NOT_LE:
+        raise InputError(path, f"is {_NOT_LE[role]} by its DICOM ImageType, processing code or description: "
+                               "synthesize from the low-energy (LE) image of the same view")
+    return image
 
 
 def output_stems(case_ids: Iterable[str]) -> dict[str, str]:
@@ -105,14 +158,28 @@ def case_pseudonym(key: bytes, identifier: str, prefix: str = "case") -> str:
 def manifest_inputs(manifest_path: str | os.PathLike, split: str = "", *,
                     deidentify: bool = False) -> list[SynthesisInput]:
     """The cases of a manifest in its order, only those of `split` when given, each with its own output
-    stem (`output_stems`; pseudonyms with `deidentify`); InputError when none is left."""
-    cases = [c for c in read_manifest(manifest_path) if not split or c.split == split]
+    stem (`output_stems`; pseudonyms with `deidentify`); InputError when none is left, or when a split is
+    asked of a manifest that has none (pointing to the `split` command)."""
+    cases = read_manifest(manifest_path)
+    if split:
+        require_splits(cases, manifest_path)
+    cases = [c for c in cases if not split or c.split == split]
     if not cases:
         raise InputError(manifest_path, f"no case in split {split!r}")
     key = pseudonym_key(manifest_path) if deidentify else b""
     names = [case_pseudonym(key, c.case_id) if deidentify else c.case_id for c in cases]
     stems = output_stems(names)
     return [SynthesisInput.of_case(c, stems[name]) for c, name in zip(cases, names)]
+
+
+def file_input(path: str | os.PathLike, laterality: str = "", window: tuple[float, float] | None = None, *,
+               deidentify: bool = False) -> SynthesisInput:
+    """One LE file as an input, its output stem made as a manifest case's is: from `file_case_id` (its
+    pseudonym with `deidentify`, keyed by the file's bytes)."""
+    case = file_case_id(path)
+    if deidentify:
+        case = case_pseudonym(pseudonym_key(path), case)
+    return SynthesisInput(os.fspath(path), output_stems([case])[case], laterality, window)
 
 
 def sidecar_preset_changes(sidecar: dict[str, Any]) -> dict[str, Any]:
@@ -242,4 +309,4 @@ class Synthesizer:
         The one "predict every case" loop: `predict`, the demo and the evaluation of patch models use it.
         """
         for item in inputs:
-            yield item, self.synthesize(read_image(item.le_path), laterality=item.laterality, window=item.window)
+            yield item, self.synthesize(read_le(item.le_path), laterality=item.laterality, window=item.window)

@@ -14,13 +14,7 @@ from VirtualContrastTraining.atomic import ensure_writable_dir
 from VirtualContrastTraining.data.imageio import BITMAP_SUFFIXES, SITK_SUFFIXES
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.events import EventWriter
-from VirtualContrastTraining.synthesis import (
-    SynthesisInput,
-    Synthesizer,
-    case_pseudonym,
-    manifest_inputs,
-    pseudonym_key,
-)
+from VirtualContrastTraining.synthesis import Synthesizer, file_input, manifest_inputs
 from VirtualContrastTraining.synthetic_export import (
     EXTENSIONS,
     SUFFIX_FORMATS,
@@ -104,10 +98,7 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.input).suffix.lower() == ".csv":
         inputs = manifest_inputs(args.input, args.split, deidentify=args.deidentify)
     else:
-        stem = Path(args.input).name.split(".")[0]
-        if args.deidentify:
-            stem = case_pseudonym(pseudonym_key(args.input), stem)
-        inputs = [SynthesisInput(args.input, stem, args.laterality, args.le_window)]
+        inputs = [file_input(args.input, args.laterality, args.le_window, deidentify=args.deidentify)]
     if single_file and len(inputs) != 1:
         raise InputError(out, "a manifest gives several outputs: --out must be a folder")
     if single_file:

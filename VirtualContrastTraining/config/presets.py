@@ -1,16 +1,21 @@
 """The catalogue: one named TrainConfig per published recipe, each with its paper's values and what the
-paper leaves unstated (description), and `resolve_config` for a preset with `--set` overrides.
+paper leaves unstated (description), `resolve_config` for a preset with `--set` overrides, and
+`field_sources`: where each field's value of a preset comes from (`virtual-contrast presets show`).
 """
 
 from __future__ import annotations
 
-import difflib
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any
 
+from VirtualContrastTraining.config.registries import cite_papers, did_you_mean
 from VirtualContrastTraining.config.schema import TrainConfig, apply_overrides
 from VirtualContrastTraining.errors import InputError
 
+# The fields whose TrainConfig default is the value of 001's CycleGAN, as _ROFENA2024's description states them.
+_ROFENA2024_FIELDS = ("recipe", "generator", "n_blocks", "discriminator", "gan_loss", "d_sigmoid", "image_size",
+                      "batch_size", "epochs", "patience", "lr", "weight_decay", "beta1", "beta2", "lambda_cycle",
+                      "lambda_identity", "pool_size", "lambda_paired")
 _ROFENA2024 = TrainConfig(
     description="CycleGAN of Rofena et al. 2024 (CMIG): ResNet-9 generators, 70x70 PatchGAN, MSE adversarial, "
     "cycle 10, identity 5, Adam lr 1e-5 wd 1e-5 betas (0.5, 0.999), 256x256, batch 8 (public code), "
@@ -217,7 +222,42 @@ PRESETS: dict[str, TrainConfig] = {
 def resolve_config(preset_name: str, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """The named preset with `overrides` applied (values may be strings from the command line)."""
     if preset_name not in PRESETS:
-        close = difflib.get_close_matches(preset_name, PRESETS, n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise InputError(None, f"unknown preset {preset_name!r}; {hint}valid presets: {', '.join(PRESETS)}")
+        raise InputError(None, f"unknown preset {preset_name!r}; {did_you_mean(preset_name, PRESETS)}"
+                         f"valid presets: {', '.join(PRESETS)}")
     return apply_overrides(replace(PRESETS[preset_name], preset=preset_name), dict(overrides or {}), where=None)
+
+
+#: Presets scaled down from a paper preset rather than published themselves: the preset each one changes.
+SCALED_FROM = {"demo": "rofena2025-segcyclegan-g35"}
+
+
+def _paper(config: TrainConfig) -> str:
+    """ "Rofena et al. 2025 (002)": the paper of a preset, whatever its source adds after the file name."""
+    return cite_papers(config.source.split(" ")[0])
+
+
+def _source(name: str, field: str, value: Any) -> str:
+    """Where the value of `field` in preset `name` comes from (see field_sources)."""
+    default = getattr(TrainConfig(), field)
+    if field == "preset":
+        return "the preset's name"
+    if field == "seed":
+        return "default of TrainConfig (another seed repeats the preset)"
+    base = SCALED_FROM.get(name)
+    if base and getattr(PRESETS[base], field) != value:
+        return f"changed from paper preset {base}"
+    if value != default:
+        return f"set by the preset: {_paper(PRESETS[base or name])}"
+    if field in _ROFENA2024_FIELDS:
+        return f"default of TrainConfig, the value of {_paper(_ROFENA2024)}"
+    return "default of TrainConfig"
+
+
+def field_sources(name: str) -> dict[str, tuple[Any, str]]:
+    """{field: (value, source)} of every TrainConfig field of preset `name`, in the dataclass's order. The source
+    is the preset's paper when the preset sets the value, "default of TrainConfig" (and the paper whose value
+    that is, when it is 001's) when it keeps the default, "changed from paper preset X" for a preset scaled
+    down from X (SCALED_FROM). What a paper leaves unstated the preset's description says."""
+    config = resolve_config(name)
+    return {f.name: (getattr(config, f.name), _source(name, f.name, getattr(config, f.name)))
+            for f in fields(TrainConfig)}

@@ -16,6 +16,7 @@ this module), which passes both configs as dicts.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import re
 from dataclasses import dataclass
@@ -49,6 +50,13 @@ _PAPER_FILE = re.compile(r"\b(00[0-4])_[0-9a-f]+\.txt")
 def cite_papers(text: str) -> str:
     """`text` with each paper file name ("001_851b294891272478.txt") as its citation ("Rofena et al. 2024 (001)")."""
     return _PAPER_FILE.sub(lambda m: f"{PAPERS[m.group(1)]} ({m.group(1)})", text)
+
+
+def did_you_mean(name: str, valid) -> str:
+    """ "did you mean 'demo'? " when a valid name is close to the mistyped `name` (difflib), else "": the one
+    suggestion of every name a user types (presets, recipes, networks, choices of TrainConfig fields)."""
+    close = difflib.get_close_matches(str(name), list(valid), n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}? " if close else ""
 
 
 _MODELS, _RECIPES = "VirtualContrastTraining.models.builders", "VirtualContrastTraining.recipes"

@@ -15,7 +15,15 @@ import os
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from VirtualContrastTraining.config.registries import DISCRIMINATORS, GAN_LOSSES, GENERATORS, NORMS, PIPELINES, RECIPES
+from VirtualContrastTraining.config.registries import (
+    DISCRIMINATORS,
+    GAN_LOSSES,
+    GENERATORS,
+    NORMS,
+    PIPELINES,
+    RECIPES,
+    did_you_mean,
+)
 from VirtualContrastTraining.data.preprocessing import parse_window, size_range_problem
 from VirtualContrastTraining.errors import InputError
 
@@ -143,7 +151,8 @@ def apply_overrides(base: TrainConfig, overrides: dict[str, Any], where: str | o
     known = {f.name: f for f in fields(TrainConfig)}
     unknown = sorted(set(overrides) - set(known))
     if unknown:
-        raise InputError(where, f"unknown config field(s) {', '.join(unknown)}; valid fields: {', '.join(known)}")
+        raise InputError(where, f"unknown config field(s) {', '.join(unknown)}; {did_you_mean(unknown[0], known)}"
+                         f"valid fields: {', '.join(known)}")
     values = {}
     for name, value in overrides.items():
         kind = _TYPES[known[name].type] if isinstance(known[name].type, str) else known[name].type
@@ -162,7 +171,8 @@ def _check(config: TrainConfig, where: str | os.PathLike | None) -> None:
                 if isinstance(getattr(config, f.name), float) and not math.isfinite(getattr(config, f.name))]
     for name, valid in CHOICES.items():
         if getattr(config, name) not in valid:
-            problems.append(f"{name} {getattr(config, name)!r} is unknown (valid: {', '.join(valid)})")
+            value = getattr(config, name)
+            problems.append(f"{name} {value!r} is unknown ({did_you_mean(value, valid)}valid: {', '.join(valid)})")
     problems += [p for p in (size_range_problem(name, getattr(config, name)) for name in ("image_size", "patch_size"))
                  if p]
     if not 1 <= config.sw_stride <= config.patch_size:

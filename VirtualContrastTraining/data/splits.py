@@ -27,6 +27,8 @@ from VirtualContrastTraining.errors import InputError
 
 SPLITS = ("train", "val", "test")
 STRATIFY = ("lesion", "label")
+#: train/val/test shares of the papers' cross-validation (001, 002: 80/10/10), the default of every split draw.
+PAPER_FRACTIONS = (0.8, 0.1, 0.1)
 #: Beside fold manifests: the leakage of each (image-level folds as published keep a patient in several splits).
 FOLDS_JSON = "folds.json"
 
@@ -148,9 +150,11 @@ def check_splits(cases: list[Case], source=None) -> None:
 
 
 def assign_splits(
-    cases: list[Case], *, seed: int, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), source=None
+    cases: list[Case], *, seed: int, fractions: tuple[float, float, float] = PAPER_FRACTIONS, source=None,
+    stratify: str = "lesion",
 ) -> list[Case]:
-    """Cases (same order, copies) with `split` filled in by patient.
+    """Cases (same order, copies) with `split` filled in by patient, each stratum (`stratify`, as the folds of
+    `kfold_splits`) shared out in the same fractions.
 
     Splits already in the manifest are the user's decision and are kept: when
     every case has one the list comes back unchanged; a mix of filled and empty
@@ -169,7 +173,7 @@ def assign_splits(
         )
     if len(fractions) != 3 or min(fractions) < 0 or not np.isclose(sum(fractions), 1.0):
         raise InputError(None, f"split fractions must be three non-negative numbers summing to 1, got {fractions}")
-    strata = _strata(cases, seed)
+    strata = _strata(cases, seed, stratify)
     counts = [_largest_remainder(len(ids), tuple(fractions)) for ids in strata]
     if sum(len(ids) for ids in strata) >= 3:
         for k in (1, 2):  # val, test
@@ -183,6 +187,14 @@ def assign_splits(
         for k, name in enumerate(SPLITS):
             split_of.update({p: name for p in ids[bounds[k]: bounds[k + 1]]})
     return _with_splits(cases, split_of)
+
+
+def require_splits(cases: list[Case], manifest_path: str | os.PathLike) -> None:
+    """InputError naming the manifest when its split column is empty: predict --split and evaluate select a
+    split, and the one way to fill the column is the `split` command."""
+    if not any(c.split for c in cases):
+        raise InputError(manifest_path, "the split column is empty: assign splits per patient with "
+                         f"`virtual-contrast split --manifest {manifest_path}`")
 
 
 def regroup_by_patient(cases: list[Case], rotation: float, seed: int = 0) -> list[Case]:
