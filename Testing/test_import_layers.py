@@ -56,13 +56,13 @@ PACKAGE = "VirtualContrastTraining"
 # Lowest first. Each layer: {group: module names, relative to the package}; a name covers its submodules.
 # "" is the package's own __init__.
 LAYERS: list[dict[str, tuple[str, ...]]] = [
-    {"core": ("", "errors", "atomic", "events", "devices", "synthetic_wording")},
+    {"core": ("", "errors", "atomic", "events", "console", "devices", "synthetic_wording")},
     {"data": ("data",)},
     {"config": ("config",)},
     {"models": ("models",)},
     {"checkpoints": ("checkpoints",)},
     {"recipes": ("recipes",)},
-    {"train": ("train",), "synthesis": ("synthesis", "synthetic_export")},
+    {"train": ("train", "training_progress", "estimate"), "synthesis": ("synthesis", "synthetic_export")},
     {"evaluation": ("evaluation",)},
     {"compare": ("compare",)},
     {"commands": ("commands",)},

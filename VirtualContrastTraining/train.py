@@ -94,6 +94,7 @@ from VirtualContrastTraining.training_progress import (
     PROGRESS_PNG,
     SAMPLES_DIR,
     TENSORBOARD_DIR,
+    require_tensorboard,
     sample_file_name,
     tensorboard_writer,
     write_progress_png,
@@ -580,6 +581,8 @@ def train(config: TrainConfig, manifest_path: str | os.PathLike, run_dir: str | 
     try:
         if resume and overwrite:
             raise InputError(None, "--resume continues the run in the folder, --overwrite replaces it: give one")
+        if tensorboard:
+            require_tensorboard()
         dev = resolve_device(device)
         if run_dir.exists() and not run_dir.is_dir():
             raise InputError(run_dir, "--out is a file, not a folder")

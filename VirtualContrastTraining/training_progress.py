@@ -116,10 +116,16 @@ def write_samples_index(samples_dir: Path) -> Path:
     return path
 
 
-def tensorboard_writer(run_dir: Path, purge_step: int):
-    """A SummaryWriter on <run>/tensorboard; `purge_step` drops what a killed run logged after its checkpoint."""
+def require_tensorboard():
+    """torch's SummaryWriter; InputError naming the package when it is not installed (checked before a run
+    writes anything)."""
     try:
         from torch.utils.tensorboard import SummaryWriter  # lazy: torch
     except ImportError:
         raise InputError(None, "--tensorboard needs the tensorboard package (pip install tensorboard)") from None
-    return SummaryWriter(log_dir=str(run_dir / TENSORBOARD_DIR), purge_step=purge_step or None)
+    return SummaryWriter
+
+
+def tensorboard_writer(run_dir: Path, purge_step: int):
+    """A SummaryWriter on <run>/tensorboard; `purge_step` drops what a killed run logged after its checkpoint."""
+    return require_tensorboard()(log_dir=str(run_dir / TENSORBOARD_DIR), purge_step=purge_step or None)

@@ -102,7 +102,8 @@ def resolve_from_args(args: argparse.Namespace):
     overrides.update({field: getattr(args, opt) for opt, field in SHORTCUTS.items() if getattr(args, opt) is not None})
     if args.init_from:
         if args.resume:
-            raise InputError(None, "--init-from starts a new run from other weights; it cannot be combined with --resume")
+            raise InputError(None, "--init-from starts a new run from other weights; "
+                             "it cannot be combined with --resume")
         if not Path(args.init_from).exists():
             raise InputError(args.init_from, "--init-from: no such run folder or model file")
         # Absolute, so the config saved in the run folder still names the source when read from elsewhere.
