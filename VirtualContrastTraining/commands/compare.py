@@ -40,12 +40,14 @@ from VirtualContrastTraining.events import EXIT_OK, EventWriter
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="k-fold cross-validation of several presets, with the papers' comparison table",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--presets", required=True, metavar="A,B,...", help="presets to compare, comma-separated")
-    data = p.add_mutually_exclusive_group(required=True)
+    required = p.add_argument_group("required")
+    required.add_argument("--presets", required=True, metavar="A,B,...",
+                          help="presets to compare, comma-separated (`virtual-contrast presets list`)")
+    data = required.add_mutually_exclusive_group(required=True)
     data.add_argument("--manifest", metavar="M", help="manifest CSV of LE/DES pairs to deal the folds from")
     data.add_argument("--fold-manifests", metavar="DIR",
                       help="folder of given folds, fold_0.csv, fold_1.csv, ... (e.g. imported VCE_CESM folds)")
-    p.add_argument("--out", required=True, metavar="DIR", help="comparison folder (folds, runs, table)")
+    required.add_argument("--out", required=True, metavar="DIR", help="comparison folder (folds, runs, table)")
     p.add_argument("--folds", type=int, metavar="K", help="number of folds to deal (default 10)")
     p.add_argument("--stratify", choices=("lesion", "label"),
                    help="spread patients with lesion masks (002, default) or each class label (004) over the folds")

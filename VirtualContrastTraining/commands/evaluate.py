@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from VirtualContrastTraining.data.manifest import read_manifest
+from VirtualContrastTraining.data.splits import require_splits
 from VirtualContrastTraining.evaluation.evaluate import COMPARISON_SIZE
 from VirtualContrastTraining.evaluation.run import evaluate_run
 from VirtualContrastTraining.events import EXIT_OK
@@ -18,21 +20,24 @@ def register(subparsers) -> None:
                     "images of one manifest split, beside the identity and linear baselines. Writes per_image.csv, "
                     "summary.csv, histograms.csv, provenance.json, heatmaps/, report.html and summary.md into "
                     "--out; prints the headline table.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    source = parser.add_mutually_exclusive_group(required=True)
+    required = parser.add_argument_group("required")
+    source = required.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", metavar="RUN", help="trained model (run folder or model file)")
     source.add_argument("--synthetic", metavar="CSV",
                         help="synthetic DES files made elsewhere: a CSV with columns case_id, synthetic_path "
                              "(each image in its LE's geometry)")
     parser.add_argument("--name", help="model name for --synthetic images in the tables")
-    parser.add_argument("--manifest", required=True, metavar="M", help="manifest CSV with DES paths and filled splits")
-    parser.add_argument("--split", default="test", help="which split to evaluate (train, val or test)")
+    required.add_argument("--manifest", required=True, metavar="M",
+                          help="manifest CSV with DES paths and splits (`virtual-contrast split` fills them; with "
+                               "--model, a manifest without splits takes the run's own)")
+    parser.add_argument("--split", default="test", help="which split to evaluate: train, val or test (default test)")
     parser.add_argument("--size", type=int, default=COMPARISON_SIZE,
-                        help="side of the compared images for patch models and --synthetic images")
+                        help=f"side of the compared images for patch models and --synthetic images "
+                             f"(default {COMPARISON_SIZE})")
     parser.add_argument("--reader-study", metavar="CSV", help="reader ratings to analyse in the report")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output folder for the report")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    required.add_argument("--out", required=True, metavar="DIR", help="output folder for the report")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--deidentify", action="store_true",
                         help="tables, figures, file names and messages carry pseudonyms of the case ids only, "
                              "the ones predict --deidentify gives for this manifest (docs/deidentification.md)")
@@ -40,6 +45,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.synthetic:  # no run folder to take the splits from: the manifest must have them
+        require_splits(read_manifest(args.manifest), args.manifest)
     result = evaluate_run(args.model, args.manifest, split=args.split, out_dir=args.out, device=args.device,
                           synthetic=args.synthetic, name=args.name, size=args.size, reader_study=args.reader_study,
                           deidentify=args.deidentify)

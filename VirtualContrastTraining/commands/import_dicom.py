@@ -42,8 +42,8 @@ def register(subparsers) -> None:
         ),
     )
     parser.add_argument("path", metavar="PATH", help="DICOM folder, CDD-CESM folder, or folds folder")
-    parser.add_argument("--out", required=True, metavar="OUT",
-                        help="manifest CSV to write (a folder for fold files)")
+    required = parser.add_argument_group("required")
+    required.add_argument("--out", required=True, metavar="OUT", help="manifest CSV to write (a folder for fold files)")
     parser.add_argument("--images", metavar="DIR", help="fold files only: the folder holding the NRRD images")
     parser.add_argument("--regroup-by-patient", action="store_true",
                         help="fold files only: deal each fold's images into patient-level splits of the same sizes "

@@ -17,12 +17,14 @@ from VirtualContrastTraining.events import EXIT_OK, EventWriter
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "phantom", help="generate the simulated CESM dataset",
-        description="Simulate CESM low-energy and dual-energy subtracted images with lesion masks and truth.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--out", required=True, type=Path, help="output folder (created; replaced if it holds a phantom)")
-    parser.add_argument("--cases", type=int, default=40, help="number of images (LE/DES pairs)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed: same seed, same pixels")
-    parser.add_argument("--pixel-mm", type=float, default=0.1, help="pixel size in mm (0.1 = full detector size)")
+        description="Simulate CESM low-energy and dual-energy subtracted images with lesion masks and truth.")
+    required = parser.add_argument_group("required")
+    required.add_argument("--out", required=True, type=Path,
+                          help="output folder (created; replaced if it holds a phantom)")
+    parser.add_argument("--cases", type=int, default=40, help="number of images (LE/DES pairs; default 40)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed: same seed, same pixels (default 0)")
+    parser.add_argument("--pixel-mm", type=float, default=0.1,
+                        help="pixel size in mm (default 0.1, the full detector size)")
     parser.set_defaults(func=run)
 
 

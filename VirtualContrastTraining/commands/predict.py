@@ -33,15 +33,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Writes the synthetic DES in the LE's geometry (size, spacing, origin, direction) "
                                    "as NRRD, as DICOM marked DERIVED/SYNTHETIC, or as PNG/TIFF (size and spacing "
                                    "only), in the training set's DES units (docs/outputs.md).")
-    p.add_argument("--model", required=True, help="run folder (or its model.safetensors)")
-    p.add_argument("--input", required=True, help="LE image (DICOM, NRRD, PNG/JPEG) or a manifest .csv")
-    p.add_argument("--out", required=True, help="output folder, or a file name containing 'SYNTHETIC' for one input "
-                                                "(.nrrd, .dcm, .png, .tif or .tiff)")
+    required = p.add_argument_group("required")
+    required.add_argument("--model", required=True, help="run folder (or its model.safetensors)")
+    required.add_argument("--input", required=True,
+                          help="LE image (DICOM, NRRD, PNG/JPEG; a DES or a synthetic image is refused) or a "
+                               "manifest .csv (its LE column)")
+    required.add_argument("--out", required=True,
+                          help="output folder (files <case>_SYNTHETIC-DES.<ext>), or a file name containing "
+                               "'SYNTHETIC' for one input (.nrrd, .dcm, .png, .tif or .tiff)")
     p.add_argument("--format", choices=tuple(EXTENSIONS), default=None,
                    help="output format (default: from --out's extension, else nrrd); png and tiff are 8-bit for a "
                         "model trained on 8-bit DES, else 16-bit, in the DES units either way")
-    p.add_argument("--split", default="", help="with a manifest: only cases of this split (e.g. test)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--split", default="",
+                   help="with a manifest: only cases of this split (e.g. test; `virtual-contrast split` fills them)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--laterality", choices=("L", "R"), default="",
                    help="single LE file: breast side when the file does not say (default: from the image)")
     p.add_argument("--le-window", metavar="CENTER,WIDTH", type=_window,

@@ -40,9 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="reader-study statistics: accuracy, sensitivity, specificity, kappa, McNemar, "
                             "Wilcoxon; 001's real-or-synthetic test",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ratings", required=True, metavar="CSV",
-                   help="ratings, one per line, in either layout (see above)")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for reader_study.md and the CSVs")
+    required = p.add_argument_group("required")
+    required.add_argument("--ratings", required=True, metavar="CSV",
+                          help="ratings, one per line, in either layout (see above)")
+    required.add_argument("--out", required=True, metavar="DIR", help="folder for reader_study.md and the CSVs")
     p.add_argument("--resamples", type=int, default=1000, metavar="N",
                    help="bootstrap resamples of cases for the 95%% CIs (default 1000, as 000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")

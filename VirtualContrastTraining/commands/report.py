@@ -25,9 +25,10 @@ from VirtualContrastTraining.evaluation.report import build_report
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="self-contained HTML report of evaluation folders",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--evaluation", required=True, nargs="+", type=Path, metavar="DIR",
-                   help="evaluation folder(s) written by `virtual-contrast evaluate` (several: folds, pooled)")
-    p.add_argument("--out", required=True, type=Path, metavar="HTML", help="the report file to write")
+    required = p.add_argument_group("required")
+    required.add_argument("--evaluation", required=True, nargs="+", type=Path, metavar="DIR",
+                          help="evaluation folder(s) written by `virtual-contrast evaluate` (several: folds, pooled)")
+    required.add_argument("--out", required=True, type=Path, metavar="HTML", help="the report file to write")
     p.add_argument("--reader-study", type=Path, metavar="CSV", help="reader-study CSV (000) to add to the report")
     p.add_argument("--title", help="report title (default: names the evaluated models)")
     p.add_argument("--deidentify", action="store_true",

@@ -20,11 +20,12 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "seg", help="convert a lesion segmentation between .seg.nrrd and DICOM SEG",
         description=__doc__.split("\n\n")[2].replace("\n", " "))
-    direction = parser.add_mutually_exclusive_group(required=True)
+    required = parser.add_argument_group("required")
+    direction = required.add_mutually_exclusive_group(required=True)
     direction.add_argument("--to-dicom", metavar="SEG", help=".seg.nrrd (or labelmap) to write as a DICOM SEG")
     direction.add_argument("--to-nrrd", metavar="DCM", help="DICOM SEG to write as a .seg.nrrd")
-    parser.add_argument("--le", required=True, metavar="LE.dcm", help="the LE DICOM the segmentation is drawn on")
-    parser.add_argument("--out", required=True, metavar="FILE", help="file to write")
+    required.add_argument("--le", required=True, metavar="LE.dcm", help="the LE DICOM the segmentation is drawn on")
+    required.add_argument("--out", required=True, metavar="FILE", help="file to write")
     parser.set_defaults(func=run)
 
 
