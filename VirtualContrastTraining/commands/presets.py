@@ -36,14 +36,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _heading(name: str) -> str:
-    """The name, then the description wrapped at 100 columns and the paper ("Rofena et al. 2024 (001)")."""
+    """The name, then the description wrapped at 100 columns and its source ("Rofena et al. 2024 (001)")."""
     config = PRESETS[name]
     description = textwrap.fill(config.description, 100, initial_indent="    ", subsequent_indent="    ")
-    return f"{name}\n{description}\n    paper: {cite_papers(config.source)}"
+    return f"{name}\n{description}\n    source: {cite_papers(config.source)}"
 
 
 def list_presets(stream=None) -> None:
-    """Each preset: its name, description and paper; what `train --list-presets` prints too."""
+    """Each preset: its name, description and source paper; what `train --list-presets` prints too."""
     print("\n".join(_heading(name) for name in PRESETS), file=stream or sys.stdout)
 
 
