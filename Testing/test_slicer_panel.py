@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from VirtualContrastLib import panel, sampledata
-from VirtualContrastLib.jobs import duration
 from VirtualContrastLib.training import LossChart
 from VirtualContrastTraining.data.manifest import read_manifest
 from VirtualContrastTraining.errors import InputError
@@ -162,11 +161,6 @@ def test_job_end_texts():
     text, error = panel.jobEndText("evaluation", _Ended("failed", error="no test split"))
     assert text == "Failed." and error == "Evaluation failed: no test split"
     assert panel.jobEndText("evaluation", _Ended("finished", Path("ev/report.html")))[0] == "Done: ev/report.html"
-
-
-def test_duration_words():
-    assert [duration(s) for s in (4.4, 125, 7260, 3 * 86400)] == ["4 s", "2 min 05 s", "2 h 01 min",
-                                                                       "3.0 days"]
 
 
 # ---------------------------------------------------------------- loss chart across a scene close

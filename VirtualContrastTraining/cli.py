@@ -23,7 +23,7 @@ import sys
 from VirtualContrastTraining import __version__
 from VirtualContrastTraining.devices import available_cores, use_threads
 from VirtualContrastTraining.errors import InputError
-from VirtualContrastTraining.events import EXIT_BAD_INPUT, use_json
+from VirtualContrastTraining.events import EXIT_BAD_INPUT, already_reported, use_json
 
 COMMANDS = ("phantom", "import_dicom", "split", "train", "predict", "evaluate", "demo", "compare", "report",
             "reader_study", "seg", "presets")
@@ -68,11 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    use_json(args.json)
+    use_json(args.json, args.command)
     try:
         if hasattr(args, "threads"):
             use_threads(args.threads)
         return int(args.func(args) or 0)
     except InputError as exc:
-        print(f"virtual-contrast {args.command}: error: {exc}", file=sys.stderr)
+        if not already_reported(str(exc)):
+            print(f"virtual-contrast {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

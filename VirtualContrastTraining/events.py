@@ -1,6 +1,8 @@
 """The one progress protocol between the engine and whoever runs it (Slicer, a terminal, a test).
 
-A long job (train, predict) prints one JSON object per line on stdout:
+A long job (train, predict) prints one JSON object per line on stdout when
+asked with --json (the Slicer job runner does; without it a person at a
+terminal gets the same events as readable lines and a bar, console.py):
 
     {"event": "started", "pid": 4242, ...}
     {"event": "progress", "step": 12, "total_steps": 400, "epoch": 1, "epochs": 20,
@@ -10,8 +12,7 @@ A long job (train, predict) prints one JSON object per line on stdout:
     {"event": "finished", ...}      or      {"event": "failed", "error": "..."}
 
 "started" carries the pid of the engine's own interpreter: behind a launcher
-(PythonSlicer) it is not the pid the runner started. Humans get a tqdm
-progress bar on stderr when stderr is a terminal. The reader side
+(PythonSlicer) it is not the pid the runner started. The reader side
 (`parse_event`) is used by the Slicer module and by tests; it checks the
 type of every field it knows, so a consumer can use them without checking.
 
@@ -41,6 +42,8 @@ import sys
 import threading
 from typing import Any, TextIO
 
+from VirtualContrastTraining.console import Console
+
 EXIT_OK = 0
 EXIT_FAILED = 1        # unexpected failure; the "failed" event carries the message
 EXIT_BAD_INPUT = 2     # InputError: a file or argument that cannot be used (one-line message)
@@ -65,21 +68,33 @@ def _clean(value: Any) -> Any:
     return value
 
 
-#: Whether an EventWriter made without a stream writes JSON (the CLI's --json) or readable lines (console.py).
-_JSON_OUTPUT = {"stdout": True}
+#: The CLI's choices for the EventWriters its command makes without a stream: JSON or a Console, and the command's
+#: name; the Consoles made, so that the CLI does not print an error a "failed" event has printed already.
+_OUTPUT: dict[str, Any] = {"json": True, "command": "virtual-contrast", "consoles": []}
 
 
-def use_json(enabled: bool) -> None:
-    """The CLI's --json: set once, before a command makes its EventWriter."""
-    _JSON_OUTPUT["stdout"] = bool(enabled)
+def use_json(enabled: bool, command: str = "virtual-contrast") -> None:
+    """The CLI's --json (False: readable lines and a bar, console.py), set before the command makes its writer.
+    Outside the CLI (the Slicer module, tests, a script) a writer without a stream writes JSON."""
+    _OUTPUT.update(json=bool(enabled), command=command, consoles=[])
+
+
+def already_reported(error: str) -> bool:
+    """Whether a Console of this command printed `error` from a "failed" event already."""
+    return any(console.already_reported(error) for console in _OUTPUT["consoles"])
 
 
 class EventWriter:
-    """Writes protocol events as JSON lines (stdout by default), flushed at once."""
+    """Writes protocol events as JSON lines (stdout by default), flushed at once; or, made by a command of the
+    CLI without --json and without a stream of its own, shows them to a person through a Console."""
 
     def __init__(self, stream: TextIO | None = None, enabled: bool = True):
         self.stream = stream if stream is not None else sys.stdout
         self.enabled = enabled
+        self.console = None
+        if stream is None and not _OUTPUT["json"]:
+            self.console = Console(_OUTPUT["command"])
+            _OUTPUT["consoles"].append(self.console)
 
     def emit(self, event: str, **fields: Any) -> None:
         if event not in EVENT_TYPES:
@@ -88,6 +103,9 @@ class EventWriter:
             return
         if event == "started":
             fields = {"pid": os.getpid(), **fields}
+        if self.console is not None:
+            self.console.show(event, _clean(fields))
+            return
         self.stream.write(json.dumps({"event": event, **_clean(fields)}, allow_nan=False) + "\n")
         self.stream.flush()
 
@@ -99,8 +117,9 @@ class EventTee(io.TextIOBase):
     - the kinds in `forward` go on to `events` (the parent's), with the fields of `tag` added (compare:
       progress and validation, tagged with the run, so a follower such as Slicer sees one job; not the
       run's own started/finished, which there would read as the end of the whole comparison);
-    - each "validation" prints "  epoch N: metric value, ..." on stderr, and with a `label` each
-      started/finished/failed/cancelled prints "  LABEL started" and so on;
+    - each "validation" that is not forwarded prints "  epoch N: metric value, ..." on stderr (a forwarded one
+      is the parent's to show), and with a `label` each started/finished/failed/cancelled prints "  LABEL
+      started" and so on;
     - the error of a "failed" event is kept in `error`.
 
     A context manager: leaving it closes the log file.
@@ -123,7 +142,7 @@ class EventTee(io.TextIOBase):
             kind = event.pop("event")
             if kind in self.forward and self.events is not None:
                 self.events.emit(kind, **event, **self.tag)
-            if kind == "validation":
+            if kind == "validation" and kind not in self.forward:
                 metrics = ", ".join(f"{k} {v:.4f}" for k, v in event.get("metrics", {}).items() if isinstance(v, float))
                 print(f"  epoch {event.get('epoch')}: {metrics}", file=sys.stderr, flush=True)
             elif kind in self.LIFECYCLE and self.label:

@@ -61,6 +61,7 @@ from typing import Callable, Iterable
 
 import VirtualContrastTraining
 from VirtualContrastLib.dependencies import enginePython, engineVariables
+from VirtualContrastTraining.console import duration
 from VirtualContrastTraining.events import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, STOP_FILE_ENV, parse_event
 
 RUNNING, FINISHED, FAILED, CANCELLED = "running", "finished", "failed", "cancelled"
@@ -366,13 +367,3 @@ def _pollUntilDone(jobs: list[Job], deadline: float) -> None:
         if all(job.done for job in jobs) or time.monotonic() > deadline:
             return
         time.sleep(POLL_INTERVAL_S)
-
-
-def duration(seconds: float) -> str:
-    """'45 s', '12 min 05 s', '3 h 20 min', '4.2 days': durations in the words of a status line."""
-    seconds = max(0, int(round(seconds)))
-    if seconds >= 2 * 86400:
-        return f"{seconds / 86400:.1f} days"
-    if seconds >= 3600:
-        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"

@@ -19,8 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from VirtualContrastLib.jobs import CANCELLED, FINISHED, duration
+from VirtualContrastLib.jobs import CANCELLED, FINISHED
 from VirtualContrastLib.training import LoadedCase
+from VirtualContrastTraining.console import duration
 from VirtualContrastTraining.errors import InputError
 
 #: Labels of the dataset kinds offered by the Train section (index = page of datasetSourceStackedWidget).
