@@ -58,7 +58,8 @@ def test_heatmap_display_has_colour_map_window_and_legend(comparison):
         shown = node.GetDisplayNode()
         assert shown.GetColorNode().GetName() == f"VirtualContrast {'RdBu_r' if signed else 'inferno'}"
         scale = comparison["heat"].scaleMax
-        assert (shown.GetWindowLevelMin(), shown.GetWindowLevelMax()) == pytest.approx(((-scale if signed else 0), scale))
+        window = (shown.GetWindowLevelMin(), shown.GetWindowLevelMax())
+        assert window == pytest.approx(((-scale if signed else 0), scale))
         legends = [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())
                    if node.GetNthDisplayNode(i).IsA("vtkMRMLColorLegendDisplayNode")]
         assert len(legends) == 1 and legends[0].GetPrimaryDisplayNode() is shown
@@ -89,27 +90,71 @@ def test_comparison_layout_links_four_views(mrml_scene, vc_logic, comparison):
     assert heat_view.GetForegroundOpacity() > 0
 
 
-def test_rendered_views_show_grey_images_coloured_heatmap_and_regions(mrml_scene, vc_logic, comparison, tmp_path):
-    vc_logic.showComparison(comparison["le"], comparison["des"], comparison["synth"], comparison["heat"].absolute)
-    fibro = mrml_scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "fibroglandular")
-    fibro.SetCenter(*(nodes.ijkToRasArray(comparison["le"]) @ [10, 60, 0, 1])[:3])
+def _showFibroglandularBox(scene, le):
+    """A 4 mm ROI as the fibroglandular region, shown as the LE view's label layer the way display sets it up."""
+    fibro = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "fibroglandular")
+    fibro.SetCenter(*(nodes.ijkToRasArray(le) @ [10, 60, 0, 1])[:3])
     fibro.SetSize(4, 4, 4)
-    labels = rendering.regionsLabelmap({"fibroglandular": fibro}, comparison["le"], scene=mrml_scene)
-    display.showInView(display.VIEWS[0][0], comparison["le"], label=labels, scene=mrml_scene)
+    labels = rendering.regionsLabelmap({"fibroglandular": fibro}, le, scene=scene)
+    display.showRegions(display.VIEWS[0][0], labels, scene=scene)
+    return labels
 
-    le_view = rendering.renderView(display.VIEWS[0][0], (128, 160), mrml_scene)
+
+def test_regions_label_layer_is_semi_transparent_filled_and_has_a_named_legend(mrml_scene, vc_logic, comparison):
+    vc_logic.showComparison(comparison["le"], comparison["des"], comparison["synth"], comparison["heat"].absolute)
+    labels = _showFibroglandularBox(mrml_scene, comparison["le"])
+    tag = display.VIEWS[0][0]
+    composite = display.compositeNode(tag, mrml_scene)
+    assert composite.GetLabelVolumeID() == labels.GetID()
+    assert 0 < composite.GetLabelOpacity() == display.REGION_OPACITY < 1
+    assert not display.sliceNode(tag, mrml_scene).GetUseLabelOutline()
+    legends = [labels.GetNthDisplayNode(i) for i in range(labels.GetNumberOfDisplayNodes())
+               if labels.GetNthDisplayNode(i).IsA("vtkMRMLColorLegendDisplayNode")]
+    assert len(legends) == 1 and legends[0].GetUseColorNamesForLabels() and legends[0].GetVisibility()
+    fibroglandular = rendering.REGION_LABELS["fibroglandular"]
+    assert rendering.labelLegend(tag, mrml_scene) == [
+        ("fibroglandular", pytest.approx(rendering.REGION_COLORS[fibroglandular], abs=1 / 255))]
+    assert rendering.labelLegend(display.VIEWS[1][0], mrml_scene) == []  # no label layer, no legend
+
+
+def test_rendered_views_show_grey_images_coloured_heatmap_and_blended_regions(mrml_scene, vc_logic, comparison):
+    vc_logic.showComparison(comparison["le"], comparison["des"], comparison["synth"], comparison["heat"].absolute)
+    _showFibroglandularBox(mrml_scene, comparison["le"])
+
+    le_view = rendering.renderView(display.VIEWS[0][0], (128, 160), mrml_scene).astype(int)
     heat_view = rendering.renderView(display.VIEWS[3][0], (128, 160), mrml_scene)
     assert le_view.shape == (160, 128, 3)
     spread = lambda rgb: rgb.max(axis=2).astype(int) - rgb.min(axis=2)  # noqa: E731  (0 for grey pixels)
-    green = (le_view[..., 1] > 150) & (le_view[..., 0] < 120) & (le_view[..., 2] < 150)
-    assert green.sum() > 20, "the fibroglandular ROI is drawn in its label colour"
-    assert (spread(le_view)[~green] < 3).mean() > 0.95 and le_view.std() > 10, "LE is grey with content"
+    tinted = spread(le_view) > 20
+    assert tinted.sum() > 20, "the fibroglandular ROI is drawn in its label colour"
+    assert (spread(le_view)[~tinted] < 3).mean() > 0.95 and le_view.std() > 10, "LE is grey with content"
+    # Blended, not opaque: over grey g, a pixel of the region is (1 - a) g + a colour, so its channels differ by
+    # a times the colour's own differences, and the tissue still shows through.
+    color = 255 * np.asarray(rendering.REGION_COLORS[rendering.REGION_LABELS["fibroglandular"]])
+    a = display.REGION_OPACITY
+    np.testing.assert_allclose(np.median(le_view[tinted] - le_view[tinted].min(axis=1, keepdims=True), axis=0),
+                               a * (color - color.min()), atol=6)
     assert (spread(heat_view) > 60).sum() > 50, "the heatmap overlay is coloured where the error is"
 
-    path = rendering.writeComparisonPNG(tmp_path / "views.png", size=(128, 160), heatmap=comparison["heat"].absolute)
+
+def test_comparison_png_has_a_legend_of_the_region_colours_and_the_case_title(mrml_scene, vc_logic, comparison,
+                                                                             tmp_path):
+    vc_logic.showComparison(comparison["le"], comparison["des"], comparison["synth"], comparison["heat"].absolute)
+    _showFibroglandularBox(mrml_scene, comparison["le"])
+    path = rendering.writeComparisonPNG(tmp_path / "views.png", size=(128, 160), title="case P1_L_CC",
+                                        heatmap=comparison["heat"].absolute, scene=mrml_scene)
     with PILImage.open(path) as png:
-        rgb = np.asarray(png.convert("RGB"))
+        rgb = np.asarray(png.convert("RGB")).astype(int)
     assert rgb.shape[1] > 4 * 128 and rgb.std() > 20
+    # The views blend the colour with the tissue; only the legend's swatch shows it pure, inside the LE panel.
+    color = np.round(255 * np.asarray(rendering.REGION_COLORS[rendering.REGION_LABELS["fibroglandular"]]))
+    rows, cols = np.nonzero(np.abs(rgb - color).max(axis=2) <= 4)
+    assert len(cols) > 15, "the legend shows the fibroglandular colour"
+    assert cols.max() < rgb.shape[1] / 4 and rows.min() > rgb.shape[0] * 0.1, "the legend lies on the LE view"
+
+    untitled = rendering.writeComparisonPNG(tmp_path / "untitled.png", size=(128, 160), scene=mrml_scene)
+    with PILImage.open(untitled) as png:
+        assert png.size[1] < rgb.shape[0], "the title takes a line of its own"
 
 
 def test_loss_chart_collects_one_line_per_loss(mrml_scene):

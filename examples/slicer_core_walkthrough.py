@@ -47,7 +47,8 @@ def truthRegions(logic, case, reference):
     segmentation = logic.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{case.case_id} tissue regions")
     segmentation.SetReferenceImageGeometryParameterFromVolumeNode(reference)
     truth = Path(case.le_path).parent / "truth"
-    for name, color in (("fibroglandular", (0.2, 0.85, 0.3)), ("adipose", (0.25, 0.55, 1.0))):
+    for name in ("fibroglandular", "adipose"):
+        color = rendering.REGION_COLORS[rendering.REGION_LABELS[name]]
         mask = read_image(truth / f"{case.case_id}_{name}.nrrd").array > 0
         segmentation.GetSegmentation().AddEmptySegment(name, name, color)
         slicer.util.updateSegmentBinaryLabelmapFromArray(mask[np.newaxis].astype(np.uint8), segmentation, name,
@@ -96,11 +97,11 @@ def main(argv=None) -> int:
     logic.showTable(result.table)
     labels = rendering.regionsLabelmap({"fibroglandular": (regions, "fibroglandular"),
                                         "adipose": (regions, "adipose")}, loaded.le, scene=logic.scene)
-    display.showInView(display.VIEWS[0][0], loaded.le, label=labels, scene=logic.scene)
-    display.compositeNode(display.VIEWS[0][0], logic.scene).SetLabelOpacity(0.35)
+    display.showRegions(display.VIEWS[0][0], labels, scene=logic.scene)
     path = rendering.writeComparisonPNG(
         args.out, titles=["LE + tissue regions", "real DES", "synthetic DES",
                           "|synthetic \u2212 real| over LE"],
+        title=f"phantom case {shown.case_id} (test split), synthetic DES by the demo model in {args.demo.name}/run",
         heatmap=heatmap.absolute, table=result.table, scene=logic.scene)
     print(f"wrote {path}")
     for measure, row in result.values.items():

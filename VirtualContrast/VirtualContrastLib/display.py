@@ -5,7 +5,8 @@ Everything here is MRML: a layout description on the scene's layout node
 view nodes it names), slice composite nodes for what each view shows, colour
 table nodes built from matplotlib's perceptual maps (the same maps the engine's
 report panels use, and available in a bare scene where Slicer's colour files
-are not), and a colour legend display node on the heatmap.
+are not), and colour legend display nodes on the heatmap and on a regions
+labelmap.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ TABLE_VIEW, PLOT_VIEW = "VirtualContrastTable", "VirtualContrastPlot"
 
 ABSOLUTE_COLORMAP, SIGNED_COLORMAP = "inferno", "RdBu_r"
 HEATMAP_OPACITY = 0.7
+# A regions labelmap is a semi-transparent fill: the tissue under it stays readable, and the colour still shows
+# on dark adipose and on bright glandular tissue alike.
+REGION_OPACITY = 0.6
 
 
 def _sliceView(tag: str, label: str, color: str) -> str:
@@ -158,6 +162,18 @@ def addColorLegend(volumeNode, title: str, scene=None):
     legend.SetLabelFormat("%.0f")
     legend.SetVisibility(True)
     return legend
+
+
+def showRegions(tag: str, labelmapNode, scene=None) -> None:
+    """A regions labelmap as the label layer of view `tag`: semi-transparent (REGION_OPACITY) and filled, not
+    outlined (glandular strands a few pixels wide would be all outline, opaque), with a colour legend naming each
+    region (Slicer's slice view draws it beside the image, rendering.writeComparisonPNG draws the same one)."""
+    composite = compositeNode(tag, scene)
+    composite.SetLabelVolumeID(labelmapNode.GetID())
+    composite.SetLabelOpacity(REGION_OPACITY)
+    sliceNode(tag, scene).SetUseLabelOutline(False)
+    legend = addColorLegend(labelmapNode, "regions", scene)
+    legend.SetUseColorNamesForLabels(True)
 
 
 def showComparison(leNode, desNode, syntheticNode, heatmapNode, scene=None) -> None:

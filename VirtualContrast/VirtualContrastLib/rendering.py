@@ -21,7 +21,11 @@ from VirtualContrastLib.regions import regionMask
 from VirtualContrastTraining.atomic import atomic_path
 
 REGION_LABELS = {"fibroglandular": 1, "adipose": 2, "lesion": 3}  # values in the regions labelmap
-REGION_COLORS = {1: (0.2, 0.85, 0.3), 2: (0.25, 0.55, 1.0), 3: (1.0, 0.25, 0.25)}
+# Orange, sky blue and reddish purple of Okabe & Ito's colour-blind-safe palette: told apart with every common colour
+# vision deficiency, and saturated enough to show through a semi-transparent fill on grey tissue, dark or bright.
+REGION_COLORS = {value: tuple(c / 255 for c in rgb) for value, rgb in
+                 ((1, (230, 159, 0)), (2, (86, 180, 233)), (3, (204, 121, 167)))}  # #E69F00, #56B4E9, #CC79A7
+HEATMAP_UNITS = "raw intensity of the real DES (not normalised)"
 
 
 def regionsLabelmap(regions: dict[str, object], reference, name: str = "CNR regions", scene=None):
@@ -51,6 +55,23 @@ def regionsLabelmap(regions: dict[str, object], reference, name: str = "CNR regi
     return node
 
 
+def labelLegend(tag: str, scene=None) -> list[tuple[str, tuple[float, float, float]]]:
+    """(name, colour) of each region the label layer of view `tag` shows, from its colour table: what the legend
+    of the rendered view names (empty when the view has no label layer)."""
+    scene = scene or slicer.mrmlScene
+    label = scene.GetNodeByID(display.compositeNode(tag, scene).GetLabelVolumeID() or "")
+    if label is None:
+        return []
+    colors = label.GetDisplayNode().GetColorNode()
+    rgba = [0.0] * 4
+    entries = []
+    for value in np.unique(slicer.util.arrayFromVolume(label)):
+        if value > 0:
+            colors.GetColor(int(value), rgba)
+            entries.append((colors.GetColorName(int(value)), tuple(rgba[:3])))
+    return entries
+
+
 def renderView(tag: str, size: tuple[int, int] = (512, 512), scene=None) -> np.ndarray:
     """RGB (rows, cols, 3) uint8 of what view `tag` shows, fitted to the view."""
     scene = scene or slicer.mrmlScene
@@ -72,32 +93,45 @@ def renderView(tag: str, size: tuple[int, int] = (512, 512), scene=None) -> np.n
 
 
 def writeComparisonPNG(path: str | os.PathLike, titles: list[str] | None = None, size: tuple[int, int] = (400, 560),
-                       heatmap=None, table=None, scene=None) -> Path:
-    """The four comparison views side by side in one PNG, titled, with the heatmap's colour bar and, when
-    given, the CNR table (a vtkMRMLTableNode) printed underneath."""
+                       heatmap=None, table=None, title: str | None = None, scene=None) -> Path:
+    """The four comparison views side by side in one PNG, titled (`title` above them all: the case shown), with a
+    legend of the regions on each view that has a label layer, the heatmap's colour bar (units and clip level
+    stated) and, when given, the CNR table (a vtkMRMLTableNode) printed underneath."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: matplotlib
     from matplotlib.cm import ScalarMappable  # lazy: matplotlib
     from matplotlib.colors import Normalize  # lazy: matplotlib
     from matplotlib.figure import Figure  # lazy: matplotlib
+    from matplotlib.patches import Patch  # lazy: matplotlib
 
     titles = titles or [label for _, label, _ in display.VIEWS]
     views = [renderView(tag, size, scene) for tag, _, _ in display.VIEWS]
     rows = 2 if table is not None else 1
-    fig = Figure(figsize=(4 * size[0] / 100 + 1.0, size[1] / 100 + (1.6 if table is not None else 0.4)), dpi=100)
+    height = size[1] / 100 + (1.6 if table is not None else 0.4) + (0.3 if title else 0.0)
+    fig = Figure(figsize=(4 * size[0] / 100 + 1.3, height), dpi=100)
     FigureCanvasAgg(fig)
+    if title:
+        fig.suptitle(title, fontsize=12)
     grid = fig.add_gridspec(rows, 5, width_ratios=[1, 1, 1, 1, 0.06], height_ratios=[size[1], 140][:rows],
-                            left=0.01, right=0.95, top=0.95, bottom=0.02, wspace=0.03, hspace=0.08)
-    for k, (view, title) in enumerate(zip(views, titles)):
+                            left=0.01, right=0.93, top=1.0 - 0.45 / height - (0.3 / height if title else 0.0),
+                            bottom=0.02, wspace=0.03, hspace=0.08)
+    for k, ((tag, _, _), view, viewTitle) in enumerate(zip(display.VIEWS, views, titles)):
         ax = fig.add_subplot(grid[0, k])
         ax.imshow(view)
-        ax.set_title(title, fontsize=11)
+        ax.set_title(viewTitle, fontsize=11)
         ax.set_axis_off()
+        regions = labelLegend(tag, scene)
+        if regions:
+            ax.legend(handles=[Patch(facecolor=rgb, edgecolor="white", label=name) for name, rgb in regions],
+                      loc="lower center", ncol=len(regions), fontsize=9, framealpha=0.85, handlelength=1.2)
     if heatmap is not None:
         display_node = heatmap.GetDisplayNode()
         lo, hi = display_node.GetWindowLevelMin(), display_node.GetWindowLevelMax()
         cmap = display.SIGNED_COLORMAP if lo < 0 else display.ABSOLUTE_COLORMAP
-        bar = fig.colorbar(ScalarMappable(Normalize(lo, hi), cmap), cax=fig.add_subplot(grid[0, 4]))
-        bar.set_label("|synthetic \u2212 real DES| (DES units)", fontsize=9)
+        bar = fig.colorbar(ScalarMappable(Normalize(lo, hi), cmap), cax=fig.add_subplot(grid[0, 4]), extend="max")
+        difference = "synthetic \u2212 real DES" if lo < 0 else "|synthetic \u2212 real DES|"
+        # The top of the scale is the heatmap's scaleMax, the 99th percentile of |error| inside the breast.
+        bar.set_label(f"{difference}, {HEATMAP_UNITS}\nclipped at {hi:.0f}, the 99th percentile inside the breast",
+                      fontsize=9)
     if table is not None:
         ax = fig.add_subplot(grid[1, :4])
         ax.set_axis_off()
@@ -105,7 +139,12 @@ def writeComparisonPNG(path: str | os.PathLike, titles: list[str] | None = None,
         header = [t.GetColumnName(c) for c in range(t.GetNumberOfColumns())]
         cells = [[t.GetValue(r, c).ToString() if c == 0 else f"{t.GetValue(r, c).ToDouble():.3f}"
                   for c in range(t.GetNumberOfColumns())] for r in range(t.GetNumberOfRows())]
-        ax.table(cellText=cells, colLabels=header, loc="center", cellLoc="center").scale(1.0, 1.4)
+        first = 0.34  # the measure's name is the long column
+        shown = ax.table(cellText=cells, colLabels=header, loc="center", cellLoc="center",
+                         colWidths=[first] + [(1.0 - first) / (len(header) - 1)] * (len(header) - 1))
+        shown.auto_set_font_size(False)
+        shown.set_fontsize(9)
+        shown.scale(1.0, 1.5)
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
