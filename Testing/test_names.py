@@ -1,16 +1,19 @@
 """Names and provenance that tell the truth (issue 15): a run that changed its preset is named so, its
 provenance holds what changed and the devices used, and `report` refuses to pool folders that differ.
+The papers' citations (issue 16): docs/models.md's table is registries.CITATIONS, cited as "Rofena et al. 2024".
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
+from pathlib import Path
 
 from conftest import make_tiny_model
 from hostile import run_cli
 from VirtualContrastTraining.config.presets import PRESETS, resolve_config
-from VirtualContrastTraining.config.registries import model_name, preset_changes
+from VirtualContrastTraining.config.registries import CITATIONS, PAPERS, cite_papers, model_name, preset_changes
 from VirtualContrastTraining.data.manifest import read_manifest, write_manifest
 
 PRESET = "rofena2025-segcyclegan-g35"
@@ -71,3 +74,20 @@ def test_training_records_changes_and_device_and_report_refuses_mixed_sizes(smal
                       "--allow-mixed")
     assert allowed.code == 0, allowed.stderr + allowed.escaped
     assert "Pooled although they differ (--allow-mixed): image size: 48" in (tmp_path / "r.html").read_text()
+
+
+def test_the_citations_table_of_the_docs_is_the_registry():
+    """docs/models.md's table under "## Papers", row by row, holds exactly what CITATIONS holds (one place)."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "models.md").read_text(encoding="utf-8")
+    section = text.split("## Papers", 1)[1].split("\n## ", 1)[0]
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")]
+            for line in section.splitlines() if line.startswith("|")]
+    assert rows[0] == ["code", "authors", "year", "title", "venue", "DOI"]
+    assert rows[2:] == [[code, p.authors, p.year, p.title, p.venue, p.doi] for code, p in CITATIONS.items()]
+
+
+def test_papers_are_cited_by_surname_and_year_where_the_paper_gives_one():
+    assert PAPERS == {"000": "Zormpas-Petridis et al. 2026", "001": "Rofena et al. 2024", "002": "Rofena et al. 2025",
+                      "003": "Hosseinipour et al. 2024", "004": "Perre et al."}
+    assert cite_papers("see 002_b08fa9e9522d5d9b.txt") == "see Rofena et al. 2025 (002)"
+    assert all(re.fullmatch(r"10\.\d{4,5}/\S+( \(.*\))?|not given in the paper", p.doi) for p in CITATIONS.values())

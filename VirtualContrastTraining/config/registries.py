@@ -36,14 +36,50 @@ def load(entry: Entry) -> Callable[..., Any]:
     return getattr(importlib.import_module(module), attribute)
 
 
-# The five papers by the code their text files carry in ../shared/papers (000_....txt), as people cite them.
-PAPERS = {
-    "000": "Zormpas-Petridis et al. 2026",
-    "001": "Rofena et al. 2024",
-    "002": "Rofena et al. 2025",
-    "003": "Hosseinipour et al. 2024",
-    "004": "Perre et al.",
+@dataclass(frozen=True)
+class Paper:
+    """One of the five papers as its own text gives it (../shared/papers): "not given in the paper" where it does
+    not say. The table of docs/models.md and README is this data (Testing/test_names.py compares them)."""
+
+    authors: str
+    year: str
+    title: str
+    venue: str
+    doi: str
+
+    @property
+    def short(self) -> str:
+        """ "Rofena et al. 2024": the first author's surname, and the year when the paper gives one."""
+        surname = self.authors.split(",")[0].split()[-1]
+        return f"{surname} et al. {self.year}" if self.year.isdigit() else f"{surname} et al."
+
+
+NOT_GIVEN = "not given in the paper"
+# The five papers by the code their text files carry in ../shared/papers (000_....txt).
+CITATIONS = {
+    "000": Paper("Konstantinos Zormpas-Petridis, Reza Kalantar, Ludovica Iaccarino, Matteo Mancino, Gianluca "
+                 "Franceschini, Paola Clauser, Valentina Longo, Evis Sala, Paolo Belli, Anna D'Angelo", "2026",
+                 "Generating synthetic CEM from low-energy images using deep learning: A future without contrast "
+                 "media? A proof-of-concept study", "European Radiology Experimental (Eur Radiol Exp)",
+                 "10.1186/s41747-026-00681-7"),
+    "001": Paper("Aurora Rofena, Valerio Guarrasi, Marina Sarli, Claudia Lucia Piccolo, Matteo Sammarra, Bruno "
+                 "Beomonte Zobel, Paolo Soda", "2024",
+                 "A Deep Learning Approach for Virtual Contrast Enhancement in Contrast Enhanced Spectral Mammography",
+                 "Computerized Medical Imaging and Graphics 116:102398 (as 002 and 000 cite it; the text names none)",
+                 "10.1016/j.compmedimag.2024.102398 (printed in 000's references, not in 001)"),
+    "002": Paper("Aurora Rofena, Arianna Manchia, Claudia Lucia Piccolo, Bruno Beomonte Zobel, Paolo Soda, Valerio "
+                 "Guarrasi", "2025",
+                 "Lesion-Aware Generative Artificial Intelligence for Virtual Contrast-Enhanced Mammography in "
+                 "Breast Cancer", NOT_GIVEN, NOT_GIVEN),
+    "003": Paper("Mohammad Hosseinipour, Luca Bergamin, Harel Kotler, Gisella Gennaro, Fabio Aiolli", "2024",
+                 "Addressing Challenges in Image Translation for Contrast-Enhanced Mammography Using Generative "
+                 "Adversarial Networks", "EasyChair preprint (November 26, 2024)", NOT_GIVEN),
+    "004": Paper("Ana C. Perre, Luís A. Alexandre, Luís C. Freire", NOT_GIVEN,
+                 "Are Virtual DES Images a Valid Alternative to the Real Ones?",
+                 f"{NOT_GIVEN} (a journal template, \"Journal Name\" left unfilled)", NOT_GIVEN),
 }
+#: How people cite them: "Rofena et al. 2024".
+PAPERS = {code: paper.short for code, paper in CITATIONS.items()}
 _PAPER_FILE = re.compile(r"\b(00[0-4])_[0-9a-f]+\.txt")
 
 
