@@ -7,7 +7,7 @@
     virtual-contrast compare --presets rofena2024-cyclegan --fold-manifests ucbm-folds --out cmp-ucbm
 
 For each fold (patient-level, stratified; fold i test, fold i+1 val, the rest
-train: 80/10/10 at --folds 10, as 001 and 002) and each preset: train a run,
+train: 80/10/10 at --folds 10, as Rofena et al. 2024 (001) and 2025 (002)) and each preset: train a run,
 evaluate its test split. Then the table of 001 Table 4.1 / 002 Table I: per
 preset the mean ± sd across folds of MSE, PSNR, VIF, SSIM and lesion MAE,
 written to OUT/comparison.md and OUT/comparison.csv and printed at the end.
@@ -50,12 +50,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     required.add_argument("--out", required=True, metavar="DIR", help="comparison folder (folds, runs, table)")
     p.add_argument("--folds", type=int, metavar="K", help="number of folds to deal (default 10)")
     p.add_argument("--stratify", choices=("lesion", "label"),
-                   help="spread patients with lesion masks (002, default) or each class label (004) over the folds")
+                   help="spread patients with lesion masks (Rofena et al. 2025 (002); default) or each class label "
+                        "(Perre et al. (004)) over the folds")
     p.add_argument("--only-folds", metavar="0,1,...", help="run only these folds (numbered from 0)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a config field of every preset (repeatable), e.g. --set epochs=2")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    p.add_argument("--seed", type=int, default=0, help="deals the folds; training seed unless --set seed=... (default 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="deals the folds; training seed unless --set seed=... (default 0)")
     p.add_argument("--deidentify", action="store_true",
                    help="evaluate and report with pseudonyms of the case ids only (docs/deidentification.md)")
     p.set_defaults(func=run)

@@ -15,7 +15,7 @@ from VirtualContrastTraining.events import EXIT_OK
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "evaluate",
-        help="image similarity, 003's settings, 000's CNR and change analyses, statistics, HTML report",
+        help="the papers' analyses of a model or of synthetic images: similarity, CNR, change, statistics, HTML report",
         description="Evaluate a trained model, or synthetic DES images made elsewhere, against the real DES "
                     "images of one manifest split, beside the identity and linear baselines. Writes per_image.csv, "
                     "summary.csv, histograms.csv, provenance.json, heatmaps/, report.html and summary.md into "

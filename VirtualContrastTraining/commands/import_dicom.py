@@ -54,7 +54,8 @@ def register(subparsers) -> None:
     parser.add_argument("--roles", metavar="LE=..,DES=..", default=None,
                         help="--pairs only: the {role} text of each role (default LE=LE,DES=DES,mask=mask)")
     parser.add_argument("--search-px", type=int, default=SEARCH_PX, metavar="N",
-                        help="CDD-CESM only: registration search range in px (default %(default)s, 004's bound)")
+                        help="CDD-CESM only: registration search range in px (default %(default)s, the bound of "
+                             "Perre et al. (004))")
     parser.add_argument(
         "--time-tolerance",
         type=float,

@@ -4,11 +4,11 @@
 
 Two layouts of ratings CSV, told apart by the header (docs/reader-study.md):
 
-- 001's visual Turing test, the truth per image: reader, image, truth, answer
+- Rofena et al. 2024 (001)'s visual Turing test, the truth per image: reader, image, truth, answer
   (real or synthetic) and optionally case_id linking a real image to its
   synthetic one. Accuracy, and sensitivity/specificity with "synthetic" as
   positive (001's true negative/true positive rates), per reader and pooled.
-- 000's reading, the truth per case: case_id, reader, endpoint, image
+- Zormpas-Petridis et al. 2026 (000)'s reading, the truth per case: case_id, reader, endpoint, image
   (clinical or synthetic), rating, truth. An endpoint is ordinal when its
   ratings are a-d or 1-4 with more than two distinct values (BPE): its truth
   may be empty on every line, and each reader's clinical rating is then the
@@ -38,14 +38,15 @@ from VirtualContrastTraining.events import EXIT_OK
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reader-study",
                        help="reader-study statistics: accuracy, sensitivity, specificity, kappa, McNemar, "
-                            "Wilcoxon; 001's real-or-synthetic test",
+                            "Wilcoxon; Rofena et al. 2024 (001)'s real-or-synthetic test",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     required = p.add_argument_group("required")
     required.add_argument("--ratings", required=True, metavar="CSV",
                           help="ratings, one per line, in either layout (see above)")
     required.add_argument("--out", required=True, metavar="DIR", help="folder for reader_study.md and the CSVs")
     p.add_argument("--resamples", type=int, default=1000, metavar="N",
-                   help="bootstrap resamples of cases for the 95%% CIs (default 1000, as 000)")
+                   help="bootstrap resamples of cases for the 95%% CIs (default 1000, as Zormpas-Petridis et al. "
+                        "2026 (000))")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     p.set_defaults(func=run)
 

@@ -6,10 +6,11 @@
 
 Reads what `virtual-contrast evaluate` wrote (per_image.csv, provenance.json,
 histograms.csv, heatmaps/) and writes one HTML file with inline CSS and
-embedded figures: headline and cross-validation tables (001), paired tests
-against the baselines (000), 003's three settings, 000's change and tissue
-CNR analyses, per-density table (001), box plots, heatmaps of the best, median
-and worst case, intensity histograms (003 Fig. 5), and the reader study (000)
+embedded figures: headline and cross-validation tables (Rofena et al. 2024
+(001)), paired tests against the baselines (Zormpas-Petridis et al. 2026
+(000)), the three settings of Hosseinipour et al. 2024 (003), 000's change and
+tissue CNR analyses, per-density table (001), box plots, heatmaps of the best,
+median and worst case, intensity histograms (003 Fig. 5), and the reader study (000)
 when --reader-study is given. Several folders (e.g. the folds of `compare`)
 are pooled per image and summarized across folds. Prints the report's path.
 """
@@ -29,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     required.add_argument("--evaluation", required=True, nargs="+", type=Path, metavar="DIR",
                           help="evaluation folder(s) written by `virtual-contrast evaluate` (several: folds, pooled)")
     required.add_argument("--out", required=True, type=Path, metavar="HTML", help="the report file to write")
-    p.add_argument("--reader-study", type=Path, metavar="CSV", help="reader-study CSV (000) to add to the report")
+    p.add_argument("--reader-study", type=Path, metavar="CSV",
+                   help="reader-study CSV (as Zormpas-Petridis et al. 2026 (000)) to add to the report")
     p.add_argument("--title", help="report title (default: names the evaluated models)")
     p.add_argument("--deidentify", action="store_true",
                    help="refuse evaluation folders not written by `evaluate --deidentify`, so the report holds "

@@ -8,9 +8,9 @@ An imported manifest has no splits; `train` assigns them itself when the
 column is empty (80/10/10 by patient, seed of the preset), but `predict
 --split` and `evaluate` need them written down. With the same seed and
 fractions this command gives the very splits `train` would draw. All images
-of a patient land in one split; patients with a lesion mask (002, the
-default) or each class label (004) are shared out over the splits in the
-same fractions (data/splits.py). Splits already in the manifest are the
+of a patient land in one split; patients with a lesion mask (Rofena et al. 2025 (002),
+the default) or each class label (Perre et al. (004)) are shared out over the splits in
+the same fractions (data/splits.py). Splits already in the manifest are the
 user's decision: replacing them takes --overwrite. The manifest is rewritten
 atomically (or --out is written); the counts per split are printed.
 """
@@ -42,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"share of the patients in the test split (default {DEFAULT_TEST:g})")
     p.add_argument("--seed", type=int, default=0, help="seed of the draw: same seed, same splits (default 0)")
     p.add_argument("--stratify", choices=STRATIFY, default=STRATIFY[0],
-                   help="spread patients with lesion masks (002, default) or each class label (004) over the splits")
+                   help="spread patients with lesion masks (Rofena et al. 2025 (002); default) or each class label "
+                        "(Perre et al. (004)) over the splits")
     p.add_argument("--out", metavar="CSV",
                    help="write the split manifest here (default: rewrite --manifest in place, atomically)")
     p.add_argument("--overwrite", action="store_true",
