@@ -94,7 +94,7 @@ def _args(manifest: Path, out: Path, *extra: str) -> list[str]:
 def _run_cli(args: list[str]) -> tuple[int, str]:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = main(args)
+        code = main([*args, "--json"])
     return code, out.getvalue()
 
 

@@ -101,7 +101,7 @@ def test_deidentified_import_predict_evaluate_report_hold_no_patient_identifier(
     _with_splits(manifest)
     model = make_tiny_model(out / "model", image_size=64)
     predicted = cli("predict", "--model", model, "--input", manifest, "--split", "test", "--out", out / "synthetic",
-                    "--format", "dicom", "--burn-in", "--deidentify", "--device", "cpu")
+                    "--format", "dicom", "--burn-in", "--deidentify", "--device", "cpu", "--json")
     assert '"event": "finished"' in predicted.stdout
     cli("evaluate", "--model", model, "--manifest", manifest, "--split", "test", "--out", out / "evaluation",
         "--deidentify", "--device", "cpu")

@@ -108,7 +108,7 @@ def test_evaluate_writes_one_heatmap_per_case_and_the_report_shows_both(small_ph
     out = tmp_path / "evaluation"
     expect_handled(run_cli("evaluate", "--model", model, "--manifest", manifest, "--out", out, "--device", "cpu"))
     n_test = sum(c.split == "test" for c in read_manifest(manifest))
-    heatmaps = sorted(p.name for p in (out / "heatmaps").iterdir())
+    heatmaps = sorted(p.name for p in (out / "heatmaps").glob("*.png"))
     assert len(heatmaps) == n_test and sum(n.startswith("a_b-") for n in heatmaps) == 2, heatmaps
     assert "is missing" not in (out / "report.html").read_text(encoding="utf-8")
 
@@ -171,7 +171,7 @@ def test_predict_on_a_full_disk_emits_failed_and_leaves_no_half_written_file(sma
         return real_replace(src, dst, *args, **kwargs)
 
     monkeypatch.setattr(os, "replace", full)
-    outcome = run_cli("predict", "--model", model, "--input", small_phantom, "--out", out, "--device", "cpu")
+    outcome = run_cli("predict", "--model", model, "--input", small_phantom, "--out", out, "--device", "cpu", "--json")
     expect_clear_error(outcome, names=out, says=("cannot write", "disk full"), before=before, watched=(out,))
     events = [json.loads(line) for line in outcome.stdout.splitlines() if line.startswith("{")]
     assert [e["event"] for e in events][-1] == "failed" and "disk full" in events[-1]["error"]

@@ -38,7 +38,7 @@ def manifest(small_phantom, tmp_path_factory) -> Path:
 
 def _args(manifest: Path, out: Path, *extra: str, preset: str = "demo", **sets) -> list[str]:
     return ["train", "--preset", preset, "--manifest", str(manifest), "--out", str(out), "--device", "cpu",
-            *(f"--set={k}={v}" for k, v in {**TINY, **sets}.items()), *extra]
+            *(f"--set={k}={v}" for k, v in {**TINY, **sets}.items()), *extra, "--json"]
 
 
 def _child(args: list[str], **popen) -> subprocess.Popen:
@@ -118,7 +118,7 @@ def test_a_run_killed_in_its_first_epoch_resumes_from_step_0_or_is_overwritten(m
     assert not (out / "checkpoint.safetensors").exists() and (out / "config.json").is_file()
     expect_clear_error(run_cli(*_args(manifest, out)), names=out, says=("not empty", "--overwrite"))
 
-    resumed = run_cli("train", "--manifest", manifest, "--out", out, "--device", "cpu", "--resume")
+    resumed = run_cli("train", "--manifest", manifest, "--out", out, "--device", "cpu", "--resume", "--json")
     expect_handled(resumed)
     started = json.loads(resumed.stdout.splitlines()[0])
     assert started["resumed_at_step"] == 0 and load_training_state(out)["global_step"] == 4

@@ -289,7 +289,8 @@ def test_failure_midway_leaves_no_half_written_dataset(tmp_path):
 
 
 def test_progress_events_on_stdout(tmp_path, capsys):
-    assert main(["phantom", "--out", str(tmp_path / "ds"), "--cases", "2", "--seed", "1", "--pixel-mm", "3"]) == 0
+    assert main(["phantom", "--out", str(tmp_path / "ds"), "--cases", "2", "--seed", "1", "--pixel-mm", "3",
+                 "--json"]) == 0
     events = [e for e in map(parse_event, capsys.readouterr().out.splitlines()) if e]
     assert [e["event"] for e in events] == ["started", "progress", "progress", "finished"]
     assert events[-1]["manifest"].endswith("manifest.csv")

@@ -67,7 +67,7 @@ def _run(config, manifest: Path, run: Path, *, resume: bool = False, stream=None
 def _kill_mid_epoch_then_resume(preset: str, sets: dict, manifest: Path, run: Path) -> None:
     """The CLI in a child process, SIGTERM after its first step (epoch 1 of 2 steps), then --resume in it."""
     args = [sys.executable, "-m", "VirtualContrastTraining", "train", "--preset", preset, "--manifest", str(manifest),
-            "--out", str(run), "--device", "cpu", *(f"--set={k}={v}" for k, v in sets.items())]
+            "--out", str(run), "--device", "cpu", "--json", *(f"--set={k}={v}" for k, v in sets.items())]
     # the reference's thread count: another one sums in another order, and floats differ in the last bits
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(torch.get_num_threads())}
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)

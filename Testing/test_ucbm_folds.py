@@ -291,7 +291,7 @@ def test_compare_runs_on_the_imported_folds(ucbm, tmp_path):
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
         code = main(["compare", "--presets", "demo", "--fold-manifests", str(ucbm["out"]), "--out", str(out),
-                     "--device", "cpu", *(f"--set={k}={v}" for k, v in tiny.items())])
+                     "--device", "cpu", "--json", *(f"--set={k}={v}" for k, v in tiny.items())])
     assert code == EXIT_OK
     events = [e for e in map(parse_event, stdout.getvalue().splitlines()) if e]
     assert events[0]["folds"] == [0, 1] and events[0]["k"] == 2 and events[0]["manifest"] is None

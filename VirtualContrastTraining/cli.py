@@ -47,8 +47,9 @@ def _add_common_options(name: str, parser: argparse.ArgumentParser) -> None:
                         help="print the progress events as JSON lines on stdout, for programs (docs/jobs.md)")
     if name in COMPUTE_COMMANDS:
         parser.add_argument("--threads", type=_positive, default=None, metavar="N",
-                            help=f"CPU threads for the computation (default: the cores this process may use, "
-                                 f"{available_cores()} here); fewer helps on a machine busy with other work")
+                            help=f"CPU threads for the computation (default: OMP_NUM_THREADS when set, else the "
+                                 f"cores this process may use: {available_cores()} here); fewer helps on a machine "
+                                 f"busy with other work")
 
 
 def build_parser() -> argparse.ArgumentParser:

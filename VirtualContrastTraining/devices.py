@@ -22,15 +22,21 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def _threads_from_environment() -> int | None:
+    """OMP_NUM_THREADS when the user set it to a whole number: their choice stands unless --threads says else."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
 def use_threads(threads: int | None) -> int:
-    """Use `threads` CPU threads (None: available_cores()) in torch, SimpleITK, the BLAS and the child processes
+    """Use `threads` CPU threads (None: OMP_NUM_THREADS if set, else available_cores()) in torch, SimpleITK, the BLAS and the child processes
     this one starts; returns the number.
 
     Torch reads OMP_NUM_THREADS when it is imported, so a command that has not loaded it yet does not pay for
     loading it here; one that has is told directly. The BLAS read their variables when numpy loads them, which
     is too late in this process, but their count matters little next to torch's.
     """
-    threads = threads or available_cores()
+    threads = threads or _threads_from_environment() or available_cores()
     for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
     if "torch" in sys.modules:
