@@ -1,4 +1,5 @@
-"""Evaluation core (rows, summaries, baselines), heatmap panels and the `evaluate` command's input checks."""
+"""Evaluation core (rows, summaries, baselines), the heatmap files evaluate writes and the `evaluate` command's
+input checks."""
 
 from __future__ import annotations
 
@@ -22,7 +23,6 @@ from VirtualContrastTraining.evaluation import columns
 from VirtualContrastTraining.evaluation.evaluate import (HEADLINE, evaluate_arrays, fit_linear_baseline, format_table,
                                                          identity_baseline, linear_baseline, summarize)
 from VirtualContrastTraining.evaluation.evaluation_folder import csv_text
-from VirtualContrastTraining.evaluation.heatmap_panels import PANEL_INCHES, write_heatmap_panel
 
 S = 48
 
@@ -130,19 +130,6 @@ def test_case_file_stem():
     assert case_file_stem("../x") == "_x"
 
 
-def test_heatmap_panel_written_non_blank_right_size(tmp_path, cases):
-    c = cases[0]
-    synthetic = np.clip(c["des"] + 0.1 * textured(20), 0, 1)
-    with_mask = write_heatmap_panel(tmp_path / "a.png", c["le"], c["des"], synthetic, mask=c["mask"],
-                                    title="P0", dpi=50)
-    without = write_heatmap_panel(tmp_path / "b.png", c["le"], c["des"], synthetic, title="P0", dpi=50)
-    img = imread(with_mask)
-    assert img.shape[:2] == (round(PANEL_INCHES[1] * 50), round(PANEL_INCHES[0] * 50))
-    assert img[..., :3].var() > 0.01
-    assert not np.array_equal(img, imread(without))          # the lesion outline is drawn
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png"]   # no temp files left
-
-
 def _parse(argv):
     parser = argparse.ArgumentParser()
     evaluate_command.register(parser.add_subparsers(dest="command"))
@@ -235,8 +222,13 @@ def test_evaluate_run_end_to_end(tmp_path, capsys):
                    "(heatmaps/P2_L_CC.png)", "(heatmaps/P3_L_CC_2.png)"):
         assert needed in report, needed
     panels = sorted(p.name for p in (out / "heatmaps").iterdir())
-    assert panels == ["P2_L_CC.png", "P3_L_CC_2.png"]
+    assert panels == [f"{stem}.{fmt}" for stem in ("P2_L_CC", "P3_L_CC_2") for fmt in ("pdf", "png", "svg")]
     assert imread(out / "heatmaps" / "P2_L_CC.png")[..., :3].var() > 0.01
+    assert "([SVG](heatmaps/P2_L_CC.svg), [PDF](heatmaps/P2_L_CC.pdf))" in report
+    # the manifest's side and view, and a scale bar: the NRRD files state 0.1 mm pixels
+    svg = (out / "heatmaps" / "P2_L_CC.svg").read_text(encoding="utf-8")
+    assert ">L CC<" in svg and " mm<" in svg and "pixel spacing unknown" not in svg
+    assert "99.5th percentile of the pixel errors of all 2 images" in svg
     assert not [p for p in out.iterdir() if p.name.startswith(".")]     # no temporary files left
 
 

@@ -48,6 +48,7 @@ from VirtualContrastTraining.evaluation.evaluate import (
     summarize,
 )
 from VirtualContrastTraining.evaluation.evaluation_folder import csv_text
+from VirtualContrastTraining.evaluation.panel_facts import native_spacing, panel_facts
 from VirtualContrastTraining.evaluation.provenance import evaluation_provenance
 from VirtualContrastTraining.evaluation.report import build_report, heatmap_stems
 from VirtualContrastTraining.synthesis import (
@@ -61,6 +62,9 @@ from VirtualContrastTraining.synthetic_wording import NOT_FOR_DIAGNOSIS, UNITS_F
 
 # A synthetic whose range lies less than this share inside the real DES window is in other units (units_problem).
 MIN_RANGE_INSIDE = 0.5
+# The top of the heatmaps' shared error colour scale: this percentile of all pixels' errors, so that one outlier
+# pixel cannot wash out every figure; the pixels above it show at the top colour, and each figure says how many.
+ERROR_PERCENTILE = 99.5
 
 
 @dataclass
@@ -320,18 +324,7 @@ def evaluate_run(model_path: str | os.PathLike | None, manifest_path: str | os.P
     out_dir = ensure_writable_dir(out_dir)  # now that every input has been read: a refusal leaves no folder
     result = EvaluationResult(out_dir, split, model_name, rows, summarize(rows), linear_fit)
 
-    # One colour scale for all heatmaps of this report, so panels compare.
-    error_vmax = float(np.percentile(np.abs(np.stack(predicted) - np.stack([c["des"] for c in cases])), 99.5))
-    with atomic_dir(out_dir / "heatmaps") as tmp:
-        from VirtualContrastTraining.evaluation.heatmap_panels import write_heatmap_panel  # lazy: matplotlib
-
-        stems = heatmap_stems(rows)
-        for case, pred in zip(cases, predicted):
-            file_name = f"{stems[case['case_id']]}.png"
-            write_heatmap_panel(tmp / file_name, case["le"], case["des"], pred, mask=case["mask"],
-                                title=f"{case['case_id']} - {model_name}", error_vmax=error_vmax or None)
-            result.heatmaps.append(out_dir / "heatmaps" / file_name)
-
+    error_vmax = _write_heatmaps(out_dir, result, cases, prepared, predicted)
     provenance = evaluation_provenance(
         model_name=model_name, sidecar=sidecar, model_file=model_path and resolve_model(model_path),
         synthetic_list=synthetic, manifest=manifest_path, split=split, n_images=len(cases),
@@ -346,6 +339,28 @@ def evaluate_run(model_path: str | os.PathLike | None, manifest_path: str | os.P
     build_report([out_dir], result.report_html, reader_study=reader_study)
     write_text_atomic(result.summary_md, _summary_markdown(result, provenance, error_vmax))
     return result
+
+
+def _write_heatmaps(out_dir: Path, result: EvaluationResult, cases, prepared, predicted) -> float:
+    """heatmaps/<stem>.png, .svg and .pdf of each case (heatmap_panels.py), all on one error colour scale, so
+    figures compare: the ERROR_PERCENTILE of every image's errors, which each figure states with the share of
+    its pixels above it. Returns that scale."""
+    from VirtualContrastTraining.evaluation.heatmap_panels import write_heatmap_panel  # lazy: matplotlib, mpl_toolkits
+
+    errors = np.abs(np.stack(predicted) - np.stack([c["des"] for c in cases]))
+    error_vmax = float(np.percentile(errors, ERROR_PERCENTILE))
+    source = f"the {ERROR_PERCENTILE:g}th percentile of the pixel errors of all {len(cases)} images"
+    size = int(errors.shape[-1])
+    stems = heatmap_stems(result.rows)
+    with atomic_dir(out_dir / "heatmaps") as tmp:
+        for case, p, pred in zip(cases, prepared, predicted):
+            file_name = f"{stems[case['case_id']]}.png"
+            facts = panel_facts(p, size, native_spacing(p.case.le_path))
+            write_heatmap_panel(tmp / file_name, case["le"], case["des"], pred, mask=case["mask"],
+                                title=f"{case['case_id']} - {result.model_name}", error_vmax=error_vmax or None,
+                                vmax_source=source, facts=facts)
+            result.heatmaps.append(out_dir / "heatmaps" / file_name)
+    return error_vmax
 
 
 def _summary_markdown(result: EvaluationResult, provenance: dict[str, Any], error_vmax: float) -> str:
@@ -382,7 +397,9 @@ def _summary_markdown(result: EvaluationResult, provenance: dict[str, Any], erro
               "Per-image values: [per_image.csv](per_image.csv); all summary statistics: [summary.csv](summary.csv); "
               "provenance: [provenance.json](provenance.json).",
               "", "## Error heatmaps",
-              "", f"LE | DES | synthetic | |synthetic - DES| (colour scale 0 to {error_vmax:.3f}, "
-              "lesion outlined in cyan).", ""]
-    lines += [f"- [{p.stem}](heatmaps/{p.name})" for p in result.heatmaps]
+              "", f"LE | DES | synthetic | |synthetic - DES|, the breast cropped, lesion outlined in cyan; error "
+              f"colour scale 0 to {error_vmax:.3f} ({ERROR_PERCENTILE:g}th percentile of all images' errors: "
+              "each figure states the share of its pixels above it). Each as PNG (300 dpi), SVG and PDF.", ""]
+    lines += [f"- [{p.stem}](heatmaps/{p.name}) ([SVG](heatmaps/{p.stem}.svg), [PDF](heatmaps/{p.stem}.pdf))"
+              for p in result.heatmaps]
     return "\n".join(lines) + "\n"
