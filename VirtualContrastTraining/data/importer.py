@@ -29,6 +29,7 @@ import hmac
 import os
 import re
 from collections import Counter, defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,6 +75,9 @@ def tissue_region(name: str) -> str | None:
     """The CNR tissue region a name names ("fibroglandular" or "adipose"), or None."""
     return next((region for region, pattern in _REGION_PATTERNS.items() if pattern.search(name)), None)
 
+
+#: Called as progress(done, total) while an import works through its files (the CLI draws a bar from it).
+Progress = Callable[[int, int], None]
 
 # One reason for all (the CLI groups files by reason); the word is in each file's name.
 _TISSUE_REASON = "not a lesion mask: its name says tissue or ground truth (breast, adipose, iodine, truth, ...)"
@@ -138,11 +142,14 @@ def import_dicom(
     *,
     time_tolerance_s: float = DEFAULT_TIME_TOLERANCE_S,
     ids_from_patient_id: bool = False,
+    progress: Progress | None = None,
 ) -> ImportReport:
     """Scan `root` recursively (and any DICOMDIR in it), pair LE with DES, write `out_manifest`.
 
     Case ids and patient ids are pseudonyms (module docstring) unless
-    `ids_from_patient_id`, when they are built from the PatientID.
+    `ids_from_patient_id`, when they are built from the PatientID. Reading
+    the headers is what takes long on a large archive: `progress(done, total)`
+    is called after each file.
 
     InputError when `root` is not a folder or when no pair is found (then no
     manifest is written).
@@ -152,7 +159,7 @@ def import_dicom(
     if not root.is_dir():
         raise InputError(root, "not a folder")
     skipped: list[tuple[str, str]] = []
-    dicoms, seg_paths = _scan(root, exclude=out_manifest.resolve(), skipped=skipped)
+    dicoms, seg_paths = _scan(root, exclude=out_manifest.resolve(), skipped=skipped, progress=progress)
     pairs = _pair(_usable(dicoms, skipped), time_tolerance_s, skipped)
     if not pairs:
         counts = Counter(reason for _, reason in skipped)
@@ -169,13 +176,16 @@ def import_dicom(
 # ---------------------------------------------------------------- scanning
 
 
-def _scan(root: Path, exclude: Path, skipped: list) -> tuple[list[DicomInfo], list[Path]]:
+def _scan(root: Path, exclude: Path, skipped: list, progress: Progress | None = None,
+          ) -> tuple[list[DicomInfo], list[Path]]:
     """Every file under root, classified by content; files a DICOMDIR names are added once."""
     queue = deque(sorted(p.resolve() for p in root.rglob("*") if p.is_file()))
     seen = set(queue)
     dicoms: list[DicomInfo] = []
     segs: list[Path] = []
     while queue:
+        if progress is not None:  # before each file: a DICOMDIR adds to the total as it is read
+            progress(len(seen) - len(queue), len(seen))
         path = queue.popleft()
         if path == exclude:
             continue
@@ -198,6 +208,8 @@ def _scan(root: Path, exclude: Path, skipped: list) -> tuple[list[DicomInfo], li
             segs.append(path)
         else:
             skipped.append((str(path), "not a DICOM file"))
+    if progress is not None:
+        progress(len(seen), len(seen))
     return dicoms, segs
 
 
