@@ -73,6 +73,12 @@ def test_three_formats_written_and_read_back(case, tmp_path):
                    "99.5th percentile"):
         assert needed in text, needed
     assert (tmp_path / "P1_L_CC.pdf").read_bytes().startswith(b"%PDF")
+    again = write_heatmap_panel(tmp_path / "again" / "P1_L_CC.png", case["le"], case["des"], case["synthetic"],
+                                mask=case["mask"], title="P1_L_CC - demo", error_vmax=0.1,
+                                vmax_source="the 99.5th percentile of the pixel errors of all 3 images",
+                                facts=case["facts"])
+    for fmt in ("png", "svg", "pdf"):                                  # no date, no random ids: the same bytes
+        assert again.with_suffix(f".{fmt}").read_bytes() == (tmp_path / f"P1_L_CC.{fmt}").read_bytes(), fmt
 
 
 def test_panel_facts_crop_to_the_breast_and_scale_the_spacing(case):

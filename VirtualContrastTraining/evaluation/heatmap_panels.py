@@ -38,10 +38,10 @@ PANEL_NAMES = ("LE", "DES (target)", "synthetic DES", "|synthetic \u2212 DES|")
 SCALE_BAR_MM = (1, 2, 5, 10, 20, 50, 100)
 NO_SCALE_BAR = "No scale bar: pixel spacing unknown."
 ERROR_LABEL = "|synthetic \u2212 DES|\n(normalized DES intensity)"
-# SVG text as <text> elements, editable (Inkscape, Illustrator) and searchable. The PDF keeps matplotlib's Type 3
-# fonts: embedding TrueType (pdf.fonttype 42) subsets the font with fontTools on every file, which took longer than
-# drawing the figure in all three formats.
-VECTOR_RC = {"svg.fonttype": "none"}
+# SVG text as <text> elements, editable (Inkscape, Illustrator) and searchable, and element ids from a fixed salt
+# (random otherwise). The PDF keeps matplotlib's Type 3 fonts: embedding TrueType (pdf.fonttype 42) subsets the
+# font with fontTools on every file, which took longer than drawing the figure in all three formats.
+VECTOR_RC = {"svg.fonttype": "none", "svg.hashsalt": "VirtualContrast"}
 # Per format: the PNG at zlib level 1 (about 12 % larger than level 6, and half the time to encode 3 megapixels);
 # SVG and PDF without a creation date, so one evaluation gives the same bytes twice.
 SAVE_OPTIONS = {"png": {"pil_kwargs": {"compress_level": 1}}, "svg": {"metadata": {"Date": None}},
