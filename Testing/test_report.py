@@ -515,7 +515,7 @@ def test_a_folder_written_before_the_one_versions_schema_reads_with_todays_keys(
     """provenance.json of earlier evaluations named the engine "VirtualContrastTraining": read as "engine"."""
     from VirtualContrastTraining.evaluation.evaluation_folder import read_evaluation
 
-    folder = make_evaluation(tmp_path / "evaluation")
+    folder = make_evaluation(tmp_path / "evaluation", heatmaps=False)
     path = folder / "provenance.json"
     provenance = json.loads(path.read_text(encoding="utf-8"))
     provenance["versions"] = {"python": "3.11.7", "VirtualContrastTraining": "0.1.0", "torch": "2.13.0"}

@@ -5,6 +5,10 @@ saved as a real checkpoint, on the phantom's DICOM files), opened from disk
 with network access refused, and checked: every <img> has loaded (complete,
 naturalWidth > 0), their number is the number of figures the report says it
 embeds, nothing failed to load, and a full-page screenshot is not blank.
+Its gallery (report-gallery.html, beside it) loads every case's heatmap from
+the evaluation folder. At 1280 px neither page scrolls sideways and every
+table fits its box, also a report of two folders whose provenance differs in
+long paths. With VC_GALLERY_PNG=path the gallery's screenshot is saved there.
 With VC_UPDATE_DOCS=1 the screenshot replaces docs/report-screenshot.png
 (with VC_REPORT=path/report.html, of that report instead: the committed one
 is of a trained Seg-CycleGAN, see docs/evaluation.md), which a second test
@@ -26,6 +30,7 @@ import numpy as np
 import pytest
 
 from conftest import make_tiny_model
+from test_report import make_evaluation
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -33,6 +38,17 @@ SCREENSHOT = REPO / "docs" / "report-screenshot.png"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 VIEWPORT = {"width": 1280, "height": 900}
+# What sticks out sideways: the page wider than the window, a table wider than its box or a box past the body.
+OVERFLOW = """(() => {
+  const page = document.documentElement, body = document.body.getBoundingClientRect();
+  const out = page.scrollWidth > window.innerWidth ? [`page ${page.scrollWidth} > ${window.innerWidth}`] : [];
+  for (const t of document.querySelectorAll('table')) {
+    const box = t.parentElement, name = (t.caption ? t.caption.innerText : 'table').slice(0, 60);
+    if (t.scrollWidth > box.clientWidth + 1) out.push(`${name}: ${t.scrollWidth} > ${box.clientWidth}`);
+    if (box.getBoundingClientRect().right > body.right + 1) out.push(`${name}: past the body`);
+  }
+  return out;
+})()"""
 MAX_BYTES = 1_000_000          # the committed screenshot stays small
 MIN_STD, MIN_COLOURS = 0.05, 200
 
@@ -89,9 +105,12 @@ def _render(sync_api, report: Path) -> dict:
             page.on("console", lambda msg: failed.append(msg.text) if msg.type == "error" else None)
             page.route("http*://**", lambda route: (failed.append(route.request.url), route.abort()))
             page.goto(report.as_uri(), wait_until="load")
+            page.evaluate("document.querySelectorAll('img').forEach(i => { i.loading = 'eager'; })")  # the gallery's
+            page.wait_for_function("[...document.images].every(i => i.complete)", timeout=30_000)
+            stated = page.get_attribute("body", "data-figures")
             return {"images": page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth])"),
-                    "stated": int(page.get_attribute("body", "data-figures")), "text": page.inner_text("body"),
-                    "failed": failed, "png": _screenshot(page)}
+                    "stated": None if stated is None else int(stated), "text": page.inner_text("body"),
+                    "failed": failed, "overflow": page.evaluate(OVERFLOW), "png": _screenshot(page)}
         finally:
             browser.close()
 
@@ -120,12 +139,40 @@ def test_report_renders_every_figure_in_chromium(tmp_path, small_phantom):
     assert len(page["png"]) <= MAX_BYTES
     assert _pixels(page["png"]).shape[1] == VIEWPORT["width"]
     assert_not_blank(page["png"])
+    assert page["overflow"] == []
+
+    gallery = _render(sync_api, report.with_name("report-gallery.html"))
+    assert len(gallery["images"]) == provenance["n_images"]                  # every case's heatmap
+    assert all(complete and width > 0 for complete, width in gallery["images"]), gallery["images"]
+    assert gallery["failed"] == [] and gallery["overflow"] == []
+    assert "Not for diagnosis." in gallery["text"] and "cases by MAE, worst first" in gallery["text"]
+    assert_not_blank(gallery["png"])
+    if os.environ.get("VC_GALLERY_PNG"):
+        Path(os.environ["VC_GALLERY_PNG"]).write_bytes(gallery["png"])
     if os.environ.get("VC_UPDATE_DOCS") == "1":
         png = _render(sync_api, Path(os.environ["VC_REPORT"]))["png"] if "VC_REPORT" in os.environ else page["png"]
         assert_not_blank(png)
         shot = tmp_path / "shot.png"
         shot.write_bytes(png)
         shutil.copyfile(shot, SCREENSHOT)
+
+
+def test_a_wide_provenance_table_fits_the_page(tmp_path):
+    """Two folds in deep folders with long model names: the fields that differ (folders, model files) are
+    long unbroken paths, which wrap inside their cells instead of widening the page."""
+    from playwright import sync_api
+
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} is absent (see test_report_renders_every_figure_in_chromium)")
+    deep = tmp_path / ("a_rather_long_folder_name_of_a_cross_validation_study" * 3)
+    long = "Seg-CycleGAN, from rofena2025-segcyclegan-g35, modified: ngf 8, image_size 64, gamma 35"
+    folders = [make_evaluation(deep / f"fold_{i}_evaluation_with_a_long_name", model=f"{long} fold {i}", n_cases=4,
+                               fold=i, case_prefix=f"F{i}_", heatmaps=False) for i in (0, 1)]
+    from VirtualContrastTraining.evaluation.report import build_report
+
+    page = _render(sync_api, build_report(folders, tmp_path / "report.html"))
+    assert "fields that differ between them" in page["text"] and str(folders[1]) in page["text"].replace("\n", "")
+    assert page["overflow"] == []
 
 
 def test_committed_report_screenshot_is_not_blank():

@@ -114,13 +114,14 @@ main { max-width: 1240px; margin: 0 auto; padding: 28px 32px 48px; }
 h1 { font-size: 26px; margin: 0 0 4px; }
 h2 { font-size: 20px; margin: 36px 0 10px; padding-bottom: 6px; border-bottom: 2px solid var(--accent); }
 h3 { font-size: 16px; margin: 24px 0 8px; }
+h1, h2, h3, p, li, figcaption, caption { overflow-wrap: anywhere; }   /* long paths and names */
 .sub, .note, figcaption { color: var(--muted); font-size: 13px; }
 .banner { margin: 16px 0; padding: 12px 16px; border: 1px solid #e0b64c; border-left: 6px solid #d08c00;
           background: #fff7e0; border-radius: 4px; }
 nav ol { columns: 2; margin: 8px 0 0; padding-left: 20px; font-size: 14px; }
 nav a, a { color: var(--accent); }
 .table-wrap { overflow-x: auto; max-width: 100%; margin: 10px 0 14px; }
-table { border-collapse: collapse; overflow-wrap: anywhere; font-size: 13px; font-variant-numeric: tabular-nums; }
+table { border-collapse: collapse; font-size: 13px; font-variant-numeric: tabular-nums; }
 caption { text-align: left; font-weight: 600; padding: 4px 0; }
 th, td { padding: 5px 8px; border-bottom: 1px solid var(--line); vertical-align: top; }
 thead th { background: var(--band); border-bottom: 2px solid var(--line); text-align: center; }
@@ -128,7 +129,7 @@ tbody th { text-align: left; font-weight: 600; }
 td { text-align: right; }
 td .sd { white-space: nowrap; }
 tbody tr:nth-child(even) { background: #fafbfd; }
-.kv td, .wide td { text-align: left; white-space: normal; word-break: break-all; font-size: 12px;
+.kv td, .wide td, .wide tbody th { text-align: left; white-space: normal; word-break: break-all; font-size: 12px;
                   font-family: ui-monospace, Menlo, monospace; }
 figure { margin: 14px 0 22px; }
 figure img { display: block; max-width: 100%; height: auto; border: 1px solid var(--line); }
