@@ -192,7 +192,7 @@ def test_cli_resume_keeps_the_saved_config_and_applies_only_explicit_options(cap
     from VirtualContrastTraining.cli import main
 
     run = tmp_path / "run"
-    base = ["train", "--manifest", str(manifest), "--out", str(run), "--device", "cpu"]
+    base = ["train", "--json", "--manifest", str(manifest), "--out", str(run), "--device", "cpu"]
     tiny = [f"--set={k}={v}" for k, v in {**TINY, "batch_size": 3, "epochs": 1, "patience": 2}.items()]
     assert main([*base, "--preset", "demo", *tiny]) == EXIT_OK
     saved = json.loads((run / "config.json").read_text())
@@ -257,8 +257,8 @@ def test_epoch_order_is_a_seeded_permutation():
 
 def _cli(manifest: Path, run: Path, *extra: str) -> list[str]:
     sets = [f"--set={k}={v}" for k, v in TINY.items()]
-    return [sys.executable, "-m", "VirtualContrastTraining", "train", "--preset", "demo", "--manifest", str(manifest),
-            "--out", str(run), "--device", "cpu", *sets, *extra]
+    return [sys.executable, "-m", "VirtualContrastTraining", "train", "--json", "--preset", "demo",
+            "--manifest", str(manifest), "--out", str(run), "--device", "cpu", *sets, *extra]
 
 
 def _child(args: list[str], cancel_after: int | None = None) -> tuple[int, list[dict]]:

@@ -104,7 +104,7 @@ def test_another_architecture_is_refused_naming_the_file(run_a, other_phantom, t
 
 def test_train_cli_init_from(run_a, other_phantom, tmp_path, capsys):
     tiny = [f"--set={k}={v}" for k, v in TINY.items()]
-    base = ["train", "--preset", "demo", "--manifest", str(other_phantom), *tiny]
+    base = ["train", "--json", "--preset", "demo", "--manifest", str(other_phantom), *tiny]
     assert main([*base, "--out", str(tmp_path / "B"), "--init-from", str(run_a)]) == EXIT_OK
     events = [parse_event(line) for line in capsys.readouterr().out.splitlines()]
     assert events[0]["event"] == "started" and events[-1]["event"] == "finished"
