@@ -7,7 +7,7 @@ side and view marked, a scale bar in mm when the pixel spacing is known (the
 caption says so when it is not), both colour bars labelled with their units,
 the error scale's clip level stated with the share of pixels above it, and the
 lesion outlined on every panel (cyan with a dark edge: visible on grey and on
-inferno). One Figure is drawn once and saved three times, each file atomically.
+inferno). One Figure is built and saved three times, each file atomically.
 Uses matplotlib's object API with the Agg canvas (no pyplot, no display), so it
 runs in a headless process and never touches global figure state.
 """
@@ -43,9 +43,13 @@ ERROR_LABEL = "|synthetic \u2212 DES|\n(normalized DES intensity)"
 # font with fontTools on every file, which took longer than drawing the figure in all three formats.
 VECTOR_RC = {"svg.fonttype": "none", "svg.hashsalt": "VirtualContrast"}
 # Per format: the PNG at zlib level 1 (about 12 % larger than level 6, and half the time to encode 3 megapixels);
-# SVG and PDF without a creation date, so one evaluation gives the same bytes twice.
-SAVE_OPTIONS = {"png": {"pil_kwargs": {"compress_level": 1}}, "svg": {"metadata": {"Date": None}},
-                "pdf": {"metadata": {"CreationDate": None}}}
+# SVG and PDF without a creation date, so one evaluation gives the same bytes twice, and at 150 dpi for their only
+# rasterized parts, the colour bars' gradients (matplotlib rasterizes those against white seams in some viewers,
+# by rendering a whole canvas per bar at that dpi; the images are embedded at their own pixels at any dpi).
+VECTOR_DPI = 150
+SAVE_OPTIONS = {"png": {"pil_kwargs": {"compress_level": 1}},
+                "svg": {"metadata": {"Date": None}, "dpi": VECTOR_DPI},
+                "pdf": {"metadata": {"CreationDate": None}, "dpi": VECTOR_DPI}}
 _OUTLINE = [patheffects.withStroke(linewidth=1.6, foreground="black")]
 _MARKER_BOX = {"facecolor": "black", "alpha": 0.6, "edgecolor": "none", "pad": 1.5}
 
@@ -77,7 +81,7 @@ def write_heatmap_panel(
     with rc_context(VECTOR_RC):
         for fmt, target in paths.items():
             with atomic_path(target) as tmp:
-                fig.savefig(tmp, format=fmt, dpi=dpi, **SAVE_OPTIONS[fmt])
+                fig.savefig(tmp, format=fmt, **{"dpi": dpi, **SAVE_OPTIONS[fmt]})
     return paths["png"]
 
 
@@ -117,7 +121,7 @@ def heatmap_figure(
             for ax, img in zip(axes[:3], (le, des, synthetic))]
     heat = axes[3].imshow(error, cmap="inferno", vmin=0.0, vmax=vmax, interpolation="none", aspect=aspect)
     for ax, name in zip(axes, PANEL_NAMES):
-        ax.set_title(name, fontsize=FONT_SIZE + 1, pad=3)
+        ax.set_title(name, fontsize=FONT_SIZE + 1, pad=3, y=1.0)  # y given: no search for room on every save
         ax.set_axis_off()
         if lesion:
             outline = ax.contour(np.asarray(mask, np.float64)[crop], levels=[0.5], colors=CONTOUR_COLOUR,
