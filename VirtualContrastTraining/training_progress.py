@@ -39,7 +39,9 @@ def write_progress_png(path: Path, history: list[dict[str, Any]]) -> Path:
     from matplotlib.ticker import MaxNLocator  # lazy: matplotlib
 
     epochs = [row["epoch"] for row in history]
-    fig = Figure(figsize=(12.0, 3.6), dpi=100, layout="constrained")
+    # fixed margins, not a constrained layout, and a legend at a fixed place: a few times faster, every epoch
+    fig = Figure(figsize=(12.0, 3.6), dpi=100)
+    fig.subplots_adjust(left=0.065, right=0.98, bottom=0.14, top=0.9, wspace=0.25)
     FigureCanvasAgg(fig)
     losses, val, lr = fig.subplots(1, 3)
     for name in dict.fromkeys(k for row in history for k in row if k not in _NOT_LOSSES):
@@ -47,7 +49,7 @@ def write_progress_png(path: Path, history: list[dict[str, Any]]) -> Path:
     losses.set(title="training losses (epoch means)", xlabel="epoch")
     if all(v > 0 for line in losses.get_lines() for v in line.get_ydata() if np.isfinite(v)):
         losses.set_yscale("log")  # the total generator loss is tens of times its smallest terms
-    losses.legend(fontsize=7, ncol=2)
+    losses.legend(fontsize=7, ncol=2, loc="upper right")
     validated = [(row["epoch"], row["val_l1"]) for row in history if row.get("val_l1") is not None]
     if validated:
         val.plot(*zip(*validated), marker="o", color="tab:red")
@@ -77,7 +79,8 @@ def write_sample_png(path: Path, le: np.ndarray, synthetic: np.ndarray, des: np.
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: matplotlib
     from matplotlib.figure import Figure  # lazy: matplotlib
 
-    fig = Figure(figsize=(7.5, 2.9), dpi=80, layout="constrained")
+    fig = Figure(figsize=(7.5, 2.9), dpi=80)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.82, wspace=0.04)
     FigureCanvasAgg(fig)
     for ax, img, name in zip(fig.subplots(1, 3), (le, synthetic, des), ("LE", "synthetic DES", "DES (target)")):
         ax.imshow(img, cmap="gray", vmin=value_range[0], vmax=value_range[1])
