@@ -79,6 +79,10 @@ def split_counts(cases: list[Case]) -> dict[str, dict[str, int]]:
                 "lesion_patients": len(lesion[s])} for s in SPLITS}
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def run(args: argparse.Namespace) -> int:
     manifest = Path(args.manifest)
     out = Path(args.out) if args.out else manifest
@@ -92,9 +96,8 @@ def run(args: argparse.Namespace) -> int:
     counts = split_counts(split)
     events = EventWriter()
     for name, n in counts.items():
-        events.emit("info", message=f"{name}: {n['images']} images of {n['patients']} patients "
+        events.emit("info", message=f"{name}: {_count(n['images'], 'image')} of {_count(n['patients'], 'patient')} "
                                     f"({n['lesion_patients']} with a lesion mask)")
     events.emit("finished", job="split", manifest=str(out), seed=args.seed, stratify=args.stratify,
-                fractions=list(fractions), counts=counts,
-                message=f"wrote the splits of {len(split)} images to {out}")
+                fractions=list(fractions), counts=counts)
     return EXIT_OK
