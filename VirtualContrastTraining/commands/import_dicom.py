@@ -73,7 +73,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from VirtualContrastTraining.data import cdd_cesm  # lazy: skimage, tqdm
+    from VirtualContrastTraining.data import cdd_cesm  # lazy: skimage
 
     path = Path(args.path)
     if args.pairs is not None:
