@@ -18,6 +18,13 @@ user does in the module's panel, through the same Logic calls:
 5. render the four views with the table to one PNG (the README screenshot).
 It then repeats step 4 on every test-split case and prints the tissue CNR as
 mean ± sd per image type, the layout of Zormpas-Petridis et al. 2026, Table 2.
+
+How far the numbers reproduce: the LE and real DES columns involve no model and are the same everywhere; the
+synthesis of an image by a given model is bit-identical with 1 or 2 threads. The demo model itself is not: its
+training repeats bit for bit only on the same machine with the same `demo --threads` (another summation order
+steers the GAN elsewhere). Over the 14 test images the synthetic DES's tissue CNR was 0.661 ± 0.213 (2 threads,
+4 identical trainings), 0.772 ± 0.184 (`--threads 1`, same machine) and 0.745 on another machine; its lesion
+CNR 0.508 ± 0.745 and 0.289 ± 0.700: read the synthetic columns to about ±0.1 (tissue) and ±0.25 (lesion).
 """
 
 from __future__ import annotations
