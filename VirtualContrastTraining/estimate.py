@@ -142,7 +142,7 @@ def scaled_down(config: TrainConfig, measured: StepMeasurement | None, items_per
     for preset_name, preset in PRESETS.items():
         if (preset.recipe, preset.generator, preset.pipeline) == family and not gpu_sized(preset):
             side = network_side(preset)
-            return f"--preset {preset_name} ({side}x{side}, batch {preset.batch_size}; {preset.description})"
+            return f"--preset {preset_name} ({side}x{side}, batch {preset.batch_size}; see train --list-presets)"
     small = SMALL_SIDE[config.pipeline]
     side_option = f"--set patch_size={small}" if config.pipeline == "patches" else f"--image-size {small}"
     options = [side_option]
