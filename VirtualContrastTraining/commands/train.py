@@ -16,8 +16,8 @@ and, with --tensorboard, TensorBoard event files in tensorboard/.
 
 Transfer learning (001, 002: pre-train on one dataset, fine-tune on another):
     virtual-contrast train --preset rofena2024-cyclegan --manifest public/manifest.csv --out runs/pretrain
-    virtual-contrast train --preset rofena2025-segcyclegan-g35 --manifest ucbm/manifest.csv
-        --out runs/finetune --init-from runs/pretrain   (one command line)
+    virtual-contrast train --preset rofena2025-segcyclegan-g35 --manifest ucbm/manifest.csv \\
+        --out runs/finetune --init-from runs/pretrain
 
 --init-from takes a run folder (every network of its last training state:
 generators and discriminators) or a model file (the generator only); the
