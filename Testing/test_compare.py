@@ -102,6 +102,11 @@ def _events(stdout: str) -> list[dict]:
     return [e for e in map(parse_event, stdout.splitlines()) if e]
 
 
+def _results(events: list[dict]) -> list[dict]:
+    """The info events that report a run's result ("trained ...", "reused ..."), not its "== run i/n" heading."""
+    return [e for e in events if e["event"] == "info" and not e["message"].startswith("==")]
+
+
 @pytest.fixture(scope="module")
 def comparison(tmp_path_factory, small_phantom) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("compare") / "cmp"
@@ -125,7 +130,7 @@ def test_compare_writes_the_table_with_every_preset(comparison):
     kinds = [e["event"] for e in events]
     assert kinds[0] == "started" and kinds[-1] == "finished"
     assert events[0]["runs"] == 4 and events[0]["folds"] == [0, 1]
-    infos = [e for e in events if e["event"] == "info"]
+    infos = _results(events)
     assert [e["run"] for e in infos] == [f"{p}/fold_{f}" for f in (0, 1) for p in PRESETS]
     assert all(e["message"].startswith("trained ") for e in infos)
     assert {e["run"] for e in events if e["event"] == "progress"} == {e["run"] for e in infos}
@@ -190,7 +195,7 @@ def test_rerun_reuses_finished_runs(comparison, small_phantom):
     code, stdout = _run_cli(_args(small_phantom, out))
     assert code == EXIT_OK
     events = _events(stdout)
-    assert [e["message"].split()[0] for e in events if e["event"] == "info"] == ["reused"] * 4
+    assert [e["message"].split()[0] for e in _results(events)] == ["reused"] * 4
     assert not [e for e in events if e["event"] == "progress"]
     assert {p: p.read_bytes() for p in before} == before
 
@@ -208,7 +213,7 @@ def test_a_cancelled_run_is_resumed(comparison, small_phantom, tmp_path):
     assert not (run / "model.safetensors").exists()
     code, stdout = _run_cli(_args(small_phantom, out))
     assert code == EXIT_OK
-    infos = {e["run"]: e["message"].split()[0] for e in _events(stdout) if e["event"] == "info"}
+    infos = {e["run"]: e["message"].split()[0] for e in _results(_events(stdout))}
     assert infos == {"demo/fold_0": "reused", "rofena2024-cyclegan/fold_0": "reused",
                      "demo/fold_1": "resumed", "rofena2024-cyclegan/fold_1": "reused"}
     assert (run / "evaluation" / "per_image.csv").is_file()
@@ -255,7 +260,7 @@ def test_given_fold_manifests_identical_to_the_dealt_ones_reuse_every_run(compar
     events = _events(stdout)
     assert events[0]["k"] == 2 and events[0]["folds"] == [0, 1] and events[0]["stratify"] is None
     assert events[0]["manifest"] is None and events[0]["fold_manifests"] == str(src / "folds")
-    assert [e["message"].split()[0] for e in events if e["event"] == "info"] == ["reused"] * 4
+    assert [e["message"].split()[0] for e in _results(events)] == ["reused"] * 4
     assert {p: p.read_bytes() for p in models} == before
     report = (out / "comparison.md").read_text(encoding="utf-8")
     n_cases = len(read_manifest(src / "folds" / "fold_0.csv"))

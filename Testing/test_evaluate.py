@@ -14,6 +14,7 @@ from matplotlib.image import imread
 from scipy import ndimage
 
 from conftest import make_tiny_model
+from VirtualContrastTraining.cli import main
 from VirtualContrastTraining.commands import evaluate as evaluate_command
 from VirtualContrastTraining.config.registries import model_name
 from VirtualContrastTraining.data.manifest import Case, case_file_stem, write_manifest
@@ -193,9 +194,9 @@ def test_evaluate_run_end_to_end(tmp_path, capsys):
     manifest = write_manifest(tmp_path / "manifest.csv", cases)
     out = tmp_path / "report"
 
-    args = _parse(["--model", str(run_dir), "--manifest", str(manifest), "--out", str(out), "--device", "cpu"])
-    assert args.func(args) == 0
-    printed = capsys.readouterr().out
+    assert main(["evaluate", "--model", str(run_dir), "--manifest", str(manifest), "--out", str(out),
+                 "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out  # for a person: the table and where the report is
     # a config that differs from the demo preset is named so (registries.model_name)
     sidecar = json.loads((run_dir / "model.json").read_text())
     name = model_name(sidecar["config"], sidecar_preset_changes(sidecar))

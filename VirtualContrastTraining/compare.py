@@ -369,7 +369,7 @@ def _folds(manifest: Path | None, fold_manifests: Path | None, k: int | None, st
 def _check_cases(cases: list) -> None:
     """Every case read and prepared once (small) before anything is written: a missing or unusable image, or a
     window that cannot stretch it, is refused naming its file, not found hours later by the run of one fold
-    with the comparison folder half made."""
+    with the comparison folder half made. (Before the "started" event: a line on stderr.)"""
     print(f"checking the {len(cases)} cases' images", file=sys.stderr, flush=True)
     for case in cases:
         prepare_case(case, PreprocessConfig(size=32))
@@ -394,7 +394,7 @@ def _compare(presets, manifest: Path | None, fold_manifests: Path | None, out_di
         patients = {s: len({c.patient_id for c in cases if c.split == s}) for s in ("train", "val", "test")}
         title = (f"run {index}/{len(jobs)}: preset {name}, fold {fold} (patients: train {patients['train']}, "
                  f"val {patients['val']}, test {patients['test']})")
-        print(f"\n== {title}", file=sys.stderr, flush=True)
+        events.emit("info", **tag, message=f"== {title}")  # the run's heading, above the bar
         ensure_writable_dir(run_dir.parent)
         # The run's events go to its log; progress and validation on to the comparison's, tagged with the run.
         with EventTee(run_dir.parent / f"fold_{fold}-events.jsonl", mode="a", events=events,
@@ -412,7 +412,6 @@ def _compare(presets, manifest: Path | None, fold_manifests: Path | None, out_di
         test = ", ".join(f"{m} {fold_rows[0][m]:.4g}" for m in TABLE_METRICS if fold_rows[0][m] is not None)
         message = f"{done} {tag['run']}: test {test}"
         events.emit("info", **tag, message=message)
-        print(f"  {message}", file=sys.stderr, flush=True)
 
     order = [*configs, *BASELINES]
     rows.sort(key=lambda r: (order.index(r["model"]), r["fold"]))

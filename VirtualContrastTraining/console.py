@@ -3,8 +3,9 @@
 Without `--json` a command's EventWriter hands each event to a Console instead
 of printing it as JSON: lines go to stdout, the bar (tqdm) to stderr and only
 when stderr is a terminal; lines are written through the bar so that neither
-garbles the other. A log (stderr not a terminal) gets a progress line at each
-tenth of the way instead of the bar. What each event says is decided here, in
+garbles the other. A log (stderr not a terminal) gets a progress line on
+stderr at each tenth of the way instead of the bar, so that stdout holds the
+same lines whether or not a terminal shows them. What each event says is decided here, in
 one place, from the fields events.py documents:
 
     training seg-cyclegan on cpu: 28 training / 6 validation images, 20 epochs x 7 steps = 140 steps -> runs/demo
@@ -27,7 +28,7 @@ import time
 from typing import Any, TextIO
 
 #: Units of the bar, by the command that draws it.
-_UNITS = {"predict": "image", "phantom": "case", "import": "file", "evaluate": "case"}
+_UNITS = {"predict": "image", "phantom": "case"}
 _RESOLUTION = 1000  # the bar counts thousandths of the whole job: one bar for a run, a comparison, any count
 
 
@@ -109,7 +110,8 @@ class Console:
             self.line(f"finished in {elapsed}: best epoch {f['best_epoch']} of {f.get('epochs_run')} "
                       f"(val_l1 {_short(f.get('val_l1'))}){early}; model {f.get('model')}")
         elif "outputs" in f:
-            self.line(f"finished in {elapsed}: {len(f['outputs'])} file(s) written")
+            self.line(f"finished in {elapsed}: {len(f['outputs'])} file(s) written" + (f" to {f['out']}"
+                                                                                  if f.get("out") else ""))
         else:
             where = next((f[k] for k in ("comparison", "manifest", "report", "out") if f.get(k)), None)
             self.line(f"finished in {elapsed}" + (f": {where}" if where else ""))
@@ -133,7 +135,8 @@ class Console:
 
     def _detail(self, f: dict[str, Any], step: int, total: int) -> str:
         unit = _UNITS.get(self.command, "step")
-        parts = [f"{step}/{total} {unit}s"]
+        # a stage names what is counted ("reading DICOM headers"); without one, the command's unit does
+        parts = [f"{step}/{total}, {f['stage']}" if f.get("stage") else f"{step}/{total} {unit}s"]
         if f.get("runs"):
             parts.insert(0, f"run {f.get('run_index')}/{f['runs']}")
         if f.get("epoch") and f.get("epochs"):
@@ -149,7 +152,7 @@ class Console:
                 self.tenths_shown = tenths
                 elapsed = time.monotonic() - self.started_at
                 eta = f", about {duration(elapsed / fraction * (1 - fraction))} left" if 0 < fraction < 1 else ""
-                self.line(f"{fraction:4.0%} {detail}{eta}")
+                print(f"{fraction:4.0%} {detail}{eta}", file=self.err, flush=True)
             return
         if self.bar is None:
             from tqdm import tqdm  # lazy: tqdm

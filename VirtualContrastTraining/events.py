@@ -40,6 +40,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from VirtualContrastTraining.console import Console
@@ -50,6 +51,16 @@ EXIT_BAD_INPUT = 2     # InputError: a file or argument that cannot be used (one
 EXIT_CANCELLED = 75    # stop requested (SIGTERM/SIGINT or the stop file): a checkpoint was written, `--resume` continues
 
 EVENT_TYPES = ("started", "progress", "validation", "checkpoint", "finished", "failed", "cancelled", "info")
+
+#: How a long function below the commands reports its way: progress(done, total, stage), stage a few words
+#: ("reading headers"). The command turns the calls into "progress" events.
+Progress = Callable[[int, int, str], None]
+
+
+def progress_events(events: "EventWriter") -> Progress:
+    """A Progress that emits "progress" events on `events`."""
+    return lambda done, total, stage: events.emit("progress", step=done, total_steps=total, stage=stage)
+
 
 #: The environment variable that names the runner's stop file: once that file exists, the engine stops as on SIGTERM.
 STOP_FILE_ENV = "VIRTUAL_CONTRAST_STOP_FILE"
@@ -108,6 +119,11 @@ class EventWriter:
             return
         self.stream.write(json.dumps({"event": event, **_clean(fields)}, allow_nan=False) + "\n")
         self.stream.flush()
+
+    def end_stage(self) -> None:
+        """A command that runs several jobs on one writer (demo) ends a job's bar before its next stage."""
+        if self.console is not None:
+            self.console.close_bar()
 
 
 class EventTee(io.TextIOBase):

@@ -19,7 +19,7 @@ from VirtualContrastTraining.data.phantom import generate_dataset
 from VirtualContrastTraining.data.splits import assign_splits
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.evaluation.run import evaluate_run
-from VirtualContrastTraining.events import EXIT_OK, EventTee, EventWriter
+from VirtualContrastTraining.events import EXIT_OK, EventTee, EventWriter, progress_events
 from VirtualContrastTraining.synthesis import Synthesizer, manifest_inputs
 from VirtualContrastTraining.synthetic_export import synthetic_name, write_synthetic_nrrd
 from VirtualContrastTraining.train import train
@@ -85,9 +85,12 @@ def run(args: argparse.Namespace) -> int:
 
     t = _step(f"2/4 train preset '{args.preset}' ({config.description})")
     run_dir = out / "run"
-    # Training's events go to the log file; a line per epoch to stderr.
-    with EventTee(out / "train-events.jsonl", label="train") as log:
+    # Training's events go to the log file; its progress and validation on to the demo's own (a bar and a line
+    # per epoch in a terminal, JSON with --json).
+    shown = EventWriter()
+    with EventTee(out / "train-events.jsonl", label="train", events=shown, forward=("progress", "validation")) as log:
         code = train(config, manifest, run_dir, device=args.device, resume=False, events=EventWriter(stream=log))
+    shown.end_stage()
     if code != EXIT_OK:
         print(f"training stopped with exit code {code}; see {out / 'train-events.jsonl'}", file=sys.stderr)
         return code
@@ -101,7 +104,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"  {synthetic_dir} in {time.perf_counter() - t:.0f} s", file=sys.stderr)
 
     t = _step("4/4 evaluate on the test split against the identity and linear baselines")
-    result = evaluate_run(run_dir, manifest, split="test", out_dir=out / "evaluation", device=args.device)
+    result = evaluate_run(run_dir, manifest, split="test", out_dir=out / "evaluation", device=args.device,
+                          progress=progress_events(shown))
+    shown.end_stage()
     print(f"  done in {time.perf_counter() - t:.0f} s", file=sys.stderr)
 
     print(result.table)

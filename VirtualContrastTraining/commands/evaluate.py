@@ -8,8 +8,9 @@ import argparse
 from VirtualContrastTraining.data.manifest import read_manifest
 from VirtualContrastTraining.data.splits import require_splits
 from VirtualContrastTraining.evaluation.evaluate import COMPARISON_SIZE
+from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.evaluation.run import evaluate_run
-from VirtualContrastTraining.events import EXIT_OK
+from VirtualContrastTraining.events import EXIT_OK, EventWriter, progress_events
 
 
 def register(subparsers) -> None:
@@ -47,9 +48,18 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.synthetic:  # no run folder to take the splits from: the manifest must have them
         require_splits(read_manifest(args.manifest), args.manifest)
-    result = evaluate_run(args.model, args.manifest, split=args.split, out_dir=args.out, device=args.device,
-                          synthetic=args.synthetic, name=args.name, size=args.size, reader_study=args.reader_study,
-                          deidentify=args.deidentify)
-    print(result.table)
-    print(f"\nreport: {result.report_html}")
+    events = EventWriter()
+    events.emit("started", command="evaluate", model=args.model or args.synthetic, manifest=args.manifest,
+                split=args.split, out=args.out)
+    try:
+        result = evaluate_run(args.model, args.manifest, split=args.split, out_dir=args.out, device=args.device,
+                              synthetic=args.synthetic, name=args.name, size=args.size,
+                              reader_study=args.reader_study, deidentify=args.deidentify,
+                              progress=progress_events(events))
+    except InputError as exc:
+        events.emit("failed", error=str(exc))
+        raise
+    events.emit("finished", command="evaluate", report=str(result.report_html), summary=str(result.summary_md))
+    if events.console is not None:  # the table is for people; --json gives its numbers in summary.csv
+        print(f"\n{result.table}\n")
     return EXIT_OK

@@ -11,8 +11,9 @@ PATH is recognised by its layout:
 - anything else is a DICOM folder: LE and DES paired by patient, study, side, view and time
   (data/importer.py).
 The summary goes to stdout (pairs, pairs with a lesion mask, what was left out grouped by reason with a
-few examples), so a user sees at once why something was not imported. No pair at all is an InputError
-(exit 2, one line).
+few examples), so a user sees at once why something was not imported; with --json it goes to stderr and
+stdout holds the events only (progress of reading the DICOM headers or registering CDD-CESM pairs, then
+"finished" with the manifest). No pair at all is an InputError (exit 2, one line).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from VirtualContrastTraining.data import pairs, ucbm_folds
 from VirtualContrastTraining.data.importer import DEFAULT_TIME_TOLERANCE_S, ImportReport, import_dicom
 from VirtualContrastTraining.data.registration import SEARCH_PX
 from VirtualContrastTraining.errors import InputError
+from VirtualContrastTraining.events import EXIT_OK, EventWriter, progress_events
 
 
 def register(subparsers) -> None:
@@ -76,28 +78,35 @@ def run(args: argparse.Namespace) -> int:
     from VirtualContrastTraining.data import cdd_cesm  # lazy: skimage
 
     path = Path(args.path)
+    events = EventWriter()
     if args.pairs is not None:
         report = pairs.import_pairs(path, args.out, args.pairs, pairs.parse_roles(args.roles))
-        print(summary(report), file=sys.stdout)
-        return 0
+        return _done(events, summary(report), args.out)
     if args.roles is not None:
         raise InputError(None, "--roles goes with --pairs PATTERN")
     if ucbm_folds.is_fold_folder(path):
         if not args.images:
             raise InputError(path, "holds fold files: give --images, the folder with their NRRD images")
-        print(ucbm_folds.summary(ucbm_folds.import_folds(path, args.images, args.out,
-                                                         regroup=args.regroup_by_patient)))
-        return 0
+        reports = ucbm_folds.import_folds(path, args.images, args.out, regroup=args.regroup_by_patient)
+        return _done(events, ucbm_folds.summary(reports), args.out)
     if args.images or args.regroup_by_patient:
         raise InputError(path, "--images and --regroup-by-patient are for fold files (N/train.txt, val.txt, "
                                "test.txt); this folder has none")
     if cdd_cesm.is_cdd_cesm_folder(path):
-        report = cdd_cesm.import_cdd_cesm(path, args.out, search_px=args.search_px)
+        report = cdd_cesm.import_cdd_cesm(path, args.out, search_px=args.search_px,
+                                          progress=progress_events(events))
     else:
         report = import_dicom(path, args.out, time_tolerance_s=args.time_tolerance,
-                              ids_from_patient_id=args.ids_from_patient_id)
-    print(summary(report), file=sys.stdout)
-    return 0
+                              ids_from_patient_id=args.ids_from_patient_id, progress=progress_events(events))
+    return _done(events, summary(report), args.out)
+
+
+def _done(events: EventWriter, text: str, out: str) -> int:
+    """The summary for the person (stdout; stderr when stdout is for --json's events), then "finished"."""
+    events.end_stage()
+    print(text, file=sys.stdout if events.console is not None else sys.stderr, flush=True)
+    events.emit("finished", command="import", out=str(out))
+    return EXIT_OK
 
 
 def summary(report: ImportReport) -> str:

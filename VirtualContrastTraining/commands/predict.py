@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 from pathlib import Path
 
 from VirtualContrastTraining.atomic import ensure_writable_dir
@@ -126,6 +125,5 @@ def run(args: argparse.Namespace) -> int:
         error = exc if isinstance(exc, InputError) else InputError(dest, f"cannot write: {exc.strerror}")
         events.emit("failed", job="predict", error=str(error), outputs=[str(p) for p in written])
         raise error from None
-    events.emit("finished", job="predict", outputs=[str(p) for p in written])
-    print(f"wrote {len(written)} synthetic DES image(s) to {out}", file=sys.stderr)
+    events.emit("finished", job="predict", outputs=[str(p) for p in written], out=str(out))
     return 0

@@ -45,13 +45,14 @@ import numpy as np
 from VirtualContrastTraining.atomic import atomic_dir
 from VirtualContrastTraining.data.cases import shift_to_le
 from VirtualContrastTraining.data.imageio import read_image
-from VirtualContrastTraining.data.importer import ImportReport, Progress
+from VirtualContrastTraining.data.importer import ImportReport
 from VirtualContrastTraining.data.manifest import Case, write_manifest
 from VirtualContrastTraining.data.registration import SEARCH_PX, on_bound, register_translation
 from VirtualContrastTraining.data.segmentation import write_lesion_segmentation
 from VirtualContrastTraining.data.via import (Region, coordinates_beyond, normalise_name, pixels_outside, read_via_csv,
                                              shape_mask)
 from VirtualContrastTraining.errors import InputError
+from VirtualContrastTraining.events import Progress
 
 LE_FOLDER = "Low energy images of CDD-CESM"
 DES_FOLDER = "Subtracted images of CDD-CESM"
@@ -140,7 +141,7 @@ def import_cdd_cesm(folder: str | os.PathLike, out_manifest: str | os.PathLike,
     """Import a CDD-CESM folder into `out_manifest` (masks in `<stem>_masks/` beside it).
 
     The whole collection takes about half an hour (2 s per pair to register):
-    `progress(done, total)` is called after each pair.
+    `progress` is told after each pair.
 
     Pairs are registered within +-`search_px` (004's 10 by default); those whose
     best offset lies on that bound are listed in one problem line (ON_BOUND).
@@ -167,7 +168,7 @@ def import_cdd_cesm(folder: str | os.PathLike, out_manifest: str | os.PathLike,
                 cases.append(case)
                 imported |= {le_key, le_key.partner()}
             if progress is not None:
-                progress(done, len(pairs))
+                progress(done, len(pairs), "registering LE/DES pairs")
         if not cases:
             counts = Counter(reason for _, reason in skipped)
             top = "; ".join(f"{reason} ({n})" for reason, n in counts.most_common(3)) or "the image folders are empty"

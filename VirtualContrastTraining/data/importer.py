@@ -29,7 +29,6 @@ import hmac
 import os
 import re
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +41,7 @@ from VirtualContrastTraining.data.dicom_seg import referenced_instances
 from VirtualContrastTraining.data.imageio import is_dicom_file
 from VirtualContrastTraining.data.manifest import Case, write_manifest
 from VirtualContrastTraining.errors import InputError
+from VirtualContrastTraining.events import Progress
 from VirtualContrastTraining.synthetic_wording import FILE_SUFFIX, SYNTHETIC_MARKER_FIELDS, SYNTHETIC_WORD
 
 DEFAULT_TIME_TOLERANCE_S = 120.0  # LE and DES of one compression are seconds apart; repeats are minutes apart
@@ -75,9 +75,6 @@ def tissue_region(name: str) -> str | None:
     """The CNR tissue region a name names ("fibroglandular" or "adipose"), or None."""
     return next((region for region, pattern in _REGION_PATTERNS.items() if pattern.search(name)), None)
 
-
-#: Called as progress(done, total) while an import works through its files (the CLI draws a bar from it).
-Progress = Callable[[int, int], None]
 
 # One reason for all (the CLI groups files by reason); the word is in each file's name.
 _TISSUE_REASON = "not a lesion mask: its name says tissue or ground truth (breast, adipose, iodine, truth, ...)"
@@ -148,8 +145,8 @@ def import_dicom(
 
     Case ids and patient ids are pseudonyms (module docstring) unless
     `ids_from_patient_id`, when they are built from the PatientID. Reading
-    the headers is what takes long on a large archive: `progress(done, total)`
-    is called after each file.
+    the headers is what takes long on a large archive: `progress` is told
+    before each file.
 
     InputError when `root` is not a folder or when no pair is found (then no
     manifest is written).
@@ -185,7 +182,7 @@ def _scan(root: Path, exclude: Path, skipped: list, progress: Progress | None = 
     segs: list[Path] = []
     while queue:
         if progress is not None:  # before each file: a DICOMDIR adds to the total as it is read
-            progress(len(seen) - len(queue), len(seen))
+            progress(len(seen) - len(queue), len(seen), "reading DICOM headers")
         path = queue.popleft()
         if path == exclude:
             continue
@@ -209,7 +206,7 @@ def _scan(root: Path, exclude: Path, skipped: list, progress: Progress | None = 
         else:
             skipped.append((str(path), "not a DICOM file"))
     if progress is not None:
-        progress(len(seen), len(seen))
+        progress(len(seen), len(seen), "reading DICOM headers")
     return dicoms, segs
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from VirtualContrastTraining.data.preprocessing import PreprocessConfig, breast_
 from VirtualContrastTraining.data.segmentation import read_lesion_mask
 from VirtualContrastTraining.data.splits import check_splits, leakage_entry, leakage_text
 from VirtualContrastTraining.errors import InputError
+from VirtualContrastTraining.events import Progress
 from VirtualContrastTraining.evaluation.evaluate import (
     COMPARISON_SIZE,
     IDENTITY_NAME,
@@ -126,7 +128,8 @@ def _select_split(manifest_path: str | os.PathLike, split: str, run_dir: Path | 
     unset = [c.case_id for c in cases if not c.split]
     if unset:
         raise InputError(manifest_path, f"the split column is empty for {len(unset)} case(s) (e.g. {unset[0]}) "
-                         f"and no model's run folder assigns them: set train/val/test in the manifest")
+                         f"and no model's run folder assigns them: assign splits with "
+                         f"`virtual-contrast split --manifest {manifest_path}`")
     check_splits(cases, manifest_path)
     chosen = [c for c in cases if c.split == split]
     if not chosen:
@@ -262,7 +265,8 @@ def _check_can_write(out_dir: Path) -> None:
 def evaluate_run(model_path: str | os.PathLike | None, manifest_path: str | os.PathLike, *, split: str = "test",
                  out_dir: str | os.PathLike, device: str = "auto", synthetic: str | os.PathLike | None = None,
                  name: str | None = None, size: int = COMPARISON_SIZE, fold: int | None = None,
-                 reader_study: str | os.PathLike | None = None, deidentify: bool = False) -> EvaluationResult:
+                 reader_study: str | os.PathLike | None = None, deidentify: bool = False,
+                 progress: Progress | None = None) -> EvaluationResult:
     """Evaluate a trained model, or synthetic DES files made elsewhere, on one manifest split; write the
     report files (per_image.csv, summary.csv, histograms.csv, provenance.json, heatmaps/, report.html,
     summary.md last) into `out_dir`.
@@ -273,6 +277,8 @@ def evaluate_run(model_path: str | os.PathLike | None, manifest_path: str | os.P
     (module docstring), so all are comparable in one table. `reader_study`
     (a ratings CSV, reader_study.py) adds that analysis to the HTML report.
     `deidentify` writes pseudonyms of the case ids only (module docstring).
+    `progress` is told after each stage and each case's figures (what takes
+    a minute on a large split).
     """
     rename = _pseudonymizer(manifest_path, deidentify)
     if (model_path is None) == (synthetic is None):
@@ -294,7 +300,9 @@ def evaluate_run(model_path: str | os.PathLike | None, manifest_path: str | os.P
         space = PreprocessConfig(size=size)
         space_text = "synthetic files in each LE's geometry, padded and resized like the real DES, with its window"
     _check_can_write(Path(out_dir))
+    step = _stepper(progress, len(chosen) + 4)
     prepared = prepare_cases(chosen, space)
+    step("cases read and prepared")
     le = np.stack([p.le for p in prepared])
     if model_path is None:
         predicted = _synthetic_from_files(files, prepared, space)
@@ -311,6 +319,7 @@ def evaluate_run(model_path: str | os.PathLike | None, manifest_path: str | os.P
         except ValueError as exc:
             raise InputError(manifest_path, f"train split: {exc}") from None
         predictions[LINEAR_NAME] = [linear_baseline(x, *linear_fit) for x in le]
+    step("synthesized, baselines fitted")
 
     cases = [{"case_id": p.case.case_id, "split": split, "density": p.case.density,
               "laterality": p.case.laterality, "view": p.case.view, "label": p.case.label,
@@ -321,10 +330,11 @@ def evaluate_run(model_path: str | os.PathLike | None, manifest_path: str | os.P
         rows = evaluate_arrays(cases, predictions)
     except ValueError as exc:
         raise InputError(manifest_path, str(exc)) from None
+    step("measured")
     out_dir = ensure_writable_dir(out_dir)  # now that every input has been read: a refusal leaves no folder
     result = EvaluationResult(out_dir, split, model_name, rows, summarize(rows), linear_fit)
 
-    error_vmax = _write_heatmaps(out_dir, result, cases, prepared, predicted)
+    error_vmax = _write_heatmaps(out_dir, result, cases, prepared, predicted, step)
     provenance = evaluation_provenance(
         model_name=model_name, sidecar=sidecar, model_file=model_path and resolve_model(model_path),
         synthetic_list=synthetic, manifest=manifest_path, split=split, n_images=len(cases),
@@ -338,10 +348,24 @@ def evaluate_run(model_path: str | os.PathLike | None, manifest_path: str | os.P
 
     build_report([out_dir], result.report_html, reader_study=reader_study)
     write_text_atomic(result.summary_md, _summary_markdown(result, provenance, error_vmax))
+    step("report written")
     return result
 
 
-def _write_heatmaps(out_dir: Path, result: EvaluationResult, cases, prepared, predicted) -> float:
+def _stepper(progress: Progress | None, total: int) -> Callable[[str], None]:
+    """step(stage): one more of `total` steps done, told to `progress` (if any)."""
+    done = 0
+
+    def step(stage: str) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total, stage)
+    return step
+
+
+def _write_heatmaps(out_dir: Path, result: EvaluationResult, cases, prepared, predicted,
+                    step: Callable[[str], None]) -> float:
     """heatmaps/<stem>.png, .svg and .pdf of each case (heatmap_panels.py), all on one error colour scale, so
     figures compare: the ERROR_PERCENTILE of every image's errors, which each figure states with the share of
     its pixels above it. Returns that scale."""
@@ -360,6 +384,7 @@ def _write_heatmaps(out_dir: Path, result: EvaluationResult, cases, prepared, pr
                                 title=f"{case['case_id']} - {result.model_name}", error_vmax=error_vmax or None,
                                 vmax_source=source, facts=facts)
             result.heatmaps.append(out_dir / "heatmaps" / file_name)
+            step("heatmap figures")
     return error_vmax
 
 
