@@ -65,8 +65,6 @@ def _problems(name: str, parser: argparse.ArgumentParser, listed_help: str | Non
 
 @pytest.mark.parametrize("name, parser, listed_help", COMMANDS, ids=[c[0] for c in COMMANDS])
 def test_one_help_style(name, parser, listed_help):
-    if name == "train":
-        pytest.xfail("commands/train.py is owned by another part of issue 16: its findings are reported there")
     assert _problems(name, parser, listed_help) == []
 
 

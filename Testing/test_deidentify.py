@@ -69,7 +69,8 @@ def _found(data: bytes) -> list[bytes]:
     return [s for s in SECRETS if s.lower() in data.lower()]
 
 
-BASE64_URI = re.compile(rb"data:[\w/+.-]+;base64,([A-Za-z0-9+/=]+)")
+# matplotlib's SVG breaks its base64 into lines: the data runs over whitespace (b64decode skips it)
+BASE64_URI = re.compile(rb"data:[\w/+.-]+;base64,\s*([A-Za-z0-9+/=\s]+)")
 
 
 def _content(path: Path) -> bytes:

@@ -10,6 +10,8 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from conftest import make_tiny_model
 from hostile import run_cli
 from VirtualContrastTraining.config.presets import PRESETS, resolve_config
@@ -76,10 +78,12 @@ def test_training_records_changes_and_device_and_report_refuses_mixed_sizes(smal
     assert "Pooled although they differ (--allow-mixed): image size: 48" in (tmp_path / "r.html").read_text()
 
 
-def test_the_citations_table_of_the_docs_is_the_registry():
-    """docs/models.md's table under "## Papers", row by row, holds exactly what CITATIONS holds (one place)."""
-    text = (Path(__file__).resolve().parents[1] / "docs" / "models.md").read_text(encoding="utf-8")
-    section = text.split("## Papers", 1)[1].split("\n## ", 1)[0]
+@pytest.mark.parametrize("document, heading", [("docs/models.md", "## Papers"), ("README.md", "## Data and citations")])
+def test_the_citations_tables_of_the_docs_are_the_registry(document, heading):
+    """The citations tables of docs/models.md and README, row by row, hold exactly what CITATIONS holds (one
+    place: the registry; the documents show it)."""
+    text = (Path(__file__).resolve().parents[1] / document).read_text(encoding="utf-8")
+    section = text.split(heading, 1)[1].split("\n## ", 1)[0]
     rows = [[cell.strip() for cell in line.strip().strip("|").split("|")]
             for line in section.splitlines() if line.startswith("|")]
     assert rows[0] == ["code", "authors", "year", "title", "venue", "DOI"]

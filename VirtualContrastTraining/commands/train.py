@@ -40,11 +40,10 @@ the last checkpoint. See docs/training-runs.md.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from VirtualContrastTraining.config.presets import PRESETS, resolve_config
-from VirtualContrastTraining.config.registries import cite_papers
+from VirtualContrastTraining.commands.presets import list_presets
+from VirtualContrastTraining.config.presets import resolve_config
 from VirtualContrastTraining.config.schema import apply_overrides, parse_assignments
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.events import EXIT_OK, EventWriter
@@ -85,11 +84,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="override any config field (repeatable), e.g. --set pool_size=50")
     p.add_argument("--list-presets", action="store_true", help="print the presets and exit")
     p.set_defaults(func=run)
-
-
-def list_presets(stream=None) -> None:
-    for name, config in PRESETS.items():
-        print(f"{name}\n    {config.description}\n    source: {cite_papers(config.source)}", file=stream or sys.stdout)
 
 
 def resolve_from_args(args: argparse.Namespace):

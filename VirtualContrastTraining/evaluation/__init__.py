@@ -8,8 +8,9 @@
     evaluation_folder  an evaluation folder's CSVs written and read back, checked; folds pooled
     provenance       where an evaluation's numbers come from; the not-for-diagnosis wording
     reader_study     reader-study statistics with bootstrap CIs
-    heatmap_panels   the PNG error panels of an evaluation (matplotlib)
-    figures, html_page, report   the self-contained HTML report and its figures
+    heatmap_panels   the error heatmap figures of an evaluation: PNG (300 dpi), SVG, PDF (matplotlib)
+    panel_facts      where the breast lies, pixel spacing, side and view for those figures
+    figures, html_page, report, gallery   the self-contained HTML report, its figures and its per-case gallery
     run              `virtual-contrast evaluate`: a model on a manifest split, written as a folder
 
 It imports data, checkpoints and synthesis (to run a model), never train nor compare.

@@ -32,6 +32,7 @@ FIGURE_WIDTH = 7.2           # inches: a two-column journal figure
 PANEL_DPI = 300
 FONT_SIZE = 7
 CAPTION_CHARS = 150         # per caption line at FONT_SIZE - 0.5 across FIGURE_WIDTH
+TITLE_CHARS = 115           # per title line at FONT_SIZE + 1: a modified preset's name runs over several
 CONTOUR_COLOUR = "cyan"
 PANEL_NAMES = ("LE", "DES (target)", "synthetic DES", "|synthetic \u2212 DES|")
 # Scale bar lengths to choose from (mm): the longest that fits in a quarter of the panel.
@@ -113,7 +114,8 @@ def heatmap_figure(
     lesion = mask is not None and bool(np.any(np.asarray(mask)[crop] > 0.5))
     caption = textwrap.wrap(_caption(vmax, error_vmax, vmax_source, above, facts, lesion), CAPTION_CHARS)
 
-    layout = _Layout((r1 - r0) * aspect / (c1 - c0), len(caption))
+    heading = textwrap.wrap(f"{title}  {FIGURE_NOTE}".strip(), TITLE_CHARS)
+    layout = _Layout((r1 - r0) * aspect / (c1 - c0), len(caption), len(heading))
     fig = Figure(figsize=(FIGURE_WIDTH, layout.height), dpi=100)
     FigureCanvasAgg(fig)
     axes = [fig.add_axes(layout.panel(i)) for i in range(4)]
@@ -140,28 +142,29 @@ def heatmap_figure(
     for bar in (grey_bar, heat_bar):
         bar.ax.tick_params(labelsize=FONT_SIZE - 1, length=2, pad=1)
         bar.ax.xaxis.labelpad = 1
-    fig.text(0.5, 1 - layout.TOP / layout.height, f"{title}  {FIGURE_NOTE}".strip(), ha="center", va="top",
-             fontsize=FONT_SIZE + 1)
+    fig.text(0.5, 1 - layout.TOP / layout.height, "\n".join(heading), ha="center", va="top",
+             fontsize=FONT_SIZE + 1, linespacing=1.2)
     fig.text(layout.MARGIN / FIGURE_WIDTH, layout.MARGIN / layout.height, "\n".join(caption), ha="left",
              va="bottom", fontsize=FONT_SIZE - 0.5, linespacing=1.3)
     return fig
 
 
 class _Layout:
-    """Fixed positions (inches, turned into figure fractions): title, four panels of height/width `ratio`,
-    the colour bars under them, the caption of `lines` lines. Computed, not found by constrained layout,
+    """Fixed positions (inches, turned into figure fractions): the title of `title_lines` lines, four panels
+    of height/width `ratio`, the colour bars under them, the caption of `lines` lines. Computed, not found by constrained layout,
     which measured every text twice per file and took longer than drawing the figure."""
 
     MARGIN, GAP, TOP, TITLE, PANEL_TITLE = 0.08, 0.08, 0.06, 0.2, 0.18
     BAR_GAP, BAR, BAR_TEXT, LINE = 0.08, 0.08, 0.4, 0.115
 
-    def __init__(self, ratio: float, lines: int) -> None:
+    def __init__(self, ratio: float, lines: int, title_lines: int = 1) -> None:
         self.panel_width = (FIGURE_WIDTH - 2 * self.MARGIN - 3 * self.GAP) / 4
         self.panel_height = self.panel_width * min(max(ratio, 0.4), 2.5)  # a sliver or strip within reason
         self.caption = self.MARGIN + lines * self.LINE
         self.bar_bottom = self.caption + self.BAR_TEXT
         self.panel_bottom = self.bar_bottom + self.BAR + self.BAR_GAP
-        self.height = self.panel_bottom + self.panel_height + self.PANEL_TITLE + self.TITLE + self.TOP
+        self.height = (self.panel_bottom + self.panel_height + self.PANEL_TITLE + self.TITLE * max(title_lines, 1)
+                       + self.TOP)
 
     def _box(self, left: float, bottom: float, width: float, height: float) -> list[float]:
         return [left / FIGURE_WIDTH, bottom / self.height, width / FIGURE_WIDTH, height / self.height]
