@@ -18,6 +18,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+from VirtualContrastTraining.console import duration
 from VirtualContrastTraining.config.presets import PRESETS
 from VirtualContrastTraining.config.schema import TrainConfig
 
@@ -55,14 +56,6 @@ class StepMeasurement:
             memory = f"{_gb(self.peak_bytes)} (process peak resident set; +{_gb(self.grown_bytes or 0)} in the steps)"
         return (f"measured {self.seconds_per_step:.3g} s/step on {self.device_type}: {planned_steps} steps "
                 f"\u2248 {duration(total)}; peak memory {memory}")
-
-
-def duration(seconds: float) -> str:
-    """"36 h 12 min", "28 min", "40 s"."""
-    minutes = round(seconds / 60)
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
 
 
 def _gb(n: int) -> str:

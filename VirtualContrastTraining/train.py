@@ -87,7 +87,7 @@ from VirtualContrastTraining.data.splits import assign_splits
 from VirtualContrastTraining.devices import resolve_device
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.events import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EventWriter, ForcedStop, StopRequest
-from VirtualContrastTraining.estimate import StepTimer, cpu_warning, gpu_sized
+from VirtualContrastTraining.estimate import TIMED_STEPS, WARMUP_STEPS, StepTimer, cpu_warning, gpu_sized
 from VirtualContrastTraining.recipes import build_recipe
 from VirtualContrastTraining.training_progress import (
     N_SAMPLES,
@@ -515,16 +515,25 @@ class _Trainer:
 
         loader = DataLoader(self.train_set, batch_size=self.config.batch_size, num_workers=0,
                             generator=_loader_generator())
-        measured = None
+        steps = WARMUP_STEPS + TIMED_STEPS
+        self.events.emit("info", message=f"estimating {self.config.preset or 'custom'} on {self.device}: "
+                         f"{self.n_train} training images, {self.total_steps} planned steps; timing {steps} real "
+                         f"steps ({WARMUP_STEPS} warm-up)")
+        if self.device.type == "cpu" and gpu_sized(self.config):  # say it now: the steps may take minutes each
+            self.events.emit("info", message="this preset is sized for a GPU: each step may take minutes here")
+        measured, done = None, 0
         while measured is None:
             for batch in loader:
                 self.recipe.train_step(batch)
+                done += 1
+                self.events.emit("progress", step=done, total_steps=steps, stage="timing steps")
                 measured = self.timer.step_done()
                 if measured is not None or self.stop:
                     break
             if self.stop:
                 self.events.emit("cancelled", signal=self.stop.signal, by=self.stop.by, message="estimate stopped")
                 return EXIT_CANCELLED
+        self.events.end_stage()
         self.events.emit("info", message=measured.summary(self.total_steps), seconds_per_step=measured.seconds_per_step,
                          planned_steps=self.total_steps, peak_memory_bytes=measured.peak_bytes, estimate=True)
         if self.device.type == "cpu" and gpu_sized(self.config):

@@ -55,7 +55,8 @@ SHORTCUTS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "gamma"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a CycleGAN / Seg-CycleGAN preset (LE -> DES)",
+    p = sub.add_parser("train", help="train a preset of the papers (cycle-GAN, Seg-CycleGAN, pix2pix, supervised): "
+                                     "LE -> DES",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", help="named configuration (see --list-presets); required, except with --resume")
     p.add_argument("--manifest", help="manifest CSV of LE/DES pairs (splits assigned per patient when empty); "
