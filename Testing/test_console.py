@@ -59,6 +59,7 @@ def test_train_shows_lines_and_one_bar_and_no_json(small_phantom, tmp_path):
     assert lines[-1].startswith("finished in ") and "model.safetensors" in lines[-1], out
     # The bar: on the terminal, with the command's name, a percentage up to 100 % and the losses
     assert "train 100%|" in terminal and "epoch 2/2" in terminal, terminal[-2000:]
+    assert "<00:00, 4/4 steps, epoch 2/2, " in terminal, terminal[-2000:]  # time left, then what is counted
 
 
 def test_json_prints_the_protocol_only(small_phantom, tmp_path):

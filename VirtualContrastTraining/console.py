@@ -160,7 +160,7 @@ class Console:
             # initial: a resumed run's earlier steps do not count in the rate behind the time left
             self.bar = tqdm(total=_RESOLUTION, initial=round(fraction * _RESOLUTION), file=self.err,
                             desc=self.command, **self._width(),
-                            bar_format="{desc} {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}, {postfix}]")
+                            bar_format="{desc} {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]")
         self.bar.n = round(fraction * _RESOLUTION)
         self.bar.set_postfix_str(detail, refresh=False)
         self.bar.refresh()
