@@ -80,6 +80,7 @@ class Console:
             self.line(f"{self.command}: " + ", ".join(f"{k} {_short(v)}" for k, v in what.items()))
 
     def _progress(self, f: dict[str, Any]) -> None:
+        self.epochs = f.get("epochs") or self.epochs  # a comparison's runs say theirs here, not in "started"
         step, total = f.get("step"), f.get("total_steps")
         if step is None or not total:
             return

@@ -122,7 +122,8 @@ def cpu_warning(config: TrainConfig, measured: StepMeasurement | None = None, it
     side = network_side(config)
     sized = f"{config.batch_size} images of {side}x{side} per step"
     name = config.preset or "this config"
-    return (f"{name} is sized for a GPU ({sized}) and this run is on the CPU: it may take days. "
+    how_long = "" if measured else ": it may take hours to days"  # measured: the estimate above says how long
+    return (f"{name} is sized for a GPU ({sized}) and this run is on the CPU{how_long}. "
             f"Scaled down: {scaled_down(config, measured, items_per_epoch)}")
 
 
