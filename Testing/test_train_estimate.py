@@ -53,8 +53,10 @@ def test_estimate_prints_measured_numbers_and_writes_nothing(manifest, tmp_path)
 
 def test_estimate_needs_no_out_and_warns_for_a_gpu_sized_step_on_the_cpu(manifest):
     events = _estimate(manifest, batch_size=256)  # 256 x 32 x 32 pixels per step: one 512x512 image
-    warning = [e["message"] for e in events if e["event"] == "info" and "sized for a GPU" in e.get("message", "")]
-    assert len(warning) == 1 and "--preset demo" in warning[0]
+    said = [e["message"] for e in events if e["event"] == "info"]
+    assert said[1] == "this preset is sized for a GPU: each step may take minutes here", said  # before any step
+    warning = [m for m in said if m.startswith("warning: ")]
+    assert len(warning) == 1 and "sized for a GPU" in warning[0] and "--preset demo" in warning[0], said
 
 
 def _resolve_suggestion(preset: str, options: str):

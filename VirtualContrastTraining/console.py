@@ -4,8 +4,9 @@ Without `--json` a command's EventWriter hands each event to a Console instead
 of printing it as JSON: lines go to stdout, the bar (tqdm) to stderr and only
 when stderr is a terminal; lines are written through the bar so that neither
 garbles the other. A log (stderr not a terminal) gets a progress line on
-stderr at each tenth of the way instead of the bar, so that stdout holds the
-same lines whether or not a terminal shows them. What each event says is decided here, in
+stderr at each tenth of the way instead of the bar (none in a job's first
+second), so that stdout holds the same lines whether or not a terminal shows
+them. What each event says is decided here, in
 one place, from the fields events.py documents:
 
     training seg-cyclegan on cpu: 28 training / 6 validation images, 20 epochs x 7 steps = 140 steps -> runs/demo
@@ -29,6 +30,7 @@ from typing import Any, TextIO
 
 #: Units of the bar, by the command that draws it.
 _UNITS = {"predict": "image", "phantom": "case"}
+QUIET_S = 1.0  # a log gets no progress lines in a job's first second: a quick job needs none
 _RESOLUTION = 1000  # the bar counts thousandths of the whole job: one bar for a run, a comparison, any count
 
 
@@ -49,13 +51,13 @@ def _short(value: Any) -> str:
 class Console:
     """Renders one command's events. `command` names it in error lines and on the bar."""
 
-    def __init__(self, command: str, out: TextIO | None = None, err: TextIO | None = None):
-        self.command = command
+    def __init__(self, command: str, out: TextIO | None = None, err: TextIO | None = None, quiet_s: float = QUIET_S):
+        self.command, self.quiet_s = command, quiet_s
         self.out = out if out is not None else sys.stdout
         self.err = err if err is not None else sys.stderr
         self.bar = None
         self.started_at = time.monotonic()
-        self.tenths_shown = -1
+        self.tenths_shown = 0
         self.epochs: int | None = None
         self.reported: list[str] = []
 
@@ -149,9 +151,9 @@ class Console:
         fraction = min(max(fraction, 0.0), 1.0)
         if not self.err.isatty():
             tenths = int(fraction * 10)
-            if tenths > self.tenths_shown:
+            elapsed = time.monotonic() - self.started_at
+            if tenths > self.tenths_shown and elapsed >= self.quiet_s:
                 self.tenths_shown = tenths
-                elapsed = time.monotonic() - self.started_at
                 eta = f", about {duration(elapsed / fraction * (1 - fraction))} left" if 0 < fraction < 1 else ""
                 print(f"{fraction:4.0%} {detail}{eta}", file=self.err, flush=True)
             return
