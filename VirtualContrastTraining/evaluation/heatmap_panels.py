@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib import patheffects, rc_context
@@ -61,23 +62,12 @@ def figure_paths(png_path: str | os.PathLike) -> dict[str, Path]:
     return {fmt: png_path.with_suffix(f".{fmt}") for fmt in ("png", "svg", "pdf")}
 
 
-def write_heatmap_panel(
-    path: str | os.PathLike,
-    le: np.ndarray,
-    des: np.ndarray,
-    synthetic: np.ndarray,
-    *,
-    mask: np.ndarray | None = None,
-    title: str = "",
-    error_vmax: float | None = None,
-    vmax_source: str = "",
-    facts: PanelFacts | None = None,
-    dpi: int = PANEL_DPI,
-) -> Path:
-    """Write the figure (heatmap_figure) as `path` (PNG at `dpi`) and as SVG and PDF of the same stem, each
-    atomically; return the PNG's path."""
-    fig = heatmap_figure(le, des, synthetic, mask=mask, title=title, error_vmax=error_vmax,
-                         vmax_source=vmax_source, facts=facts)
+def write_heatmap_panel(path: str | os.PathLike, le: np.ndarray, des: np.ndarray, synthetic: np.ndarray, *,
+                        dpi: int = PANEL_DPI, **figure: Any) -> Path:
+    """Write the figure (heatmap_figure, given `figure`'s keywords: mask, title, error_vmax, vmax_source,
+    facts) as `path` (PNG at `dpi`) and as SVG and PDF of the same stem, each atomically; return the PNG's
+    path."""
+    fig = heatmap_figure(le, des, synthetic, **figure)
     paths = figure_paths(path)
     with rc_context(VECTOR_RC):
         for fmt, target in paths.items():
