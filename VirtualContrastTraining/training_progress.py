@@ -57,8 +57,10 @@ def write_progress_png(path: Path, history: list[dict[str, Any]]) -> Path:
         val.annotate(f"best {best[1]:.4g} (epoch {best[0]})", best, textcoords="offset points", xytext=(0, 8),
                      fontsize=8, ha="center")
     val.set(title="validation L1 |G(LE) - DES|", xlabel="epoch")
-    lr.plot(epochs, [row["lr"] for row in history], marker=".", color="tab:green")
-    lr.set(title="learning rate", xlabel="epoch")
+    rates = [row["lr"] for row in history]
+    lr.plot(epochs, rates, marker=".", color="tab:green")
+    # from 0: a constant rate reads as constant, not as a line inside a 1e-6-wide axis
+    lr.set(title="learning rate", xlabel="epoch", ylim=(0, 1.15 * max(max(rates), 1e-12)))
     lr.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
     for ax in (losses, val, lr):
         ax.grid(alpha=0.3)
