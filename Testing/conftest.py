@@ -54,6 +54,18 @@ def small_phantom(tmp_path_factory) -> Path:
     return generate_dataset(tmp_path_factory.mktemp("phantom") / "ph", 6, seed=7, pixel_mm=2.0)
 
 
+@pytest.fixture(scope="session")
+def split_phantom(small_phantom, tmp_path_factory) -> Path:
+    """small_phantom with fixed splits by patient: 1-2 train (4 images), 3 val, 4 test; read-only."""
+    from dataclasses import replace
+
+    from VirtualContrastTraining.data.manifest import read_manifest, write_manifest
+
+    splits = {"PHANTOM-0001": "train", "PHANTOM-0002": "train", "PHANTOM-0003": "val", "PHANTOM-0004": "test"}
+    cases = [replace(c, split=splits[c.patient_id]) for c in read_manifest(small_phantom)]
+    return write_manifest(tmp_path_factory.mktemp("split") / "manifest.csv", cases)
+
+
 @pytest.fixture
 def mrml_scene():
     """A fresh MRML scene from slicer-core, set up like Slicer's (module logics, colours, layout)."""

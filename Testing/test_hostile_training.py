@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,18 +21,15 @@ import pytest
 from hostile import REPO, expect_clear_error, expect_handled, run_cli, snapshot
 from VirtualContrastTraining.atomic import LOCK_NAME
 from VirtualContrastTraining.checkpoints import load_training_state, read_pair
-from VirtualContrastTraining.data.manifest import read_manifest, write_manifest
 from VirtualContrastTraining.events import EXIT_CANCELLED, EXIT_OK, parse_event
 
 TINY = {"image_size": 32, "ngf": 4, "ndf": 4, "n_blocks": 1, "batch_size": 2, "epochs": 1}
 
 
 @pytest.fixture(scope="module")
-def manifest(small_phantom, tmp_path_factory) -> Path:
-    """The 6-image phantom: patients 1-2 train (4 images), 3 val, 4 test."""
-    splits = {"PHANTOM-0001": "train", "PHANTOM-0002": "train", "PHANTOM-0003": "val", "PHANTOM-0004": "test"}
-    cases = [replace(c, split=splits[c.patient_id]) for c in read_manifest(small_phantom)]
-    return write_manifest(tmp_path_factory.mktemp("split") / "manifest.csv", cases)
+def manifest(split_phantom: Path) -> Path:
+    """conftest's phantom split by patient (1-2 train, 3 val, 4 test)."""
+    return split_phantom
 
 
 def _args(manifest: Path, out: Path, *extra: str, preset: str = "demo", **sets) -> list[str]:

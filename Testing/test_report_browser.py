@@ -115,16 +115,20 @@ def _render(sync_api, report: Path) -> dict:
             browser.close()
 
 
-def test_report_renders_every_figure_in_chromium(tmp_path, small_phantom):
-    from playwright import sync_api  # a declared test dependency: no skip hides this check
-
+def _require_chromium() -> None:
+    """Chromium is a system package, not a pip one: `make test` installs it where it runs as root with apt-get
+    (CI does). Only a developer machine without root may skip; under CI its absence is a failure."""
     if not CHROMIUM.is_file():
-        # A system package, not a pip one: `make test` installs it where it runs as root with apt-get (CI
-        # does). Only a developer machine without root may skip; CI must run the check.
         reason = f"{CHROMIUM} is absent (Debian's chromium: `make browser` as root installs it)"
         if os.environ.get("CI"):
             pytest.fail(f"{reason}; CI must run the browser test")
         pytest.skip(reason)
+
+
+def test_report_renders_every_figure_in_chromium(tmp_path, small_phantom):
+    from playwright import sync_api  # a declared test dependency: no skip hides this check
+
+    _require_chromium()
     report = _evaluated(tmp_path, small_phantom)
     provenance = json.loads((report.parent / "provenance.json").read_text())
     model = provenance["model_name"]
@@ -162,8 +166,7 @@ def test_a_wide_provenance_table_fits_the_page(tmp_path):
     long unbroken paths, which wrap inside their cells instead of widening the page."""
     from playwright import sync_api
 
-    if not CHROMIUM.is_file():
-        pytest.skip(f"{CHROMIUM} is absent (see test_report_renders_every_figure_in_chromium)")
+    _require_chromium()
     deep = tmp_path / ("a_rather_long_folder_name_of_a_cross_validation_study" * 3)
     long = "Seg-CycleGAN, from rofena2025-segcyclegan-g35, modified: ngf 8, image_size 64, gamma 35"
     folders = [make_evaluation(deep / f"fold_{i}_evaluation_with_a_long_name", model=f"{long} fold {i}", n_cases=4,

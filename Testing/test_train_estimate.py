@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,17 +13,15 @@ import pytest
 from hostile import expect_handled, run_cli, snapshot
 from VirtualContrastTraining.commands import train as train_command
 from VirtualContrastTraining.config.presets import PRESETS, resolve_config
-from VirtualContrastTraining.data.manifest import read_manifest, write_manifest
 from VirtualContrastTraining.estimate import StepMeasurement, cpu_warning, gpu_sized
 
 TINY = {"image_size": 32, "ngf": 4, "ndf": 4, "n_blocks": 1, "batch_size": 2, "epochs": 5}
 
 
 @pytest.fixture(scope="module")
-def manifest(small_phantom, tmp_path_factory) -> Path:
-    splits = {"PHANTOM-0001": "train", "PHANTOM-0002": "train", "PHANTOM-0003": "val", "PHANTOM-0004": "test"}
-    cases = [replace(c, split=splits[c.patient_id]) for c in read_manifest(small_phantom)]
-    return write_manifest(tmp_path_factory.mktemp("split") / "manifest.csv", cases)
+def manifest(split_phantom: Path) -> Path:
+    """conftest's phantom split by patient (1-2 train, 3 val, 4 test)."""
+    return split_phantom
 
 
 def _estimate(manifest: Path, *extra: str, **sets) -> list[dict]:

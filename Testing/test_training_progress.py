@@ -9,24 +9,21 @@ import json
 import re
 import struct
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from hostile import expect_clear_error, expect_handled, run_cli
-from VirtualContrastTraining.data.manifest import read_manifest, write_manifest
+from VirtualContrastTraining.data.manifest import read_manifest
 from VirtualContrastTraining.synthetic_wording import FIGURE_NOTE
 
 TINY = {"image_size": 32, "ngf": 4, "ndf": 4, "n_blocks": 1, "batch_size": 2, "epochs": 2}
 
 
 @pytest.fixture(scope="module")
-def manifest(small_phantom, tmp_path_factory) -> Path:
-    """The 6-image phantom: patients 1-2 train (4 images), 3 val, 4 test."""
-    splits = {"PHANTOM-0001": "train", "PHANTOM-0002": "train", "PHANTOM-0003": "val", "PHANTOM-0004": "test"}
-    cases = [replace(c, split=splits[c.patient_id]) for c in read_manifest(small_phantom)]
-    return write_manifest(tmp_path_factory.mktemp("split") / "manifest.csv", cases)
+def manifest(split_phantom: Path) -> Path:
+    """conftest's phantom split by patient (1-2 train, 3 val, 4 test)."""
+    return split_phantom
 
 
 def _train(manifest: Path, out: Path, *extra: str, **sets) -> list[dict]:
