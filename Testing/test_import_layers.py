@@ -56,7 +56,7 @@ PACKAGE = "VirtualContrastTraining"
 # Lowest first. Each layer: {group: module names, relative to the package}; a name covers its submodules.
 # "" is the package's own __init__.
 LAYERS: list[dict[str, tuple[str, ...]]] = [
-    {"core": ("", "errors", "atomic", "events", "console", "devices", "execution", "synthetic_wording")},
+    {"core": ("", "errors", "atomic", "events", "console", "devices", "distributed", "execution", "synthetic_wording")},
     {"data": ("data",)},
     {"config": ("config",)},
     {"models": ("models",)},

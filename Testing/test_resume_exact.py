@@ -36,6 +36,7 @@ from VirtualContrastTraining.config.presets import resolve_config
 from VirtualContrastTraining.data.manifest import read_manifest, write_manifest
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.events import EXIT_CANCELLED, EXIT_OK, STOP_FILE_ENV, EventWriter, parse_event
+from VirtualContrastTraining.execution import Execution
 from VirtualContrastTraining.train import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,16 +62,20 @@ def manifest(small_phantom, tmp_path_factory) -> Path:
 
 
 def _run(config, manifest: Path, run: Path, *, resume: bool = False, stream=None) -> int:
-    return train(config, manifest, run, device="cpu", resume=resume, events=EventWriter(stream or io.StringIO()))
+    """Deterministic mode asked for when the run starts; a resumed run keeps it without being told again."""
+    return train(config, manifest, run, device="cpu", resume=resume, execution=Execution(deterministic=not resume),
+                 events=EventWriter(stream or io.StringIO()))
 
 
 def _kill_mid_epoch_then_resume(preset: str, sets: dict, manifest: Path, run: Path) -> None:
-    """The CLI in a child process, SIGTERM after its first step (epoch 1 of 2 steps), then --resume in it."""
+    """The CLI in a child process, SIGTERM after its first step (epoch 1 of 2 steps), then --resume in it (which
+    keeps the deterministic mode the run started with)."""
     args = [sys.executable, "-m", "VirtualContrastTraining", "train", "--preset", preset, "--manifest", str(manifest),
             "--out", str(run), "--device", "cpu", "--json", *(f"--set={k}={v}" for k, v in sets.items())]
     # the reference's thread count: another one sums in another order, and floats differ in the last bits
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+    proc = subprocess.Popen([*args, "--deterministic"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=REPO, env=env)
     last = {}
     for line in proc.stdout:
         last = parse_event(line) or last

@@ -10,9 +10,12 @@ torch.Generator seeded by (seed, e); each sample's augmentation is seeded by
 global RNGs, whose states the checkpoint saves. The checkpoint also holds
 the position within the epoch, so a run cancelled after step k and resumed
 makes exactly the steps k+1, k+2, ... an uninterrupted run would have made.
-On CPU, torch.use_deterministic_algorithms(True) makes those steps bitwise
-repeatable. The learning rate is recomputed for the epoch resumed at (never
-read back from the optimiser state), from the config resumed with.
+With --deterministic (execution.py), torch.use_deterministic_algorithms(True)
+makes those steps bitwise repeatable; a run started with it keeps it when
+resumed. Without it, the CPU steps of our tests still repeat bit for bit, but
+nothing promises so (cuDNN's autotuned kernels on a GPU do not). The learning
+rate is recomputed for the epoch resumed at (never read back from the
+optimiser state), from the config resumed with.
 
 Extension. `--resume --epochs N` continues a finished or stopped run to N
 epochs. It equals, bit for bit, a run started with N epochs as long as the
@@ -36,6 +39,11 @@ flag; after the current step the loop writes the full training state, emits
 "cancelled" and returns EXIT_CANCELLED. A second signal does not wait for
 the step (events.ForcedStop): "cancelled" with forced true, the same exit
 code, and the last complete checkpoint as it was.
+
+Several processes. Under torchrun each process trains its share of every
+batch (distributed.py): rank 0 alone writes the folder and the events, the
+losses and the validation error are summed over the processes, and a stop
+request seen by any process stops all of them after the same step.
 """
 
 from __future__ import annotations
@@ -85,8 +93,10 @@ from VirtualContrastTraining.data.prepared import des_output_window, prepare_cas
 from VirtualContrastTraining.data.preprocessing import PreprocessConfig
 from VirtualContrastTraining.data.splits import assign_splits
 from VirtualContrastTraining.devices import resolve_device
+from VirtualContrastTraining.distributed import Group, group_from_environment, process_device, process_group
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.events import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EventWriter, ForcedStop, StopRequest
+from VirtualContrastTraining.execution import Execution
 from VirtualContrastTraining.estimate import TIMED_STEPS, WARMUP_STEPS, StepTimer, cpu_warning, gpu_sized
 from VirtualContrastTraining.recipes import build_recipe
 from VirtualContrastTraining.training_progress import (
@@ -133,15 +143,22 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
 
 @contextlib.contextmanager
 def _deterministic(enabled: bool):
-    """torch.use_deterministic_algorithms for the run only; the caller's setting comes back afterwards."""
+    """For the run only, the caller's settings coming back afterwards: deterministic algorithms and cuDNN kernels
+    when `enabled` (or already on), else cuDNN's autotuning of the convolutions (cudnn.benchmark: our shapes are
+    fixed, so the kernels chosen in the first steps serve the whole run)."""
     import torch  # lazy: torch
 
-    before = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(enabled or before)
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+              torch.backends.cudnn.benchmark)
+    enabled = enabled or before[0]
+    torch.use_deterministic_algorithms(enabled)
+    torch.backends.cudnn.deterministic = enabled or before[1]
+    torch.backends.cudnn.benchmark = not enabled
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(before)
+        torch.use_deterministic_algorithms(before[0])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[1:]
 
 
 def _seed_everything(seed: int) -> None:
@@ -295,39 +312,53 @@ class _Trainer:
     """One run: data, recipe, counters; `run()` returns the exit code."""
 
     def __init__(self, config: TrainConfig, manifest_path: Path, run_dir: Path, device, resume: bool,
-                 events: EventWriter, stop: StopRequest):
-        from torch.utils.data import DataLoader  # lazy: torch
-
+                 events: EventWriter, stop: StopRequest, execution: Execution, group: Group):
         self.config, self.run_dir, self.device, self.events, self.stop = config, run_dir, device, events, stop
+        self.execution, self.group, self.peers_stop = execution, group, False
         cases, train_cases, val_cases = _split_cases(manifest_path, config.seed)
         self.preprocessing, self.train_set, self.val_set, self.des_window = _datasets(config, train_cases, val_cases)
         val_set = self.val_set
         self.fingerprint = fingerprint(train_cases + val_cases)
-        self.val_loader = DataLoader(val_set, batch_size=config.batch_size, shuffle=False, num_workers=0,
-                                     generator=_loader_generator())
-        self.steps_per_epoch = math.ceil(len(self.train_set) / config.batch_size)
+        mine = list(range(group.rank, len(val_set), group.world))  # this process's validation items
+        self.val_loader = self._loader(val_set, [mine[i:i + config.batch_size]
+                                                 for i in range(0, len(mine), config.batch_size)])
+        self.steps_per_epoch = len(group.batches(list(range(len(self.train_set))), config.batch_size))
         self.total_steps = config.epochs * self.steps_per_epoch
         if config.max_steps:
             self.total_steps = min(self.total_steps, config.max_steps)
 
         _seed_everything(config.seed)
-        self.recipe = build_recipe(config, device)
+        self.recipe = build_recipe(config, device, execution)
         if config.init_from and not resume:
             load_initial_weights(self.recipe, config.init_from)
         self.state: dict[str, Any] = {
             "manifest": str(manifest_path.resolve()), "data_fingerprint": self.fingerprint,
             "epoch": 1, "position": 0, "global_step": 0, "best_val_l1": math.inf, "best_epoch": 0,
             "patience_counter": 0, "history": [], "epoch_sums": {}, "epoch_steps": 0,
+            "deterministic": execution.deterministic,
         }
         self.restored = resume and has_training_state(run_dir)
         if self.restored:
             self._restore()
+            self.state["deterministic"] = bool(self.state.get("deterministic")) or execution.deterministic
         self.cases = cases
         self.n_train, self.n_val = len(train_cases), len(val_cases)
         self.samples = _sample_items(val_set)
         self.first_step = self.state["global_step"]  # this process's first: the estimate covers the steps after it
         self.timer = StepTimer(device)
         self.tensorboard = None  # a SummaryWriter with --tensorboard (open_tensorboard)
+
+    @property
+    def deterministic(self) -> bool:
+        """--deterministic, or a resumed run that was started with it (its exact resume was asked for)."""
+        return bool(self.state["deterministic"])
+
+    def _loader(self, dataset, batches: list[list[int]]):
+        """A DataLoader of these batches of `dataset`: Execution's worker processes, page-locked batches for a GPU."""
+        from torch.utils.data import DataLoader  # lazy: torch
+
+        return DataLoader(dataset, batch_sampler=batches, num_workers=self.execution.loader_workers(self.device),
+                          pin_memory=self.device.type == "cuda", generator=_loader_generator())
 
     def open_tensorboard(self) -> None:
         self.tensorboard = tensorboard_writer(self.run_dir, purge_step=self.state["global_step"])
@@ -360,8 +391,14 @@ class _Trainer:
         return (s["epoch"] > c.epochs or s["global_step"] >= self.total_steps
                 or (s["patience_counter"] >= c.patience and s["epoch"] > c.warmup))
 
+    @property
+    def stopping(self) -> bool:
+        """A stop was requested: of this process, or under torchrun of any (agreed on after each step)."""
+        return self.peers_stop if self.group.active else bool(self.stop)
+
     def _cancel(self) -> int:
-        self._save_state()
+        if self.group.main:
+            self._save_state()
         path = str(self.run_dir / "checkpoint.safetensors")
         self.events.emit("checkpoint", path=path, epoch=self.state["epoch"], step=self.state["global_step"],
                          reason="cancelled")
@@ -371,37 +408,61 @@ class _Trainer:
         return EXIT_CANCELLED
 
     def _train_epoch(self, epoch: int, clock: dict) -> bool:
-        """The remaining steps of `epoch`; False when a stop was requested."""
-        from torch.utils.data import DataLoader  # lazy: torch
+        """The remaining steps of `epoch`; False when a stop was requested.
 
+        The time spent waiting for the next batch is the data-loading share of the step interval that the
+        progress events report (`data_share`): near 0 when the loader keeps up, the fraction lost when not."""
         cfg, s = self.config, self.state
-        order = epoch_order(len(self.train_set), cfg.seed, epoch)
-        batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+        batches = self.group.batches(epoch_order(len(self.train_set), cfg.seed, epoch), cfg.batch_size)
+        shares = [self.group.share(batch) for batch in batches[s["position"]:]]
         self.train_set.set_epoch(epoch)
-        loader = DataLoader(self.train_set, batch_sampler=batches[s["position"]:], num_workers=0,
-                            generator=_loader_generator())
-        for batch in loader:
+        loader = iter(self._loader(self.train_set, [mine for mine, _ in shares]))
+        started, waited = time.perf_counter(), 0.0
+        for _, weight in shares:
             if s["global_step"] >= self.total_steps:  # max_steps reached within the epoch
                 break
+            fetch = time.perf_counter()
+            batch = next(loader)
+            waited += time.perf_counter() - fetch
             self.recipe.set_progress(s["global_step"] / self.total_steps)
-            losses = self.recipe.train_step(batch)
+            self.recipe.set_share(weight)
+            losses = self._read_losses(self.recipe.step(batch), weight)
             s["position"] += 1
             s["global_step"] += 1
             s["epoch_steps"] += 1
             for k, v in losses.items():
                 s["epoch_sums"][k] = s["epoch_sums"].get(k, 0.0) + v
+            now = time.perf_counter()
             clock["steps"] += 1
-            clock["images"] += len(batch["le"])
-            elapsed = time.perf_counter() - clock["start"]
+            clock["images"] += round(len(batch["le"]) * self.group.world / weight)  # the global batch
+            elapsed = now - clock["start"]
             eta = elapsed / clock["steps"] * (self.total_steps - s["global_step"])
             headline = {k: losses[k] for k in self.recipe.headline}  # first: what a progress bar shows
             self.events.emit("progress", step=s["global_step"], total_steps=self.total_steps, epoch=epoch,
                              epochs=cfg.epochs, losses={**headline, **losses}, lr=self.recipe.lr, eta_s=round(eta, 1),
-                             images_per_s=round(clock["images"] / max(elapsed, 1e-9), 3))
+                             images_per_s=round(clock["images"] / max(elapsed, 1e-9), 3),
+                             data_share=round(waited / max(now - started, 1e-9), 4))
             self._after_step(losses)
-            if self.stop:
-                return False
-        return True
+            if self.stopping:
+                break
+        clock["data"] += waited
+        clock["loop"] += time.perf_counter() - started
+        return not self.stopping
+
+    def _read_losses(self, values: dict, weight: float) -> dict[str, float]:
+        """The step's losses as numbers, read from the device once; under torchrun the batch means over all
+        processes (each share weighted by its size), with the stop flag summed in the same reduction."""
+        import torch  # lazy: torch
+
+        names = self.recipe.loss_names
+        vector = torch.stack([values[k].float() for k in names]) * (weight / self.group.world)
+        if self.group.active:
+            flag = torch.ones(1, device=vector.device) if self.stop else torch.zeros(1, device=vector.device)
+            read = self.group.all_sum(torch.cat([vector, flag])).tolist()
+            self.peers_stop = read.pop() > 0
+        else:
+            read = vector.tolist()
+        return dict(zip(names, read))
 
     def _after_step(self, losses: dict[str, float]) -> None:
         """The estimate once the first steps are timed; TensorBoard's per-step scalars."""
@@ -455,11 +516,16 @@ class _Trainer:
             self.tensorboard.flush()
 
     def _validate(self) -> float:
-        total, count = 0.0, 0
+        """Mean |G(LE) - DES| over the validation items, summed on the device in float64 and read once (under
+        torchrun each process takes every world-th item, with rank 0's batch-norm statistics)."""
+        import torch  # lazy: torch
+
+        self.group.broadcast_buffers(self.recipe.networks.values())
+        total = torch.zeros(2, dtype=torch.float64, device=self.device)
         for batch in self.val_loader:
             n = len(batch["le"])
-            total += self.recipe.validation_l1(batch) * n
-            count += n
+            total += torch.stack([self.recipe.validation_error(batch).double() * n, total.new_tensor(n)])
+        total, count = self.group.all_sum(total).tolist()
         return total / count
 
     def _preset_changes(self) -> dict[str, Any]:
@@ -496,25 +562,27 @@ class _Trainer:
             self.events.emit("validation", epoch=epoch, metrics={"val_l1": val_l1}, best=improved)
             if improved:
                 s.update(best_val_l1=val_l1, best_epoch=epoch, patience_counter=0)
-                path = self._save_model(epoch, val_l1)
-                self.events.emit("checkpoint", path=str(path), epoch=epoch, reason="best", val_l1=val_l1)
+                if self.group.main:
+                    path = self._save_model(epoch, val_l1)
+                    self.events.emit("checkpoint", path=str(path), epoch=epoch, reason="best", val_l1=val_l1)
             elif epoch > cfg.warmup:  # early stopping counts only after the warm-up (public code of 001)
                 s["patience_counter"] += cfg.val_every
         row["epoch_time_s"] = round(epoch_time, 3)
         s["history"].append(row)
-        _write_history(self.run_dir, s["history"])
-        self._write_progress(epoch, row)
         self.recipe.end_epoch(epoch, row["val_l1"])
         s.update(epoch=epoch + 1, position=0, epoch_sums={}, epoch_steps=0)
+        if not self.group.main:
+            return
+        _write_history(self.run_dir, s["history"])
+        self._write_progress(epoch, row)
         self._save_state()
         self.events.emit("checkpoint", path=str(self.run_dir / "checkpoint.safetensors"), epoch=epoch, reason="epoch")
 
     def estimate(self) -> int:
         """`train --estimate`: the first steps of epoch 1 (repeated when an epoch is shorter), timed; no write."""
-        from torch.utils.data import DataLoader  # lazy: torch
-
-        loader = DataLoader(self.train_set, batch_size=self.config.batch_size, num_workers=0,
-                            generator=_loader_generator())
+        order = list(range(len(self.train_set)))
+        loader = self._loader(self.train_set, [order[i:i + self.config.batch_size]
+                                               for i in range(0, len(order), self.config.batch_size)])
         steps = WARMUP_STEPS + TIMED_STEPS
         self.events.emit("info", message=f"estimating {self.config.preset or 'custom'} on {self.device}: "
                          f"{self.n_train} training images, {self.total_steps} planned steps; timing {steps} real "
@@ -548,9 +616,12 @@ class _Trainer:
                          config=cfg.to_dict())
         if self.device.type == "cpu" and gpu_sized(cfg):
             self.events.emit("info", message="warning: " + cpu_warning(cfg))
-        clock = {"start": time.perf_counter(), "steps": 0, "images": 0}
+        if self.deterministic:
+            self.events.emit("info", message="deterministic mode: bitwise repeatable steps, at a cost in speed "
+                             "(docs/benchmarks.md)", deterministic=True)
+        clock = {"start": time.perf_counter(), "steps": 0, "images": 0, "data": 0.0, "loop": 0.0}
         while not self._finished():
-            if self.stop:
+            if self.stopping:
                 return self._cancel()
             epoch, t0 = s["epoch"], time.perf_counter()
             if not self._train_epoch(epoch, clock):
@@ -559,45 +630,60 @@ class _Trainer:
         if s["best_epoch"] == 0:
             raise RuntimeError("training ended without any validation")
         stopped_early = s["epoch"] <= cfg.epochs and s["global_step"] < self.total_steps
+        elapsed = time.perf_counter() - clock["start"]
         self.events.emit("finished", best_epoch=s["best_epoch"], val_l1=s["best_val_l1"],
                          model=str(self.run_dir / "model.safetensors"), epochs_run=s["epoch"] - 1,
-                         stopped_early=stopped_early, steps=s["global_step"])
+                         stopped_early=stopped_early, steps=s["global_step"],
+                         images_per_s=round(clock["images"] / max(elapsed, 1e-9), 3),
+                         data_share=round(clock["data"] / max(clock["loop"], 1e-9), 4))
         return EXIT_OK
 
 
 def estimate(config: TrainConfig, manifest_path: str | os.PathLike, *, device: str = "auto",
-             events: EventWriter) -> int:
+             execution: Execution = Execution(), events: EventWriter) -> int:
     """Build the run as train() would, time WARMUP_STEPS + TIMED_STEPS real steps and emit the estimate as "info"
     events (and the CPU warning for a GPU-sized config). Writes nothing: no run folder, no lock."""
+    if group_from_environment().active:
+        raise InputError(None, "--estimate times one process: run it without torchrun")
     dev = resolve_device(device)
-    with StopRequest() as stop, _deterministic(dev.type == "cpu"):
-        trainer = _Trainer(config, Path(manifest_path), Path(os.devnull), dev, False, events, stop)
+    with StopRequest() as stop, _deterministic(execution.deterministic):
+        trainer = _Trainer(config, Path(manifest_path), Path(os.devnull), dev, False, events, stop, execution, Group())
         return trainer.estimate()
 
 
 def train(config: TrainConfig, manifest_path: str | os.PathLike, run_dir: str | os.PathLike, *,
           device: str = "auto", resume: bool = False, overwrite: bool = False, tensorboard: bool = False,
-          events: EventWriter) -> int:
+          execution: Execution = Execution(), events: EventWriter) -> int:
     """Train `config` on the manifest's train split into `run_dir`; returns an events.EXIT_* code.
 
     Bad input raises InputError (after a "failed" event); any other failure
     emits "failed" with the message and returns EXIT_FAILED. `overwrite`
     reuses a folder that holds a run's files only (see _check_run_folder);
-    `tensorboard` also writes TensorBoard event files into <run>/tensorboard.
+    `tensorboard` also writes TensorBoard event files into <run>/tensorboard;
+    `execution` says how the steps run (execution.py). Under torchrun every
+    process calls this; rank 0 alone takes the folder and writes.
     """
     run_dir = Path(run_dir)
-    created = _outermost_missing(run_dir)
+    group = group_from_environment()
+    if not group.main:
+        events = EventWriter(enabled=False)
+    created = _outermost_missing(run_dir) if group.main else None
     try:
         if resume and overwrite:
             raise InputError(None, "--resume continues the run in the folder, --overwrite replaces it: give one")
         if tensorboard:
             require_tensorboard()
-        dev = resolve_device(device)
+        dev = process_device(group, resolve_device(device))
         if run_dir.exists() and not run_dir.is_dir():
             raise InputError(run_dir, "--out is a file, not a folder")
-        ensure_writable_dir(run_dir)
-        with folder_lock(run_dir, "training"):
-            return _train_locked(config, Path(manifest_path), run_dir, dev, resume, overwrite, tensorboard, events)
+        with process_group(group, dev):
+            if not group.main:
+                return _train_locked(config, Path(manifest_path), run_dir, dev, resume, False, False, events,
+                                     execution, group)
+            ensure_writable_dir(run_dir)
+            with folder_lock(run_dir, "training"):
+                return _train_locked(config, Path(manifest_path), run_dir, dev, resume, overwrite, tensorboard,
+                                     events, execution, group)
     except ForcedStop as exc:
         _remove_created(run_dir, created)  # only while still empty: stopped before its first write
         return _forced_stop(run_dir, exc, events)
@@ -613,21 +699,25 @@ def train(config: TrainConfig, manifest_path: str | os.PathLike, run_dir: str | 
 
 
 def _train_locked(config: TrainConfig, manifest_path: Path, run_dir: Path, dev, resume: bool, overwrite: bool,
-                  tensorboard: bool, events: EventWriter) -> int:
-    """train() once it holds the run lock. A run that fails before its first checkpoint removes what it wrote,
-    so that its folder can be used again (a run killed there keeps it: --resume restarts it from step 0)."""
-    _check_run_folder(run_dir, resume, overwrite)
-    if resume:
-        _check_resume_config(run_dir, config)
-    with StopRequest() as stop, _deterministic(dev.type == "cpu"):
-        trainer = _Trainer(config, manifest_path, run_dir, dev, resume, events, stop)
+                  tensorboard: bool, events: EventWriter, execution: Execution, group: Group) -> int:
+    """train() once it holds the run lock (rank 0) or rank 0 holds it (the others, which only read the folder). A
+    run that fails before its first checkpoint removes what it wrote, so that its folder can be used again (a run
+    killed there keeps it: --resume restarts it from step 0)."""
+    if group.main:
+        _check_run_folder(run_dir, resume, overwrite)
+        if resume:
+            _check_resume_config(run_dir, config)
+    with StopRequest() as stop:
+        trainer = _Trainer(config, manifest_path, run_dir, dev, resume, events, stop, execution, group)
         try:
-            trainer.write_start(overwrite)
-            if tensorboard:
-                trainer.open_tensorboard()
-            return trainer.run()
+            with _deterministic(trainer.deterministic):
+                if group.main:
+                    trainer.write_start(overwrite)
+                    if tensorboard:
+                        trainer.open_tensorboard()
+                return trainer.run()
         except Exception:
-            if not resume and not has_training_state(run_dir):
+            if group.main and not resume and not has_training_state(run_dir):
                 _remove_run_files(run_dir)
             raise
         finally:

@@ -35,6 +35,16 @@ extends the schedule).
 files are deleted once the new run's data are ready, and a folder holding
 anything else is refused. A second Ctrl-C or SIGTERM stops at once, keeping
 the last checkpoint. See docs/training-runs.md.
+
+Speed options change how the steps run, not what is learnt (they are not
+config fields): --deterministic for bitwise repeatable steps (a run started
+with it keeps it on --resume), --workers N data-loading processes (default 0
+on the CPU, 4 on a GPU), --channels-last and --compile (measured in
+docs/benchmarks.md; off by default). Several GPUs or nodes: the same command
+under torchrun, e.g.
+    torchrun --nproc_per_node 4 -m VirtualContrastTraining train --preset rofena2024-cyclegan \\
+        --manifest data/manifest.csv --out runs/cyclegan
+each process takes its share of every batch of --batch-size; rank 0 writes.
 """
 
 from __future__ import annotations
@@ -47,6 +57,7 @@ from VirtualContrastTraining.config.presets import resolve_config
 from VirtualContrastTraining.config.schema import apply_overrides, parse_assignments
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.events import EXIT_OK, EventWriter
+from VirtualContrastTraining.execution import Execution
 from VirtualContrastTraining.train import CONFIG_FILE, estimate, load_run_config, train
 
 # CLI option -> TrainConfig field
@@ -84,7 +95,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override any config field (repeatable), e.g. --set pool_size=50")
     p.add_argument("--list-presets", action="store_true", help="print the presets and exit")
+    speed = p.add_argument_group("speed (how the steps run, not what is learnt; docs/benchmarks.md)")
+    speed.add_argument("--deterministic", action="store_true",
+                       help="deterministic algorithms for bitwise repeatable steps and exact resume; costs speed "
+                            "(0-15 %% per step on a CPU, more with cuDNN); kept on --resume of a run started with it")
+    speed.add_argument("--workers", type=_workers, metavar="N",
+                       help="data-loading worker processes (default: 0 on the CPU, up to 4 on a GPU)")
+    speed.add_argument("--channels-last", action="store_true",
+                       help="NHWC memory format for networks and images (for GPU tensor cores)")
+    speed.add_argument("--compile", action="store_true",
+                       help="torch.compile every network (its first steps compile for minutes)")
     p.set_defaults(func=run)
+
+
+def _workers(text: str) -> int:
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected a number of processes (0 or more), got {text!r}")
+    return int(text)
+
+
+def execution_from_args(args: argparse.Namespace) -> Execution:
+    return Execution(deterministic=args.deterministic, workers=args.workers, channels_last=args.channels_last,
+                     compile=args.compile)
 
 
 def resolve_from_args(args: argparse.Namespace):
@@ -124,6 +156,8 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         raise InputError(None, f"missing {', '.join(missing)} (see virtual-contrast train --help)")
     if args.estimate:
-        return estimate(resolve_from_args(args), args.manifest, device=args.device, events=EventWriter())
+        return estimate(resolve_from_args(args), args.manifest, device=args.device,
+                        execution=execution_from_args(args), events=EventWriter())
     return train(resolve_from_args(args), args.manifest, args.out, device=args.device, resume=args.resume,
-                 overwrite=args.overwrite, tensorboard=args.tensorboard, events=EventWriter())
+                 overwrite=args.overwrite, tensorboard=args.tensorboard, execution=execution_from_args(args),
+                 events=EventWriter())
