@@ -25,12 +25,19 @@ schedule field (e.g. --set epochs=...) resumes every run to the new schedule.
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import os
+import queue
 import re
+import shlex
 import shutil
+import signal
+import subprocess
 import sys
+import threading
 import traceback
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +49,7 @@ from VirtualContrastTraining.data.prepared import prepare_case
 from VirtualContrastTraining.data.preprocessing import PreprocessConfig
 from VirtualContrastTraining.data.splits import (SPLITS, check_splits, kfold_splits, leakage_entry, leakage_text,
                                                  write_leakage)
+from VirtualContrastTraining.devices import available_cores, resolve_device
 from VirtualContrastTraining.errors import InputError
 from VirtualContrastTraining.evaluation import columns
 from VirtualContrastTraining.evaluation.evaluate import IDENTITY_NAME, LINEAR_NAME, format_cell
@@ -49,7 +57,8 @@ from VirtualContrastTraining.evaluation.evaluation_folder import csv_text, read_
 from VirtualContrastTraining.evaluation.report import build_report
 from VirtualContrastTraining.evaluation.run import evaluate_run
 from VirtualContrastTraining.evaluation.significance import across_folds, wilcoxon_models
-from VirtualContrastTraining.events import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EventTee, EventWriter
+from VirtualContrastTraining.events import (EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EventTee, EventWriter, ForcedStop,
+                                            StopRequest, parse_event)
 from VirtualContrastTraining.synthetic_wording import NOT_FOR_DIAGNOSIS
 from VirtualContrastTraining.train import load_run_config, train
 
@@ -61,6 +70,7 @@ BASELINES = (IDENTITY_NAME, LINEAR_NAME)
 STRATIFY_TEXT = {"lesion": "stratified by lesion-mask presence (002)", "label": "stratified by class label (004)"}
 # evaluate_run writes summary.md last: its presence means the evaluation is complete.
 EVALUATION_DONE = "summary.md"
+PLAN = "plan.json"
 
 
 @dataclass
@@ -70,6 +80,7 @@ class ComparisonResult:
     rows: list[dict[str, Any]]      # one per model x fold: preset (or baseline) name, fold, metrics
     summary: list[dict[str, Any]]   # significance.across_folds: n_folds, n_images, <M>_mean, <M>_sd, <M>_n per model
     table: str = ""
+    plan: str = ""                  # the plan as text (part "plan")
 
     @property
     def markdown(self) -> Path:
@@ -123,6 +134,17 @@ def read_fold_manifests(folder: str | os.PathLike) -> dict[int, list]:
     return folds
 
 
+def chosen_folds(folds: dict[int, list], only: list[int] | None) -> list[int]:
+    """The folds to run: `only`, checked against `folds`, or all of them."""
+    numbers = list(folds)
+    chosen = numbers if only is None else only
+    if not chosen or len(set(chosen)) != len(chosen) or any(i not in folds for i in chosen):
+        allowed = (f"from 0 to {len(numbers) - 1}" if numbers == list(range(len(numbers)))
+                   else f"among {', '.join(map(str, numbers))}")
+        raise InputError(None, f"folds to run must be distinct numbers {allowed}, got {chosen}")
+    return chosen
+
+
 def write_folds(folds: dict[int, list], out_dir: Path, only: list[int] | None) -> dict[int, Path]:
     """{fold: DIR/folds/fold_<fold>.csv} for the folds to run (`only`, default all of `folds`).
 
@@ -131,12 +153,7 @@ def write_folds(folds: dict[int, list], out_dir: Path, only: list[int] | None) -
     stratification or fold manifests, and reusing its runs would mix two
     experiments.
     """
-    numbers = list(folds)
-    chosen = numbers if only is None else only
-    if not chosen or len(set(chosen)) != len(chosen) or any(i not in folds for i in chosen):
-        allowed = (f"from 0 to {len(numbers) - 1}" if numbers == list(range(len(numbers)))
-                   else f"among {', '.join(map(str, numbers))}")
-        raise InputError(None, f"folds to run must be distinct numbers {allowed}, got {chosen}")
+    chosen = chosen_folds(folds, only)
     folds_dir = ensure_writable_dir(out_dir / "folds")
     write_leakage(folds_dir, {f"fold_{i}.csv": leakage_entry(folds[i]) for i in chosen})
     paths = {}
@@ -319,10 +336,35 @@ def _comparison_markdown(table: str, configs: dict, data_lines: list[str], folds
     return "\n".join(lines) + "\n" + (f"\n{tests}" if tests else "")
 
 
+@dataclass
+class _Setup:
+    """What a comparison is made of, resolved from its arguments before anything runs."""
+    configs: dict                   # {preset: TrainConfig}
+    folds: dict[int, list]          # {fold: cases}
+    cases: list                     # every case once
+    k: int
+    stratify: str | None
+    runs: list[tuple[int, str]]     # (fold, preset) of each run, in plan order: run K is runs[K]
+    fingerprint: str                # of the configs, the runs and their folds' cases: what a plan is valid for
+
+    @property
+    def folds_run(self) -> list[int]:
+        return list(dict.fromkeys(fold for fold, _ in self.runs))
+
+    def run_dir(self, out_dir: Path, index: int) -> Path:
+        fold, name = self.runs[index]
+        return out_dir / "runs" / name / f"fold_{fold}"
+
+    def label(self, index: int) -> str:
+        fold, name = self.runs[index]
+        return f"{name}/fold_{fold}"
+
+
 def compare(presets: list[str], manifest: str | os.PathLike | None, out_dir: str | os.PathLike, *,
             k: int | None = None, stratify: str | None = None, only_folds: list[int] | None = None,
             overrides: dict[str, Any] | None = None, seed: int = 0, device: str = "auto", events: EventWriter,
-            fold_manifests: str | os.PathLike | None = None, deidentify: bool = False) -> ComparisonResult:
+            fold_manifests: str | os.PathLike | None = None, deidentify: bool = False, jobs: int = 1,
+            part: str = "all", run: int | None = None) -> ComparisonResult:
     """Train and evaluate every preset on every chosen fold; write comparison.md and .csv into `out_dir`.
 
     The folds are dealt from `manifest` (k folds, default 10; `stratify`
@@ -333,13 +375,30 @@ def compare(presets: list[str], manifest: str | os.PathLike | None, out_dir: str
     InputError (after a "failed" event); a run that fails or is cancelled ends
     the comparison with its exit code. `deidentify` evaluates and reports with
     pseudonyms of the case ids (evaluation/run.py).
+
+    `jobs` > 1 runs that many runs at a time, each in a child process (`part`
+    "run"), with a device per job (_job_devices). `part` does one part only:
+    "plan" writes the folds and DIR/plan.json, "run" trains and evaluates
+    run `run` of that plan, "collect" writes the reports from finished runs;
+    "all" does the three.
     """
     out_dir = Path(out_dir)
     manifest = None if manifest is None else Path(manifest)
     fold_manifests = None if fold_manifests is None else Path(fold_manifests)
+    arguments = _arguments(presets, manifest, fold_manifests, out_dir, k, stratify, only_folds, overrides or {}, seed,
+                           deidentify)
     try:
-        return _compare(presets, manifest, fold_manifests, out_dir, k, stratify, only_folds, dict(overrides or {}),
-                        seed, device, events, deidentify)
+        setup = _setup(presets, manifest, fold_manifests, k, stratify, only_folds, dict(overrides or {}), seed,
+                       deidentify)
+        if part == "run":
+            return _run_part(setup, out_dir, run, device, events, deidentify)
+        if part == "collect":
+            _check_plan(setup, out_dir)
+            return _collect(setup, out_dir, manifest, fold_manifests, seed, dict(overrides or {}), events, deidentify)
+        if part not in ("all", "plan"):
+            raise ValueError(f"unknown part {part!r}")
+        return _compare(setup, out_dir, manifest, fold_manifests, arguments, dict(overrides or {}), seed, device,
+                        events, deidentify, jobs, part == "plan")
     except InputError as exc:
         events.emit("failed", error=str(exc))
         raise
@@ -347,6 +406,24 @@ def compare(presets: list[str], manifest: str | os.PathLike | None, out_dir: str
         traceback.print_exc(file=sys.stderr)
         events.emit("failed", error=f"{type(exc).__name__}: {exc}")
         return ComparisonResult(out_dir, EXIT_FAILED, [], [])
+
+
+def _arguments(presets, manifest: Path | None, fold_manifests: Path | None, out_dir: Path, k, stratify, only_folds,
+               overrides: dict[str, Any], seed: int, deidentify: bool) -> list[str]:
+    """The `compare` options that make this comparison, paths absolute: with `--run K` added, the command of one
+    run (plan.json, the children of --jobs, a Slurm array task) from any folder."""
+    data = ["--manifest", str(manifest.resolve())] if manifest else ["--fold-manifests", str(fold_manifests.resolve())]
+    args = ["--presets", ",".join(presets), *data, "--out", str(out_dir.resolve()), "--seed", str(seed)]
+    args += ["--folds", str(k)] if k is not None else []
+    args += ["--stratify", stratify] if stratify else []
+    args += ["--only-folds", ",".join(map(str, only_folds))] if only_folds is not None else []
+    args += [f"--set={name}={value}" for name, value in overrides.items()]
+    return args + (["--deidentify"] if deidentify else [])
+
+
+def _run_command(arguments: list[str], index: int | str) -> str:
+    """The shell command of run `index` (a number or a variable such as $SLURM_ARRAY_TASK_ID)."""
+    return shlex.join([sys.executable, "-m", "VirtualContrastTraining", "compare", *arguments, "--run", str(index)])
 
 
 def _folds(manifest: Path | None, fold_manifests: Path | None, k: int | None, stratify: str | None,
@@ -366,6 +443,18 @@ def _folds(manifest: Path | None, fold_manifests: Path | None, k: int | None, st
     return folds, cases, len(folds), None
 
 
+def _setup(presets, manifest: Path | None, fold_manifests: Path | None, k, stratify, only_folds,
+           overrides: dict[str, Any], seed: int, deidentify: bool) -> _Setup:
+    configs = resolve_presets(presets, {"seed": seed, **overrides})
+    folds, cases, k, stratify = _folds(manifest, fold_manifests, k, stratify, seed)
+    runs = [(fold, name) for fold in chosen_folds(folds, only_folds) for name in configs]
+    made_of = {"configs": {name: c.to_dict() for name, c in configs.items()}, "runs": runs,
+               "folds": {fold: [asdict(c) for c in _comparable(folds[fold])] for fold, _ in runs},
+               "deidentify": deidentify}
+    fingerprint = hashlib.sha256(json.dumps(made_of, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return _Setup(configs, folds, cases, k, stratify, runs, fingerprint)
+
+
 def _check_cases(cases: list) -> None:
     """Every case read and prepared once (small) before anything is written: a missing or unusable image, or a
     window that cannot stretch it, is refused naming its file, not found hours later by the run of one fold
@@ -375,56 +464,286 @@ def _check_cases(cases: list) -> None:
         prepare_case(case, PreprocessConfig(size=32))
 
 
-def _compare(presets, manifest: Path | None, fold_manifests: Path | None, out_dir: Path, k, stratify, only_folds,
-             overrides, seed, device, events: EventWriter, deidentify: bool = False) -> ComparisonResult:
-    configs = resolve_presets(presets, {"seed": seed, **overrides})
-    folds, all_cases, k, stratify = _folds(manifest, fold_manifests, k, stratify, seed)
-    _check_cases(all_cases)
-    fold_paths = write_folds(folds, out_dir, only_folds)
-    leakage = {fold: leakage_entry(folds[fold]) for fold in fold_paths}
-    jobs = [(fold, name) for fold in fold_paths for name in configs]
+# --- the plan: one run per preset x fold, numbered for a scheduler --------------------------------------------
+
+def _write_plan(setup: _Setup, out_dir: Path, arguments: list[str]) -> tuple[Path, str]:
+    """DIR/plan.json (the runs, each with its command, and the fingerprint --run and --collect check) and the
+    plan as text for a person."""
+    runs = [{"index": i, "preset": name, "fold": fold, "run_dir": str(setup.run_dir(out_dir, i)),
+             "command": _run_command(arguments, i)} for i, (fold, name) in enumerate(setup.runs)]
+    collect = shlex.join([sys.executable, "-m", "VirtualContrastTraining", "compare", *arguments, "--collect"])
+    path = out_dir / PLAN
+    write_text_atomic(path, json.dumps({"fingerprint": setup.fingerprint, "runs": runs, "collect": collect},
+                                       indent=1) + "\n")
+    lines = [f"{len(runs)} runs (K: preset, fold -> run folder), plan in {path}:"]
+    lines += [f"  {r['index']}: {r['preset']}, fold {r['fold']} -> {r['run_dir']}" for r in runs]
+    lines += ["run K (e.g. K = $SLURM_ARRAY_TASK_ID, 0 to " f"{len(runs) - 1}):",
+              "  " + _run_command(arguments, "K"), "then, when all are done:", "  " + collect]
+    return path, "\n".join(lines)
+
+
+def _check_plan(setup: _Setup, out_dir: Path) -> None:
+    """The plan in `out_dir` must be one this command's comparison made: same presets, settings, runs and data."""
+    path = out_dir / PLAN
+    if not path.is_file():
+        raise InputError(path, "no plan: run this compare command with --plan first")
+    try:
+        planned = json.loads(path.read_text(encoding="utf-8"))["fingerprint"]
+    except (ValueError, KeyError, TypeError, OSError):
+        raise InputError(path, "unreadable plan: run this compare command with --plan again") from None
+    if planned != setup.fingerprint:
+        raise InputError(path, f"the plan was made for other presets, settings or data (fingerprint {planned}, "
+                               f"this command's {setup.fingerprint}): use the plan's own command, or --plan again")
+
+
+def _done(setup: _Setup, out_dir: Path, index: int) -> bool:
+    """Whether run `index` is evaluated with its config as planned (what _run_one reuses)."""
+    run_dir = setup.run_dir(out_dir, index)
+    return ((run_dir / "evaluation" / EVALUATION_DONE).is_file() and has_training_state(run_dir)
+            and load_run_config(run_dir) == setup.configs[setup.runs[index][1]])
+
+
+# --- running: in this process, one run of the plan, or children ----------------------------------------------
+
+def _run_tagged(setup: _Setup, out_dir: Path, index: int, device: str, events: EventWriter,
+                deidentify: bool) -> int:
+    """Run `index` of the plan in this process, its events in its log and tagged on to `events`; its result in an
+    "info" event (or a "failed"/"cancelled" one); the exit code."""
+    fold, name = setup.runs[index]
+    run_dir = setup.run_dir(out_dir, index)
+    fold_path = out_dir / "folds" / f"fold_{fold}.csv"
+    tag = {"run": setup.label(index), "run_index": index + 1, "runs": len(setup.runs)}
+    patients = {s: len({c.patient_id for c in setup.folds[fold] if c.split == s}) for s in SPLITS}
+    events.emit("info", **tag, message=f"== run {index + 1}/{len(setup.runs)}: preset {name}, fold {fold} "
+                                       f"(patients: train {patients['train']}, val {patients['val']}, "
+                                       f"test {patients['test']})")  # the run's heading, above the bar
+    ensure_writable_dir(run_dir.parent)
+    # The run's events go to its log; progress and validation on to the comparison's, tagged with the run.
+    with EventTee(run_dir.parent / f"fold_{fold}-events.jsonl", mode="a", events=events,
+                  forward=("progress", "validation"), tag=tag) as relay:
+        done, code = _run_one(setup.configs[name], fold, fold_path, run_dir, device, relay, deidentify)
+    if code == EXIT_CANCELLED:
+        events.emit("cancelled", **tag, message="run the same compare command again to continue")
+    elif code != EXIT_OK:
+        events.emit("failed", **tag, error=relay.error or f"training ended with exit code {code}")
+    else:
+        row = _fold_rows(run_dir / "evaluation", name, fold)[0]
+        test = ", ".join(f"{m} {row[m]:.4g}" for m in TABLE_METRICS if row[m] is not None)
+        events.emit("info", **tag, message=f"{done} {tag['run']}: test {test}")
+    return code
+
+
+def _run_part(setup: _Setup, out_dir: Path, run: int | None, device: str, events: EventWriter,
+              deidentify: bool) -> ComparisonResult:
+    """`--run K`: run K of the plan only (a Slurm array task, or a child of --jobs)."""
+    _check_plan(setup, out_dir)
+    if run is None or not 0 <= run < len(setup.runs):
+        raise InputError(out_dir / PLAN, f"no run {run} in the plan: its runs are numbered 0 to {len(setup.runs) - 1}")
+    events.emit("started", out=str(out_dir), run=setup.label(run), run_index=run + 1, runs=len(setup.runs))
+    code = _run_tagged(setup, out_dir, run, device, events, deidentify)
+    if code == EXIT_OK:
+        events.emit("finished", run=setup.label(run), out=str(setup.run_dir(out_dir, run)))
+    return ComparisonResult(out_dir, code, [], [])
+
+
+def _compare(setup: _Setup, out_dir: Path, manifest: Path | None, fold_manifests: Path | None,
+             arguments: list[str], overrides, seed, device, events: EventWriter, deidentify: bool, jobs: int,
+             plan_only: bool) -> ComparisonResult:
+    _check_cases(setup.cases)
+    folds = setup.folds_run
+    write_folds(setup.folds, out_dir, folds)
+    plan, plan_text = _write_plan(setup, out_dir, arguments)
+    if plan_only:
+        events.emit("finished", plan=str(plan), out=str(out_dir), runs=len(setup.runs))
+        return ComparisonResult(out_dir, EXIT_OK, [], [], plan=plan_text)
     events.emit("started", out=str(out_dir), manifest=str(manifest) if manifest else None,
-                fold_manifests=str(fold_manifests) if fold_manifests else None, presets=list(configs), k=k,
-                folds=list(fold_paths), stratify=stratify, runs=len(jobs), leakage=leakage)
+                fold_manifests=str(fold_manifests) if fold_manifests else None, presets=list(setup.configs),
+                k=setup.k, folds=folds, stratify=setup.stratify, runs=len(setup.runs),
+                leakage={fold: leakage_entry(setup.folds[fold]) for fold in folds})
+    if jobs > 1:
+        code = ChildRuns(setup, out_dir, arguments, events, jobs, device).run()
+    else:
+        code = next((c for c in (_run_tagged(setup, out_dir, i, device, events, deidentify)
+                                 for i in range(len(setup.runs))) if c != EXIT_OK), EXIT_OK)
+    if code != EXIT_OK:
+        return ComparisonResult(out_dir, code, [], [])
+    return _collect(setup, out_dir, manifest, fold_manifests, seed, overrides, events, deidentify)
+
+
+def _job_devices(device: str, jobs: int) -> list[str]:
+    """The device of each of `jobs` job slots: on a machine with G CUDA devices slot i gets cuda:(i mod G) when the
+    device is auto or cuda; a named device (cpu, cuda:N) serves every slot."""
+    chosen = resolve_device(device)
+    if chosen.type == "cuda" and device.strip().lower() in ("auto", "cuda"):
+        import torch  # lazy: torch
+        return [f"cuda:{i % torch.cuda.device_count()}" for i in range(jobs)]
+    return [str(chosen)] * jobs
+
+
+def _threads_per_job(jobs: int) -> int:
+    """The CPU threads of each job: this process's share (use_threads put its count in OMP_NUM_THREADS) split
+    evenly, so that N jobs do not oversubscribe the cores."""
+    cores = int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or available_cores()
+    return max(1, cores // jobs)
+
+
+def _pump(index: int, stream, lines: queue.Queue) -> None:
+    """A child's stdout, line by line, onto `lines`; (index, None) at its end."""
+    for line in stream:
+        lines.put((index, line))
+    lines.put((index, None))
+
+
+class ChildRuns:
+    """The runs of a plan in child processes (`compare ... --run K`), at most `jobs` at a time, each slot on its
+    own device (_job_devices) with its share of the threads.
+
+    Each child writes its run's log as a run in this process does; this one
+    shows one progress bar over all runs (steps summed; a run not yet started
+    counts as long as the mean of those started), the children's result lines,
+    and a line per failed run. A failed run does not stop the others; the
+    comparison fails at the end naming the run folders. A stop (SIGTERM,
+    Ctrl-C, the stop file) is passed on to every child as one SIGTERM (each
+    saves its checkpoint, train.py), a second one as a second; the children
+    run in their own session so that a terminal's Ctrl-C reaches them once,
+    through this process.
+    """
+
+    def __init__(self, setup: _Setup, out_dir: Path, arguments: list[str], events: EventWriter, jobs: int,
+                 device: str):
+        self.setup, self.out_dir, self.arguments, self.events = setup, out_dir, arguments, events
+        self.devices = _job_devices(device, jobs)
+        self.threads = _threads_per_job(jobs)
+        self.children: dict[int, tuple[subprocess.Popen, int]] = {}   # run index -> (process, slot)
+        self.lines: queue.Queue = queue.Queue()
+        self.steps: dict[int, tuple[int, int]] = {}                   # run index -> (step, total_steps)
+        self.errors: dict[int, str] = {}
+        self.cancelled = False
+
+    def run(self) -> int:
+        waiting = list(range(len(self.setup.runs)))
+        stopping = False
+        with StopRequest() as stop:
+            try:
+                while waiting or self.children:
+                    if stop and not stopping:
+                        stopping = True
+                        waiting.clear()
+                        self._signal()
+                    while waiting and len(self.children) < len(self.devices):
+                        self._start(waiting.pop(0))
+                    try:
+                        index, line = self.lines.get(timeout=0.2)
+                    except queue.Empty:
+                        continue
+                    if line is None:
+                        self._ended(index)
+                    else:
+                        self._line(index, line)
+            except ForcedStop:
+                self._signal()
+                for process, _ in self.children.values():
+                    process.wait()
+                self.cancelled = True
+        return self._outcome(bool(stop))
+
+    def _start(self, index: int) -> None:
+        slot = min(set(range(len(self.devices))) - {s for _, s in self.children.values()})
+        command = [sys.executable, "-m", "VirtualContrastTraining", "compare", *self.arguments, "--run", str(index),
+                   "--device", self.devices[slot], "--threads", str(self.threads), "--json"]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, encoding="utf-8",
+                                   start_new_session=True)
+        self.children[index] = (process, slot)
+        threading.Thread(target=_pump, args=(index, process.stdout, self.lines), daemon=True).start()
+
+    def _signal(self) -> None:
+        for process, _ in self.children.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+
+    def _line(self, index: int, line: str) -> None:
+        event = parse_event(line)
+        if event is None:
+            return
+        kind = event.pop("event")
+        if kind == "progress" and event.get("total_steps"):
+            self.steps[index] = (event.get("step", 0), event["total_steps"])
+            self._progress()
+        elif kind in ("validation", "info"):
+            self.events.emit(kind, **event)
+        elif kind == "failed":
+            self.errors[index] = event.get("error") or "failed"
+
+    def _ended(self, index: int) -> None:
+        process, _ = self.children.pop(index)
+        code = process.wait()
+        if code == EXIT_OK:
+            total = self.steps.get(index, (0, self._mean_total()))[1]
+            self.steps[index] = (total, total)
+            self._progress()
+        elif code == EXIT_CANCELLED:
+            self.cancelled = True
+        else:
+            error = self.errors.setdefault(index, f"exit code {code}")
+            self.events.emit("info", run=self.setup.label(index), message=f"failed {self.setup.label(index)}: "
+                             f"{error} (log: {self.setup.run_dir(self.out_dir, index)}-events.jsonl)")
+
+    def _mean_total(self) -> int:
+        totals = [total for _, total in self.steps.values()]
+        return round(sum(totals) / len(totals)) if totals else 0
+
+    def _progress(self) -> None:
+        runs = len(self.setup.runs)
+        step = sum(s for s, _ in self.steps.values())
+        total = sum(t for _, t in self.steps.values()) + self._mean_total() * (runs - len(self.steps))
+        done = sum(s == t for s, t in self.steps.values())
+        self.events.emit("progress", step=step, total_steps=total,
+                         stage=f"{done}/{runs} runs done, {len(self.children)} running")
+
+    def _outcome(self, stopped: bool) -> int:
+        if self.errors:
+            folders = ", ".join(str(self.setup.run_dir(self.out_dir, i)) for i in sorted(self.errors))
+            first = self.errors[min(self.errors)]
+            self.events.emit("failed", error=f"{len(self.errors)} of {len(self.setup.runs)} runs failed: {folders} "
+                                             f"(first error: {first})")
+            return EXIT_FAILED
+        if stopped or self.cancelled:
+            self.events.emit("cancelled", message="run the same compare command again to continue")
+            return EXIT_CANCELLED
+        return EXIT_OK
+
+
+# --- the reports from finished runs -------------------------------------------------------------------------
+
+def _collect(setup: _Setup, out_dir: Path, manifest: Path | None, fold_manifests: Path | None, seed: int,
+             overrides: dict[str, Any], events: EventWriter, deidentify: bool) -> ComparisonResult:
+    """comparison.md/.csv and the reports from the evaluations of every run of the plan; InputError naming the
+    runs that are not done."""
+    missing = [i for i in range(len(setup.runs)) if not _done(setup, out_dir, i)]
+    if missing:
+        names = ", ".join(f"{i} ({setup.label(i)})" for i in missing)
+        raise InputError(out_dir / "runs", f"{len(missing)} of {len(setup.runs)} runs not finished: {names}; "
+                                           "run them (--run K) first")
+    presets = list(setup.configs)
+    folds = setup.folds_run
     rows: list[dict[str, Any]] = []
-    for index, (fold, name) in enumerate(jobs, start=1):
-        run_dir = out_dir / "runs" / name / f"fold_{fold}"
-        tag = {"run": f"{name}/fold_{fold}", "run_index": index, "runs": len(jobs)}
-        cases = read_manifest(fold_paths[fold])
-        patients = {s: len({c.patient_id for c in cases if c.split == s}) for s in ("train", "val", "test")}
-        title = (f"run {index}/{len(jobs)}: preset {name}, fold {fold} (patients: train {patients['train']}, "
-                 f"val {patients['val']}, test {patients['test']})")
-        events.emit("info", **tag, message=f"== {title}")  # the run's heading, above the bar
-        ensure_writable_dir(run_dir.parent)
-        # The run's events go to its log; progress and validation on to the comparison's, tagged with the run.
-        with EventTee(run_dir.parent / f"fold_{fold}-events.jsonl", mode="a", events=events,
-                      forward=("progress", "validation"), tag=tag) as relay:
-            done, code = _run_one(configs[name], fold, fold_paths[fold], run_dir, device, relay, deidentify)
-        if code == EXIT_CANCELLED:
-            events.emit("cancelled", **tag, message="run the same compare command again to continue")
-            return ComparisonResult(out_dir, code, rows, [])
-        if code != EXIT_OK:
-            events.emit("failed", **tag, error=relay.error or f"training ended with exit code {code}")
-            return ComparisonResult(out_dir, code, rows, [])
-        fold_rows = _fold_rows(run_dir / "evaluation", name, fold)
+    for fold, name in setup.runs:
+        fold_rows = _fold_rows(out_dir / "runs" / name / f"fold_{fold}" / "evaluation", name, fold)
         # Baselines depend on the fold's data only: those of the first preset stand for all.
         rows += [r for r in fold_rows if r["model"] not in BASELINES or name == presets[0]]
-        test = ", ".join(f"{m} {fold_rows[0][m]:.4g}" for m in TABLE_METRICS if fold_rows[0][m] is not None)
-        message = f"{done} {tag['run']}: test {test}"
-        events.emit("info", **tag, message=message)
-
-    order = [*configs, *BASELINES]
+    order = [*presets, *BASELINES]
     rows.sort(key=lambda r: (order.index(r["model"]), r["fold"]))
     summary = across_folds(rows, TABLE_METRICS)
-    table = format_comparison(summary, list(configs))
+    table = format_comparison(summary, presets)
     result = ComparisonResult(out_dir, EXIT_OK, rows, summary, table)
     write_text_atomic(result.csv, csv_text(_csv_rows(rows, summary)))
-    reports = _preset_reports(out_dir, list(configs), list(fold_paths), k, deidentify)
-    tests = _paired_tests(out_dir, list(configs), list(fold_paths))
-    data_lines = _data_lines(manifest, fold_manifests, k, stratify, seed, all_cases, leakage)
-    write_text_atomic(result.markdown, _comparison_markdown(table, configs, data_lines, list(fold_paths), overrides,
+    reports = _preset_reports(out_dir, presets, folds, setup.k, deidentify)
+    tests = _paired_tests(out_dir, presets, folds)
+    leakage = {fold: leakage_entry(setup.folds[fold]) for fold in folds}
+    data_lines = _data_lines(manifest, fold_manifests, setup.k, setup.stratify, seed, setup.cases, leakage)
+    write_text_atomic(result.markdown, _comparison_markdown(table, setup.configs, data_lines, folds, overrides,
                                                             reports, tests))
-    events.emit("finished", comparison=str(result.markdown), csv=str(result.csv), runs=len(jobs),
+    events.emit("finished", comparison=str(result.markdown), csv=str(result.csv), runs=len(setup.runs),
                 summary=[{"model": e["model"], **{f"{m}_{s}": e[f"{m}_{s}"] for m in TABLE_METRICS
                                                   for s in ("mean", "sd")}} for e in summary])
     return result

@@ -21,6 +21,14 @@ fine-tune every fold from a pre-trained model as 002 does). --only-folds runs
 a subset of the folds. Stopped (Ctrl-C, SIGTERM: exit code 75) or failed, the
 same command continues: finished runs are reused, the stopped one resumed.
 
+Spreading the runs (docs/cluster.md): --jobs N runs N runs at a time on this
+machine, each in its own process, job i on cuda:(i mod G) with G GPUs (on the
+CPU, each with its share of the cores). On a cluster, the same command with
+--plan writes OUT/plan.json and prints the numbered runs (K = 0 .. runs-1,
+preset x fold) and the command of one; with --run K it trains and evaluates
+run K only (e.g. K = $SLURM_ARRAY_TASK_ID); with --collect it writes the
+table and reports once every run is done. The results equal one `compare`.
+
 Progress: JSON-lines events on stdout (the run's progress and validation,
 tagged with "run", "run_index" and "runs"; "info" after each run; "finished"
 at the end); a line per epoch and per run on stderr; each run's own events in
@@ -60,7 +68,24 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="deals the folds; training seed unless --set seed=... (default 0)")
     p.add_argument("--deidentify", action="store_true",
                    help="evaluate and report with pseudonyms of the case ids only (docs/deidentification.md)")
+    p.add_argument("--jobs", type=_jobs, default=1, metavar="N",
+                   help="runs at a time on this machine, each in its own process: job i on cuda:(i mod GPUs), or on "
+                        "the CPU with cores/N threads (default 1)")
+    part = p.add_mutually_exclusive_group()
+    part.add_argument("--plan", action="store_true",
+                      help="only write the folds and OUT/plan.json and print the runs (K: preset, fold) and the "
+                           "command of one, for a scheduler (a Slurm array)")
+    part.add_argument("--run", type=int, metavar="K",
+                      help="only train and evaluate run K of the plan (0 .. runs-1; e.g. $SLURM_ARRAY_TASK_ID)")
+    part.add_argument("--collect", action="store_true",
+                      help="only write the table and reports from the finished runs of the plan")
     p.set_defaults(func=run)
+
+
+def _jobs(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of jobs >= 1, got {text!r}")
+    return int(text)
 
 
 def _numbers(text: str, option: str) -> list[int]:
@@ -73,9 +98,13 @@ def _numbers(text: str, option: str) -> list[int]:
 def run(args: argparse.Namespace) -> int:
     presets = [name.strip() for name in args.presets.split(",") if name.strip()]
     only = _numbers(args.only_folds, "--only-folds") if args.only_folds is not None else None
+    part = "plan" if args.plan else "collect" if args.collect else "run" if args.run is not None else "all"
     result = compare(presets, args.manifest, args.out, k=args.folds, stratify=args.stratify, only_folds=only,
                      overrides=parse_assignments(args.set), seed=args.seed, device=args.device, events=EventWriter(),
-                     fold_manifests=args.fold_manifests, deidentify=args.deidentify)
-    if result.code == EXIT_OK:
+                     fold_manifests=args.fold_manifests, deidentify=args.deidentify, jobs=args.jobs, part=part,
+                     run=args.run)
+    if result.code == EXIT_OK and part == "plan":
+        print(result.plan)
+    elif result.code == EXIT_OK and part != "run":
         print(f"\n{result.table}\n\nreport: {result.markdown}")
     return result.code
