@@ -69,7 +69,8 @@ def test_paired_term_is_weighted_by_lambda_paired():
         t0, fake_y, _ = base.generator_terms(batch["le"], batch["des"], batch["mask"])
         t1, _, _ = paired.generator_terms(batch["le"], batch["des"], batch["mask"])
         diff = paired.generator_loss(t1) - base.generator_loss(t0)
-    assert float(t0["paired"]) == pytest.approx(float((fake_y - batch["des"]).abs().mean()), rel=1e-6)
+    assert float(t1["paired"]) == pytest.approx(float((fake_y - batch["des"]).abs().mean()), rel=1e-6)
+    assert float(t0["paired"]) == 0.0  # weight 0: not computed, reported as 0
     assert torch.allclose(diff, 7 * t1["paired"], rtol=1e-5, atol=1e-6)
 
 

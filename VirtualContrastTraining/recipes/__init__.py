@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from VirtualContrastTraining.config.registries import RECIPES, load
 from VirtualContrastTraining.config.schema import TrainConfig
+from VirtualContrastTraining.execution import Execution
 
 
-def build_recipe(config: TrainConfig, device="cpu"):
-    """A fresh recipe for `config` (networks initialised from torch's current RNG state)."""
-    return load(RECIPES[config.recipe])(config, device)
+def build_recipe(config: TrainConfig, device="cpu", execution: Execution | None = None):
+    """A fresh recipe for `config` (networks initialised from torch's current RNG state), run as `execution` says
+    (None: the defaults of execution.Execution)."""
+    return load(RECIPES[config.recipe])(config, device, execution)

@@ -29,6 +29,11 @@ The discriminators minimise (L_GAN(D(real), real) + L_GAN(D(fake), fake)) / 2
 per domain. Step order as in pytorch-CycleGAN-and-pix2pix: update G and F with
 the discriminators frozen, then update D_X and D_Y on the detached fakes
 (through an optional image pool, size 0 in the paper presets).
+
+A term that weighs 0 is not computed and is reported as 0: the lesion terms
+at gamma 0 (001, 000), the paired term at lambda_paired 0 (every preset), the
+identity terms (two generator passes) at lambda_identity 0 and the cycle
+terms (two generator passes) at lambda_cycle 0.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from torch import nn
 
 from VirtualContrastTraining.models import build_discriminator, build_generator
 from VirtualContrastTraining.config.schema import TrainConfig
+from VirtualContrastTraining.execution import Execution
 from VirtualContrastTraining.recipes.base import Recipe
 from VirtualContrastTraining.recipes.losses import cycle_distance, gan_loss, value_range
 
@@ -93,12 +99,12 @@ class CycleGAN(Recipe):
     loss_names = LOSS_NAMES
     headline = ("G", "D_X", "D_Y")
 
-    def __init__(self, config: TrainConfig, device: str | torch.device = "cpu"):
-        super().__init__(config, device)
-        self.G = build_generator(config).to(self.device)
-        self.F = build_generator(config).to(self.device)
-        self.D_Y = build_discriminator(config).to(self.device)
-        self.D_X = build_discriminator(config).to(self.device)
+    def __init__(self, config: TrainConfig, device: str | torch.device = "cpu", execution: Execution | None = None):
+        super().__init__(config, device, execution)
+        self.G = self.network(build_generator(config))
+        self.F = self.network(build_generator(config))
+        self.D_Y = self.network(build_discriminator(config))
+        self.D_X = self.network(build_discriminator(config))
         self.pool_X = ImagePool(config.pool_size)
         self.pool_Y = ImagePool(config.pool_size)
         lo, hi = value_range(config)
@@ -109,26 +115,32 @@ class CycleGAN(Recipe):
     def networks(self) -> dict[str, nn.Module]:
         return {"G": self.G, "F": self.F, "D_X": self.D_X, "D_Y": self.D_Y}
 
-    def generator_terms(self, x: torch.Tensor, y: torch.Tensor, s: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-        """Every term of the generator objective (unweighted), and the fakes G(x), F(y)."""
+    def generator_terms(self, x: torch.Tensor, y: torch.Tensor,
+                        s: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """Every term of the generator objective (unweighted; 0 where its weight is 0), and the fakes G(x), F(y).
+
+        The networks run in one order (G, F, cycle passes, D_Y, D_X, identity passes) whichever terms are skipped:
+        the order fixes the dropout draws and the summation order of gradients, hence the bits of a step."""
         c = self.config
+        lesion = bool(c.gamma_lesion)
         fake_y, fake_x = self.G(x), self.F(y)
-        rec_x, rec_y = self.F(fake_y), self.G(fake_x)
+        if c.lambda_cycle:
+            rec_x, rec_y = self.F(fake_y), self.G(fake_x)
         pred_y, pred_x = self.D_Y(fake_y), self.D_X(fake_x)
-        terms = {
-            "adv_G": gan_loss(pred_y, True, c.gan_loss),
-            "adv_F": gan_loss(pred_x, True, c.gan_loss),
-            "cycle": (cycle_distance(rec_x, x, c.cycle_ssim, self.data_range)
-                      + cycle_distance(rec_y, y, c.cycle_ssim, self.data_range)),
-            "cycle_lesion": masked_l1(rec_x, x, s) + masked_l1(rec_y, y, s),
-            "paired": nnf.l1_loss(fake_y, y),
-        }
-        if c.lambda_identity > 0:  # two more generator passes: skip them when they would weigh nothing
+        terms = {"adv_G": gan_loss(pred_y, True, c.gan_loss), "adv_F": gan_loss(pred_x, True, c.gan_loss)}
+        if c.lambda_cycle:
+            terms["cycle"] = (cycle_distance(rec_x, x, c.cycle_ssim, self.data_range)
+                              + cycle_distance(rec_y, y, c.cycle_ssim, self.data_range))
+            terms["cycle_lesion"] = masked_l1(rec_x, x, s) + masked_l1(rec_y, y, s) if lesion else self.zero()
+        else:
+            terms["cycle"] = terms["cycle_lesion"] = self.zero()
+        terms["paired"] = nnf.l1_loss(fake_y, y) if c.lambda_paired else self.zero()
+        if c.lambda_identity:
             id_y, id_x = self.G(y), self.F(x)
             terms["identity"] = nnf.l1_loss(id_y, y) + nnf.l1_loss(id_x, x)
-            terms["identity_lesion"] = masked_l1(id_y, y, s) + masked_l1(id_x, x, s)
+            terms["identity_lesion"] = masked_l1(id_y, y, s) + masked_l1(id_x, x, s) if lesion else self.zero()
         else:
-            terms["identity"] = terms["identity_lesion"] = torch.zeros((), device=x.device)
+            terms["identity"] = terms["identity_lesion"] = self.zero()
         return terms, fake_y, fake_x
 
     def generator_loss(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -146,8 +158,8 @@ class CycleGAN(Recipe):
         mode = self.config.gan_loss
         return 0.5 * (gan_loss(D(real), True, mode) + gan_loss(D(fake.detach()), False, mode))
 
-    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """One optimisation step of G+F, then of D_X+D_Y. Returns every loss as a float."""
+    def step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One optimisation step of G+F, then of D_X+D_Y. Returns every loss as a 0-dim tensor (base.Recipe.step)."""
         x, y, s = self.inputs(batch)
         self.train_mode()
 
@@ -165,8 +177,7 @@ class CycleGAN(Recipe):
             loss_DX = self._discriminator_loss(self.D_X, x, self.pool_X.query(fake_x))
         self.optimise("D", loss_DX + loss_DY)
 
-        values = {"G": loss_G, **terms, "D_X": loss_DX, "D_Y": loss_DY}
-        return {name: float(values[name].detach()) for name in LOSS_NAMES}
+        return self.report({"G": loss_G, **terms, "D_X": loss_DX, "D_Y": loss_DY})
 
     def extra_state(self) -> dict[str, Any]:
         return {"pools": {"X": self.pool_X.state_dict(), "Y": self.pool_Y.state_dict()}}

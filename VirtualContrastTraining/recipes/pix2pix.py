@@ -18,7 +18,8 @@ config.gan_loss.
 Step order as pytorch-CycleGAN-and-pix2pix's Pix2PixModel.optimize_parameters:
 G(x) is computed once, D is updated first on the detached fake, then G is
 updated against the just-updated D with D frozen. (The CycleGAN recipe, like
-that repository's CycleGANModel, does G first.)
+that repository's CycleGANModel, does G first.) At lambda_l1 = 0 the
+reconstruction term weighs nothing: it is not computed and is reported as 0.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from torch import nn
 
 from VirtualContrastTraining.models import build_discriminator, build_generator
 from VirtualContrastTraining.config.schema import TrainConfig
+from VirtualContrastTraining.execution import Execution
 from VirtualContrastTraining.recipes.base import Recipe
 from VirtualContrastTraining.recipes.losses import annealed_tau, exp_dampening_l1, gan_loss, value_range
 
@@ -40,10 +42,10 @@ class Pix2Pix(Recipe):
     loss_names = ("G", "adv", "l1", "D", "tau")
     headline = ("G", "D")
 
-    def __init__(self, config: TrainConfig, device: str | torch.device = "cpu"):
-        super().__init__(config, device)
-        self.G = build_generator(config).to(self.device)
-        self.D = build_discriminator(config, input_nc=2).to(self.device)
+    def __init__(self, config: TrainConfig, device: str | torch.device = "cpu", execution: Execution | None = None):
+        super().__init__(config, device, execution)
+        self.G = self.network(build_generator(config))
+        self.D = self.network(build_discriminator(config, input_nc=2))
         self.range = value_range(config)
         self._finish_setup({"G": self.adam(self.G), "D": self.adam(self.D)})
 
@@ -55,8 +57,8 @@ class Pix2Pix(Recipe):
     def tau(self) -> float:
         return annealed_tau(self.config.tau, self.progress)
 
-    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """One optimisation step of D, then of G. Returns every loss as a float."""
+    def step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One optimisation step of D, then of G. Returns every loss as a 0-dim tensor (base.Recipe.step)."""
         c = self.config
         x, y, _ = self.inputs(batch)
         self.train_mode()
@@ -75,10 +77,9 @@ class Pix2Pix(Recipe):
         self.D.requires_grad_(False)
         with self.autocast():
             adv = gan_loss(self.D(torch.cat([x, fake_y], 1)), True, c.gan_loss)
-            l1 = exp_dampening_l1(fake_y, y, tau, self.range)
+            l1 = exp_dampening_l1(fake_y, y, tau, self.range) if c.lambda_l1 else self.zero()
             loss_G = adv + c.lambda_l1 * l1
         self.optimise("G", loss_G)
         self.D.requires_grad_(True)
 
-        return {"G": float(loss_G.detach()), "adv": float(adv.detach()), "l1": float(l1.detach()),
-                "D": float(loss_D.detach()), "tau": tau}
+        return self.report({"G": loss_G, "adv": adv, "l1": l1, "D": loss_D, "tau": self.tau_tensor(tau)})

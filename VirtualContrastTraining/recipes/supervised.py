@@ -16,6 +16,7 @@ from torch import nn
 
 from VirtualContrastTraining.models import build_generator
 from VirtualContrastTraining.config.schema import TrainConfig
+from VirtualContrastTraining.execution import Execution
 from VirtualContrastTraining.recipes.base import Recipe
 from VirtualContrastTraining.recipes.losses import annealed_tau, exp_dampening_l1, value_range
 
@@ -28,9 +29,9 @@ class Supervised(Recipe):
     loss_names = ("G", "l1", "tau")
     headline = ("l1", "tau")
 
-    def __init__(self, config: TrainConfig, device: str | torch.device = "cpu"):
-        super().__init__(config, device)
-        self.G = build_generator(config).to(self.device)
+    def __init__(self, config: TrainConfig, device: str | torch.device = "cpu", execution: Execution | None = None):
+        super().__init__(config, device, execution)
+        self.G = self.network(build_generator(config))
         self.range = value_range(config)
         self._finish_setup({"G": self.adam(self.G)})
 
@@ -42,13 +43,12 @@ class Supervised(Recipe):
     def tau(self) -> float:
         return annealed_tau(self.config.tau, self.progress)
 
-    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """One optimisation step of G. Returns every loss as a float."""
+    def step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One optimisation step of G. Returns every loss as a 0-dim tensor (base.Recipe.step)."""
         x, y, _ = self.inputs(batch)
         self.train_mode()
         tau = self.tau
         with self.autocast():
             loss = exp_dampening_l1(self.G(x), y, tau, self.range)
         self.optimise("G", loss)
-        value = float(loss.detach())
-        return {"G": value, "l1": value, "tau": tau}
+        return self.report({"G": loss, "l1": loss, "tau": self.tau_tensor(tau)})
