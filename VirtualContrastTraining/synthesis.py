@@ -32,6 +32,7 @@ dictionary of MRNs does not reverse them (docs/deidentification.md).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -63,6 +64,7 @@ from VirtualContrastTraining.data.preprocessing import PreprocessConfig, postpro
 from VirtualContrastTraining.data.splits import require_splits
 from VirtualContrastTraining.devices import resolve_device
 from VirtualContrastTraining.errors import InputError
+from VirtualContrastTraining.execution import amp_dtype
 from VirtualContrastTraining.synthetic_wording import METADATA_WARNING, SYNTHETIC_WORD
 
 PIPELINES = ("resize", "patches")
@@ -74,6 +76,11 @@ _LE_WORD = re.compile(r"[ _.-]LE$", re.IGNORECASE)
 _NOT_LE = {"DES": "a DES (recombined / subtracted image)", "HE": "a high-energy (HE) image"}
 # Sliding-window patches per forward pass: on CPU larger batches gain nothing and only raise peak memory.
 SW_BATCH_SIZE = 8
+# On a GPU, windows per forward pass: as many as a quarter of the free memory holds at WINDOW_ACTIVATIONS float32
+# feature maps of ngf channels per window (a ResNet block keeps its input, two convolutions and their norms), at
+# most MAX_SW_BATCH_SIZE (000's 1 mm breast box at stride 16 is ~100 windows: one pass).
+WINDOW_ACTIVATIONS = 8
+MAX_SW_BATCH_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -253,6 +260,30 @@ class Synthesizer:
             "VirtualContrast.EngineVersion": __version__,
         }
 
+    def forward_context(self):
+        """Inference without autograd; on CUDA in the mixed precision of training (bf16 where supported, see
+        execution.amp_dtype) unless the model's config turned amp off. The CPU runs float32 as before."""
+        import torch  # lazy: torch
+
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.inference_mode())
+        if self.device.type == "cuda" and self.sidecar.get("config", {}).get("amp", True):
+            stack.enter_context(torch.autocast("cuda", dtype=amp_dtype(self.device)))
+        return stack
+
+    def sw_batch_size(self) -> int:
+        """Sliding windows per forward pass: SW_BATCH_SIZE on the CPU; on CUDA what a quarter of the free
+        memory holds (WINDOW_ACTIVATIONS maps of ngf channels per window), between SW_BATCH_SIZE and
+        MAX_SW_BATCH_SIZE."""
+        if self.device.type != "cuda":
+            return SW_BATCH_SIZE
+        import torch  # lazy: torch
+
+        free, _ = torch.cuda.mem_get_info(self.device)
+        ngf = int(self.sidecar.get("config", {}).get("ngf", 64))
+        window_bytes = WINDOW_ACTIVATIONS * ngf * self.patch_pipeline.patch_size ** 2 * 4
+        return max(SW_BATCH_SIZE, min(MAX_SW_BATCH_SIZE, free // 4 // window_bytes))
+
     def predict01(self, le01: np.ndarray, batch_size: int = 8) -> np.ndarray:
         """Preprocessed LE images in [0,1] -> predicted DES in [0,1]; (S,S) or (N,S,S)."""
         import torch  # lazy: torch
@@ -260,7 +291,7 @@ class Synthesizer:
         single = le01.ndim == 2
         batch = le01[np.newaxis] if single else le01
         out = np.empty(batch.shape, dtype=np.float32)
-        with torch.inference_mode():
+        with self.forward_context():
             for start in range(0, len(batch), batch_size):
                 x = torch.from_numpy(np.ascontiguousarray(batch[start:start + batch_size], dtype=np.float32))
                 y = self.generator(x[:, np.newaxis].to(self.device))
@@ -272,14 +303,15 @@ class Synthesizer:
 
         Windows of patch_size start every sw_stride pixels, the last flush with
         the far edge; a box smaller than a window is padded with the background (-1).
+        `sw_batch_size` windows per forward pass.
         """
         import torch  # lazy: torch
         from monai.inferers import sliding_window_inference  # lazy: monai
 
         size, stride = self.patch_pipeline.patch_size, self.patch_pipeline.sw_stride
         x = torch.from_numpy(np.ascontiguousarray(box, dtype=np.float32))[None, None].to(self.device)
-        with torch.inference_mode():
-            y = sliding_window_inference(x, (size, size), SW_BATCH_SIZE, self.generator,
+        with self.forward_context():
+            y = sliding_window_inference(x, (size, size), self.sw_batch_size(), self.generator,
                                          overlap=sliding_overlap(size, stride), mode="constant",
                                          padding_mode="constant", cval=BACKGROUND)
         return y[0, 0].float().clamp(-1, 1).cpu().numpy()
@@ -297,7 +329,7 @@ class Synthesizer:
         else:
             le01, params = preprocess(le, laterality=laterality or le.meta.get("laterality", ""), window=window,
                                       config=self.preprocess_config)
-            out = postprocess(self.predict01(le01), params, le, self.des_window)
+            out = postprocess(self.predict01(le01), params, le, self.des_window, self.device)
         center = (self.des_window[0] + self.des_window[1]) / 2
         width = self.des_window[1] - self.des_window[0]
         out.meta = {**le.meta, **self.provenance(), "window_center": center, "window_width": width, "role": "SYNTHETIC"}
