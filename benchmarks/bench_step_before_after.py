@@ -100,7 +100,7 @@ def run_child(code: str, root: Path, args, cwd: str) -> dict:
 def table_row(round_: int, row: dict, matmul: float) -> str:
     rate = row["gflop_per_step"] / row["cpu_s"]
     return (f"| {round_} | {row['code']} | {'on' if row['deterministic'] else 'off'} | {row['cpu_s']:.3f} | "
-            f"{row['wall_s']:.3f} | {row['gflop_per_step']:.2f} | {rate:.1f} | {rate / matmul:.0%} |")
+            f"{row['wall_s']:.3f} | {row['gflop_per_step']:.2f} | {rate:.1f} | {rate / matmul:.1%} |")
 
 
 def ratio_line(name: str, key: str, rows: list[tuple[dict, dict]]) -> str:
