@@ -52,7 +52,8 @@ def test_bench_train_prints_a_row_with_throughput_memory_and_flops():
     rows = table(run_script("bench_train.py", "--presets", "rofena2024-pix2pix", "--steps", "1", *TINY), "preset")
     assert len(rows) == 1
     row = rows[0]
-    assert (row["model"], row["image"], row["precision"], row["options"]) == ("pix2pix, unet ngf 8", "64²", "fp32", "-")
+    assert (row["model"], row["image"], row["precision"]) == ("pix2pix, unet ngf 8", "64²", "fp32")
+    assert row["options"] == "-"
     for column in ("s/step", "images/s", "GFLOP/step", "GFLOP/s", "share of matmul", "peak RSS (MiB)"):
         assert number(row[column]) > 0, (column, row)
     assert row["peak GPU (MiB)"] == "-"
@@ -81,8 +82,8 @@ def test_before_after_runs_both_codes(tmp_path):
 
 
 def test_gpu_figures_cpu_smoke_writes_its_table_under_out(tmp_path):
-    text = run_script("gpu_figures.py", "--cpu-smoke", "--parts", "channels_last", "--presets", "rofena2024-autoencoder",
-                      env={"OUT": str(tmp_path)})
+    text = run_script("gpu_figures.py", "--cpu-smoke", "--parts", "channels_last",
+                      "--presets", "rofena2024-autoencoder", env={"OUT": str(tmp_path)})
     (row,) = table(text, "preset")
     assert row["options"] == "--channels-last" and number(row["images/s"]) > 0
     assert (tmp_path / "gpu_figures.md").read_text().strip() == text.strip()

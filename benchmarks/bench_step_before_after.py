@@ -126,8 +126,10 @@ def main() -> None:
     if not (args.before / "VirtualContrastTraining").is_dir():
         sys.exit(f"{args.before}: no VirtualContrastTraining here (git archive 90d9fab | tar -x -C {args.before})")
     matmul = matmul_gflops_cpu_time()
+    load = os.getloadavg()
     print(f"{args.preset} --set {' '.join(args.set)}; 1 thread, {args.steps} timed steps per child after a "
-          f"warm-up, order before-now then now-before; load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} on {os.cpu_count()} cores")
+          f"warm-up, order before-now then now-before; load average {load[0]:.2f} {load[1]:.2f} on "
+          f"{os.cpu_count()} cores")
     print(f"before: {args.before} (train() turned deterministic algorithms on for CPU runs); now: {REPO} "
           f"(off by default); 1-thread float32 matmul {matmul:.1f} GFLOP/s of CPU time")
     print(TABLE_HEAD)
