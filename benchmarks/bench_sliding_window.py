@@ -84,6 +84,7 @@ def run_stride(le_path: str, stride: int, device: str, threads: int) -> dict:
         seconds.append(time.perf_counter() - start)
     assert out.same_geometry(le)
     return {"stride": stride, "seconds": seconds, "preprocess_seconds": preprocess_seconds, "windows": sum(windows), "forward_passes": len(windows),
+            "sw_batch_size": synth.sw_batch_size(),
             "box": box.shape, "le": le.shape, "before_mib": before, "peak_mib": _peak_mib(),
             "threads": torch.get_num_threads(), "torch": torch.__version__, "device": str(dev)}
 
@@ -105,7 +106,8 @@ def main() -> None:
     first = rows[0]
     print(f"torch {first['torch']}, device {first['device']}, {first['threads']} threads; LE {first['le'][0]} x "
           f"{first['le'][1]} at 0.1 mm, breast box at 1 mm {first['box'][0]} x {first['box'][1]}; "
-          f"{PRESET}: ResNet ngf 64, 9 blocks, untrained; patch 128")
+          f"{PRESET}: ResNet ngf 64, 9 blocks, untrained; patch 128; {first['sw_batch_size']} windows per forward pass "
+          "(Synthesizer.sw_batch_size: 8 on the CPU, from free memory on CUDA)")
     print("| stride | windows (forward passes) | synthesize, s: first call, second call | "
           "box preprocessing alone, s | peak RSS before, MiB | peak RSS, MiB |")
     print("|---|---|---|---|---|---|")
