@@ -10,7 +10,7 @@ values; the data-loading share is measured apart (--data-share), by the real
 
 The FLOPs of one step (forward and backward, torch's FlopCounterMode, eager)
 over its time give the achieved rate, shown as a share of this machine's
-matmul rate in the step's precision (a 4096x4096 torch.mm; 1024 on a CPU),
+matmul rate in the step's precision (an 8192x8192 torch.mm; 1024 on a CPU),
 the ceiling a convolution network can approach (MFU on a GPU).
 
 The run options of VirtualContrastTraining.execution go to the recipe as
@@ -58,7 +58,7 @@ def matmul_gflops(device: str = "cpu", precision: str = "fp32", repeats: int = 5
     import torch  # lazy: torch
 
     dev = torch.device(device)
-    size = 4096 if dev.type == "cuda" else 1024
+    size = 8192 if dev.type == "cuda" else 1024
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     torch.backends.cuda.matmul.allow_tf32 = False
     a, b = torch.rand(size, size, device=dev, dtype=dtype), torch.rand(size, size, device=dev, dtype=dtype)

@@ -4,21 +4,25 @@ Meant for a lent GPU with a few minutes of device time (one call, about
 8 minutes in all; each measurement has its own timeout, and a failed or
 timed-out one becomes a row saying so instead of ending the run):
 
-- the measured matmul peak of the GPU in bf16, fp16 and fp32 (4096x4096
+- the measured matmul peak of the GPU in bf16, fp16 and fp32 (8192x8192
   torch.mm, TF32 off), the denominators of MFU;
 - every paper preset at the paper's size and batch, amp as configured
   (bfloat16 where supported): s/step, images/s, GFLOP/step, achieved
   GFLOP/s, MFU (share of the matmul peak in the step's precision), peak
   GPU memory (bench_train.py's child processes);
-- the three recipe families (one preset each) in fp32, and with
+- the three recipe families (one preset each) in fp32 (amp off), and with
   --channels-last, to compare with the bf16 rows;
 - --compile for one preset;
 - the data-loading share of the step interval with 0 and 4 DataLoader
   workers: the real `train --json` on a phantom (bench_train.data_share).
 
-The markdown tables go to stdout and, when $OUT is set, to $OUT/gpu_figures.md
-(rewritten after every row, so a run cut short keeps what it measured) with
-the raw rows in $OUT/gpu_figures.jsonl.
+Rows go to stderr as they are measured; the markdown tables go to stdout at
+the end and, when $OUT is set, to $OUT/gpu_figures.md (rewritten after every
+row, so a run cut short keeps what it measured) with the raw rows in
+$OUT/gpu_figures.jsonl. The data-loading share runs before channels_last and
+compile, which matter less, and no measurement starts after --budget-s.
+On a GPU the fp32 rows' convolutions use cuDNN's default TF32; the matmul
+peaks are measured with TF32 off.
 
 --cpu-smoke runs the same sequence on the CPU at tiny sizes, to check the
 script where no GPU is; --parts picks sections and --presets the presets
@@ -36,6 +40,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -54,30 +59,44 @@ SMOKE_SETS = ["image_size=64", "patch_size=64", "batch_size=2", "ngf=8", "ndf=8"
 
 
 class Report:
-    """The markdown tables so far: printed row by row and rewritten under $OUT after each."""
+    """The markdown so far, by section (the step table, the data-loading table, the footer): each line goes to
+    stderr as it comes and the whole is rewritten under $OUT, so that a run cut short keeps what it measured;
+    main prints the whole to stdout at the end."""
 
     def __init__(self, out: str | None, header: str):
         self.out = Path(out) if out else None
-        self.lines = [header]
-        print(header, flush=True)
+        self.sections = {"steps": [header, TABLE_HEAD], "share": [], "end": []}
+        print(f"{header}\n{TABLE_HEAD}", file=sys.stderr, flush=True)
         if self.out:
             (self.out / "gpu_figures.jsonl").unlink(missing_ok=True)
 
-    def add(self, line: str, raw: dict | None = None) -> None:
-        self.lines.append(line)
-        print(line, flush=True)
+    def add(self, line: str, raw: dict | None = None, section: str = "steps") -> None:
+        self.sections[section].append(line)
+        print(line, file=sys.stderr, flush=True)
         if self.out:
-            (self.out / "gpu_figures.md").write_text("\n".join(self.lines) + "\n")
+            (self.out / "gpu_figures.md").write_text(self.text())
             if raw is not None:
                 with open(self.out / "gpu_figures.jsonl", "a") as f:
                     f.write(json.dumps(raw) + "\n")
+
+    def text(self) -> str:
+        return "\n".join(line for lines in self.sections.values() for line in lines) + "\n"
+
+
+def time_left(args, wanted: float) -> float:
+    """The timeout of the next measurement: `wanted`, or less near the end of --budget-s (0: none may start)."""
+    left = args.deadline - time.perf_counter()
+    return min(wanted, left) if left >= 30 else 0
 
 
 def step_rows(report: Report, presets: str, ceilings: dict, args, timeout: float, **options) -> None:
     """One table row per preset with `options` (bench_train.measure's), or a row saying why it failed."""
     for preset in presets.split(","):
+        if not (left := time_left(args, timeout)):
+            report.add(f"| {preset} | skipped ({options}): --budget-s spent |")
+            continue
         try:
-            row = measure(preset, steps=args.steps, device=args.device, sets=args.set, timeout=timeout, **options)
+            row = measure(preset, steps=args.steps, device=args.device, sets=args.set, timeout=left, **options)
             report.add(table_row(row, ceilings), row)
         except (RuntimeError, subprocess.TimeoutExpired) as error:
             report.add(f"| {preset} | failed ({options}): {str(error).strip().splitlines()[-1][:200]} |")
@@ -87,15 +106,19 @@ def share_rows(report: Report, args, timeout: float) -> None:
     with tempfile.TemporaryDirectory(prefix="gpu-figures-") as tmp:
         manifest = make_phantom(Path(tmp) / "phantom", args.cases, args.pixel_mm)
         report.add(f"\nData-loading share: train --json --preset {args.share_preset} --epochs {args.epochs}, "
-                   f"a {args.cases}-image phantom at {args.pixel_mm} mm, --set {' '.join(args.set) or '-'}\n")
-        report.add(SHARE_HEAD)
+                   f"a {args.cases}-image phantom at {args.pixel_mm} mm, --set {' '.join(args.set) or '-'}\n",
+                   section="share")
+        report.add(SHARE_HEAD, section="share")
         for workers in args.workers:
+            if not (left := time_left(args, timeout)):
+                report.add(f"| {workers} | skipped: --budget-s spent |", section="share")
+                continue
             try:
                 row = data_share(manifest, Path(tmp) / f"run-{workers}", workers, preset=args.share_preset,
-                                 epochs=args.epochs, device=args.device, sets=args.set, timeout=timeout)
-                report.add(share_row(row), row)
+                                 epochs=args.epochs, device=args.device, sets=args.set, timeout=left)
+                report.add(share_row(row), row, section="share")
             except (RuntimeError, subprocess.TimeoutExpired) as error:
-                report.add(f"| {workers} | failed: {str(error).strip().splitlines()[-1][:200]} |")
+                report.add(f"| {workers} | failed: {str(error).strip().splitlines()[-1][:200]} |", section="share")
 
 
 def main() -> None:
@@ -104,6 +127,7 @@ def main() -> None:
     parser.add_argument("--parts", default=",".join(PARTS), help=f"sections to run, of {','.join(PARTS)}")
     parser.add_argument("--presets", help="every section with these presets only (comma-separated)")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per measurement")
+    parser.add_argument("--budget-s", type=float, default=450, help="no measurement starts after this many seconds")
     args = parser.parse_args()
     smoke = args.cpu_smoke
     args.device = "cpu" if smoke else "cuda"
@@ -126,20 +150,23 @@ def main() -> None:
         f"load average {os.getloadavg()[0]:.2f}; matmul peak "
         + ", ".join(f"{p} {ceilings[p]:.0f} GFLOP/s" for p in precisions)
         + f"; {args.steps} timed steps per row" + (f"; --set {' '.join(args.set)}" if args.set else "") + "\n"))
-    report.add(TABLE_HEAD)
     start = time.perf_counter()
+    args.deadline = start + (float("inf") if smoke else args.budget_s)
     timeout = 300 if smoke else 120
+    # In the order of what matters most, should the budget run out: the data-loading table prints last.
     if "presets" in parts:
         step_rows(report, paper, ceilings, args, timeout)
     if "fp32" in parts and not smoke:  # on the CPU every row is already float32
         step_rows(report, families, ceilings, args, timeout, amp="fp32")
+    if "data_share" in parts:
+        share_rows(report, args, 2 * timeout)
     if "channels_last" in parts:
         step_rows(report, families, ceilings, args, timeout, channels_last=True)
     if "compile" in parts:
         step_rows(report, compiled, ceilings, args, 2 * timeout, compile=True)
-    if "data_share" in parts:
-        share_rows(report, args, 2 * timeout)
-    report.add(f"\n{time.perf_counter() - start:.0f} s of measurements; load average {os.getloadavg()[0]:.2f}")
+    report.add(f"\n{time.perf_counter() - start:.0f} s of measurements; load average {os.getloadavg()[0]:.2f}",
+               section="end")
+    print(report.text(), end="")
 
 
 if __name__ == "__main__":
