@@ -3,8 +3,9 @@
 The promise tested: however the runs are spread, the comparison is the same
 one, comparison.csv equal to the number. Every comparison here is one preset
 x 2 of 3 folds of the 6-image phantom with tiny networks, each run on one
-thread (the float sums then do not depend on the spreading), through real
-child processes of the CLI: --jobs starts children of its own.
+thread (the float sums then do not depend on the spreading), through the CLI:
+in this process, or a child process for --jobs (which starts children of its
+own).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from VirtualContrastTraining.events import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK,
 
 from hostile import run_child, run_cli
 
-TINY = {"ngf": 4, "ndf": 4, "n_blocks": 1, "image_size": 48, "epochs": 1, "batch_size": 2}
+TINY = {"ngf": 4, "ndf": 4, "n_blocks": 1, "image_size": 48, "epochs": 1, "batch_size": 2}  # VIF: 41 px or more
 
 
 def _args(manifest: Path, out: Path, *extra: str, presets: str = "demo") -> list[str]:
@@ -36,7 +37,7 @@ def _child(*args: str):
 def one_shot(tmp_path_factory, small_phantom) -> Path:
     """The reference: one `compare`, the runs one after the other in its process, on one thread."""
     out = tmp_path_factory.mktemp("scale") / "one"
-    outcome, _ = _child(*_args(small_phantom, out, "--threads", "1"))
+    outcome = run_cli(*_args(small_phantom, out, "--threads", "1"))
     assert outcome.code == EXIT_OK, outcome.describe()
     return out
 
@@ -70,7 +71,7 @@ def test_plan_run_each_then_collect_gives_the_same_comparison(one_shot, small_ph
     assert sorted(p.name for p in (out / "folds").glob("*.csv")) == ["fold_0.csv", "fold_1.csv"]
     assert not (out / "runs").exists(), "--plan trains nothing"
 
-    outcome, _ = _child(*_args(small_phantom, out, "--run", "1", "--threads", "1"))
+    outcome = run_cli(*_args(small_phantom, out, "--run", "1", "--threads", "1"))
     assert outcome.code == EXIT_OK, outcome.describe()
     assert (out / "runs" / "demo" / "fold_1" / "evaluation" / "summary.md").is_file()
     assert not (out / "runs" / "demo" / "fold_0").exists(), "--run K trains run K only"
@@ -80,7 +81,7 @@ def test_plan_run_each_then_collect_gives_the_same_comparison(one_shot, small_ph
     assert "1 of 2 runs not finished: 0 (demo/fold_0); run them (--run K) first" in outcome.error_lines[0]
     assert not (out / "comparison.csv").exists()
 
-    outcome, _ = _child(*_args(small_phantom, out, "--run", "0", "--threads", "1"))
+    outcome = run_cli(*_args(small_phantom, out, "--run", "0", "--threads", "1"))
     assert outcome.code == EXIT_OK, outcome.describe()
     outcome = run_cli(*_args(small_phantom, out, "--collect"))
     assert outcome.code == EXIT_OK, outcome.describe()
@@ -99,6 +100,9 @@ def test_run_refuses_a_bad_index_another_comparison_or_no_plan(one_shot, small_p
         assert problem in outcome.error_lines[0] and "plan.json" in outcome.error_lines[0]
     outcome = run_cli(*_args(small_phantom, out, "--run", "0", presets="demo,rofena2024-cyclegan"))
     assert "the plan was made for other presets" in outcome.error_lines[0]
+    outcome = run_cli(*_args(small_phantom, out, "--run", "0", "--jobs", "2"))
+    assert outcome.error_lines == ["virtual-contrast compare: error: --jobs spreads the runs of a whole comparison: "
+                                   "it does not apply to --run"]
     outcome = run_cli(*_args(small_phantom, tmp_path / "none", "--run", "0"))
     assert outcome.code == EXIT_BAD_INPUT
     assert "plan.json: no plan: run this compare command with --plan first" in outcome.error_lines[0]

@@ -645,7 +645,7 @@ class ChildRuns:
                 for process, _ in self.children.values():
                     process.wait()
                 self.cancelled = True
-        return self._outcome(bool(stop))
+        return self._outcome(stop.by)
 
     def _start(self, index: int) -> None:
         slot = min(set(range(len(self.devices))) - {s for _, s in self.children.values()})
@@ -700,15 +700,15 @@ class ChildRuns:
         self.events.emit("progress", step=step, total_steps=total,
                          stage=f"{done}/{runs} runs done, {len(self.children)} running")
 
-    def _outcome(self, stopped: bool) -> int:
+    def _outcome(self, stopped_by: str | None) -> int:
         if self.errors:
             folders = ", ".join(str(self.setup.run_dir(self.out_dir, i)) for i in sorted(self.errors))
             first = self.errors[min(self.errors)]
             self.events.emit("failed", error=f"{len(self.errors)} of {len(self.setup.runs)} runs failed: {folders} "
                                              f"(first error: {first})")
             return EXIT_FAILED
-        if stopped or self.cancelled:
-            self.events.emit("cancelled", message="run the same compare command again to continue")
+        if stopped_by or self.cancelled:
+            self.events.emit("cancelled", by=stopped_by, message="run the same compare command again to continue")
             return EXIT_CANCELLED
         return EXIT_OK
 

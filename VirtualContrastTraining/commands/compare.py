@@ -99,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
     presets = [name.strip() for name in args.presets.split(",") if name.strip()]
     only = _numbers(args.only_folds, "--only-folds") if args.only_folds is not None else None
     part = "plan" if args.plan else "collect" if args.collect else "run" if args.run is not None else "all"
+    if args.jobs > 1 and part != "all":
+        raise InputError(None, f"--jobs spreads the runs of a whole comparison: it does not apply to --{part}")
     result = compare(presets, args.manifest, args.out, k=args.folds, stratify=args.stratify, only_folds=only,
                      overrides=parse_assignments(args.set), seed=args.seed, device=args.device, events=EventWriter(),
                      fold_manifests=args.fold_manifests, deidentify=args.deidentify, jobs=args.jobs, part=part,
