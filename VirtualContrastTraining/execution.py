@@ -7,8 +7,7 @@ started with it keeps: see train.py).
 
 - deterministic: torch.use_deterministic_algorithms(True) and cuDNN's
   deterministic kernels, for bitwise repeatable steps (exact resume, exact
-  reruns). Off by default: it costs time (docs/benchmarks.md) and a CPU step
-  of our networks gives the same bits without it in our tests; on CUDA it
+  reruns). Off by default: it costs time (docs/benchmarks.md); on CUDA it
   also turns cudnn.benchmark off.
 - workers: DataLoader worker processes (None: 0 on the CPU, where every core
   already computes the step, else min(4, cores - 1)); batches are then

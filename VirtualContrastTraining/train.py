@@ -12,8 +12,9 @@ the position within the epoch, so a run cancelled after step k and resumed
 makes exactly the steps k+1, k+2, ... an uninterrupted run would have made.
 With --deterministic (execution.py), torch.use_deterministic_algorithms(True)
 makes those steps bitwise repeatable; a run started with it keeps it when
-resumed. Without it, the CPU steps of our tests still repeat bit for bit, but
-nothing promises so (cuDNN's autotuned kernels on a GPU do not). The learning
+resumed. Without it a resumed run makes the same steps from the same state,
+but their last bits may differ wherever a kernel's order of summation is not
+fixed (cuDNN's autotuned convolutions on a GPU). The learning
 rate is recomputed for the epoch resumed at (never read back from the
 optimiser state), from the config resumed with.
 
