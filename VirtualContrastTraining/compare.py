@@ -15,11 +15,20 @@ dealt folds, so a comparison can run on another study's very splits.
     DIR/runs/<preset>/fold_<i>/                a training run folder, with evaluation/ inside
     DIR/runs/<preset>/fold_<i>-events.jsonl    that run's training events
     DIR/comparison.md, DIR/comparison.csv      the table; one row per preset x fold + mean and sd
+    DIR/plan.json                              the runs, numbered K = 0, 1, ... (fold by fold, presets within)
 
 A long comparison can be stopped and started again with the same command: a
 run whose evaluation is written and whose config is unchanged is reused, a
 cancelled or unevaluated run is resumed (train(resume=True)); changing a
 schedule field (e.g. --set epochs=...) resumes every run to the new schedule.
+
+The runs are independent, so they can be spread (docs/cluster.md): `jobs`
+runs several at a time in child processes of this machine (ChildRuns), and
+the parts "plan" / "run" / "collect" let a scheduler run each run K on its
+own node (a Slurm array), then write the same reports. A run is the same
+whichever way it is started: the same config, seed, fold and reuse rules.
+plan.json keeps a fingerprint of the configs, runs and folds, so that a run
+or a collection given other options is refused rather than mixed in.
 """
 
 from __future__ import annotations
