@@ -78,7 +78,7 @@ _NOT_LE = {"DES": "a DES (recombined / subtracted image)", "HE": "a high-energy 
 SW_BATCH_SIZE = 8
 # On a GPU, windows per forward pass: as many as a quarter of the free memory holds at WINDOW_ACTIVATIONS float32
 # feature maps of ngf channels per window (a ResNet block keeps its input, two convolutions and their norms), at
-# most MAX_SW_BATCH_SIZE (000's 1 mm breast box at stride 16 is ~100 windows: one pass).
+# most MAX_SW_BATCH_SIZE (a full-size breast box of 000 at 1 mm and stride 16 is a few dozen windows: one pass).
 WINDOW_ACTIVATIONS = 8
 MAX_SW_BATCH_SIZE = 256
 
