@@ -126,3 +126,14 @@ def test_patch_path_on_the_cpu_is_monai_with_the_cpu_batch():
                                           overlap=sliding_overlap(32, 8), mode="constant", padding_mode="constant",
                                           cval=BACKGROUND)
     np.testing.assert_array_equal(out, before[0, 0].clamp(-1, 1).numpy())
+
+
+@pytest.mark.parametrize("free_mib, expected", [(2, SW_BATCH_SIZE), (100, 200), (80_000, 256)])
+def test_cuda_windows_per_pass_follow_free_memory(monkeypatch, free_mib, expected):
+    """On CUDA (its free memory stubbed: no GPU here), a quarter of the free memory at 8 float32 maps of ngf
+    channels per window, between the CPU's 8 and 256."""
+    config = resolve_config("zormpas2026-cyclegan-patch", {"ngf": 4, "n_blocks": 1, "patch_size": 32, "sw_stride": 8})
+    cpu = Synthesizer.untrained(config, (1700.0, 2400.0), "cpu")
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free_mib * 2 ** 20, 80 * 2 ** 30))
+    synth = Synthesizer(cpu.generator, cpu.sidecar, torch.device("cuda"))
+    assert synth.sw_batch_size() == expected  # 100 MiB / 4 / (8 * 4 * 32² * 4 bytes) = 200
