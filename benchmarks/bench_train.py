@@ -26,7 +26,7 @@ and reads the share of the step interval spent waiting for the next batch
     python benchmarks/bench_train.py [--presets rofena2024-cyclegan,...] [--steps 5] [--device cpu]
         [--set image_size=128 --set batch_size=2] [--amp auto|bf16|fp16|fp32] [--channels-last] [--compile]
         [--deterministic off|on|both] [--rounds 2]
-    python benchmarks/bench_train.py --data-share [--workers 0,2] [--preset demo] [--cases 12] [--epochs 1]
+    python benchmarks/bench_train.py --data-share [--workers 0,2] [--preset demo] [--cases 40] [--epochs 2]
 """
 
 from __future__ import annotations
@@ -243,9 +243,9 @@ def main() -> None:
     parser.add_argument("--data-share", action="store_true", help="measure the data-loading share instead")
     parser.add_argument("--workers", default="0,2", help="--data-share: DataLoader worker counts")
     parser.add_argument("--preset", default="demo", help="--data-share: the preset trained")
-    parser.add_argument("--cases", type=int, default=12, help="--data-share: phantom images")
+    parser.add_argument("--cases", type=int, default=40, help="--data-share: phantom images")
     parser.add_argument("--pixel-mm", type=float, default=0.5, help="--data-share: phantom pixel size")
-    parser.add_argument("--epochs", type=int, default=1, help="--data-share: epochs per run")
+    parser.add_argument("--epochs", type=int, default=2, help="--data-share: epochs per run")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -133,7 +133,7 @@ def main() -> None:
     args.device = "cpu" if smoke else "cuda"
     args.set = SMOKE_SETS if smoke else []
     args.steps = 1 if smoke else args.steps
-    args.cases, args.pixel_mm, args.epochs = (6, 2.0, 1) if smoke else (48, 0.5, 2)
+    args.cases, args.pixel_mm, args.epochs = (6, 2.0, 1) if smoke else (96, 0.5, 2)
     args.share_preset = "demo" if smoke else "rofena2024-cyclegan"
     args.workers = (0, 2) if smoke else (0, 4)
     parts = args.parts.split(",")
