@@ -133,6 +133,18 @@ def test_step_returns_device_tensors_and_train_step_reads_them_once(monkeypatch)
     assert recipe.validation_l1(_batch(2)) == float(error)
 
 
+def test_training_states_with_and_without_a_float16_scaler_still_load():
+    """A CUDA float16 run saved its GradScaler's scale; a CPU or bfloat16 run (scaler disabled) saved {}."""
+    source = _recipe("supervised")
+    source.train_step(_batch())
+    fp16 = {"scale": 1024.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 2000, "_growth_tracker": 3}
+    for scalers in ({"G": fp16}, {"G": {}}):
+        target = _recipe("supervised")
+        target.load_state_dict({**copy.deepcopy(source.state_dict()), "scalers": scalers})
+        assert all(torch.equal(a, b) for a, b in zip(target.G.parameters(), source.G.parameters()))
+        assert not target.scalers["G"].is_enabled()
+
+
 # --- channels_last, compile ------------------------------------------------------------------
 
 def test_channels_last_trains_the_same_in_nhwc(tmp_path):
