@@ -134,7 +134,7 @@ def main() -> None:
         le = full_size_le()
         le_path = str(write_nrrd(le, Path(tmp) / "le.nrrd"))
         print(f"full-size phantom LE {le.shape[0]} x {le.shape[1]} simulated in {time.perf_counter() - start:.1f} s")
-        print("| model | model input | code | s per image (median; each round's best) | resampling share "
+        print("| model | model input | code | s per image (median; each round's best) | resampling, s (share) "
               "| load average | output shape |")
         print("|---|---|---|---|---|---|---|")
         outputs = {}
@@ -149,11 +149,11 @@ def main() -> None:
                     outputs[version] = np.load(out)
             for version, rows in runs.items():
                 seconds = [s for r in rows for s in r["seconds"]]
-                share = sum(sum(r["resampling"]) for r in rows) / sum(seconds)
+                resampling = [s for r in rows for s in r["resampling"]]
                 best = ", ".join(f"{min(r['seconds']):.2f}" for r in rows)
                 loads = ", ".join(f"{r['load']:.1f}" for r in rows)
                 print(f"| {name} | {rows[0]['input']} | {version} | {np.median(seconds):.2f} ({best}) | "
-                      f"{100 * share:.0f} % | {loads} | {rows[0]['shape'][0]} x {rows[0]['shape'][1]} |")
+                      f"{np.median(resampling):.2f} ({100 * sum(resampling) / sum(seconds):.0f} %) | {loads} | {rows[0]['shape'][0]} x {rows[0]['shape'][1]} |")
             if "before" in outputs:
                 worst, psnr = difference(outputs["before"], outputs["after"])
                 print(f"  {name}: after vs before, same weights and LE: max |difference| {worst:.3g}, "
