@@ -159,13 +159,7 @@ def test_channels_last_trains_the_same_in_nhwc(tmp_path):
     _round_trip(nhwc, tmp_path)
 
 
-NHWC_MODEL = pytest.mark.xfail(strict=True, raises=ValueError,
-                               reason="checkpoints.save_model hands safetensors the NHWC weights as they are "
-                                      "(non-contiguous: refused); it needs .contiguous() as _encode has")
-
-
-@pytest.mark.parametrize("execution", [Execution(compile=True),
-                                       pytest.param(Execution(channels_last=True), marks=NHWC_MODEL)])
+@pytest.mark.parametrize("execution", [Execution(compile=True), Execution(channels_last=True)])
 def test_the_model_of_a_switched_recipe_saves_and_loads(tmp_path, execution):
     recipe = _recipe("supervised", execution)
     save_model(tmp_path, recipe.generator, {"config": recipe.config.to_dict(), "des_output_window": [0.0, 1.0],
@@ -175,7 +169,7 @@ def test_the_model_of_a_switched_recipe_saves_and_loads(tmp_path, execution):
     assert all(torch.equal(v, expected[k]) for k, v in G.state_dict().items())
 
 
-@pytest.mark.slow  # inductor builds G with gcc: 131 s cold on this loaded 2-core machine, 5 s from its cache
+# inductor builds G with gcc: 131 s cold on a loaded 2-core machine, 5 s from its cache (/tmp/torchinductor_*)
 def test_compile_trains_and_keeps_the_state_dict_names(tmp_path):
     plain, compiled = _recipe("supervised"), _recipe("supervised", Execution(compile=True))
     losses = compiled.train_step(_batch())

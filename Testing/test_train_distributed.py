@@ -1,4 +1,5 @@
-"""`train` under torchrun: 2 CPU processes (gloo) equal one process with the same global batch; resume under it.
+"""`train` under torchrun: 2 CPU processes (gloo) equal one process with the same global batch; resume under it;
+the speed options that must not change the result (--workers, --channels-last).
 
 The real command in real child processes: `python -m torch.distributed.run --standalone --nproc_per_node 2 -m
 VirtualContrastTraining train ...` against `python -m VirtualContrastTraining train ...`. Each process of the
@@ -115,3 +116,17 @@ def test_shares_weigh_the_batch_mean():
     assert np.mean(per_rank) == pytest.approx(np.mean(list(values.values())))
     assert groups[0].batches(list(range(7)), 3) == [[0, 1, 2], [3, 4, 5]]
     assert Group().batches(list(range(7)), 3) == [[0, 1, 2], [3, 4, 5], [6]]
+
+
+def test_channels_last_run_writes_a_model_that_loads(split_phantom, single, tmp_path):
+    """--channels-last through the CLI: NHWC weights saved contiguous, the same function within float tolerance."""
+    _train(split_phantom, tmp_path / "nhwc", "--channels-last")
+    np.testing.assert_allclose(_output(tmp_path / "nhwc"), _output(single), rtol=1e-4, atol=1e-5)
+
+
+def test_bad_worker_count_is_one_line(split_phantom, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "VirtualContrastTraining", "train", "--preset", "demo",
+                           "--manifest", str(split_phantom), "--out", str(tmp_path / "r"), "--workers", "-1"],
+                          capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 2 and "--workers: expected a number of processes" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "r").exists()

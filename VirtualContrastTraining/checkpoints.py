@@ -254,7 +254,8 @@ def save_model(run_dir: str | os.PathLike, generator, sidecar: dict[str, Any]) -
     """
     if "config" not in sidecar:
         raise ValueError("a model sidecar needs the resolved training config")
-    tensors = {k: v for k, v in generator.state_dict().items()}
+    # contiguous: a channels_last network's weights are NHWC views, which safetensors refuses
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in generator.state_dict().items()}
     return write_pair(Path(run_dir) / f"{MODEL_NAME}.safetensors", tensors, {"kind": "generator", **sidecar})
 
 
