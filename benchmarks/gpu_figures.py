@@ -143,6 +143,8 @@ def main() -> None:
 
     precisions = ("fp32",) if smoke else ("bf16", "fp16", "fp32")
     ceilings = {p: matmul_gflops(args.device, p) for p in precisions}
+    if args.device == "cuda":
+        torch.cuda.empty_cache()  # the matmuls' memory back to the children, whose peak the table reports
     name = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or platform.machine()
     report = Report(os.environ.get("OUT"), (
         f"# GPU figures (benchmarks/gpu_figures.py{' --cpu-smoke' if smoke else ''})\n\n"
