@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import resource
 import subprocess
@@ -42,6 +43,7 @@ import tempfile
 import time
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
 #: One preset per recipe family (cyclegan, pix2pix, supervised).
 FAMILIES = "rofena2024-cyclegan,rofena2024-pix2pix,rofena2024-autoencoder"
 
@@ -51,6 +53,13 @@ TABLE_HEAD = ("| preset | model | image | batch | precision | options | s/step |
 
 SHARE_HEAD = ("| workers | epochs | steps | images/s | data-loading share | wall (s) |\n"
               "|---|---|---|---|---|---|")
+
+
+def child_env() -> dict:
+    """The environment of the child processes: this tree's package first on the path, installed or not (a GPU
+    machine's python may hold torch but not this project)."""
+    path = os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))
+    return {**os.environ, "PYTHONPATH": path}
 
 
 def matmul_gflops(device: str = "cpu", precision: str = "fp32", repeats: int = 5) -> float:
@@ -138,7 +147,7 @@ def measure(preset: str, *, steps: int = 5, device: str = "cpu", sets=(), amp: s
     spec = {"preset": preset, "steps": steps, "device": device, "sets": list(sets), "amp": amp,
             "deterministic": deterministic, "channels_last": channels_last, "compile": compile}
     out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True,
-                         timeout=timeout)
+                         timeout=timeout, env=child_env())
     if out.returncode:
         raise RuntimeError(f"{preset} {spec}: child failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -169,7 +178,8 @@ def table_row(row: dict, ceilings: dict[str, float]) -> str:
 def make_phantom(folder: Path, cases: int, pixel_mm: float) -> Path:
     """A phantom through the real CLI (`phantom`); returns its manifest."""
     subprocess.run([sys.executable, "-m", "VirtualContrastTraining", "phantom", "--out", str(folder),
-                    "--cases", str(cases), "--pixel-mm", str(pixel_mm)], check=True, capture_output=True)
+                    "--cases", str(cases), "--pixel-mm", str(pixel_mm)], check=True, capture_output=True,
+                   env=child_env())
     return folder / "manifest.csv"
 
 
@@ -181,7 +191,7 @@ def data_share(manifest: Path, run_dir: Path, workers: int, *, preset: str = "de
     out = subprocess.run([sys.executable, "-m", "VirtualContrastTraining", "train", "--json", "--preset", preset,
                           "--manifest", str(manifest), "--out", str(run_dir), "--epochs", str(epochs),
                           "--device", device, "--workers", str(workers), *sets],
-                         capture_output=True, text=True, timeout=timeout)
+                         capture_output=True, text=True, timeout=timeout, env=child_env())
     wall = time.perf_counter() - start
     events = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     finished = [e for e in events if e["event"] == "finished"]
