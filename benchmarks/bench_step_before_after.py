@@ -10,6 +10,18 @@ every CPU run; now it is off unless `train --deterministic`. Both build the
 recipe with build_recipe(config, "cpu") and time train_step on random
 tensors (the step's cost does not depend on pixel values).
 
+`--reference` adds a third child per round for a CycleGAN preset: the step
+of the public code of Rofena et al. 2024 (001, cosbidev/VCE_CESM `train_fn`,
+as ../shared/notes/peer-code.md describes it; the pytorch-CycleGAN-and-pix2pix
+structure) written plainly over the same networks (this tree's
+build_generator / build_discriminator): discriminators first on detached
+fakes, then the generators with MSE adversarial, L1 cycle x lambda_cycle and
+L1 identity x lambda_identity, two Adam optimisers, each loss read with
+.item() for the progress bar as such loops do, no deterministic mode. It
+shows what the same architecture costs without our recipe machinery. Its
+generator update does not freeze the discriminators, so it also computes
+their weight gradients there (more FLOPs per step than ours).
+
 Times are process CPU time per step (what a shared machine cannot steal)
 and wall time; with one thread they agree on an idle machine. The achieved
 rate is the step's FLOPs (FlopCounterMode, forward and backward) per CPU
@@ -53,6 +65,41 @@ def matmul_gflops_cpu_time(size: int = 1024, repeats: int = 5) -> float:
     return 2 * size**3 / min(times) / 1e9
 
 
+def reference_step(config, torch):
+    """001's CycleGAN train_fn over our networks (see the module docstring); returns step(batch)."""
+    from VirtualContrastTraining.models import build_discriminator, build_generator
+
+    G, F, D_X, D_Y = (build_generator(config), build_generator(config), build_discriminator(config),
+                      build_discriminator(config))
+    betas = (config.beta1, config.beta2)
+    opt_gen = torch.optim.Adam([*G.parameters(), *F.parameters()], lr=config.lr, betas=betas)
+    opt_disc = torch.optim.Adam([*D_X.parameters(), *D_Y.parameters()], lr=config.lr, betas=betas)
+    mse, l1 = torch.nn.MSELoss(), torch.nn.L1Loss()
+
+    def step(batch):
+        x, y = batch["le"], batch["des"]
+        fake_y, fake_x = G(x), F(y)
+        d_y_real, d_y_fake = D_Y(y), D_Y(fake_y.detach())
+        d_x_real, d_x_fake = D_X(x), D_X(fake_x.detach())
+        loss_d_y = mse(d_y_real, torch.ones_like(d_y_real)) + mse(d_y_fake, torch.zeros_like(d_y_fake))
+        loss_d_x = mse(d_x_real, torch.ones_like(d_x_real)) + mse(d_x_fake, torch.zeros_like(d_x_fake))
+        loss_d = (loss_d_x + loss_d_y) / 2
+        opt_disc.zero_grad()
+        loss_d.backward()
+        opt_disc.step()
+        d_y_fake, d_x_fake = D_Y(fake_y), D_X(fake_x)
+        adversarial = mse(d_y_fake, torch.ones_like(d_y_fake)) + mse(d_x_fake, torch.ones_like(d_x_fake))
+        cycle = l1(x, F(fake_y)) + l1(y, G(fake_x))
+        identity = l1(x, F(x)) + l1(y, G(y))
+        loss_g = adversarial + config.lambda_cycle * cycle + config.lambda_identity * identity
+        opt_gen.zero_grad()
+        loss_g.backward()
+        opt_gen.step()
+        return {"D_X": loss_d_x.item(), "D_Y": loss_d_y.item(), "G": loss_g.item()}
+
+    return step
+
+
 def child(code: str, preset: str, sets: list[str], steps: int) -> None:
     """One step timing in this process, as `code`'s train() ran on a CPU; prints one JSON line."""
     import torch  # lazy: torch
@@ -68,15 +115,15 @@ def child(code: str, preset: str, sets: list[str], steps: int) -> None:
     torch.manual_seed(0)
     torch.use_deterministic_algorithms(deterministic)
     config = resolve_config(preset, parse_assignments(sets))
-    recipe = build_recipe(config, "cpu")
+    train_step = reference_step(config, torch) if code == "reference" else build_recipe(config, "cpu").train_step
     b, s = config.batch_size, config.image_size
     batch = {"le": torch.rand(b, 1, s, s), "des": torch.rand(b, 1, s, s),
              "mask": (torch.rand(b, 1, s, s) > 0.95).float()}
     with FlopCounterMode(display=False) as counter:
-        recipe.train_step(batch)  # also the warm-up: allocator, kernels
+        train_step(batch)  # also the warm-up: allocator, kernels
     cpu, wall = time.process_time(), time.perf_counter()
     for _ in range(steps):
-        recipe.train_step(batch)
+        train_step(batch)
     print(json.dumps({
         "code": code, "package": VirtualContrastTraining.__file__, "deterministic": deterministic,
         "cpu_s": (time.process_time() - cpu) / steps, "wall_s": (time.perf_counter() - wall) / steps,
@@ -103,9 +150,9 @@ def table_row(round_: int, row: dict, matmul: float) -> str:
             f"{row['wall_s']:.3f} | {row['gflop_per_step']:.2f} | {rate:.1f} | {rate / matmul:.1%} |")
 
 
-def ratio_line(name: str, key: str, rows: list[tuple[dict, dict]]) -> str:
-    ratios = sorted(now[key] / before[key] for before, now in rows)
-    return (f"now / before, {name}: median {statistics.median(ratios):.3f} "
+def ratio_line(name: str, key: str, rows: list[dict], against: str = "before") -> str:
+    ratios = sorted(pair["now"][key] / pair[against][key] for pair in rows)
+    return (f"now / {against}, {name}: median {statistics.median(ratios):.3f} "
             f"(range {ratios[0]:.3f}-{ratios[-1]:.3f}, {len(ratios)} rounds)")
 
 
@@ -117,7 +164,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed steps per child, after one warm-up")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--before", type=Path, default=Path("/tmp/before17"), help="the code before issue 17")
-    parser.add_argument("--child", choices=("before", "now"), help=argparse.SUPPRESS)
+    parser.add_argument("--reference", action="store_true",
+                        help="also time 001's CycleGAN train_fn written plainly over the same networks")
+    parser.add_argument("--child", choices=("before", "now", "reference"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.set = DEFAULT_SETS if args.set is None else args.set
     if args.child:
@@ -137,13 +186,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-before-after-") as cwd:
         for round_ in range(1, args.rounds + 1):
             pair = {}
-            codes = (("before", args.before.resolve()), ("now", REPO))
-            for code, root in codes if round_ % 2 else codes[::-1]:  # ABBA: no drift favours either
+            codes = (("before", args.before.resolve()), ("now", REPO)) + ((("reference", REPO),) if args.reference
+                                                                          else ())
+            for code, root in codes if round_ % 2 else codes[::-1]:  # ABBA: no drift favours any
                 pair[code] = run_child(code, root, args, cwd)
                 print(table_row(round_, pair[code], matmul), flush=True)
-            pairs.append((pair["before"], pair["now"]))
+            pairs.append(pair)
     print(ratio_line("CPU s/step", "cpu_s", pairs))
     print(ratio_line("wall s/step", "wall_s", pairs))
+    if args.reference:
+        print(ratio_line("CPU s/step", "cpu_s", pairs, against="reference"))
     print(f"load average at the end {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}")
 
 
