@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -130,3 +131,30 @@ def test_bad_worker_count_is_one_line(split_phantom, tmp_path):
                           capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 2 and "--workers: expected a number of processes" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "r").exists()
+
+
+def test_sigterm_to_torchrun_stops_every_process_after_one_step_and_resume_finishes(split_phantom, tmp_path):
+    """The stop reaches both processes; they agree on the step, rank 0 saves, and --resume under torchrun ends
+    the run (2 steps per epoch with a batch of 2)."""
+    run = tmp_path / "stopped"
+    sets = [item for k, v in {**SETS, "batch_size": 2}.items() for item in ("--set", f"{k}={v}")]
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+            "VirtualContrastTraining", "train", "--json", "--threads", "1", "--device", "cpu", "--preset", "demo",
+            "--manifest", str(split_phantom), "--out", str(run), *sets]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+    events = []
+    for line in proc.stdout:
+        if not line.startswith("{"):
+            continue
+        events.append(json.loads(line))
+        if events[-1]["event"] == "progress" and events[-1]["step"] == 1:
+            proc.send_signal(signal.SIGTERM)
+    proc.stderr.read()
+    proc.wait(timeout=120)  # torchrun's own exit code for a signal (1), not the run's
+    cancelled = [e for e in events if e["event"] == "cancelled"]
+    assert len(cancelled) == 1 and cancelled[0]["step"] in (1, 2, 3)
+    resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    finished = [json.loads(line) for line in resumed.stdout.splitlines() if '"finished"' in line]
+    assert len(finished) == 1 and finished[0]["steps"] == 4

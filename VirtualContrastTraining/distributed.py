@@ -117,5 +117,9 @@ def process_group(group: Group, device):
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=group.rank, world_size=group.world)
     try:
         yield
+        # A normal end (finished or cancelled): the others wait for rank 0's last writes, so that no process tears
+        # the group down under another (a rank leaving first was seen to abort its peer at exit). After an error
+        # there is no waiting: torchrun stops the other processes.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
