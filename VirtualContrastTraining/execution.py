@@ -7,8 +7,10 @@ started with it keeps: see train.py).
 
 - deterministic: torch.use_deterministic_algorithms(True) and cuDNN's
   deterministic kernels, for bitwise repeatable steps (exact resume, exact
-  reruns). Off by default: it costs time (docs/benchmarks.md); on CUDA it
-  also turns cudnn.benchmark off.
+  reruns). Off by default: on the CPU its cost was within the noise of
+  alternating runs (docs/benchmarks.md), but on CUDA it also turns
+  cudnn.benchmark off and picks slower deterministic kernels (unmeasured
+  here: no GPU was lent to the project).
 - workers: DataLoader worker processes (None: 0 on the CPU, where every core
   already computes the step, else min(4, cores - 1)); batches are then
   pinned in page-locked memory for an asynchronous copy to the GPU. Each

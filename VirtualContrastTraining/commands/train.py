@@ -97,8 +97,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--list-presets", action="store_true", help="print the presets and exit")
     speed = p.add_argument_group("speed (how the steps run, not what is learnt; docs/benchmarks.md)")
     speed.add_argument("--deterministic", action="store_true",
-                       help="deterministic algorithms for bitwise repeatable steps and exact resume; slower "
-                            "(docs/benchmarks.md); kept on --resume of a run started with it")
+                       help="deterministic algorithms for bitwise repeatable steps and exact resume (within noise on "
+                            "a CPU, docs/benchmarks.md; on a GPU also no cuDNN autotuning); kept on --resume of a run "
+                            "started with it")
     speed.add_argument("--workers", type=_workers, metavar="N",
                        help="data-loading worker processes (default: 0 on the CPU, up to 4 on a GPU)")
     speed.add_argument("--channels-last", action="store_true",
