@@ -84,7 +84,9 @@ def test_two_gloo_processes_equal_one_process(split_phantom, single, tmp_path):
     events = _train(split_phantom, tmp_path / "ddp", processes=2)
     _assert_close(tmp_path / "ddp", single)
     # rank 0 alone speaks and writes: one start, one end, one history of 2 epochs
-    assert [e["event"] for e in events].count("started") == 1
+    started = [e for e in events if e["event"] == "started"]
+    assert len(started) == 1 and started[0]["processes"] == 2
+    assert started[0]["execution"] == {"deterministic": False, "workers": 0, "channels_last": False, "compile": False}
     finished = [e for e in events if e["event"] == "finished"]
     assert len(finished) == 1 and finished[0]["steps"] == 2
 

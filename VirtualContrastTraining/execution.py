@@ -48,6 +48,8 @@ class Execution:
         return 0 if device.type == "cpu" else max(0, min(GPU_WORKERS, available_cores() - 1))
 
     def to_dict(self) -> dict:
+        """The options as given (the "started" event reports them as in effect: workers resolved, deterministic
+        kept from the run resumed)."""
         return {"deterministic": self.deterministic, "workers": self.workers, "channels_last": self.channels_last,
                 "compile": self.compile}
 

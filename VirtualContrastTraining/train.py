@@ -614,7 +614,9 @@ class _Trainer:
         self.events.emit("started", run=str(self.run_dir), preset=cfg.preset or "custom", device=str(self.device),
                          n_train=self.n_train, n_val=self.n_val, total_steps=self.total_steps,
                          steps_per_epoch=self.steps_per_epoch, epochs=cfg.epochs, resumed_at_step=s["global_step"],
-                         config=cfg.to_dict())
+                         config=cfg.to_dict(), processes=self.group.world,
+                         execution={**self.execution.to_dict(), "deterministic": self.deterministic,
+                                    "workers": self.execution.loader_workers(self.device)})
         if self.device.type == "cpu" and gpu_sized(cfg):
             self.events.emit("info", message="warning: " + cpu_warning(cfg))
         if self.deterministic:
